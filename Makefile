@@ -1,0 +1,41 @@
+# zchat: every target builds .venv by itself, so a fresh clone needs nothing but python3.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: help broker peer test chaos lint bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+# Reinstall when pyproject.toml changes; the stamp records the last install.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+broker: $(STAMP)  ## run the broker on tcp://127.0.0.1:5555 (ARGS="--bind ..." to change)
+	$(BIN)/zchat broker $(ARGS)
+
+peer: $(STAMP)  ## run an interactive peer (ARGS="--nick carol")
+	$(BIN)/zchat peer $(ARGS)
+
+test: $(STAMP)  ## run the whole test suite
+	$(BIN)/python -m pytest $(ARGS)
+
+chaos: $(STAMP)  ## run only the fault-injection tests
+	$(BIN)/python -m pytest -m chaos $(ARGS)
+
+lint: $(STAMP)  ## ruff and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(STAMP)  ## measure zchat against bare ZeroMQ and the raw cryptography
+	$(BIN)/zchat bench $(ARGS)
+
+clean:  ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

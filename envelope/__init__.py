@@ -1,0 +1,71 @@
+"""zchat's end-to-end envelope: pure functions and types, no sockets, no threads.
+
+A message is encrypted once with a fresh Fernet key; that key is wrapped with RSA-OAEP
+for each recipient; the sender signs with RSA-PSS. See docs/PROTOCOL.md for the bytes.
+"""
+
+from envelope.errors import (
+    BadPublicKey,
+    BadSignature,
+    DecryptionFailed,
+    EnvelopeError,
+    IdentityError,
+    InsecureKeyFile,
+    MalformedEnvelope,
+    NotForMe,
+    PassphraseRequired,
+    UnsupportedVersion,
+    WrongPassphrase,
+)
+from envelope.frames import Delivery, Envelope
+from envelope.header import Header, MessageKind
+from envelope.keys import (
+    PRIVATE_KEY_FILE,
+    PUBLIC_KEY_FILE,
+    Identity,
+    fingerprint,
+    format_fingerprint,
+    generate_identity,
+    load_identity,
+    load_or_create_identity,
+    load_public_key,
+    public_der,
+    save_identity,
+)
+from envelope.nick import is_valid_nick, nick_key
+from envelope.sealing import Opened, Recipient, open_delivery, seal
+
+__all__ = [
+    "PRIVATE_KEY_FILE",
+    "PUBLIC_KEY_FILE",
+    "BadPublicKey",
+    "BadSignature",
+    "DecryptionFailed",
+    "Delivery",
+    "Envelope",
+    "EnvelopeError",
+    "Header",
+    "Identity",
+    "IdentityError",
+    "InsecureKeyFile",
+    "MalformedEnvelope",
+    "MessageKind",
+    "NotForMe",
+    "Opened",
+    "PassphraseRequired",
+    "Recipient",
+    "UnsupportedVersion",
+    "WrongPassphrase",
+    "fingerprint",
+    "format_fingerprint",
+    "generate_identity",
+    "is_valid_nick",
+    "load_identity",
+    "load_or_create_identity",
+    "load_public_key",
+    "nick_key",
+    "open_delivery",
+    "public_der",
+    "save_identity",
+    "seal",
+]

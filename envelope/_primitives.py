@@ -1,0 +1,77 @@
+"""The cryptographic primitives, each pinned to one choice of parameters.
+
+Private on purpose: callers use `seal` and `open_delivery`, which apply them in the
+only safe order. Every constant below is part of the wire format.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from envelope.errors import BadSignature, DecryptionFailed
+from envelope.limits import FERNET_KEY_BYTES
+
+# Domain separation: a signature or a wrapped key made for one purpose can never be
+# taken for another, whatever the bytes after the prefix.
+SIGNATURE_CONTEXT = b"zchat/1 envelope signature\x00"
+WRAP_CONTEXT = b"zchat/1 wrapped key\x00"
+
+_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+
+
+def new_message_key() -> bytes:
+    return os.urandom(FERNET_KEY_BYTES)
+
+
+def signed_bytes(header: bytes, token: bytes) -> bytes:
+    # The header's length goes in first so that no header/token split is ambiguous.
+    return SIGNATURE_CONTEXT + len(header).to_bytes(4, "big") + header + token
+
+
+def sign(private_key: rsa.RSAPrivateKey, header: bytes, token: bytes) -> bytes:
+    return private_key.sign(signed_bytes(header, token), _PSS, hashes.SHA256())
+
+
+def verify(public_key: rsa.RSAPublicKey, signature: bytes, header: bytes, token: bytes) -> None:
+    try:
+        public_key.verify(signature, signed_bytes(header, token), _PSS, hashes.SHA256())
+    except InvalidSignature:
+        raise BadSignature("signature does not verify") from None
+
+
+def _oaep(msg_id: bytes, recipient: str) -> padding.OAEP:
+    # The OAEP label binds a wrapped key to its message and its recipient, so it
+    # cannot be lifted into another envelope or handed to another member.
+    label = WRAP_CONTEXT + msg_id + recipient.encode("ascii")
+    return padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=label)
+
+
+def wrap(public_key: rsa.RSAPublicKey, key: bytes, msg_id: bytes, recipient: str) -> bytes:
+    return public_key.encrypt(key, _oaep(msg_id, recipient))
+
+
+def unwrap(private_key: rsa.RSAPrivateKey, wrapped: bytes, msg_id: bytes, recipient: str) -> bytes:
+    try:
+        key = private_key.decrypt(wrapped, _oaep(msg_id, recipient))
+    except ValueError:
+        raise DecryptionFailed("cannot decrypt") from None
+    if len(key) != FERNET_KEY_BYTES:
+        raise DecryptionFailed("cannot decrypt")
+    return key
+
+
+def encrypt(key: bytes, plaintext: bytes, now: int) -> bytes:
+    return Fernet(base64.urlsafe_b64encode(key)).encrypt_at_time(plaintext, now)
+
+
+def decrypt(key: bytes, token: bytes) -> bytes:
+    try:
+        return Fernet(base64.urlsafe_b64encode(key)).decrypt(token)
+    except InvalidToken:
+        raise DecryptionFailed("cannot decrypt") from None

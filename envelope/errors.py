@@ -1,0 +1,87 @@
+"""The exceptions `envelope` raises. The whole tree::
+
+    EnvelopeError
+     ├── MalformedEnvelope     bytes that do not parse: frame count, sizes, encodings
+     │    └── UnsupportedVersion   a version this code does not speak
+     ├── BadPublicKey          a public key that does not load or is not acceptable
+     ├── BadSignature          the sender's signature does not verify
+     ├── NotForMe              a genuine message whose signed recipients do not name us
+     ├── DecryptionFailed      unwrap or decrypt failed (deliberately opaque)
+     └── IdentityError         key files on disk
+          ├── InsecureKeyFile      a private key readable by group or others
+          ├── PassphraseRequired   the key is encrypted and no passphrase was given
+          └── WrongPassphrase      the passphrase does not open the key
+
+`ValueError` is raised only for caller misuse (a bad argument), never for input that
+came from the network.
+"""
+
+from pathlib import Path
+
+
+class EnvelopeError(Exception):
+    """Base class of every error the envelope layer raises on bad input."""
+
+
+class MalformedEnvelope(EnvelopeError):
+    """The frames do not form a well-formed envelope or delivery."""
+
+
+class UnsupportedVersion(MalformedEnvelope):
+    """The header carries an envelope version this code does not speak."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(f"unsupported envelope version {version}")
+        self.version = version
+
+
+class BadPublicKey(EnvelopeError):
+    """A public key that is not an acceptable RSA key (wrong type, size or encoding)."""
+
+
+class BadSignature(EnvelopeError):
+    """The signature does not verify under the sender's key: forged or tampered."""
+
+
+class NotForMe(EnvelopeError):
+    """A correctly signed message whose recipient list does not name us.
+
+    Kept apart from the other errors: it is not an attack on us, but it is what a
+    genuine direct message forwarded to a third party looks like.
+    """
+
+
+class DecryptionFailed(EnvelopeError):
+    """The wrapped key or the token did not decrypt.
+
+    One opaque error for every cause, as Fernet's `InvalidToken`, so that no failure
+    mode can serve as an oracle.
+    """
+
+
+class IdentityError(EnvelopeError):
+    """A problem with the key files in the identity directory."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class InsecureKeyFile(IdentityError):
+    """The private key file can be read by group or others; refused as ssh does."""
+
+    def __init__(self, path: Path, mode: int) -> None:
+        super().__init__(
+            f"private key {path} is readable by others (mode {mode:04o}); "
+            f"fix it with: chmod 600 {path}",
+            path,
+        )
+        self.mode = mode
+
+
+class PassphraseRequired(IdentityError):
+    """The private key is encrypted at rest and no passphrase was given."""
+
+
+class WrongPassphrase(IdentityError):
+    """The passphrase does not decrypt the private key."""

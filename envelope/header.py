@@ -1,0 +1,160 @@
+"""The envelope header: a fixed binary layout with exactly one encoding per header.
+
+A binary layout rather than JSON: there are no duplicate keys, NaNs, nesting or
+whitespace to canonicalise, so the bytes that are signed are the only bytes that can
+mean this header, and parsing is a handful of bounds checks. Layout (big-endian)::
+
+    version    u8        ENVELOPE_VERSION
+    kind       u8        MessageKind
+    msg_id     16 bytes  random
+    timestamp  u64       milliseconds since the Unix epoch, sender's clock
+    seq        u64       per-sender sequence number, strictly increasing
+    sender_fp  32 bytes  SHA-256 of the sender's public key (DER SubjectPublicKeyInfo)
+    sender     u8 length, then that many ASCII bytes
+    count      u16       number of recipients, 1..MAX_RECIPIENTS
+    recipient  u8 length, then that many ASCII bytes; `count` times
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+from envelope.errors import MalformedEnvelope, UnsupportedVersion
+from envelope.limits import (
+    ENVELOPE_VERSION,
+    FINGERPRINT_BYTES,
+    HEADER_FIXED_BYTES,
+    MAX_HEADER_BYTES,
+    MAX_RECIPIENTS,
+    MSG_ID_BYTES,
+)
+from envelope.nick import is_valid_nick, nick_key
+
+_U64_MAX = 2**64 - 1
+_PREFIX = struct.Struct(f">BB{MSG_ID_BYTES}sQQ{FINGERPRINT_BYTES}s")
+
+
+class MessageKind(IntEnum):
+    """What the sealed plaintext is. Signed, so a broker cannot turn one into another."""
+
+    ROOM = 1  # text to everyone present
+    DIRECT = 2  # text to the named recipients only
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The signed, cleartext part of an envelope. The broker reads it to route."""
+
+    kind: MessageKind
+    msg_id: bytes
+    timestamp_ms: int
+    seq: int
+    sender: str
+    sender_fingerprint: bytes
+    recipients: tuple[str, ...]
+    version: int = ENVELOPE_VERSION
+
+    def __post_init__(self) -> None:
+        # Caller misuse is a ValueError; bytes from the network go through `parse`,
+        # which turns the same conditions into MalformedEnvelope.
+        problem = self._problem()
+        if problem:
+            raise ValueError(problem)
+
+    def _problem(self) -> str | None:
+        if len(self.msg_id) != MSG_ID_BYTES:
+            return "message id must be 16 bytes"
+        if len(self.sender_fingerprint) != FINGERPRINT_BYTES:
+            return "sender fingerprint must be 32 bytes"
+        if not 0 <= self.timestamp_ms <= _U64_MAX or not 0 <= self.seq <= _U64_MAX:
+            return "timestamp and sequence must fit in 64 bits"
+        if not is_valid_nick(self.sender):
+            return "invalid sender nickname"
+        if not 1 <= len(self.recipients) <= MAX_RECIPIENTS:
+            return f"a message names 1 to {MAX_RECIPIENTS} recipients"
+        if not all(is_valid_nick(r) for r in self.recipients):
+            return "invalid recipient nickname"
+        keys = {nick_key(r) for r in self.recipients}
+        if len(keys) != len(self.recipients):
+            return "duplicate recipient"
+        if nick_key(self.sender) in keys:
+            return "the sender cannot be a recipient"
+        return None
+
+    def encode(self) -> bytes:
+        parts = [
+            _PREFIX.pack(
+                self.version,
+                self.kind,
+                self.msg_id,
+                self.timestamp_ms,
+                self.seq,
+                self.sender_fingerprint,
+            ),
+            _short_string(self.sender),
+            len(self.recipients).to_bytes(2, "big"),
+        ]
+        parts.extend(_short_string(r) for r in self.recipients)
+        return b"".join(parts)
+
+    @classmethod
+    def parse(cls, data: bytes) -> Header:
+        """Parse header bytes strictly; anything but a canonical header is refused."""
+        if not HEADER_FIXED_BYTES <= len(data) <= MAX_HEADER_BYTES:
+            raise MalformedEnvelope("header length out of range")
+        if data[0] != ENVELOPE_VERSION:
+            raise UnsupportedVersion(data[0])
+        version, kind, msg_id, ts, seq, fp = _PREFIX.unpack_from(data)
+        try:
+            kind = MessageKind(kind)
+        except ValueError:
+            raise MalformedEnvelope(f"unknown message kind {kind}") from None
+        reader = _Reader(data, _PREFIX.size)
+        sender = reader.short_string()
+        count = reader.u16()
+        if not 1 <= count <= MAX_RECIPIENTS:
+            raise MalformedEnvelope("recipient count out of range")
+        recipients = tuple(reader.short_string() for _ in range(count))
+        reader.expect_end()
+        try:
+            return cls(kind, msg_id, ts, seq, sender, fp, recipients, version)
+        except ValueError as exc:
+            raise MalformedEnvelope(str(exc)) from None
+
+
+def _short_string(text: str) -> bytes:
+    raw = text.encode("ascii")
+    return len(raw).to_bytes(1, "big") + raw
+
+
+class _Reader:
+    """Bounds-checked cursor over header bytes."""
+
+    def __init__(self, data: bytes, offset: int) -> None:
+        self._data = data
+        self._pos = offset
+
+    def take(self, n: int) -> bytes:
+        end = self._pos + n
+        if end > len(self._data):
+            raise MalformedEnvelope("header truncated")
+        chunk = self._data[self._pos : end]
+        self._pos = end
+        return chunk
+
+    def u16(self) -> int:
+        return int.from_bytes(self.take(2), "big")
+
+    def short_string(self) -> str:
+        raw = self.take(self.take(1)[0])
+        # Nicknames are ASCII by definition; checking here means no later code ever
+        # sees a decoded non-ASCII name. Validity is re-checked by Header itself.
+        if not raw.isascii():
+            raise MalformedEnvelope("nickname is not ASCII")
+        return raw.decode("ascii")
+
+    def expect_end(self) -> None:
+        if self._pos != len(self._data):
+            raise MalformedEnvelope("trailing bytes after header")

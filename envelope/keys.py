@@ -1,0 +1,207 @@
+"""Identity keys: an RSA key pair in an identity directory, and public-key fingerprints.
+
+The directory holds ``private_key.pem`` (PKCS#8) and ``public_key.pem``
+(SubjectPublicKeyInfo), as in the original design, but created safely: the directory
+0700, the private key 0600, and a private key that group or others can read is refused
+outright, as ssh refuses one.
+
+With a passphrase the private key is stored as encrypted PKCS#8 whose password is
+derived with scrypt (about 100 ms and 64 MiB per guess). cryptography's own
+`BestAvailableEncryption` runs PBKDF2 for only a few thousand rounds, which is cheap to
+brute-force, and its PKCS#8 builder does not let us raise that, so scrypt runs first
+and its parameters travel as RFC 7468 explanatory text above the PEM block::
+
+    zchat-kdf: scrypt n=65536 r=8 p=1 salt=<base64>
+    -----BEGIN ENCRYPTED PRIVATE KEY-----
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from envelope.errors import (
+    BadPublicKey,
+    IdentityError,
+    InsecureKeyFile,
+    PassphraseRequired,
+    WrongPassphrase,
+)
+from envelope.limits import KEY_SIZES, MAX_KEY_BITS, MAX_PUBLIC_KEY_DER, MIN_KEY_BITS
+
+PRIVATE_KEY_FILE = "private_key.pem"
+PUBLIC_KEY_FILE = "public_key.pem"
+
+#: scrypt cost: n=2**16, r=8 takes about 0.1 s and 64 MiB on a laptop core.
+SCRYPT_N = 2**16
+SCRYPT_R = 8
+SCRYPT_P = 1
+_KDF_LINE = re.compile(rb"zchat-kdf: scrypt n=(\d+) r=(\d+) p=(\d+) salt=([A-Za-z0-9+/=]+)\n")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A private key together with what peers need to know about its public half."""
+
+    private_key: rsa.RSAPrivateKey
+    public_key: rsa.RSAPublicKey = field(init=False)
+    public_der: bytes = field(init=False)
+    fingerprint: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        public = self.private_key.public_key()
+        der = public_der(public)
+        object.__setattr__(self, "public_key", public)
+        object.__setattr__(self, "public_der", der)
+        object.__setattr__(self, "fingerprint", fingerprint(der))
+
+
+def generate_identity(key_size: int = 2048) -> Identity:
+    if key_size not in KEY_SIZES:
+        raise ValueError(f"key size must be one of {KEY_SIZES}")
+    return Identity(rsa.generate_private_key(public_exponent=65537, key_size=key_size))
+
+
+def public_der(key: rsa.RSAPublicKey) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def fingerprint(der: bytes) -> bytes:
+    """SHA-256 over the DER SubjectPublicKeyInfo: 32 bytes."""
+    return hashlib.sha256(der).digest()
+
+
+def format_fingerprint(fp: bytes) -> str:
+    """The fingerprint as 13 groups of 4 base32 characters, easy to read aloud.
+
+    All 256 bits are shown: a shortened fingerprint is a collision target.
+    """
+    text = base64.b32encode(fp).decode("ascii").rstrip("=")
+    return " ".join(text[i : i + 4] for i in range(0, len(text), 4))
+
+
+def load_public_key(der: bytes) -> rsa.RSAPublicKey:
+    """Load a peer's public key from DER, accepting only RSA of 2048 to 4096 bits."""
+    if len(der) > MAX_PUBLIC_KEY_DER:
+        raise BadPublicKey("public key too large")
+    try:
+        key = serialization.load_der_public_key(der)
+    except (ValueError, TypeError) as exc:
+        raise BadPublicKey("public key does not parse") from exc
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise BadPublicKey("public key is not RSA")
+    if not MIN_KEY_BITS <= key.key_size <= MAX_KEY_BITS or key.key_size % 8:
+        raise BadPublicKey(f"RSA key size {key.key_size} is not accepted")
+    # DER is canonical, so re-encoding must give back the same bytes; anything else
+    # would let two byte strings (two fingerprints) stand for one key.
+    if public_der(key) != der:
+        raise BadPublicKey("public key is not canonical DER")
+    return key
+
+
+def load_or_create_identity(
+    home: Path, passphrase: bytes | None = None, key_size: int = 2048
+) -> tuple[Identity, bool]:
+    """Load the identity in `home`, or create one there. Returns (identity, created)."""
+    if (home / PRIVATE_KEY_FILE).exists():
+        return load_identity(home, passphrase), False
+    identity = generate_identity(key_size)
+    save_identity(identity, home, passphrase)
+    return identity, True
+
+
+def save_identity(
+    identity: Identity,
+    home: Path,
+    passphrase: bytes | None = None,
+    *,
+    scrypt_n: int = SCRYPT_N,
+) -> None:
+    """Write the key pair into `home` (created 0700); the private key is written 0600."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    home.chmod(0o700)
+    if passphrase:
+        salt = os.urandom(16)
+        password = _derive(passphrase, salt, scrypt_n, SCRYPT_R, SCRYPT_P)
+        preamble = (
+            f"zchat-kdf: scrypt n={scrypt_n} r={SCRYPT_R} p={SCRYPT_P} "
+            f"salt={base64.b64encode(salt).decode()}\n"
+        ).encode()
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(password)
+        )
+    else:
+        preamble = b""
+        encryption = serialization.NoEncryption()
+    private_pem = preamble + identity.private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+    public_pem = identity.public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    _write_private(home / PRIVATE_KEY_FILE, private_pem)
+    (home / PUBLIC_KEY_FILE).write_bytes(public_pem)
+
+
+def load_identity(home: Path, passphrase: bytes | None = None) -> Identity:
+    path = home / PRIVATE_KEY_FILE
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise InsecureKeyFile(path, mode)
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise IdentityError(f"cannot read {path}: {exc.strerror}", path) from exc
+    password = None
+    match = _KDF_LINE.match(pem)
+    if match:
+        if not passphrase:
+            raise PassphraseRequired(f"{path} is protected by a passphrase", path)
+        n, r, p = (int(g) for g in match.groups()[:3])
+        salt = base64.b64decode(match.group(4))
+        try:
+            password = _derive(passphrase, salt, n, r, p)
+        except ValueError as exc:
+            raise IdentityError(f"{path} has unusable scrypt parameters", path) from exc
+    try:
+        key = serialization.load_pem_private_key(pem, password=password)
+    except TypeError as exc:  # encrypted without our preamble, or vice versa
+        raise PassphraseRequired(f"{path} is encrypted in a way zchat cannot open", path) from exc
+    except ValueError as exc:
+        if password is not None:
+            raise WrongPassphrase(f"wrong passphrase for {path}", path) from exc
+        raise IdentityError(f"{path} is not a PEM private key", path) from exc
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise IdentityError(f"{path} is not an RSA private key", path)
+    return Identity(key)
+
+
+def _derive(passphrase: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return base64.b64encode(Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase))
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    # O_EXCL on a fresh temporary name, then rename: the key is never visible with
+    # looser permissions, not even for an instant.
+    tmp = path.with_name(path.name + ".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    tmp.replace(path)

@@ -1,0 +1,99 @@
+"""Seal a message for many recipients; open one delivery. The only safe order of work.
+
+Sealing: a fresh Fernet key encrypts the plaintext; that key is wrapped with RSA-OAEP
+for each recipient; the sender signs header and token with RSA-PSS.
+
+Opening: check the frames, check the sender's key is the one the header names, verify
+the signature, check we are a named recipient, and only then unwrap and decrypt. No
+private-key operation happens for a message that is forged or not ours.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from envelope import _primitives as prim
+from envelope.errors import BadSignature, NotForMe
+from envelope.frames import Delivery, Envelope
+from envelope.header import Header, MessageKind
+from envelope.keys import Identity, fingerprint, public_der
+from envelope.limits import MAX_TEXT_BYTES, MSG_ID_BYTES
+from envelope.nick import nick_key
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    nick: str
+    public_key: rsa.RSAPublicKey
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    header: Header
+    plaintext: bytes
+
+
+def seal(
+    plaintext: bytes,
+    *,
+    sender: Identity,
+    sender_nick: str,
+    recipients: Sequence[Recipient],
+    seq: int,
+    kind: MessageKind = MessageKind.ROOM,
+    now: float | None = None,
+    msg_id: bytes | None = None,
+) -> Envelope:
+    """Encrypt `plaintext` once and wrap its key for every recipient. Signs the result.
+
+    `now` and `msg_id` exist so tests can fix them; leave them out otherwise.
+    """
+    if len(plaintext) > MAX_TEXT_BYTES:
+        raise ValueError(f"message is {len(plaintext)} bytes; the limit is {MAX_TEXT_BYTES}")
+    now = time.time() if now is None else now
+    header = Header(
+        kind=kind,
+        msg_id=os.urandom(MSG_ID_BYTES) if msg_id is None else msg_id,
+        timestamp_ms=int(now * 1000),
+        seq=seq,
+        sender=sender_nick,
+        sender_fingerprint=sender.fingerprint,
+        recipients=tuple(r.nick for r in recipients),
+    )
+    header_bytes = header.encode()
+    key = prim.new_message_key()
+    token = prim.encrypt(key, plaintext, int(now))
+    wrapped = tuple(prim.wrap(r.public_key, key, header.msg_id, r.nick) for r in recipients)
+    signature = prim.sign(sender.private_key, header_bytes, token)
+    return Envelope(header, header_bytes, signature, token, wrapped)
+
+
+def open_delivery(
+    delivery: Delivery,
+    *,
+    me: str,
+    identity: Identity,
+    sender_key: rsa.RSAPublicKey,
+    sender_fingerprint: bytes | None = None,
+) -> Opened:
+    """Verify and decrypt a delivery addressed to `me`.
+
+    Raises BadSignature (forged, tampered, or signed by another key than
+    `sender_key`), NotForMe (genuine but not addressed to us) or DecryptionFailed.
+    """
+    header = delivery.header
+    fp = fingerprint(public_der(sender_key)) if sender_fingerprint is None else sender_fingerprint
+    if header.sender_fingerprint != fp:
+        raise BadSignature("signed by a different key than the sender's")
+    prim.verify(sender_key, delivery.signature, delivery.header_bytes, delivery.token)
+    mine = nick_key(me)
+    named = next((r for r in header.recipients if nick_key(r) == mine), None)
+    if named is None:
+        raise NotForMe(f"message {header.msg_id.hex()} is not addressed to {me}")
+    key = prim.unwrap(identity.private_key, delivery.wrapped_key, header.msg_id, named)
+    return Opened(header, prim.decrypt(key, delivery.token))

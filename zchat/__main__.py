@@ -1,0 +1,3 @@
+from zchat.cli import main
+
+main()

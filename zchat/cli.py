@@ -1,0 +1,37 @@
+"""The root ``zchat`` command. Each subcommand lives in its own package's ``cli`` module."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from zchat import __version__
+
+app = typer.Typer(
+    name="zchat",
+    help="A secure single-room chat over ZeroMQ: end-to-end encrypted, signed, pinned.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"zchat {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """zchat: a secure single-room chat over ZeroMQ."""
+
+
+def main() -> None:
+    app()
