@@ -33,7 +33,14 @@ from envelope.keys import (
     save_identity,
 )
 from envelope.nick import is_valid_nick, nick_key
-from envelope.sealing import Opened, Recipient, open_delivery, seal
+from envelope.sealing import (
+    Opened,
+    Recipient,
+    decrypt_verified,
+    open_delivery,
+    seal,
+    verify_delivery,
+)
 
 __all__ = [
     "PRIVATE_KEY_FILE",
@@ -56,6 +63,7 @@ __all__ = [
     "Recipient",
     "UnsupportedVersion",
     "WrongPassphrase",
+    "decrypt_verified",
     "fingerprint",
     "format_fingerprint",
     "generate_identity",
@@ -68,4 +76,5 @@ __all__ = [
     "public_der",
     "save_identity",
     "seal",
+    "verify_delivery",
 ]

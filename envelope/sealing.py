@@ -86,14 +86,42 @@ def open_delivery(
     Raises BadSignature (forged, tampered, or signed by another key than
     `sender_key`), NotForMe (genuine but not addressed to us) or DecryptionFailed.
     """
+    verify_delivery(delivery, me=me, sender_key=sender_key, sender_fingerprint=sender_fingerprint)
+    return Opened(delivery.header, decrypt_verified(delivery, me=me, identity=identity))
+
+
+def verify_delivery(
+    delivery: Delivery,
+    *,
+    me: str,
+    sender_key: rsa.RSAPublicKey,
+    sender_fingerprint: bytes | None = None,
+) -> Header:
+    """The first half of `open_delivery`: signature and recipient checks, no decryption.
+
+    For callers that must decide something between the two (a replay check, or
+    holding a message back until its sender's key is trusted).
+    """
     header = delivery.header
     fp = fingerprint(public_der(sender_key)) if sender_fingerprint is None else sender_fingerprint
     if header.sender_fingerprint != fp:
         raise BadSignature("signed by a different key than the sender's")
     prim.verify(sender_key, delivery.signature, delivery.header_bytes, delivery.token)
+    _named(header, me)
+    return header
+
+
+def decrypt_verified(delivery: Delivery, *, me: str, identity: Identity) -> bytes:
+    """The second half of `open_delivery`. Only for a delivery `verify_delivery` passed."""
+    header = delivery.header
+    key = prim.unwrap(identity.private_key, delivery.wrapped_key, header.msg_id, _named(header, me))
+    return prim.decrypt(key, delivery.token)
+
+
+def _named(header: Header, me: str) -> str:
+    """Our nickname as the sender spelled it in the signed recipient list."""
     mine = nick_key(me)
     named = next((r for r in header.recipients if nick_key(r) == mine), None)
     if named is None:
         raise NotForMe(f"message {header.msg_id.hex()} is not addressed to {me}")
-    key = prim.unwrap(identity.private_key, delivery.wrapped_key, header.msg_id, named)
-    return Opened(header, prim.decrypt(key, delivery.token))
+    return named

@@ -6,6 +6,9 @@ from typing import Annotated
 
 import typer
 
+from broker.cli import app as broker_app
+from peer.cli import app as peer_app
+from peer.keys_cli import app as keys_app
 from zchat import __version__
 
 app = typer.Typer(
@@ -31,6 +34,11 @@ def root(
     ] = False,
 ) -> None:
     """zchat: a secure single-room chat over ZeroMQ."""
+
+
+app.add_typer(broker_app)
+app.add_typer(peer_app)
+app.add_typer(keys_app)
 
 
 def main() -> None:

@@ -1,0 +1,318 @@
+"""The broker's logic, sans I/O: frames and the time go in, frames to send come out.
+
+`Broker.handle(conn, frames, now)` takes one message from connection `conn` (an opaque
+ZeroMQ routing id) and returns the list of `Outgoing` messages to send. `tick(now)`
+does heartbeats and evictions. The socket loop in `broker.server` only moves bytes.
+
+Nicknames are *not* ZeroMQ routing ids: libzmq silently parks a second connection
+that claims a routing id already in use, so a refusal could never reach it. Routing
+ids stay opaque and per connection; the broker maps nickname -> connection itself.
+
+The broker never holds a private key and never decrypts: it reads the envelope's
+cleartext header to route, and cuts the envelope into one delivery per recipient.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from broker import protocol as p
+from broker.errors import ProtocolError, UnsupportedProtocol
+from envelope import (
+    BadPublicKey,
+    Header,
+    fingerprint,
+    is_valid_nick,
+    load_public_key,
+    nick_key,
+)
+from envelope.limits import MAX_ROOM
+
+log = logging.getLogger("zchat.broker")
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    heartbeat_interval: float = 1.0
+    heartbeat_timeout: float = 5.0
+    #: A handshake not finished within this long is forgotten.
+    handshake_timeout: float = 5.0
+    #: A peer whose send queue stays full this long is evicted.
+    backlog_timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    conn: bytes
+    frames: list[bytes]
+
+
+@dataclass
+class Counters:
+    peers: int = 0
+    handshakes: int = 0
+    refused: int = 0
+    messages: int = 0
+    deliveries: int = 0
+    absent: int = 0
+    dropped: int = 0  # deliveries that could not be queued (full or unroutable)
+    errors: int = 0  # malformed or out-of-order input
+    evicted: int = 0
+
+
+class _State(Enum):
+    CHALLENGED = 1
+    READY = 2
+
+
+@dataclass(eq=False)
+class _Session:
+    conn: bytes
+    nick: str
+    public_der: bytes
+    public_key: rsa.RSAPublicKey
+    fingerprint: bytes
+    state: _State
+    nonce: bytes
+    last_seen: float
+    backlogged_since: float | None = None
+
+
+@dataclass
+class Broker:
+    """The room: sessions by connection, and connections by case-folded nickname."""
+
+    config: BrokerConfig = field(default_factory=BrokerConfig)
+    random: Callable[[int], bytes] = os.urandom
+    counters: Counters = field(default_factory=Counters)
+    _sessions: dict[bytes, _Session] = field(default_factory=dict)
+    _by_nick: dict[str, _Session] = field(default_factory=dict)
+    _next_heartbeat: float = 0.0
+
+    # --- input -----------------------------------------------------------------------
+
+    def handle(self, conn: bytes, frames: list[bytes], now: float) -> list[Outgoing]:
+        session = self._sessions.get(conn)
+        try:
+            msg = p.parse_from_peer(frames)
+        except UnsupportedProtocol as exc:
+            self.counters.errors += 1
+            return [self._refuse(conn, p.RefuseCode.UNSUPPORTED_VERSION, str(exc))]
+        except ProtocolError as exc:
+            self.counters.errors += 1
+            if session is None:
+                return []  # junk from a stranger gets no answer: no amplification
+            session.last_seen = now
+            return [_to(conn, p.Error(p.ErrorCode.MALFORMED, str(exc)))]
+        if session is not None:
+            session.last_seen = now
+        match msg:
+            case p.Hello():
+                return self._hello(conn, msg, now)
+            case p.Proof() if session is not None and session.state is _State.CHALLENGED:
+                return self._proof(session, msg)
+            case p.Send() if session is not None and session.state is _State.READY:
+                return self._send(session, msg)
+            case p.Heartbeat() if session is not None and session.state is _State.READY:
+                return []
+            case p.Bye() if session is not None:
+                return self._remove(session, p.LeaveReason.BYE)
+        # Anything else before the handshake (after a broker restart, queued messages
+        # arrive ahead of the new HELLO): tell the peer to say hello again.
+        self.counters.errors += 1
+        return [_to(conn, p.Error(p.ErrorCode.HELLO_FIRST, "say hello first"))]
+
+    def _hello(self, conn: bytes, hello: p.Hello, now: float) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        nick = hello.nick.decode("ascii", "replace")
+        old = self._sessions.get(conn)
+        if old is not None and (
+            nick_key(old.nick) != nick_key(nick) or old.public_der != hello.public_der
+        ):
+            # A new hello on a live connection under another name: the old one leaves.
+            # Under the same name and key it stays listed until the proof replaces it.
+            out += self._remove(old, p.LeaveReason.BYE)
+        if not is_valid_nick(nick):
+            return [*out, self._refuse(conn, p.RefuseCode.NICK_INVALID, _NICK_RULES)]
+        try:
+            key = load_public_key(hello.public_der)
+        except BadPublicKey as exc:
+            return [*out, self._refuse(conn, p.RefuseCode.BAD_KEY, str(exc))]
+        fp = fingerprint(hello.public_der)
+        holder = self._by_nick.get(nick_key(nick))
+        if holder is not None and holder.fingerprint != fp:
+            return [*out, self._refuse(conn, p.RefuseCode.NICK_TAKEN, f"{nick} is taken")]
+        if holder is None and len(self._by_nick) >= MAX_ROOM:
+            return [*out, self._refuse(conn, p.RefuseCode.ROOM_FULL, "the room is full")]
+        nonce = self.random(p.CHALLENGE_BYTES)
+        session = _Session(conn, nick, hello.public_der, key, fp, _State.CHALLENGED, nonce, now)
+        self._sessions[conn] = session
+        return [*out, _to(conn, p.Challenge(nonce))]
+
+    def _proof(self, session: _Session, proof: p.Proof) -> list[Outgoing]:
+        conn = session.conn
+        nick = session.nick.encode()
+        if not p.verify_proof(
+            session.public_key, proof.signature, session.nonce, nick, session.public_der
+        ):
+            refusal = self._refuse(conn, p.RefuseCode.BAD_PROOF, "proof of key does not verify")
+            return [*self._drop(conn), refusal]
+        out: list[Outgoing] = []
+        holder = self._by_nick.get(nick_key(session.nick))
+        if holder is not None:
+            if holder.fingerprint != session.fingerprint:  # taken while we were proving
+                refusal = self._refuse(conn, p.RefuseCode.NICK_TAKEN, f"{session.nick} is taken")
+                return [*self._drop(conn), refusal]
+            # Same nickname, same key: the peer came back (crash, new connection)
+            # and takes its place at once. The others already know this key.
+            if holder.conn != conn:
+                self._sessions.pop(holder.conn, None)
+                replaced = p.Error(p.ErrorCode.REPLACED, "logged in elsewhere")
+                out.append(_to(holder.conn, replaced))
+            log.info("%s reconnected", session.nick)
+        else:
+            self.counters.peers += 1
+            log.info("%s joined (%s)", session.nick, session.fingerprint.hex()[:16])
+            member = p.Member(session.nick, session.public_der)
+            out += [_to(s.conn, p.Join(member)) for s in self._by_nick.values()]
+        session.state = _State.READY
+        self._by_nick[nick_key(session.nick)] = session
+        self.counters.handshakes += 1
+        cfg = self.config
+        welcome = p.Welcome(
+            session.nick, int(cfg.heartbeat_interval * 1000), int(cfg.heartbeat_timeout * 1000)
+        )
+        members = tuple(
+            p.Member(s.nick, s.public_der) for s in self._by_nick.values() if s is not session
+        )
+        return [*out, _to(conn, welcome), _to(conn, p.Snapshot(members))]
+
+    def _send(self, session: _Session, send: p.Send) -> list[Outgoing]:
+        env = send.envelope
+        header = env.header
+        if header.sender != session.nick or header.sender_fingerprint != session.fingerprint:
+            self.counters.errors += 1
+            log.warning("%s tried to send as %s", session.nick, header.sender)
+            error = p.Error(p.ErrorCode.FORGED_SENDER, "sender is not you", header.msg_id)
+            return [_to(session.conn, error)]
+        out: list[Outgoing] = []
+        delivered: list[str] = []
+        absent: list[str] = []
+        for i, nick in enumerate(header.recipients):
+            if not env.wrapped_keys[i]:
+                continue  # the sender asked not to deliver to this one (a targeted resend)
+            target = self._by_nick.get(nick_key(nick))
+            if target is None:
+                absent.append(nick)
+            else:
+                out.append(Outgoing(target.conn, p.deliver_frames(env, i)))
+                delivered.append(nick)
+        self.counters.messages += 1
+        self.counters.deliveries += len(delivered)
+        self.counters.absent += len(absent)
+        out.append(_to(session.conn, p.Ack(header.msg_id, tuple(delivered), tuple(absent))))
+        return out
+
+    # --- failures reported by the socket loop ----------------------------------------
+
+    def undeliverable(self, out: Outgoing, now: float, *, backlogged: bool) -> list[Outgoing]:
+        """The loop could not queue `out`: the peer's queue is full, or it is gone.
+
+        A delivery that was lost this way is reported to its sender as absent, so the
+        acknowledgement it already got is corrected and nothing is silently lost.
+        """
+        self.counters.dropped += 1
+        session = self._sessions.get(out.conn)
+        if session is None:
+            return []
+        if not backlogged:  # unroutable: the connection is gone
+            return self._remove(session, p.LeaveReason.TIMEOUT)
+        if session.backlogged_since is None:
+            session.backlogged_since = now
+        if len(out.frames) < 3 or out.frames[1] != bytes([p.Command.DELIVER]):
+            return []
+        return self._report_absent(session, out.frames[2])
+
+    def _report_absent(self, recipient: _Session, header_bytes: bytes) -> list[Outgoing]:
+        header = Header.parse(header_bytes)
+        sender = self._by_nick.get(nick_key(header.sender))
+        if sender is None:
+            return []
+        ack = p.Ack(header.msg_id, (), (recipient.nick,))
+        return [_to(sender.conn, ack)]
+
+    def delivered(self, conn: bytes) -> None:
+        """The loop queued a message for `conn`: its queue is not stuck."""
+        session = self._sessions.get(conn)
+        if session is not None:
+            session.backlogged_since = None
+
+    # --- time ------------------------------------------------------------------------
+
+    def tick(self, now: float) -> list[Outgoing]:
+        """Evict the silent and the stuck; send heartbeats when they are due."""
+        cfg = self.config
+        out: list[Outgoing] = []
+        for session in list(self._sessions.values()):
+            if session.state is _State.CHALLENGED:
+                if now - session.last_seen > cfg.handshake_timeout:
+                    del self._sessions[session.conn]
+            elif now - session.last_seen > cfg.heartbeat_timeout:
+                log.info("%s timed out", session.nick)
+                self.counters.evicted += 1
+                out += self._remove(session, p.LeaveReason.TIMEOUT)
+            elif (
+                session.backlogged_since is not None
+                and now - session.backlogged_since > cfg.backlog_timeout
+            ):
+                log.info("%s stopped reading; evicted", session.nick)
+                self.counters.evicted += 1
+                out += self._remove(session, p.LeaveReason.BACKLOG)
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + cfg.heartbeat_interval
+            beat = p.encode(p.Heartbeat())
+            out += [Outgoing(s.conn, beat) for s in self._by_nick.values()]
+        return out
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def _remove(self, session: _Session, reason: p.LeaveReason) -> list[Outgoing]:
+        self._sessions.pop(session.conn, None)
+        if session.state is not _State.READY:
+            return []
+        key = nick_key(session.nick)
+        if self._by_nick.get(key) is not session:
+            return []
+        del self._by_nick[key]
+        self.counters.peers -= 1
+        log.info("%s left (%s)", session.nick, reason.name.lower())
+        leave = p.Leave(session.nick, reason)
+        return [_to(s.conn, leave) for s in self._by_nick.values()]
+
+    def _drop(self, conn: bytes) -> list[Outgoing]:
+        """Forget connection `conn`, including a listed session it was re-proving."""
+        self._sessions.pop(conn, None)
+        listed = next((s for s in self._by_nick.values() if s.conn == conn), None)
+        return [] if listed is None else self._remove(listed, p.LeaveReason.BYE)
+
+    def _refuse(self, conn: bytes, code: p.RefuseCode, reason: str) -> Outgoing:
+        self.counters.refused += 1
+        log.info("refused a handshake: %s", reason)
+        return _to(conn, p.Refuse(code, reason))
+
+    @property
+    def nicks(self) -> list[str]:
+        return [s.nick for s in self._by_nick.values()]
+
+
+_NICK_RULES = "a nickname is 1-32 characters: ASCII letters, digits, '_', '-', '.'"
+
+
+def _to(conn: bytes, msg: p.Message) -> Outgoing:
+    return Outgoing(conn, p.encode(msg))

@@ -1,0 +1,456 @@
+"""The broker protocol: every message between a peer and the broker, as frames.
+
+Pure: no sockets. Each message is a frozen dataclass; `encode` turns one into frames
+and `parse_from_peer` / `parse_from_broker` turn frames back, raising ProtocolError on
+anything else. Every message starts with the same two frames (as in ZeroMQ RFC 7)::
+
+    frame 0   PROTOCOL_TAG   b"ZCHAT1": protocol name and version
+    frame 1   command        one byte, a Command
+    frame 2.. body           per command, below and in docs/PROTOCOL.md
+
+The dialog::
+
+    peer -> HELLO nick, public key        (any time; starts or restarts a session)
+    peer <- CHALLENGE nonce               or REFUSE code, reason
+    peer -> PROOF signature(nonce ...)
+    peer <- WELCOME nick, timers          then SNAPSHOT of the room   (or REFUSE)
+    others <- JOIN nick, public key
+    peer -> SEND envelope                 ->  each recipient <- DELIVER its delivery
+    peer <- ACK id, delivered, absent
+    both -> HEARTBEAT                     (every interval; silence means gone)
+    peer -> BYE                           ->  others <- LEAVE nick, reason
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Final, TypeVar
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from broker.errors import ProtocolError, UnsupportedProtocol
+from envelope import Delivery, Envelope, EnvelopeError, is_valid_nick, nick_key
+from envelope.limits import (
+    DELIVERY_FRAMES,
+    MAX_ENVELOPE_FRAMES,
+    MAX_PUBLIC_KEY_DER,
+    MAX_ROOM,
+    MAX_RSA_BYTES,
+    MSG_ID_BYTES,
+)
+
+_E = TypeVar("_E", bound=IntEnum)
+
+PROTOCOL_TAG: Final = b"ZCHAT1"
+_TAG_FAMILY: Final = b"ZCHAT"
+
+CHALLENGE_BYTES: Final = 32
+MAX_HELLO_NICK_BYTES: Final = 255
+#: Reasons in REFUSE and ERROR are for people, and short.
+MAX_REASON_BYTES: Final = 200
+#: SNAPSHOT: two frames (nick, key) per member.
+MAX_SNAPSHOT_FRAMES: Final = 2 * MAX_ROOM
+#: The most frames any legal message has, tag and command included.
+MAX_MESSAGE_FRAMES: Final = 2 + max(MAX_ENVELOPE_FRAMES, MAX_SNAPSHOT_FRAMES)
+
+#: What the PROOF signature covers: context, nonce, then the hello it answers.
+PROOF_CONTEXT: Final = b"zchat/1 hello proof\x00"
+_PSS: Final = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+
+
+class Command(IntEnum):
+    # peer -> broker
+    HELLO = 0x01
+    PROOF = 0x02
+    SEND = 0x03
+    HEARTBEAT = 0x04  # both ways
+    BYE = 0x05
+    # broker -> peer
+    CHALLENGE = 0x11
+    WELCOME = 0x12
+    REFUSE = 0x13
+    SNAPSHOT = 0x14
+    JOIN = 0x15
+    LEAVE = 0x16
+    DELIVER = 0x17
+    ACK = 0x18
+    ERROR = 0x19
+
+
+class RefuseCode(IntEnum):
+    """Why a handshake was refused. The peer may retry with another nickname."""
+
+    NICK_TAKEN = 1
+    NICK_INVALID = 2
+    UNSUPPORTED_VERSION = 3
+    BAD_PROOF = 4
+    BAD_KEY = 5
+    ROOM_FULL = 6
+    NOT_AUTHORIZED = 7  # CURVE: this transport key may not use this nickname
+
+
+class ErrorCode(IntEnum):
+    """Problems with one message of an established (or missing) session."""
+
+    HELLO_FIRST = 1  # no session on this connection: say HELLO again
+    MALFORMED = 2
+    FORGED_SENDER = 3  # the header names someone else as the sender
+    REPLACED = 4  # the same nickname and key logged in on another connection
+    EVICTED = 5
+
+
+class LeaveReason(IntEnum):
+    BYE = 1
+    TIMEOUT = 2
+    REPLACED = 3  # the nickname came back with a different key after eviction
+    BACKLOG = 4  # it stopped reading
+
+
+# --- messages a peer sends -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    nick: bytes  # raw: the broker answers an invalid nickname with REFUSE, not silence
+    public_der: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Proof:
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    envelope: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Bye:
+    pass
+
+
+# --- messages the broker sends -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    nonce: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    nick: str
+    heartbeat_ms: int
+    timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    code: RefuseCode
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    nick: str
+    public_der: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    members: tuple[Member, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    member: Member
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    nick: str
+    reason: LeaveReason
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    delivery: Delivery
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    msg_id: bytes
+    delivered: tuple[str, ...]
+    absent: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    code: ErrorCode
+    reason: str
+    msg_id: bytes = b""  # the message the error is about, when there is one
+
+
+PeerMessage = Hello | Proof | Send | Heartbeat | Bye
+BrokerMessage = (
+    Challenge | Welcome | Refuse | Snapshot | Join | Leave | Deliver | Ack | Error | Heartbeat
+)
+Message = PeerMessage | BrokerMessage
+
+
+def proof_bytes(nonce: bytes, nick: bytes, public_der: bytes) -> bytes:
+    """What a peer signs to prove it holds the key it says hello with."""
+    return PROOF_CONTEXT + nonce + bytes([len(nick)]) + nick + public_der
+
+
+def sign_proof(key: rsa.RSAPrivateKey, nonce: bytes, nick: bytes, public_der: bytes) -> bytes:
+    return key.sign(proof_bytes(nonce, nick, public_der), _PSS, hashes.SHA256())
+
+
+def verify_proof(
+    key: rsa.RSAPublicKey, signature: bytes, nonce: bytes, nick: bytes, public_der: bytes
+) -> bool:
+    try:
+        key.verify(signature, proof_bytes(nonce, nick, public_der), _PSS, hashes.SHA256())
+    except InvalidSignature:
+        return False
+    return True
+
+
+# --- encoding ------------------------------------------------------------------------
+
+
+def encode(msg: Message) -> list[bytes]:
+    """The frames of `msg`, protocol tag and command included."""
+    match msg:
+        case Hello(nick, der):
+            body = [nick, der]
+        case Proof(signature):
+            body = [signature]
+        case Send(envelope):
+            body = envelope.frames()
+        case Heartbeat() | Bye():
+            body = []
+        case Challenge(nonce):
+            body = [nonce]
+        case Welcome(nick, hb, timeout):
+            body = [nick.encode(), hb.to_bytes(4, "big"), timeout.to_bytes(4, "big")]
+        case Refuse(code, reason) | Error(code, reason, b""):
+            body = [bytes([code]), _reason(reason)]
+        case Error(code, reason, msg_id):
+            body = [bytes([code]), _reason(reason), msg_id]
+        case Snapshot(members):
+            body = [part for m in members for part in (m.nick.encode(), m.public_der)]
+        case Join(Member(nick, der)):
+            body = [nick.encode(), der]
+        case Leave(nick, reason):
+            body = [nick.encode(), bytes([reason])]
+        case Deliver(delivery):
+            body = delivery.frames()
+        case Ack(msg_id, delivered, absent):
+            body = [msg_id, _nick_list(delivered), _nick_list(absent)]
+    return [PROTOCOL_TAG, bytes([_COMMANDS[type(msg)]]), *body]
+
+
+def deliver_frames(envelope: Envelope, index: int) -> list[bytes]:
+    """DELIVER for the index-th recipient without building intermediate objects.
+
+    The broker's hot path: one list of existing byte strings per recipient.
+    """
+    return [
+        PROTOCOL_TAG,
+        _DELIVER_BYTE,
+        envelope.header_bytes,
+        envelope.signature,
+        envelope.token,
+        envelope.wrapped_keys[index],
+    ]
+
+
+def _reason(text: str) -> bytes:
+    return text.encode()[:MAX_REASON_BYTES]
+
+
+def _nick_list(nicks: Sequence[str]) -> bytes:
+    # Nicknames never contain a comma, so a comma-joined list is unambiguous.
+    return ",".join(nicks).encode()
+
+
+_COMMANDS: Final[dict[type, Command]] = {
+    Hello: Command.HELLO,
+    Proof: Command.PROOF,
+    Send: Command.SEND,
+    Heartbeat: Command.HEARTBEAT,
+    Bye: Command.BYE,
+    Challenge: Command.CHALLENGE,
+    Welcome: Command.WELCOME,
+    Refuse: Command.REFUSE,
+    Snapshot: Command.SNAPSHOT,
+    Join: Command.JOIN,
+    Leave: Command.LEAVE,
+    Deliver: Command.DELIVER,
+    Ack: Command.ACK,
+    Error: Command.ERROR,
+}
+_DELIVER_BYTE: Final = bytes([Command.DELIVER])
+
+
+# --- parsing -------------------------------------------------------------------------
+
+
+def parse_from_peer(frames: Sequence[bytes]) -> PeerMessage:
+    """Parse what a peer sent. Anything but a valid peer message raises ProtocolError."""
+    command, body = _split(frames)
+    try:
+        match command:
+            case Command.HELLO:
+                nick, der = _exact(body, 2)
+                # Longer than any legal nickname is still parsed, so the broker can
+                # answer with a refusal that says why; only absurd sizes are junk.
+                _limit(nick, MAX_HELLO_NICK_BYTES, "nickname")
+                _limit(der, MAX_PUBLIC_KEY_DER, "public key")
+                return Hello(nick, der)
+            case Command.PROOF:
+                (signature,) = _exact(body, 1)
+                _limit(signature, MAX_RSA_BYTES, "signature")
+                return Proof(signature)
+            case Command.SEND:
+                return Send(Envelope.parse(body))
+            case Command.HEARTBEAT:
+                _exact(body, 0)
+                return Heartbeat()
+            case Command.BYE:
+                _exact(body, 0)
+                return Bye()
+    except EnvelopeError as exc:
+        raise ProtocolError(str(exc)) from exc
+    raise ProtocolError(f"{command.name} is not a peer command")
+
+
+def parse_from_broker(frames: Sequence[bytes]) -> BrokerMessage:
+    """Parse what the broker sent. The broker may lie or be hostile: parse as strictly."""
+    command, body = _split(frames)
+    try:
+        match command:
+            case Command.CHALLENGE:
+                (nonce,) = _exact(body, 1)
+                if len(nonce) != CHALLENGE_BYTES:
+                    raise ProtocolError("challenge has the wrong size")
+                return Challenge(nonce)
+            case Command.WELCOME:
+                nick, hb, timeout = _exact(body, 3)
+                if len(hb) != 4 or len(timeout) != 4:
+                    raise ProtocolError("bad timer fields")
+                return Welcome(
+                    _nick(nick), int.from_bytes(hb, "big"), int.from_bytes(timeout, "big")
+                )
+            case Command.REFUSE:
+                code, reason = _exact(body, 2)
+                return Refuse(_enum(RefuseCode, code), _text(reason))
+            case Command.SNAPSHOT:
+                if len(body) % 2 or len(body) > MAX_SNAPSHOT_FRAMES:
+                    raise ProtocolError("bad snapshot frame count")
+                members = tuple(_member(body[i], body[i + 1]) for i in range(0, len(body), 2))
+                if len({nick_key(m.nick) for m in members}) != len(members):
+                    raise ProtocolError("duplicate nickname in snapshot")
+                return Snapshot(members)
+            case Command.JOIN:
+                nick, der = _exact(body, 2)
+                return Join(_member(nick, der))
+            case Command.LEAVE:
+                nick, reason = _exact(body, 2)
+                return Leave(_nick(nick), _enum(LeaveReason, reason))
+            case Command.DELIVER:
+                if len(body) != DELIVERY_FRAMES:
+                    raise ProtocolError("bad delivery frame count")
+                return Deliver(Delivery.parse(body))
+            case Command.ACK:
+                msg_id, delivered, absent = _exact(body, 3)
+                if len(msg_id) != MSG_ID_BYTES:
+                    raise ProtocolError("bad message id")
+                return Ack(bytes(msg_id), _nicks(delivered), _nicks(absent))
+            case Command.HEARTBEAT:
+                _exact(body, 0)
+                return Heartbeat()
+            case Command.ERROR:
+                if len(body) not in (2, 3):
+                    raise ProtocolError("bad error frame count")
+                msg_id = bytes(body[2]) if len(body) == 3 else b""
+                if msg_id and len(msg_id) != MSG_ID_BYTES:
+                    raise ProtocolError("bad message id")
+                return Error(_enum(ErrorCode, body[0]), _text(body[1]), msg_id)
+    except EnvelopeError as exc:
+        raise ProtocolError(str(exc)) from exc
+    raise ProtocolError(f"{command.name} is not a broker command")
+
+
+def _split(frames: Sequence[bytes]) -> tuple[Command, Sequence[bytes]]:
+    if len(frames) < 2:
+        raise ProtocolError("too few frames")
+    if len(frames) > MAX_MESSAGE_FRAMES:
+        raise ProtocolError("too many frames")
+    tag = bytes(frames[0])
+    if tag != PROTOCOL_TAG:
+        if tag.startswith(_TAG_FAMILY):
+            raise UnsupportedProtocol(f"unsupported protocol {tag!r}")
+        raise ProtocolError("not a zchat message")
+    command = frames[1]
+    if len(command) != 1:
+        raise ProtocolError("bad command frame")
+    return _enum(Command, command), frames[2:]
+
+
+def _exact(body: Sequence[bytes], n: int) -> list[bytes]:
+    if len(body) != n:
+        raise ProtocolError(f"expected {n} body frames, got {len(body)}")
+    return [bytes(f) for f in body]
+
+
+def _limit(value: bytes, limit: int, what: str) -> None:
+    if len(value) > limit:
+        raise ProtocolError(f"{what} too large")
+
+
+def _enum(kind: type[_E], raw: bytes) -> _E:
+    if len(raw) != 1:
+        raise ProtocolError(f"bad {kind.__name__} field")
+    try:
+        return kind(raw[0])
+    except ValueError:
+        raise ProtocolError(f"unknown {kind.__name__} {raw[0]}") from None
+
+
+def _text(raw: bytes) -> str:
+    # Reasons are shown to people: decode leniently here, sanitise at display time.
+    return bytes(raw[:MAX_REASON_BYTES]).decode("utf-8", "replace")
+
+
+def _nick(raw: bytes) -> str:
+    text = bytes(raw).decode("ascii", "replace")
+    if not is_valid_nick(text):
+        raise ProtocolError("invalid nickname")
+    return text
+
+
+def _nicks(raw: bytes) -> tuple[str, ...]:
+    if not raw:
+        return ()
+    parts = bytes(raw).split(b",")
+    if len(parts) > MAX_ROOM:
+        raise ProtocolError("too many nicknames")
+    return tuple(_nick(p) for p in parts)
+
+
+def _member(nick: bytes, der: bytes) -> Member:
+    _limit(der, MAX_PUBLIC_KEY_DER, "public key")
+    return Member(_nick(nick), bytes(der))

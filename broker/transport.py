@@ -1,0 +1,63 @@
+"""ZeroMQ helpers shared by the broker and the peer: bounded receive, socket limits.
+
+`zmq.ZMQError` is translated to `TransportError` here, at the boundary.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import zmq
+
+from broker.protocol import MAX_MESSAGE_FRAMES
+from envelope.limits import MAX_FRAME_BYTES
+
+#: Messages queued per connection before the socket reports "full". Deep enough for
+#: bursts; shallow enough that a stalled peer is noticed and costs bounded memory.
+SEND_HWM: Final = 10_000
+RECV_HWM: Final = 10_000
+#: Linger on close: long enough to flush a goodbye, never forever (the default is
+#: infinite, which hangs a peer that exits while the broker is down).
+LINGER_MS: Final = 200
+
+
+class TransportError(Exception):
+    """A socket could not be set up (bad endpoint, address in use, ...)."""
+
+
+def configure(sock: zmq.Socket[bytes]) -> None:
+    """Limits every zchat socket gets, broker or peer."""
+    # libzmq drops any *frame* over this size before it reaches Python; it does not
+    # bound the number of frames, which `recv_bounded` does.
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
+    sock.setsockopt(zmq.SNDHWM, SEND_HWM)
+    sock.setsockopt(zmq.RCVHWM, RECV_HWM)
+    sock.setsockopt(zmq.LINGER, LINGER_MS)
+
+
+def recv_bounded(sock: zmq.Socket[bytes], limit: int = MAX_MESSAGE_FRAMES + 1) -> list[bytes]:
+    """Receive one multipart message without blocking, keeping at most `limit` frames.
+
+    The rest of an over-long message is read and thrown away frame by frame, so a
+    message of 200,000 tiny frames costs no list of 200,000 objects; the parser then
+    sees `limit` frames, one more than any legal message, and refuses it.
+    Raises zmq.Again when nothing is waiting.
+    """
+    frames = [sock.recv(zmq.NOBLOCK)]
+    while sock.getsockopt(zmq.RCVMORE):
+        frame = sock.recv()
+        if len(frames) < limit:
+            frames.append(frame)
+    return frames
+
+
+def bind_all(sock: zmq.Socket[bytes], endpoints: list[str]) -> list[str]:
+    """Bind to every endpoint; return what each resolved to (``*`` ports filled in)."""
+    bound = []
+    for endpoint in endpoints:
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            raise TransportError(f"cannot listen on {endpoint}: {exc.strerror}") from exc
+        bound.append(sock.getsockopt_string(zmq.LAST_ENDPOINT))
+    return bound

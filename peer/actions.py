@@ -1,0 +1,49 @@
+"""Carry out a parsed command against a client; the answers come back as events.
+
+Both front ends use this, so `/msg` or `/trust` behave the same in a terminal and in
+a script; each front end only renders the events.
+"""
+
+from __future__ import annotations
+
+from envelope import nick_key
+from peer import commands as c
+from peer import events as ev
+from peer.client import Client
+from peer.errors import PeerError
+
+
+def execute(cmd: c.Command, client: Client) -> list[ev.Event]:
+    """Run `cmd`. Quit is the caller's business; everything else is handled here."""
+    core = client.core
+    try:
+        match cmd:
+            case c.Say(text):
+                client.send_text(text)
+            case c.DirectMessage(nick, text):
+                client.send_text(text, [nick])
+            case c.WhoCommand():
+                me = ev.WhoEntry(core.nick, core.identity.fingerprint, ev.Trust.PINNED)
+                members = tuple(
+                    ev.WhoEntry(m.nick, m.fingerprint, m.trust)
+                    for m in sorted(core.members.values(), key=lambda m: nick_key(m.nick))
+                )
+                return [ev.Who(me, members)]
+            case c.FingerprintCommand(None):
+                return [ev.FingerprintShown(core.nick, core.identity.fingerprint, mine=True)]
+            case c.FingerprintCommand(str() as nick):
+                member = core.members.get(nick_key(nick))
+                if member is None:
+                    return [ev.Problem("unknown-nick", f"{nick} is not in the room")]
+                return [ev.FingerprintShown(member.nick, member.fingerprint, mine=False)]
+            case c.TrustCommand(nick):
+                client.trust(nick)
+            case c.Help():
+                return [ev.Notice(c.HELP)]
+            case c.Invalid(hint):
+                return [ev.Problem("usage", hint)]
+            case c.Empty() | c.Quit():
+                pass
+    except PeerError as exc:
+        return [ev.Problem("not-sent", str(exc))]
+    return []

@@ -1,0 +1,97 @@
+"""``zchat peer``: join the room, interactively on a terminal or scripted otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from envelope import is_valid_nick
+from peer.client import Client
+from peer.core import PeerConfig, PeerCore
+from peer.home import default_home, unlock
+from peer.pins import PinsError, PinStore
+from peer.scripted import run_scripted
+from zchat.console import EXIT_INTERRUPTED, EXIT_USAGE, fail
+
+DEFAULT_CONNECT = "tcp://127.0.0.1:5555"
+
+app = typer.Typer()
+
+
+@app.command("peer")
+def peer(
+    nick: Annotated[
+        str | None,
+        typer.Option(
+            "--nick", "-n", envvar="ZCHAT_NICK", help="Your nickname (asked for when missing)."
+        ),
+    ] = None,
+    connect: Annotated[
+        str, typer.Option("--connect", "-c", envvar="ZCHAT_CONNECT", help="Broker endpoint.")
+    ] = DEFAULT_CONNECT,
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="ZCHAT_HOME",
+            help="Identity directory (key pair and pins). Default: your data directory.",
+            show_default=False,
+        ),
+    ] = None,
+    json_mode: Annotated[
+        bool, typer.Option("--json", help="Scripted mode: one JSON object per event.")
+    ] = False,
+    trust_new_keys: Annotated[
+        bool,
+        typer.Option(help="Accept changed keys without /trust (still reported). For bots."),
+    ] = False,
+    connect_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="ZCHAT_CONNECT_TIMEOUT", help="Scripted mode: give up if no broker by then."
+        ),
+    ] = 10.0,
+    absent_grace: Annotated[
+        float,
+        typer.Option(
+            envvar="ZCHAT_ABSENT_GRACE",
+            help="Seconds a message waits for a recipient who dropped out to come back.",
+        ),
+    ] = 30.0,
+) -> None:
+    """Join the room. On a terminal: a chat UI. Otherwise: lines in, events out."""
+    home = home or default_home()
+    interactive = sys.stdin.isatty() and sys.stdout.isatty() and not json_mode
+    if nick is not None and not is_valid_nick(nick):
+        fail(
+            f"invalid nickname {nick!r}",
+            "use 1-32 ASCII letters, digits, '_', '-' or '.'",
+            EXIT_USAGE,
+        )
+    if nick is None and not interactive:
+        fail("--nick is required when standard input is not a terminal", code=EXIT_USAGE)
+    identity = unlock(home)
+    try:
+        pins = PinStore.open(home)
+    except PinsError as exc:
+        fail(str(exc), "fix or remove the file; it only holds pins")
+    config = PeerConfig(trust_new_keys=trust_new_keys, absent_grace=absent_grace)
+    if interactive:
+        from peer.interactive import run_interactive  # noqa: PLC0415 (loads prompt_toolkit only here)
+
+        code = run_interactive(nick, identity, pins, config, connect)
+    else:
+        assert nick is not None
+
+        async def main() -> int:
+            client = Client(PeerCore(nick, identity, pins, config), connect)
+            return await run_scripted(client, json_mode=json_mode, connect_timeout=connect_timeout)
+
+        try:
+            code = asyncio.run(main())
+        except KeyboardInterrupt:
+            code = EXIT_INTERRUPTED
+    raise typer.Exit(code)

@@ -1,0 +1,115 @@
+"""What a typed line means: chat text, or a slash command. Shared by every front end.
+
+A line starting with ``/`` is a command; ``//`` sends a literal slash. A bare ``exit``
+leaves, as in the original design.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HELP = """\
+commands:
+  /msg NICK TEXT      send TEXT to NICK only (a direct message)
+  /who                who is here, with fingerprints and trust
+  /fingerprint [NICK] your fingerprint, or NICK's, to compare aloud
+  /trust NICK         accept NICK's new key after you checked its fingerprint
+  /quit  or  exit     leave (after the broker has everything you sent)
+  /help               this list
+  //text              send a line that starts with a slash"""
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class DirectMessage:
+    nick: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class WhoCommand:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class FingerprintCommand:
+    nick: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TrustCommand:
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class Quit:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Help:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Empty:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """A line that looks like a command but is not one; `hint` says what to do."""
+
+    hint: str
+
+
+Command = (
+    Say
+    | DirectMessage
+    | WhoCommand
+    | FingerprintCommand
+    | TrustCommand
+    | Quit
+    | Help
+    | Empty
+    | Invalid
+)
+
+
+def parse_line(line: str) -> Command:
+    line = line.rstrip("\r\n")
+    if not line.strip():
+        return Empty()
+    if line.strip() == "exit":
+        return Quit()
+    if line.startswith("//"):
+        return Say(line[1:])
+    if not line.startswith("/"):
+        return Say(line)
+    name, _, rest = line[1:].partition(" ")
+    args = rest.split()
+    match name.lower():
+        case "msg" | "m":
+            nick, _, text = rest.strip().partition(" ")
+            if not nick or not text.strip():
+                return Invalid("usage: /msg NICK TEXT")
+            return DirectMessage(nick, text)
+        case "who" | "names":
+            return WhoCommand()
+        case "fingerprint" | "fp":
+            if len(args) > 1:
+                return Invalid("usage: /fingerprint [NICK]")
+            return FingerprintCommand(args[0] if args else None)
+        case "trust":
+            if len(args) != 1:
+                return Invalid("usage: /trust NICK")
+            return TrustCommand(args[0])
+        case "quit" | "exit" | "q":
+            return Quit()
+        case "help" | "h" | "?":
+            return Help()
+    return Invalid(f"unknown command /{name}; /help lists the commands, // sends a slash")

@@ -1,0 +1,488 @@
+"""The peer's protocol logic, sans I/O: frames and the time in; frames and events out.
+
+Call `start`, `receive`, `tick`, `send_text`, `trust` and `leave`; after each call
+send what `take_outgoing` returns and show what `take_events` returns. When
+`reconnect_wanted` is set, the I/O layer replaces its socket (dropping whatever
+libzmq still queued for the dead connection) and calls `start` again.
+
+Trust (as ssh's known_hosts): the first key seen for a nickname is pinned. A later,
+different key is CHANGED: nothing is encrypted to it and messages signed by it are
+held back, until the user trusts it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from broker import protocol as p
+from broker.errors import ProtocolError
+from envelope import (
+    BadPublicKey,
+    Delivery,
+    EnvelopeError,
+    Identity,
+    MessageKind,
+    NotForMe,
+    Recipient,
+    decrypt_verified,
+    fingerprint,
+    load_public_key,
+    nick_key,
+    seal,
+    verify_delivery,
+)
+from envelope.limits import MAX_TEXT_BYTES
+from peer import events as ev
+from peer.errors import (
+    MessageTooLong,
+    NobodyHere,
+    OutboxFull,
+    UnknownRecipient,
+    UntrustedRecipient,
+)
+from peer.outbox import MAX_OUTBOX, Entry, Outbox
+from peer.pins import PinStore
+from peer.replay import ReplayGuard
+
+#: Messages held back per sender while its key is untrusted.
+MAX_WITHHELD = 100
+#: Bounds on the timers a broker may impose on us in WELCOME.
+_MIN_TIMER = 0.01
+_MAX_TIMER = 3600.0
+
+
+def initial_seq() -> int:
+    """Sequence numbers start at the clock in microseconds, so they keep increasing
+    across restarts of the sender and a recipient never takes a new message for a
+    replay of an old one (unless the sender averaged a million messages a second)."""
+    return int(time.time() * 1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerConfig:
+    heartbeat_interval: float = 1.0  # until the broker's WELCOME says otherwise
+    heartbeat_timeout: float = 5.0
+    #: How long a message waits for a recipient who was away to come back.
+    absent_grace: float = 30.0
+    #: Accept a changed key without asking (scripts): still reported, never silent.
+    trust_new_keys: bool = False
+    reconnect_min: float = 0.1
+    reconnect_max: float = 5.0
+
+
+@dataclass
+class Member:
+    nick: str
+    public_key: rsa.RSAPublicKey
+    public_der: bytes
+    fingerprint: bytes
+    trust: ev.Trust
+
+
+class Phase(Enum):
+    IDLE = "idle"
+    HANDSHAKING = "handshaking"
+    READY = "ready"
+    REFUSED = "refused"  # the broker said no; the front end decides what next
+    CLOSED = "closed"
+
+
+@dataclass
+class PeerCore:
+    nick: str
+    identity: Identity
+    pins: PinStore = field(default_factory=lambda: PinStore(None, {}))
+    config: PeerConfig = field(default_factory=PeerConfig)
+    seq: int = field(default_factory=initial_seq)
+
+    phase: Phase = Phase.IDLE
+    members: dict[str, Member] = field(default_factory=dict)
+    outbox: Outbox = field(default_factory=Outbox)
+    reconnect_wanted: bool = False
+    closed_reason: str = ""
+
+    _out: list[list[bytes]] = field(default_factory=list)
+    _events: list[ev.Event] = field(default_factory=list)
+    _replay: ReplayGuard = field(default_factory=ReplayGuard)
+    _withheld: dict[str, deque[Delivery]] = field(default_factory=dict)
+    _missing: dict[str, tuple[Member, float]] = field(default_factory=dict)
+    _welcomed_once: bool = False
+    _connected: bool = True  # False between noticing a dead broker and the next welcome
+    _last_heard: float = 0.0
+    _next_beat: float = 0.0
+    _backoff: float = 0.0
+    _interval: float = field(init=False)
+    _timeout: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._interval = self.config.heartbeat_interval
+        self._timeout = self.config.heartbeat_timeout
+        self._backoff = self.config.reconnect_min
+
+    # --- outputs ---------------------------------------------------------------------
+
+    def take_outgoing(self) -> list[list[bytes]]:
+        out, self._out = self._out, []
+        return out
+
+    def take_events(self) -> list[ev.Event]:
+        events, self._events = self._events, []
+        return events
+
+    # --- session ---------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """Say hello (again): on first connect, after a reconnect, or with a new nick."""
+        self.phase = Phase.HANDSHAKING
+        self.reconnect_wanted = False
+        self._last_heard = now
+        self._send(p.Hello(self.nick.encode("ascii", "replace"), self.identity.public_der))
+
+    def rename(self, nick: str) -> None:
+        """Pick another nickname after a refusal; call `start` to try it."""
+        self.nick = nick
+
+    def leave(self) -> None:
+        if self.phase is Phase.READY:
+            self._send(p.Bye())
+        self.phase = Phase.CLOSED
+
+    # --- input -----------------------------------------------------------------------
+
+    def receive(self, frames: list[bytes], now: float) -> None:
+        try:
+            msg = p.parse_from_broker(frames)
+        except ProtocolError as exc:
+            self._problem("malformed", f"malformed message from the broker: {exc}")
+            return
+        self._last_heard = now
+        match msg:
+            case p.Challenge(nonce) if self.phase is Phase.HANDSHAKING:
+                nick = self.nick.encode("ascii", "replace")
+                der = self.identity.public_der
+                self._send(p.Proof(p.sign_proof(self.identity.private_key, nonce, nick, der)))
+            case p.Welcome() if self.phase is Phase.HANDSHAKING:
+                self._welcome(msg)
+            case p.Snapshot(members) if self.phase is Phase.HANDSHAKING:
+                self._snapshot(members, now)
+            case p.Refuse(code, reason) if self.phase is Phase.HANDSHAKING:
+                self.phase = Phase.REFUSED
+                self._events.append(ev.Refused(code.name.lower().replace("_", "-"), reason))
+            case p.Join(member) if self.phase is Phase.READY:
+                self._join(member, now)
+            case p.Leave(nick, reason) if self.phase is Phase.READY:
+                self._leave(nick, reason.name.lower())
+            case p.Deliver(delivery) if self.phase is Phase.READY:
+                self._deliver(delivery)
+            case p.Ack(msg_id, delivered, absent):
+                self._ack(msg_id, delivered, absent, now)
+            case p.Error(code, reason, msg_id):
+                self._error(code, reason, msg_id, now)
+            case p.Heartbeat():
+                pass
+            case _:
+                self._problem("unexpected", f"unexpected {type(msg).__name__} from the broker")
+
+    def _welcome(self, welcome: p.Welcome) -> None:
+        if nick_key(welcome.nick) != nick_key(self.nick):
+            self._problem("unexpected", "the broker welcomed us under another nickname")
+            return
+        self.nick = welcome.nick
+        self._interval = _clamp(welcome.heartbeat_ms / 1000)
+        self._timeout = _clamp(welcome.timeout_ms / 1000)
+
+    def _snapshot(self, members: tuple[p.Member, ...], now: float) -> None:
+        previous = self.members
+        self.members = {}
+        announce = self._events
+        self._events = []  # the Ready event goes first; joins and key news follow
+        for wire in members:
+            key = nick_key(wire.nick)
+            if key == nick_key(self.nick):
+                continue  # a lying broker listing us: ignore
+            missing = self._missing.pop(key, None)
+            known = previous.get(key) or (missing[0] if missing else None)
+            new = known is None or known.public_der != wire.public_der
+            self._admit(wire, announce=new, already_here=True)
+        # Members we knew who are not back yet (after a broker restart everyone
+        # reconnects at once): wait a little before saying they left.
+        for key, known_member in previous.items():
+            if key not in self.members:
+                self._missing[key] = (known_member, now)
+        reconnected = self._welcomed_once
+        self._welcomed_once = True
+        self._connected = True
+        self.phase = Phase.READY
+        self._backoff = self.config.reconnect_min
+        self._next_beat = now + self._interval
+        peers = tuple(m.nick for m in self.members.values())
+        news, self._events = self._events, announce
+        self._events.append(ev.Ready(self.nick, peers, reconnected=reconnected))
+        self._events.extend(news)
+        self._resend(now)
+
+    def _join(self, wire: p.Member, now: float) -> None:
+        if nick_key(wire.nick) == nick_key(self.nick):
+            return
+        missing = self._missing.pop(nick_key(wire.nick), None)
+        quiet = missing is not None and missing[0].public_der == wire.public_der
+        member = self._admit(wire, announce=not quiet)
+        if member is not None and member.trust is not ev.Trust.CHANGED:
+            self._resend_to(member, now)
+
+    def _admit(
+        self, wire: p.Member, *, announce: bool, already_here: bool = False
+    ) -> Member | None:
+        """Add a member to the directory, checking its key against our pin."""
+        try:
+            key = load_public_key(wire.public_der)
+        except BadPublicKey as exc:
+            self._problem("bad-key", f"{wire.nick} announced an unusable key: {exc}")
+            return None
+        fp = fingerprint(wire.public_der)
+        pinned = self.pins.get(wire.nick)
+        if pinned is None:
+            self.pins.pin(wire.nick, fp)
+            trust = ev.Trust.NEW
+        elif pinned == fp:
+            trust = ev.Trust.PINNED
+        else:
+            trust = ev.Trust.CHANGED
+        member = Member(wire.nick, key, wire.public_der, fp, trust)
+        self.members[nick_key(wire.nick)] = member
+        if trust is ev.Trust.CHANGED:
+            assert pinned is not None
+            self._events.append(ev.KeyChanged(wire.nick, pinned, fp))
+            for entry, nicks in self.outbox.forget_recipient(wire.nick):
+                self._events.append(ev.Undelivered(entry.msg_id, nicks))
+            if self.config.trust_new_keys:
+                self.trust(wire.nick)
+        if announce:
+            self._events.append(ev.Joined(wire.nick, fp, member.trust, already_here))
+        return member
+
+    def _leave(self, nick: str, reason: str) -> None:
+        member = self.members.pop(nick_key(nick), None)
+        self._withheld.pop(nick_key(nick), None)
+        if member is not None:
+            self._events.append(ev.Left(member.nick, reason))
+
+    def _deliver(self, delivery: Delivery) -> None:
+        header = delivery.header
+        member = self.members.get(nick_key(header.sender))
+        if member is None:
+            self._problem("unknown-sender", f"message from {header.sender}, who is not here")
+            return
+        try:
+            verify_delivery(
+                delivery,
+                me=self.nick,
+                sender_key=member.public_key,
+                sender_fingerprint=member.fingerprint,
+            )
+        except NotForMe:
+            self._problem("not-for-me", f"a message from {member.nick} not addressed to us")
+            return
+        except EnvelopeError as exc:
+            self._problem("bad-signature", f"message claiming to be from {member.nick}: {exc}")
+            return
+        if member.trust is ev.Trust.CHANGED:
+            held = self._withheld.setdefault(nick_key(member.nick), deque(maxlen=MAX_WITHHELD))
+            held.append(delivery)
+            self._events.append(ev.Untrusted(member.nick, member.fingerprint, header.msg_id))
+            return
+        self._open(delivery, member)
+
+    def _open(self, delivery: Delivery, member: Member) -> None:
+        header = delivery.header
+        if not self._replay.check(member.fingerprint, header.seq):
+            return  # a duplicate (resend) or a replay: already shown once
+        try:
+            plaintext = decrypt_verified(delivery, me=self.nick, identity=self.identity)
+            text = plaintext.decode("utf-8")
+        except (EnvelopeError, UnicodeDecodeError):
+            self._problem("cannot-decrypt", f"a message from {member.nick} did not decrypt")
+            return
+        self._events.append(
+            ev.MessageReceived(
+                member.nick,
+                text,
+                header.msg_id,
+                header.timestamp_ms,
+                header.kind is MessageKind.DIRECT,
+                header.recipients,
+            )
+        )
+
+    def _ack(
+        self, msg_id: bytes, delivered: tuple[str, ...], absent: tuple[str, ...], now: float
+    ) -> None:
+        entry = self.outbox.acknowledge(msg_id, delivered, absent, now)
+        if entry is not None:
+            self._events.append(ev.Acked(msg_id, delivered, absent))
+
+    def _error(self, code: p.ErrorCode, reason: str, msg_id: bytes, now: float) -> None:
+        if code is p.ErrorCode.HELLO_FIRST:
+            if self.phase is Phase.READY:  # the broker restarted and forgot us
+                self._disconnected("the broker restarted", now, new_socket=False)
+            return
+        if code is p.ErrorCode.REPLACED:
+            self.phase = Phase.CLOSED
+            self.closed_reason = "this nickname logged in again elsewhere with our key"
+            self._events.append(ev.Disconnected(self.closed_reason))
+            return
+        if code is p.ErrorCode.EVICTED:
+            self._disconnected("evicted by the broker", now, new_socket=True)
+            return
+        if msg_id:
+            entry = self.outbox.drop(msg_id)
+            if entry is not None:
+                self._events.append(ev.Undelivered(msg_id, entry.envelope.header.recipients))
+        self._problem(code.name.lower().replace("_", "-"), f"the broker said: {reason}")
+
+    # --- time ------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        if self.phase in (Phase.READY, Phase.HANDSHAKING):
+            silent = now - self._last_heard
+            if silent > self._timeout and self.phase is Phase.READY:
+                self._disconnected("the broker stopped answering", now, new_socket=True)
+            elif silent > self._timeout + self._backoff and self.phase is Phase.HANDSHAKING:
+                # No answer to our hello: try again on a fresh socket, backing off.
+                self._backoff = min(self._backoff * 2, self.config.reconnect_max)
+                self.reconnect_wanted = True
+                self._last_heard = now
+        if self.phase is Phase.READY and now >= self._next_beat:
+            self._next_beat = now + self._interval
+            self._send(p.Heartbeat())
+        for entry, nicks in self.outbox.expire(now, self.config.absent_grace):
+            self._events.append(ev.Undelivered(entry.msg_id, nicks))
+        for key, (member, since) in list(self._missing.items()):
+            if now - since > self._timeout * 2:
+                del self._missing[key]
+                if key not in self.members:
+                    self._events.append(ev.Left(member.nick, "timeout"))
+
+    def _disconnected(self, reason: str, now: float, *, new_socket: bool) -> None:
+        if self._connected:
+            self._events.append(ev.Disconnected(reason))
+        self._connected = False
+        if new_socket:
+            self.reconnect_wanted = True  # the I/O layer calls start() on a new socket
+            self.phase = Phase.IDLE
+        else:
+            self.start(now)
+
+    @property
+    def next_deadline(self) -> float:
+        """When `tick` next has something to do (the I/O layer may tick more often)."""
+        return min(self._next_beat, self._last_heard + self._timeout)
+
+    # --- user actions ----------------------------------------------------------------
+
+    def send_text(self, text: str, now: float, to: list[str] | None = None) -> bytes:
+        """Seal `text` for the room, or for the nicknames in `to`; return its id.
+
+        Sealed at once for the members present now; sent at once when connected,
+        otherwise when the broker welcomes us back.
+        """
+        raw = text.encode("utf-8")
+        if len(raw) > MAX_TEXT_BYTES:
+            raise MessageTooLong(
+                f"message is {len(raw):,} bytes; the limit is {MAX_TEXT_BYTES:,}: not sent"
+            )
+        if len(self.outbox) >= MAX_OUTBOX:
+            raise OutboxFull("too many messages are waiting for the broker: not sent")
+        recipients = self._recipients(to)
+        kind = MessageKind.ROOM if to is None else MessageKind.DIRECT
+        envelope = seal(
+            raw,
+            sender=self.identity,
+            sender_nick=self.nick,
+            recipients=[Recipient(m.nick, m.public_key) for m in recipients],
+            seq=self.seq,
+            kind=kind,
+            now=time.time(),
+        )
+        self.seq += 1
+        entry = self.outbox.add(envelope, text, now)
+        self._events.append(
+            ev.Sent(entry.msg_id, text, envelope.header.recipients, kind is MessageKind.DIRECT)
+        )
+        if self.phase is Phase.READY:
+            self._send(p.Send(envelope))
+        return entry.msg_id
+
+    def _recipients(self, to: list[str] | None) -> list[Member]:
+        if to is None:
+            members = [m for m in self.members.values() if m.trust is not ev.Trust.CHANGED]
+            if not members:
+                raise NobodyHere("nobody else is here (or trusted): message not sent")
+            return members
+        chosen: dict[str, Member] = {}
+        for nick in to:
+            member = self.members.get(nick_key(nick))
+            if member is None:
+                raise UnknownRecipient(f"{nick} is not in the room: message not sent")
+            if member.trust is ev.Trust.CHANGED:
+                raise UntrustedRecipient(
+                    f"{member.nick}'s key changed; check it and /trust {member.nick} first"
+                )
+            chosen[nick_key(nick)] = member
+        if not chosen:
+            raise UnknownRecipient("no recipient given")
+        return list(chosen.values())
+
+    def trust(self, nick: str) -> ev.Trusted:
+        """Accept a member's current key: pin it, and show the messages held back."""
+        member = self.members.get(nick_key(nick))
+        if member is None:
+            raise UnknownRecipient(f"{nick} is not in the room")
+        self.pins.pin(member.nick, member.fingerprint)
+        member.trust = ev.Trust.PINNED
+        held = self._withheld.pop(nick_key(nick), deque())
+        trusted = ev.Trusted(member.nick, member.fingerprint, len(held))
+        self._events.append(trusted)
+        for delivery in held:
+            self._open(delivery, member)
+        return trusted
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def _resend(self, now: float) -> None:
+        """After a welcome: everything not yet acknowledged, then what others missed."""
+        for entry in self.outbox.unacked():
+            keep = {n for k, n in entry.pending.items() if self._sendable(k)}
+            if keep:
+                entry.sent_at = now
+                self._send(p.Send(entry.envelope.only_for(keep)))
+        for member in self.members.values():
+            if member.trust is not ev.Trust.CHANGED:
+                self._resend_to(member, now)
+
+    def _resend_to(self, member: Member, now: float) -> None:
+        for entry in self.outbox.waiting_for(member.nick):
+            entry.absent_since.pop(nick_key(member.nick), None)
+            self._send(p.Send(entry.envelope.only_for({entry.pending[nick_key(member.nick)]})))
+
+    def _sendable(self, key: str) -> bool:
+        member = self.members.get(key)
+        return member is None or member.trust is not ev.Trust.CHANGED
+
+    def _send(self, msg: p.PeerMessage) -> None:
+        self._out.append(p.encode(msg))
+
+    def _problem(self, code: str, message: str) -> None:
+        self._events.append(ev.Problem(code, message))
+
+    def pending_acks(self) -> list[Entry]:
+        return self.outbox.unacked()
+
+
+def _clamp(seconds: float) -> float:
+    return min(max(seconds, _MIN_TIMER), _MAX_TIMER)

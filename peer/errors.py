@@ -1,0 +1,33 @@
+"""Errors the peer library raises to its front ends::
+
+PeerError
+ ├── MessageTooLong      the text is over the size limit (nothing is truncated)
+ ├── UnknownRecipient    /msg to someone who is not in the room
+ ├── UntrustedRecipient  /msg to someone whose key changed and is not yet trusted
+ ├── NobodyHere          a room message with nobody else in the room
+ └── OutboxFull          too many messages wait for acknowledgement
+"""
+
+
+class PeerError(Exception):
+    """A request the peer library cannot carry out; the message says why, for people."""
+
+
+class MessageTooLong(PeerError):
+    pass
+
+
+class UnknownRecipient(PeerError):
+    pass
+
+
+class UntrustedRecipient(PeerError):
+    pass
+
+
+class NobodyHere(PeerError):
+    pass
+
+
+class OutboxFull(PeerError):
+    pass

@@ -1,0 +1,169 @@
+"""What the peer library tells its front ends. Every front end renders these.
+
+Strings inside events come from the network and are *not* sanitised here: each front
+end escapes them for its medium (terminal, JSON) with `peer.sanitize`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Trust(Enum):
+    """How far a member's key is trusted, as ssh's known_hosts would say it."""
+
+    NEW = "new"  # first sight: pinned just now
+    PINNED = "pinned"  # matches the pin
+    CHANGED = "changed"  # differs from the pin: nothing is sent to it until /trust
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    nick: str
+    peers: tuple[str, ...]
+    reconnected: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    nick: str
+    fingerprint: bytes
+    trust: Trust
+    already_here: bool = False  # listed in the room snapshot when we arrived
+
+
+@dataclass(frozen=True, slots=True)
+class KeyChanged:
+    nick: str
+    old: bytes
+    new: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Trusted:
+    nick: str
+    fingerprint: bytes
+    released: int  # messages held back while the key was untrusted, now shown
+
+
+@dataclass(frozen=True, slots=True)
+class Left:
+    nick: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    sender: str
+    text: str
+    msg_id: bytes
+    timestamp_ms: int
+    direct: bool
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Untrusted:
+    """A message signed by a key that differs from the sender's pin: held back."""
+
+    sender: str
+    fingerprint: bytes
+    msg_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """Our own message, sealed and queued; `Acked` follows once the broker took it."""
+
+    msg_id: bytes
+    text: str
+    recipients: tuple[str, ...]
+    direct: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Acked:
+    msg_id: bytes
+    delivered: tuple[str, ...]
+    absent: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Undelivered:
+    """Recipients a message never reached: they stayed away past the grace period."""
+
+    msg_id: bytes
+    nicks: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The broker refused our handshake; `code` is a `broker.protocol.RefuseCode` name."""
+
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something went wrong with one message or announcement; the chat goes on."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class WhoEntry:
+    nick: str
+    fingerprint: bytes
+    trust: Trust
+
+
+@dataclass(frozen=True, slots=True)
+class Who:
+    """The answer to /who: ourselves first, then everyone present."""
+
+    me: WhoEntry
+    members: tuple[WhoEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FingerprintShown:
+    """The answer to /fingerprint."""
+
+    nick: str
+    fingerprint: bytes
+    mine: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Local information for the user (help, hints); never from the network."""
+
+    text: str
+
+
+Event = (
+    Ready
+    | Joined
+    | KeyChanged
+    | Trusted
+    | Left
+    | MessageReceived
+    | Untrusted
+    | Sent
+    | Acked
+    | Undelivered
+    | Refused
+    | Problem
+    | Disconnected
+    | Who
+    | FingerprintShown
+    | Notice
+)

@@ -1,0 +1,69 @@
+"""Key pins: nickname -> fingerprint, trust on first use, kept across runs.
+
+Stored as ``pins.json`` in the identity directory, written atomically (temporary file
+and rename) so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from envelope import nick_key
+
+PINS_FILE = "pins.json"
+
+
+class PinsError(Exception):
+    """The pins file exists but cannot be read or parsed."""
+
+
+@dataclass
+class PinStore:
+    path: Path | None  # None keeps pins in memory only (tests, benchmarks)
+    _pins: dict[str, tuple[str, bytes]]
+
+    @classmethod
+    def open(cls, home: Path | None) -> PinStore:
+        if home is None:
+            return cls(None, {})
+        path = home / PINS_FILE
+        try:
+            raw = json.loads(path.read_text())
+            pins = {nick_key(nick): (nick, bytes.fromhex(fp)) for nick, fp in raw["pins"].items()}
+        except FileNotFoundError:
+            pins = {}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise PinsError(f"cannot read {path}: {exc}") from exc
+        return cls(path, pins)
+
+    def get(self, nick: str) -> bytes | None:
+        entry = self._pins.get(nick_key(nick))
+        return None if entry is None else entry[1]
+
+    def pin(self, nick: str, fingerprint: bytes) -> None:
+        self._pins[nick_key(nick)] = (nick, fingerprint)
+        self._save()
+
+    def forget(self, nick: str) -> bool:
+        if self._pins.pop(nick_key(nick), None) is None:
+            return False
+        self._save()
+        return True
+
+    def items(self) -> list[tuple[str, bytes]]:
+        return sorted(self._pins.values(), key=lambda item: nick_key(item[0]))
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        data = {"pins": {nick: fp.hex() for nick, fp in self.items()}}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+        tmp.replace(self.path)

@@ -1,0 +1,105 @@
+"""The scripted peer: standard input lines in, events out, for scripts and bots.
+
+Contract (see README): every input line is a message to the room, or a slash command;
+``exit`` or end of input leaves once the broker acknowledged everything sent. With
+``--json`` each event is one JSON object per line on standard output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from typing import TextIO
+
+from peer import events as ev
+from peer.actions import execute
+from peer.client import Client
+from peer.commands import Quit, parse_line
+from peer.render import json_line, to_text
+from zchat.console import EXIT_ERROR, EXIT_NICK_TAKEN, EXIT_REFUSED, EXIT_UNDELIVERED, error
+
+
+async def run_scripted(
+    client: Client,
+    *,
+    json_mode: bool,
+    connect_timeout: float,
+    stdin: TextIO = sys.stdin,
+    stdout: TextIO = sys.stdout,
+) -> int:
+    def emit(event: ev.Event) -> None:
+        line = json_line(event) if json_mode else to_text(event)
+        if line is not None:
+            stdout.write(line + "\n")
+            stdout.flush()
+
+    ready = asyncio.Event()
+    outcome: list[ev.Event] = []
+
+    async def print_events() -> None:
+        while True:
+            event = await client.events.get()
+            emit(event)
+            final = isinstance(event, ev.Disconnected) and client.core.closed_reason
+            if isinstance(event, ev.Ready | ev.Refused) or final:
+                outcome.append(event)
+                ready.set()
+
+    lines = _read_lines(stdin)
+    client.start()
+    printer = asyncio.create_task(print_events())
+    try:
+        try:
+            await asyncio.wait_for(ready.wait(), connect_timeout)
+        except TimeoutError:
+            error(
+                f"no answer from a broker at {client.endpoint} within {connect_timeout:g} s",
+                "start one with 'make broker' or point --connect at it",
+            )
+            await client.close(max_idle=0)
+            return EXIT_ERROR
+        first = outcome[0]
+        if isinstance(first, ev.Refused):
+            error(f"the broker refused us: {first.reason}")
+            await client.close(max_idle=0)
+            return EXIT_NICK_TAKEN if first.code == "nick-taken" else EXIT_REFUSED
+        while not client.core.closed_reason:
+            line = await lines.get()
+            if line is None:
+                break
+            command = parse_line(line)
+            if isinstance(command, Quit):
+                break
+            for event in execute(command, client):
+                emit(event)
+        unacked = await client.close()
+        await asyncio.sleep(0)  # let the printer show the last acknowledgements
+        while not client.events.empty():
+            emit(client.events.get_nowait())
+    finally:
+        printer.cancel()
+    if client.core.closed_reason:
+        error(client.core.closed_reason)
+        return EXIT_ERROR
+    if unacked:
+        error(
+            f"{len(unacked)} message(s) were not acknowledged by the broker: "
+            + "; ".join(repr(e.text[:40]) for e in unacked[:5])
+        )
+        return EXIT_UNDELIVERED
+    return 0
+
+
+def _read_lines(stdin: TextIO) -> asyncio.Queue[str | None]:
+    """Lines from `stdin`, read in a thread so a blocking read never stalls the loop."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def reader() -> None:
+        for line in stdin:
+            loop.call_soon_threadsafe(queue.put_nowait, line)
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=reader, name="stdin", daemon=True).start()
+    return queue

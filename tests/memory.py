@@ -1,0 +1,81 @@
+"""A room in memory: one broker core and peer cores wired back to back, no sockets.
+
+Time is a number the test moves. `pump` carries frames both ways until nothing moves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from broker.core import Broker, BrokerConfig
+from envelope import Identity
+from peer import events as ev
+from peer.core import PeerConfig, PeerCore
+from peer.pins import PinStore
+
+
+@dataclass
+class MemoryRoom:
+    broker: Broker = field(default_factory=lambda: Broker(BrokerConfig()))
+    now: float = 1000.0
+    peers: dict[bytes, PeerCore] = field(default_factory=dict)
+    events: dict[bytes, list[ev.Event]] = field(default_factory=dict)
+    #: frames the broker sent to each connection, for inspection
+    wire: dict[bytes, list[list[bytes]]] = field(default_factory=dict)
+    _next_conn: int = 0
+
+    def join(
+        self,
+        nick: str,
+        identity: Identity,
+        *,
+        pins: PinStore | None = None,
+        config: PeerConfig | None = None,
+    ) -> bytes:
+        """Connect a new peer core under a fresh connection id; returns the id."""
+        self._next_conn += 1
+        conn = b"conn-%d" % self._next_conn
+        core = PeerCore(nick, identity, pins or PinStore(None, {}), config or PeerConfig())
+        self.peers[conn] = core
+        self.events[conn] = []
+        self.wire[conn] = []
+        core.start(self.now)
+        self.pump()
+        return conn
+
+    def pump(self) -> None:
+        for _ in range(10_000):
+            moved = False
+            for conn, core in list(self.peers.items()):
+                for frames in core.take_outgoing():
+                    moved = True
+                    self.deliver(self.broker.handle(conn, frames, self.now))
+                self.events[conn] += core.take_events()
+            if not moved:
+                return
+        raise AssertionError("the room never went quiet")
+
+    def deliver(self, outgoing: list) -> None:  # type: ignore[type-arg]
+        for out in outgoing:
+            core = self.peers.get(out.conn)
+            if core is None:
+                continue  # a connection that went away
+            self.wire[out.conn].append(out.frames)
+            core.receive(out.frames, self.now)
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock, ticking broker and peers as often as a real loop would."""
+        end = self.now + seconds
+        while self.now < end:
+            self.now = min(end, self.now + 0.05)
+            self.deliver(self.broker.tick(self.now))
+            for core in self.peers.values():
+                core.tick(self.now)
+            self.pump()
+
+    def take(self, conn: bytes) -> list[ev.Event]:
+        events, self.events[conn] = self.events[conn], []
+        return events
+
+    def of_type(self, conn: bytes, kind: type) -> list:  # type: ignore[type-arg]
+        return [e for e in self.events[conn] if isinstance(e, kind)]

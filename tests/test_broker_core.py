@@ -1,0 +1,293 @@
+"""Broker and peer cores back to back in memory: every rule of the room protocol."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from broker import protocol as p
+from broker.core import Broker, BrokerConfig
+from envelope import Identity, Recipient, seal
+from peer import events as ev
+from peer.core import Phase
+from tests.conftest import KeyPool
+from tests.memory import MemoryRoom
+
+
+def messages(room: MemoryRoom, conn: bytes) -> list[str]:
+    return [e.text for e in room.of_type(conn, ev.MessageReceived)]
+
+
+def sent_to(room: MemoryRoom, conn: bytes, command: p.Command) -> list[list[bytes]]:
+    return [f for f in room.wire[conn] if f[1] == bytes([command])]
+
+
+# --- handshake ----------------------------------------------------------------------
+
+
+def test_a_newcomer_gets_a_snapshot_and_the_others_a_join(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    room = MemoryRoom()
+    a = room.join("alice", alice)
+    b = room.join("bob", bob)
+    room.take(a)
+    c = room.join("carol", carol)
+    ready = room.of_type(c, ev.Ready)[0]
+    assert sorted(ready.peers) == ["alice", "bob"]
+    assert [e.nick for e in room.of_type(a, ev.Joined)] == ["carol"]
+    assert [e.nick for e in room.of_type(b, ev.Joined) if not e.already_here] == ["carol"]
+    assert room.events[c][0] == ready  # Ready comes before the snapshot's key news
+
+
+def test_a_duplicate_nickname_is_refused_even_in_another_case(
+    alice: Identity, bob: Identity
+) -> None:
+    room = MemoryRoom()
+    room.join("carol", alice)
+    other = room.join("Carol", bob)
+    refused = room.of_type(other, ev.Refused)
+    assert refused[0].code == "nick-taken"
+    assert room.peers[other].phase is Phase.REFUSED
+    assert room.broker.nicks == ["carol"]
+
+
+@pytest.mark.parametrize("nick", ["", "x" * 33, "bad nick", "b\u043eb", "evil\x1b[2J", "a,b"])
+def test_invalid_nicknames_are_refused_with_the_rules(alice: Identity, nick: str) -> None:
+    broker = Broker()
+    out = broker.handle(b"c1", p.encode(p.Hello(nick.encode(), alice.public_der)), 0.0)
+    reply = p.parse_from_broker(out[-1].frames)
+    assert isinstance(reply, p.Refuse)
+    assert reply.code in (p.RefuseCode.NICK_INVALID,)
+    assert "ASCII" in reply.reason
+
+
+def test_a_wrong_proof_is_refused(alice: Identity, bob: Identity) -> None:
+    broker = Broker()
+    broker.handle(b"c1", p.encode(p.Hello(b"alice", alice.public_der)), 0.0)
+    # sign the right bytes with the wrong key
+    out = broker.handle(b"c1", p.encode(p.Proof(b"\x00" * 256)), 0.0)
+    reply = p.parse_from_broker(out[-1].frames)
+    assert isinstance(reply, p.Refuse)
+    assert reply.code is p.RefuseCode.BAD_PROOF
+    assert broker.nicks == []
+
+
+def test_a_proof_for_another_challenge_is_refused(alice: Identity) -> None:
+    broker = Broker()
+    broker.handle(b"c1", p.encode(p.Hello(b"alice", alice.public_der)), 0.0)
+    stale = p.sign_proof(alice.private_key, b"\x00" * 32, b"alice", alice.public_der)
+    reply = p.parse_from_broker(broker.handle(b"c1", p.encode(p.Proof(stale)), 0.0)[-1].frames)
+    assert isinstance(reply, p.Refuse)
+    assert reply.code is p.RefuseCode.BAD_PROOF
+
+
+def test_an_unsupported_protocol_version_is_refused(alice: Identity) -> None:
+    out = Broker().handle(b"c1", [b"ZCHAT9", b"\x01", b"alice", alice.public_der], 0.0)
+    reply = p.parse_from_broker(out[0].frames)
+    assert isinstance(reply, p.Refuse)
+    assert reply.code is p.RefuseCode.UNSUPPORTED_VERSION
+
+
+def test_same_nick_and_key_takes_its_old_place_at_once(alice: Identity, bob: Identity) -> None:
+    room = MemoryRoom()
+    a = room.join("alice", alice)
+    b = room.join("bob", bob)
+    room.take(a)
+    again = room.join("bob", bob)  # bob's process crashed and came back
+    assert room.of_type(again, ev.Ready)
+    assert room.of_type(a, ev.Joined) == []  # alice already knows this key: no news
+    replaced = sent_to(room, b, p.Command.ERROR)
+    assert p.parse_from_broker(replaced[-1]) == p.Error(p.ErrorCode.REPLACED, "logged in elsewhere")
+    assert room.peers[b].phase is Phase.CLOSED
+    assert room.broker.counters.peers == 2
+
+
+def test_a_message_before_the_handshake_gets_hello_first(alice: Identity) -> None:
+    broker = Broker()
+    out = broker.handle(b"stranger", p.encode(p.Heartbeat()), 0.0)
+    assert p.parse_from_broker(out[0].frames).code is p.ErrorCode.HELLO_FIRST  # type: ignore[union-attr]
+
+
+def test_junk_from_a_stranger_gets_no_answer_and_is_counted() -> None:
+    broker = Broker()
+    assert broker.handle(b"stranger", [b"GET / HTTP/1.1"], 0.0) == []
+    assert broker.counters.errors == 1
+
+
+# --- routing ------------------------------------------------------------------------
+
+
+def test_room_message_reaches_everyone_but_the_sender_each_with_one_wrapped_key(
+    keys: KeyPool,
+) -> None:
+    room = MemoryRoom()
+    conns = [room.join(f"p{i}", keys.get(i)) for i in range(4)]
+    room.peers[conns[0]].send_text("hello room", room.now)
+    room.pump()
+    for conn in conns[1:]:
+        assert messages(room, conn) == ["hello room"]
+        (deliver,) = sent_to(room, conn, p.Command.DELIVER)
+        assert len(deliver) == 2 + 4  # tag, command, header, signature, token, ONE key
+    assert messages(room, conns[0]) == []
+    assert sent_to(room, conns[0], p.Command.DELIVER) == []
+
+
+def test_the_ack_names_who_got_it_and_who_was_absent(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    room = MemoryRoom()
+    a = room.join("alice", alice)
+    room.join("bob", bob)
+    c = room.join("carol", carol)
+    room.peers[c].leave()
+    room.pump()
+    # alice still lists carol if the leave has not reached her: seal for both
+    core = room.peers[a]
+    env = seal(
+        b"hi",
+        sender=alice,
+        sender_nick="alice",
+        seq=core.seq,
+        recipients=[Recipient("bob", bob.public_key), Recipient("carol", carol.public_key)],
+    )
+    out = room.broker.handle(a, p.encode(p.Send(env)), room.now)
+    ack = p.parse_from_broker(out[-1].frames)
+    assert ack == p.Ack(env.header.msg_id, ("bob",), ("carol",))
+
+
+def test_a_direct_message_reaches_only_its_target(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    room = MemoryRoom()
+    a = room.join("alice", alice)
+    b = room.join("bob", bob)
+    c = room.join("carol", carol)
+    room.peers[a].send_text("just for bob", room.now, to=["bob"])
+    room.pump()
+    (got,) = room.of_type(b, ev.MessageReceived)
+    assert got.direct
+    assert got.text == "just for bob"
+    assert room.of_type(c, ev.MessageReceived) == []
+    assert sent_to(room, c, p.Command.DELIVER) == []
+
+
+def test_the_broker_refuses_a_forged_sender(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    room = MemoryRoom()
+    a = room.join("alice", alice)
+    b = room.join("bob", bob)
+    room.join("carol", carol)
+    # alice seals with her own key but writes bob's name as the sender
+    forged = seal(
+        b"I am bob",
+        sender=alice,
+        sender_nick="bob",
+        seq=1,
+        recipients=[Recipient("carol", carol.public_key)],
+    )
+    out = room.broker.handle(a, p.encode(p.Send(forged)), room.now)
+    assert len(out) == 1
+    assert out[0].conn == a
+    error = p.parse_from_broker(out[0].frames)
+    assert isinstance(error, p.Error)
+    assert error.code is p.ErrorCode.FORGED_SENDER
+    assert room.broker.counters.deliveries == 0
+    del b
+
+
+def test_a_forged_fingerprint_is_refused_too(alice: Identity, bob: Identity) -> None:
+    room = MemoryRoom()
+    a = room.join("alice", alice)
+    room.join("bob", bob)
+    env = seal(
+        b"x",
+        sender=alice,
+        sender_nick="alice",
+        seq=1,
+        recipients=[Recipient("bob", bob.public_key)],
+    )
+    header = dataclasses.replace(env.header, sender_fingerprint=bob.fingerprint)
+    frames = p.encode(p.Send(env))
+    frames[2] = header.encode()
+    out = room.broker.handle(a, frames, room.now)
+    assert p.parse_from_broker(out[0].frames).code is p.ErrorCode.FORGED_SENDER  # type: ignore[union-attr]
+
+
+def test_a_blank_wrapped_key_means_do_not_deliver(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    room = MemoryRoom()
+    a = room.join("alice", alice)
+    b = room.join("bob", bob)
+    c = room.join("carol", carol)
+    env = seal(
+        b"x",
+        sender=alice,
+        sender_nick="alice",
+        seq=1,
+        recipients=[Recipient("bob", bob.public_key), Recipient("carol", carol.public_key)],
+    )
+    out = room.broker.handle(a, p.encode(p.Send(env.only_for({"carol"}))), room.now)
+    assert [o.conn for o in out] == [c, a]
+    assert p.parse_from_broker(out[-1].frames) == p.Ack(env.header.msg_id, ("carol",), ())
+    del b
+
+
+# --- liveness -----------------------------------------------------------------------
+
+
+def test_a_silent_peer_is_evicted_and_its_nickname_freed(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    room = MemoryRoom(broker=Broker(BrokerConfig(heartbeat_interval=0.1, heartbeat_timeout=0.5)))
+    a = room.join("alice", alice)
+    b = room.join("bob", bob)
+    del room.peers[b]  # bob's process dies without a word
+    room.advance(0.8)
+    assert [(e.nick, e.reason) for e in room.of_type(a, ev.Left)] == [("bob", "timeout")]
+    newcomer = room.join("bob", carol)  # another key may now take the name
+    assert room.of_type(newcomer, ev.Ready)
+
+
+def test_heartbeats_keep_an_idle_room_alive(alice: Identity, bob: Identity) -> None:
+    room = MemoryRoom(broker=Broker(BrokerConfig(heartbeat_interval=0.1, heartbeat_timeout=0.5)))
+    a = room.join("alice", alice)
+    room.join("bob", bob)
+    room.advance(3.0)
+    assert room.of_type(a, ev.Left) == []
+    assert room.of_type(a, ev.Disconnected) == []
+    assert sorted(room.broker.nicks) == ["alice", "bob"]
+
+
+def test_after_a_broker_restart_peers_rejoin_and_resend_without_duplicates(
+    alice: Identity, bob: Identity
+) -> None:
+    config = BrokerConfig(heartbeat_interval=0.1, heartbeat_timeout=0.5)
+    room = MemoryRoom(broker=Broker(config))
+    a = room.join("alice", alice)
+    b = room.join("bob", bob)
+    room.peers[a].send_text("before", room.now)
+    room.pump()
+    room.broker = Broker(config)  # the broker restarts and forgets everything
+    room.peers[a].send_text("during", room.now)  # sent into the void: no ack
+    room.pump()
+    room.advance(1.0)  # heartbeats meet HELLO_FIRST; both handshake again
+    assert messages(room, b) == ["before", "during"]
+    assert room.peers[a].pending_acks() == []
+    assert [e.reconnected for e in room.of_type(a, ev.Ready)] == [False, True]
+    assert room.of_type(a, ev.Left) == []  # bob was only briefly missing
+
+
+def test_a_replayed_delivery_is_dropped(alice: Identity, bob: Identity) -> None:
+    room = MemoryRoom()
+    a = room.join("alice", alice)
+    b = room.join("bob", bob)
+    room.peers[a].send_text("once", room.now)
+    room.pump()
+    (captured,) = sent_to(room, b, p.Command.DELIVER)
+    room.peers[b].receive(captured, room.now)
+    room.events[b] += room.peers[b].take_events()
+    assert messages(room, b) == ["once"]
