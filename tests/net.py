@@ -1,0 +1,93 @@
+"""Helpers for tests over real sockets: an in-process broker thread and event waits.
+
+Every wait is bounded: a poll with a timeout, never a bare sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from broker.core import BrokerConfig
+from broker.server import Server
+from envelope import Identity
+from peer import events as ev
+from peer.client import Client
+from peer.core import PeerConfig, PeerCore
+
+FAST = BrokerConfig(
+    heartbeat_interval=0.1, heartbeat_timeout=0.6, handshake_timeout=0.6, backlog_timeout=0.6
+)
+
+
+@contextlib.contextmanager
+def broker_thread(
+    config: BrokerConfig = FAST, endpoint: str = "tcp://127.0.0.1:*"
+) -> Iterator[Server]:
+    server = Server([endpoint], config)
+    server.open()
+    thread = threading.Thread(target=server.run, name="broker", daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.stop.set()
+        thread.join(timeout=5)
+        assert not thread.is_alive(), "the broker thread did not stop"
+
+
+def make_client(
+    nick: str, identity: Identity, endpoint: str, config: PeerConfig | None = None
+) -> Client:
+    return Client(PeerCore(nick, identity, config=config or PeerConfig()), endpoint)
+
+
+async def wait_for(
+    client: Client, match: Callable[[ev.Event], bool], timeout: float = 5.0
+) -> list[ev.Event]:
+    """Collect events until one matches; return them all (the match last)."""
+    seen: list[ev.Event] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"no matching event within {timeout} s; saw {seen}")
+        try:
+            event = await client.next_event(remaining)
+        except TimeoutError:
+            continue
+        seen.append(event)
+        if match(event):
+            return seen
+
+
+async def ready(client: Client, timeout: float = 5.0) -> ev.Ready:
+    client.start()
+    events = await wait_for(client, lambda e: isinstance(e, ev.Ready | ev.Refused), timeout)
+    last = events[-1]
+    assert isinstance(last, ev.Ready), f"handshake failed: {last}"
+    return last
+
+
+async def texts(client: Client, count: int, timeout: float = 5.0) -> list[str]:
+    """The next `count` message texts `client` receives."""
+    got: list[str] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"got {len(got)} of {count} messages: {got[-5:]}")
+        try:
+            event = await client.next_event(remaining)
+        except TimeoutError:
+            continue
+        if isinstance(event, ev.MessageReceived):
+            got.append(event.text)
+    return got
+
+
+def run(coro: object) -> None:
+    asyncio.run(coro)  # type: ignore[arg-type]

@@ -1,0 +1,153 @@
+"""End to end, as a user runs it: `zchat broker` and `zchat peer` processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.procs import ZCHAT, running, start_broker, start_peer
+
+
+def test_version_prints_the_version() -> None:
+    out = subprocess.run([*ZCHAT, "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("zchat ")
+
+
+@pytest.mark.parametrize("command", [[], ["broker"], ["peer"], ["keys"], ["keys", "pins"]])
+def test_every_command_has_help(command: list[str]) -> None:
+    out = subprocess.run([*ZCHAT, *command, "--help"], capture_output=True, text=True, check=True)
+    assert "Usage" in out.stdout
+
+
+def test_three_peers_converse_through_a_broker_process(tmp_path: Path) -> None:
+    broker, ep = start_broker()
+    alice = start_peer("alice", ep, tmp_path / "alice")
+    bob = start_peer("bob", ep, tmp_path / "bob")
+    carol = start_peer("carol", ep, tmp_path / "carol")
+    with running(broker, alice, bob, carol):
+        alice.wait_event("ready")
+        bob.wait_event("ready")
+        carol.wait_event("ready")
+        alice.wait_event("join", nick="carol")
+        bob.wait_event("join", nick="carol")
+        alice.send("hello, everyone")
+        for peer in (bob, carol):
+            got = peer.wait_event("message", **{"from": "alice"})
+            assert got["text"] == "hello, everyone"
+            assert got["direct"] is False
+        ack = alice.wait_event("ack")
+        assert sorted(ack["delivered"]) == ["bob", "carol"]
+        assert ack["absent"] == []
+        bob.send("/msg carol just you")
+        dm = carol.wait_event("message", **{"from": "bob"})
+        assert (dm["text"], dm["direct"]) == ("just you", True)
+        carol.send("//slash is literal")
+        assert alice.wait_event("message", **{"from": "carol"})["text"] == "/slash is literal"
+        bob.send("exit")
+        assert bob.wait(timeout=10) == 0
+        assert alice.wait_event("leave", nick="bob")["reason"] == "bye"
+        # alice must not have seen bob's direct message to carol
+        alice.close_stdin()
+        assert alice.wait(timeout=10) == 0
+        assert not any('"just you"' in line for line in _drain(alice.out))
+
+
+def _drain(q: object) -> list[str]:
+    import queue
+
+    assert isinstance(q, queue.Queue)
+    lines = []
+    while True:
+        try:
+            line = q.get_nowait()
+        except queue.Empty:
+            return lines
+        if line is not None:
+            lines.append(line)
+
+
+def test_a_taken_nickname_is_refused_fast_with_exit_status_3(tmp_path: Path) -> None:
+    broker, ep = start_broker()
+    carol = start_peer("carol", ep, tmp_path / "carol")
+    with running(broker, carol):
+        carol.wait_event("ready")
+        start = time.monotonic()
+        rival = start_peer("Carol", ep, tmp_path / "rival")
+        with running(rival):
+            assert rival.wait(timeout=10) == 3
+            assert time.monotonic() - start < 2.0 + _startup_allowance()
+            err = rival.line(rival.err, lambda s: s.startswith("zchat: error:"), timeout=5)
+            assert "taken" in err
+
+
+def _startup_allowance() -> float:
+    # Interpreter start, imports and key generation happen before the hello; the
+    # refusal itself comes back in one round trip.
+    return 3.0
+
+
+def test_exit_waits_until_the_broker_acknowledged_everything(tmp_path: Path) -> None:
+    broker, ep = start_broker()
+    alice = start_peer("alice", ep, tmp_path / "alice")
+    bob = start_peer("bob", ep, tmp_path / "bob")
+    with running(broker, alice, bob):
+        alice.wait_event("ready")
+        bob.wait_event("ready")
+        alice.wait_event("join", nick="bob")
+        for i in range(50):
+            alice.send(f"line {i}")
+        alice.send("exit")
+        assert alice.wait(timeout=20) == 0
+        for i in range(50):
+            assert bob.wait_event("message")["text"] == f"line {i}"
+
+
+def test_without_a_broker_a_scripted_peer_says_so_and_exits(tmp_path: Path) -> None:
+    peer = start_peer(
+        "alice", "tcp://127.0.0.1:9", tmp_path / "a", env={"ZCHAT_CONNECT_TIMEOUT": "1"}
+    )
+    with running(peer):
+        assert peer.wait(timeout=20) == 1
+        err = peer.line(peer.err, lambda s: s.startswith("zchat: error:"), timeout=5)
+        assert "no answer from a broker" in err
+
+
+def test_an_invalid_nickname_is_a_usage_error(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [*ZCHAT, "peer", "--nick", "bad nick", "--json"],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env={"ZCHAT_HOME": str(tmp_path), "PATH": "/usr/bin"},
+        check=False,
+    )
+    assert out.returncode == 2
+    assert out.stderr.startswith("zchat: error: invalid nickname")
+    assert "zchat: hint:" in out.stderr
+
+
+def test_keys_show_prints_the_fingerprint_and_pins_lists_pins(tmp_path: Path) -> None:
+    env = {"ZCHAT_HOME": str(tmp_path), "PATH": "/usr/bin"}
+    shown = subprocess.run(
+        [*ZCHAT, "keys", "show"], capture_output=True, text=True, env=env, check=True
+    )
+    groups = shown.stdout.split()
+    assert len(groups) == 13
+    assert (tmp_path / "private_key.pem").stat().st_mode & 0o777 == 0o600
+    pins = subprocess.run(
+        [*ZCHAT, "keys", "pins"], capture_output=True, text=True, env=env, check=True
+    )
+    assert pins.stdout == ""
+    forget = subprocess.run(
+        [*ZCHAT, "keys", "forget", "nobody"], capture_output=True, text=True, env=env, check=False
+    )
+    assert forget.returncode == 1
+    assert "no pin for nobody" in forget.stderr
+
+
+if sys.platform != "linux":  # pragma: no cover
+    pytestmark = pytest.mark.skip("process tests assume Linux")
