@@ -113,6 +113,8 @@ class PeerCore:
     _missing: dict[str, tuple[Member, float]] = field(default_factory=dict)
     _welcomed_once: bool = False
     _connected: bool = True  # False between noticing a dead broker and the next welcome
+    #: when we last heard the broker that went away (None: no loss to make good)
+    _last_welcome_lost: float | None = None
     _last_heard: float = 0.0
     _next_beat: float = 0.0
     _backoff: float = 0.0
@@ -293,14 +295,16 @@ class PeerCore:
             return
         if member.trust is ev.Trust.CHANGED:
             held = self._withheld.setdefault(nick_key(member.nick), deque(maxlen=MAX_WITHHELD))
-            held.append(delivery)
-            self._events.append(ev.Untrusted(member.nick, member.fingerprint, header.msg_id))
+            # A resend of a message already held is the same message: report it once.
+            if all(d.header.msg_id != header.msg_id for d in held):
+                held.append(delivery)
+                self._events.append(ev.Untrusted(member.nick, member.fingerprint, header.msg_id))
             return
         self._open(delivery, member)
 
     def _open(self, delivery: Delivery, member: Member) -> None:
         header = delivery.header
-        if not self._replay.check(member.fingerprint, header.seq):
+        if not self._replay.is_new(member.fingerprint, header.seq):
             return  # a duplicate (resend) or a replay: already shown once
         try:
             plaintext = decrypt_verified(delivery, me=self.nick, identity=self.identity)
@@ -308,6 +312,7 @@ class PeerCore:
         except (EnvelopeError, UnicodeDecodeError):
             self._problem("cannot-decrypt", f"a message from {member.nick} did not decrypt")
             return
+        self._replay.record(member.fingerprint, header.seq)
         self._events.append(
             ev.MessageReceived(
                 member.nick,
@@ -371,6 +376,7 @@ class PeerCore:
     def _disconnected(self, reason: str, now: float, *, new_socket: bool) -> None:
         if self._connected:
             self._events.append(ev.Disconnected(reason))
+            self._last_welcome_lost = self._last_heard
         self._connected = False
         if new_socket:
             self.reconnect_wanted = True  # the I/O layer calls start() on a new socket
@@ -420,7 +426,10 @@ class PeerCore:
 
     def _recipients(self, to: list[str] | None) -> list[Member]:
         if to is None:
-            members = [m for m in self.members.values() if m.trust is not ev.Trust.CHANGED]
+            # Members missing since a broker restart are still addressed: they are
+            # most likely reconnecting, and the outbox delivers when they are back.
+            present = [*self.members.values(), *(m for m, _ in self._missing.values())]
+            members = [m for m in present if m.trust is not ev.Trust.CHANGED]
             if not members:
                 raise NobodyHere("nobody else is here (or trusted): message not sent")
             return members
@@ -445,7 +454,13 @@ class PeerCore:
             raise UnknownRecipient(f"{nick} is not in the room")
         self.pins.pin(member.nick, member.fingerprint)
         member.trust = ev.Trust.PINNED
-        held = self._withheld.pop(nick_key(nick), deque())
+        # Release only what the key being trusted signed: if the key changed again
+        # meanwhile (or back to the pin), messages held under another key stay unread.
+        held = [
+            d
+            for d in self._withheld.pop(nick_key(nick), deque())
+            if d.header.sender_fingerprint == member.fingerprint
+        ]
         trusted = ev.Trusted(member.nick, member.fingerprint, len(held))
         self._events.append(trusted)
         for delivery in held:
@@ -455,7 +470,16 @@ class PeerCore:
     # --- helpers ---------------------------------------------------------------------
 
     def _resend(self, now: float) -> None:
-        """After a welcome: everything not yet acknowledged, then what others missed."""
+        """After a welcome: everything not yet acknowledged, then what others missed.
+
+        After a reconnect, also what the broker acknowledged just before it went
+        away: a broker acknowledges a delivery when it queues it, and a crash loses
+        its queues. Recipients drop the copies they already have by sequence number.
+        """
+        if self._last_welcome_lost is not None:
+            since = self._last_welcome_lost - self._timeout - 1.0
+            self.outbox.reopen_since(since, self._sendable)
+            self._last_welcome_lost = None
         for entry in self.outbox.unacked():
             keep = {n for k, n in entry.pending.items() if self._sendable(k)}
             if keep:

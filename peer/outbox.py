@@ -8,7 +8,8 @@ signed envelope, so recipients recognise duplicates by its sequence number.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -16,6 +17,8 @@ from envelope import Envelope, nick_key
 
 #: How many messages may wait for acknowledgement before new ones are refused.
 MAX_OUTBOX: Final = 20_000
+#: How many settled messages are remembered for a resend after a broker crash.
+MAX_RECENT: Final = 20_000
 
 
 @dataclass(eq=False)
@@ -23,6 +26,7 @@ class Entry:
     envelope: Envelope
     text: str
     acked: bool = False  # the broker answered at least once
+    acked_at: float = 0.0  # when the broker last said it delivered to someone
     sent_at: float = 0.0
     #: recipient (case-folded) -> nickname, for those not yet delivered to
     pending: dict[str, str] = field(default_factory=dict)
@@ -37,6 +41,12 @@ class Entry:
 @dataclass
 class Outbox:
     _entries: dict[bytes, Entry] = field(default_factory=dict)
+    #: Settled entries, oldest first. A broker that crashes loses what it had queued
+    #: for recipients but already acknowledged to us; these are resent after it
+    #: comes back, and recipients drop whatever they did receive as duplicates.
+    #: A later ACK may also correct an earlier one (a delivery the broker could not
+    #: queue after all): then the entry is taken back from here.
+    _recent: OrderedDict[bytes, Entry] = field(default_factory=OrderedDict)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -58,14 +68,22 @@ class Outbox:
     ) -> Entry | None:
         entry = self._entries.get(msg_id)
         if entry is None:
-            return None
+            entry = self._recent.pop(msg_id, None) if absent else None
+            if entry is None:
+                return None
+            self._entries[msg_id] = entry  # a correction: someone did not get it after all
         entry.acked = True
+        if delivered:
+            entry.acked_at = now
         for nick in delivered:
             entry.pending.pop(nick_key(nick), None)
             entry.absent_since.pop(nick_key(nick), None)
+        recipients = {nick_key(n): n for n in entry.envelope.header.recipients}
         for nick in absent:
-            if nick_key(nick) in entry.pending:
-                entry.absent_since.setdefault(nick_key(nick), now)
+            key = nick_key(nick)
+            if key in recipients:  # also a correction of an earlier "delivered"
+                entry.pending[key] = recipients[key]
+                entry.absent_since.setdefault(key, now)
         self._settle(entry)
         return entry
 
@@ -98,8 +116,30 @@ class Outbox:
                 self._settle(entry)
         return dropped
 
+    def reopen_since(self, since: float, keep: Callable[[str], bool]) -> None:
+        """Wait again for every recipient the broker said it delivered to at `since`
+        or later (those it acknowledged just before it crashed), if `keep(nick_key)`.
+
+        The entries become unacknowledged again, so they are resent and tracked
+        exactly as new ones are: absent recipients are waited for, and so on.
+        """
+        recent = [e for e in self._recent.values() if e.acked_at >= since]
+        live = [e for e in self._entries.values() if e.acked and e.acked_at >= since]
+        for entry in [*recent, *live]:
+            for nick in entry.envelope.header.recipients:
+                key = nick_key(nick)
+                if key not in entry.pending and keep(key):
+                    entry.pending[key] = nick
+            if entry.pending:
+                entry.acked = False
+                entry.absent_since.clear()
+                self._entries[entry.msg_id] = entry
+        self._recent.clear()
+
     def unacked(self) -> list[Entry]:
-        return [e for e in self._entries.values() if not e.acked]
+        """Entries the broker has not answered yet, in the order they were sealed."""
+        entries = [e for e in self._entries.values() if not e.acked]
+        return sorted(entries, key=lambda e: e.envelope.header.seq)
 
     def drop(self, msg_id: bytes) -> Entry | None:
         return self._entries.pop(msg_id, None)
@@ -107,3 +147,7 @@ class Outbox:
     def _settle(self, entry: Entry) -> None:
         if entry.acked and not entry.pending:
             self._entries.pop(entry.msg_id, None)
+            if entry.acked_at:
+                self._recent[entry.msg_id] = entry
+                if len(self._recent) > MAX_RECENT:
+                    self._recent.popitem(last=False)

@@ -26,18 +26,22 @@ class ReplayGuard:
     window: int = WINDOW
     _senders: dict[bytes, _Window] = field(default_factory=dict)
 
-    def check(self, sender_fingerprint: bytes, seq: int) -> bool:
-        """True when (sender, seq) is new; records it. False for a replay or duplicate."""
+    def is_new(self, sender_fingerprint: bytes, seq: int) -> bool:
+        """True when (sender, seq) has not been accepted yet and is inside the window."""
+        w = self._senders.get(sender_fingerprint)
+        return w is None or (seq > w.highest - self.window and seq not in w.seen)
+
+    def record(self, sender_fingerprint: bytes, seq: int) -> None:
+        """Accept (sender, seq). Call only once the message proved genuine and opened:
+        a delivery with a swapped wrapped key must not use up the number of the
+        genuine resend that follows it."""
         w = self._senders.get(sender_fingerprint)
         if w is None:
             self._senders[sender_fingerprint] = _Window(seq, {seq})
-            return True
-        if seq <= w.highest - self.window or seq in w.seen:
-            return False
+            return
         w.seen.add(seq)
         if seq > w.highest:
             w.highest = seq
             if len(w.seen) > 2 * self.window:
                 floor = w.highest - self.window
                 w.seen = {s for s in w.seen if s > floor}
-        return True

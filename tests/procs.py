@@ -90,10 +90,23 @@ class Proc:
 class Peer(Proc):
     """`zchat peer --json`: events are parsed JSON objects."""
 
+    def __init__(self, args: list[str], env: dict[str, str], stdin: bool = False) -> None:
+        super().__init__(args, env, stdin)
+        #: every event read so far, matched or not
+        self.history: list[dict[str, Any]] = []
+
     def event(self, match: Callable[[dict[str, Any]], bool], timeout: float = 10) -> dict[str, Any]:
-        line = self.line(self.out, lambda s: match(json.loads(s)), timeout)
-        parsed: dict[str, Any] = json.loads(line)
-        return parsed
+        def record(line: str) -> bool:
+            parsed = json.loads(line)
+            self.history.append(parsed)
+            return match(parsed)
+
+        self.line(self.out, record, timeout)
+        return self.history[-1]
+
+    def texts(self) -> list[str]:
+        """The text of every message event read so far."""
+        return [e["text"] for e in self.history if e["event"] == "message"]
 
     def wait_event(self, name: str, timeout: float = 10, **fields: Any) -> dict[str, Any]:
         return self.event(

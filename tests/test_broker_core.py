@@ -291,3 +291,64 @@ def test_a_replayed_delivery_is_dropped(alice: Identity, bob: Identity) -> None:
     room.peers[b].receive(captured, room.now)
     room.events[b] += room.peers[b].take_events()
     assert messages(room, b) == ["once"]
+
+
+def test_a_message_sent_before_a_member_rejoins_after_a_restart_still_reaches_it(
+    alice: Identity, bob: Identity
+) -> None:
+    config = BrokerConfig(heartbeat_interval=0.1, heartbeat_timeout=0.5)
+    room = MemoryRoom(broker=Broker(config))
+    a = room.join("alice", alice)
+    b = room.join("bob", bob)
+    room.broker = Broker(config)
+    bob_core = room.peers.pop(b)  # bob is slow to notice the restart
+    room.advance(0.3)  # alice alone re-handshakes
+    assert room.of_type(a, ev.Ready)[-1].reconnected
+    room.peers[a].send_text("are you back?", room.now)  # bob is only 'missing'
+    room.pump()
+    room.peers[b] = bob_core
+    room.advance(0.5)  # bob reconnects; alice resends what he missed
+    assert messages(room, b) == ["are you back?"]
+    assert room.of_type(a, ev.Left) == []
+
+
+def test_deliveries_a_crashing_broker_acknowledged_but_lost_are_resent(
+    alice: Identity, bob: Identity
+) -> None:
+    config = BrokerConfig(heartbeat_interval=0.1, heartbeat_timeout=0.5)
+    room = MemoryRoom(broker=Broker(config))
+    a = room.join("alice", alice)
+    b = room.join("bob", bob)
+    room.peers[a].send_text("queued when the broker died", room.now)
+    (frames,) = room.peers[a].take_outgoing()
+    out = room.broker.handle(a, frames, room.now)
+    # The broker queued the delivery for bob and acknowledged it to alice, then
+    # crashed before the delivery left its queue.
+    room.deliver([o for o in out if o.conn == a])
+    room.pump()
+    assert room.peers[a].pending_acks() == []
+    room.broker = Broker(config)
+    room.advance(1.0)
+    assert messages(room, b) == ["queued when the broker died"]
+
+
+def test_a_delivery_the_broker_could_not_queue_is_corrected_and_resent_later(
+    alice: Identity, bob: Identity
+) -> None:
+    room = MemoryRoom()
+    a = room.join("alice", alice)
+    b = room.join("bob", bob)
+    room.peers[a].send_text("for bob", room.now)
+    (frames,) = room.peers[a].take_outgoing()
+    out = room.broker.handle(a, frames, room.now)
+    deliver = next(o for o in out if o.conn == b)
+    room.deliver([o for o in out if o.conn == a])  # alice hears "delivered to bob"
+    # ...but bob's queue was full: the broker corrects its acknowledgement
+    room.deliver(room.broker.undeliverable(deliver, room.now, backlogged=True))
+    room.pump()
+    acks = room.of_type(a, ev.Acked)
+    assert [(x.delivered, x.absent) for x in acks] == [(("bob",), ()), ((), ("bob",))]
+    room.peers[b].leave()  # bob goes, then comes back with the same key
+    room.pump()
+    again = room.join("bob", bob)
+    assert messages(room, again) == ["for bob"]
