@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
 import typer
+import zmq
 
+from broker import curve as bc
 from broker.core import BrokerConfig
 from broker.server import Server
 from broker.transport import TransportError
-from zchat.console import EXIT_ERROR, fail
+from zchat.console import EXIT_ERROR, fail, info
 
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
 
@@ -42,9 +45,37 @@ def broker(
             envvar="ZCHAT_HEARTBEAT_TIMEOUT", min=0.05, help="Silence before a peer is evicted."
         ),
     ] = 5.0,
+    curve: Annotated[
+        bool,
+        typer.Option(
+            "--curve",
+            envvar="ZCHAT_CURVE",
+            help="Encrypt the transport with CurveZMQ; only peers given our key get in.",
+        ),
+    ] = False,
+    curve_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--curve-dir",
+            envvar="ZCHAT_BROKER_HOME",
+            help="Where the broker's CURVE key pair lives. Default: your data directory.",
+            show_default=False,
+        ),
+    ] = None,
+    print_key: Annotated[
+        bool,
+        typer.Option(
+            "--print-key", help="Print the CURVE public key (creating it if needed) and exit."
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every event.")] = False,
 ) -> None:
     """Run the broker: routes sealed messages between peers; never sees plaintext."""
+    keys = _curve_keys(curve_dir or bc.default_broker_home()) if curve or print_key else None
+    if print_key:
+        assert keys is not None
+        print(keys.public.decode("ascii"))
+        raise typer.Exit
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s zchat-broker %(message)s",
@@ -57,7 +88,11 @@ def broker(
         handshake_timeout=heartbeat_timeout,
         backlog_timeout=heartbeat_timeout,
     )
-    server = Server(endpoints=bind or [DEFAULT_BIND], config=config)
+    server = Server(
+        endpoints=bind or [DEFAULT_BIND],
+        config=config,
+        curve_secret=None if keys is None else keys.secret,
+    )
     try:
         endpoints = server.open()
     except TransportError as exc:
@@ -68,7 +103,25 @@ def broker(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    log = logging.getLogger("zchat.broker")
     for endpoint in endpoints:
-        logging.getLogger("zchat.broker").info("listening on %s", endpoint)
+        log.info("listening on %s", endpoint)
+    if keys is not None:
+        log.info("CURVE on; public key: %s", keys.public.decode("ascii"))
+        # Z85 has shell metacharacters ($, &, !, ...) but never a single quote.
+        log.info("peers connect with: zchat peer --broker-key '%s'", keys.public.decode("ascii"))
     server.run()
     logging.getLogger("zchat.broker").info("stopped")
+
+
+def _curve_keys(home: Path) -> bc.CurvePair:
+    """The broker's CURVE key pair from `home`, created there on first use."""
+    if not zmq.has("curve"):
+        fail("this libzmq was built without CURVE support", "install pyzmq's wheel with libsodium")
+    try:
+        keys, created = bc.load_or_create(home)
+    except bc.CurveKeyError as exc:
+        fail(str(exc))
+    if created:
+        info(f"created the broker's CURVE key pair in {home}")
+    return keys

@@ -8,6 +8,9 @@ Nicknames are *not* ZeroMQ routing ids: libzmq silently parks a second connectio
 that claims a routing id already in use, so a refusal could never reach it. Routing
 ids stay opaque and per connection; the broker maps nickname -> connection itself.
 
+With CURVE, `handle` also gets the transport key the message came with; a session is
+bound at HELLO to the key that opened it, and another key never speaks for it.
+
 The broker never holds a private key and never decrypts: it reads the envelope's
 cleartext header to route, and cuts the envelope into one delivery per recipient.
 """
@@ -64,6 +67,7 @@ class Counters:
     dropped: int = 0  # deliveries that could not be queued (full or unroutable)
     errors: int = 0  # malformed or out-of-order input
     evicted: int = 0
+    foreign_key: int = 0  # messages dropped: another CURVE key than the session's
 
 
 class _State(Enum):
@@ -82,6 +86,7 @@ class _Session:
     nonce: bytes
     last_seen: float
     backlogged_since: float | None = None
+    transport_key: bytes | None = None  # the CURVE key that said HELLO, if any
 
 
 @dataclass
@@ -97,8 +102,18 @@ class Broker:
 
     # --- input -----------------------------------------------------------------------
 
-    def handle(self, conn: bytes, frames: list[bytes], now: float) -> list[Outgoing]:
+    def handle(
+        self, conn: bytes, frames: list[bytes], now: float, transport_key: bytes | None = None
+    ) -> list[Outgoing]:
+        """Handle one message; `transport_key` is the CURVE key it came with, if any."""
         session = self._sessions.get(conn)
+        if session is not None and session.transport_key != transport_key:
+            # A routing id is only a name: a client may pick its own, even one a
+            # departed connection used. The CURVE key is what proves the connection.
+            # Logged at debug only: the counter shows it without a log flood.
+            self.counters.foreign_key += 1
+            log.debug("dropped a message for %s from another transport key", session.nick)
+            return []
         try:
             msg = p.parse_from_peer(frames)
         except UnsupportedProtocol as exc:
@@ -114,7 +129,7 @@ class Broker:
             session.last_seen = now
         match msg:
             case p.Hello():
-                return self._hello(conn, msg, now)
+                return self._hello(conn, msg, now, transport_key)
             case p.Proof() if session is not None and session.state is _State.CHALLENGED:
                 return self._proof(session, msg)
             case p.Send() if session is not None and session.state is _State.READY:
@@ -128,7 +143,9 @@ class Broker:
         self.counters.errors += 1
         return [_to(conn, p.Error(p.ErrorCode.HELLO_FIRST, "say hello first"))]
 
-    def _hello(self, conn: bytes, hello: p.Hello, now: float) -> list[Outgoing]:
+    def _hello(
+        self, conn: bytes, hello: p.Hello, now: float, transport_key: bytes | None
+    ) -> list[Outgoing]:
         out: list[Outgoing] = []
         nick = hello.nick.decode("ascii", "replace")
         old = self._sessions.get(conn)
@@ -152,6 +169,7 @@ class Broker:
             return [*out, self._refuse(conn, p.RefuseCode.ROOM_FULL, "the room is full")]
         nonce = self.random(p.CHALLENGE_BYTES)
         session = _Session(conn, nick, hello.public_der, key, fp, _State.CHALLENGED, nonce, now)
+        session.transport_key = transport_key
         self._sessions[conn] = session
         return [*out, _to(conn, p.Challenge(nonce))]
 
@@ -262,7 +280,10 @@ class Broker:
         for session in list(self._sessions.values()):
             if session.state is _State.CHALLENGED:
                 if now - session.last_seen > cfg.handshake_timeout:
-                    del self._sessions[session.conn]
+                    # A listed peer that said HELLO again and never proved it is no
+                    # longer in `_sessions`: unless it goes with its abandoned
+                    # handshake, it would stay listed (and hold its nickname) forever.
+                    out += self._drop(session.conn, p.LeaveReason.TIMEOUT)
             elif now - session.last_seen > cfg.heartbeat_timeout:
                 log.info("%s timed out", session.nick)
                 self.counters.evicted += 1
@@ -295,11 +316,11 @@ class Broker:
         leave = p.Leave(session.nick, reason)
         return [_to(s.conn, leave) for s in self._by_nick.values()]
 
-    def _drop(self, conn: bytes) -> list[Outgoing]:
+    def _drop(self, conn: bytes, reason: p.LeaveReason = p.LeaveReason.BYE) -> list[Outgoing]:
         """Forget connection `conn`, including a listed session it was re-proving."""
         self._sessions.pop(conn, None)
         listed = next((s for s in self._by_nick.values() if s.conn == conn), None)
-        return [] if listed is None else self._remove(listed, p.LeaveReason.BYE)
+        return [] if listed is None else self._remove(listed, reason)
 
     def _refuse(self, conn: bytes, code: p.RefuseCode, reason: str) -> Outgoing:
         self.counters.refused += 1

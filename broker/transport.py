@@ -51,6 +51,30 @@ def recv_bounded(sock: zmq.Socket[bytes], limit: int = MAX_MESSAGE_FRAMES + 1) -
     return frames
 
 
+def recv_bounded_with_user(
+    sock: zmq.Socket[bytes], limit: int = MAX_MESSAGE_FRAMES + 1
+) -> tuple[list[bytes], bytes | None]:
+    """`recv_bounded`, plus the ZAP "User-Id" of the connection the message came on.
+
+    With CURVE and our ZAP handler that is the client's Z85 public key. Metadata hangs
+    on libzmq's message objects, so only the first frame is received without copying;
+    every frame of a message carries the same metadata. Returns None as the user id
+    when there is none (no ZAP handler answered for this connection).
+    """
+    first = sock.recv(zmq.NOBLOCK, copy=False)
+    try:
+        value = first.get("User-Id")
+    except zmq.ZMQError:  # EINVAL: no such property on this connection
+        value = None
+    user = value.encode("ascii", "replace") if isinstance(value, str) else None
+    frames = [first.bytes]
+    while sock.getsockopt(zmq.RCVMORE):
+        frame = sock.recv()
+        if len(frames) < limit:
+            frames.append(frame)
+    return frames, user
+
+
 def bind_all(sock: zmq.Socket[bytes], endpoints: list[str]) -> list[str]:
     """Bind to every endpoint; return what each resolved to (``*`` ports filled in)."""
     bound = []

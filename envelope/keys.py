@@ -26,6 +26,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
@@ -98,7 +99,9 @@ def load_public_key(der: bytes) -> rsa.RSAPublicKey:
         raise BadPublicKey("public key too large")
     try:
         key = serialization.load_der_public_key(der)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        # UnsupportedAlgorithm is no ValueError: well-formed DER naming an unknown
+        # algorithm OID raises it, and it must not escape into the broker's loop.
         raise BadPublicKey("public key does not parse") from exc
     if not isinstance(key, rsa.RSAPublicKey):
         raise BadPublicKey("public key is not RSA")

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import zmq
 
+from broker.curve import read_public_key
 from envelope import is_valid_nick
-from peer.client import Client
+from peer.client import Client, CurveKeys
 from peer.core import PeerConfig, PeerCore
 from peer.home import default_home, unlock
 from peer.pins import PinsError, PinStore
@@ -54,6 +56,16 @@ def peer(
             envvar="ZCHAT_CONNECT_TIMEOUT", help="Scripted mode: give up if no broker by then."
         ),
     ] = 10.0,
+    broker_key: Annotated[
+        str | None,
+        typer.Option(
+            "--broker-key",
+            envvar="ZCHAT_BROKER_KEY",
+            help="The broker's CURVE public key (Z85), or a file holding it: encrypts the "
+            "transport and refuses any other broker.",
+            show_default=False,
+        ),
+    ] = None,
     absent_grace: Annotated[
         float,
         typer.Option(
@@ -73,6 +85,7 @@ def peer(
         )
     if nick is None and not interactive:
         fail("--nick is required when standard input is not a terminal", code=EXIT_USAGE)
+    curve = None if broker_key is None else _curve_keys(broker_key)
     identity = unlock(home)
     try:
         pins = PinStore.open(home)
@@ -82,12 +95,12 @@ def peer(
     if interactive:
         from peer.interactive import run_interactive  # noqa: PLC0415 (loads prompt_toolkit only here)
 
-        code = run_interactive(nick, identity, pins, config, connect)
+        code = run_interactive(nick, identity, pins, config, connect, curve)
     else:
         assert nick is not None
 
         async def main() -> int:
-            client = Client(PeerCore(nick, identity, pins, config), connect)
+            client = Client(PeerCore(nick, identity, pins, config), connect, curve=curve)
             return await run_scripted(client, json_mode=json_mode, connect_timeout=connect_timeout)
 
         try:
@@ -95,3 +108,22 @@ def peer(
         except KeyboardInterrupt:
             code = EXIT_INTERRUPTED
     raise typer.Exit(code)
+
+
+def _curve_keys(broker_key: str) -> CurveKeys:
+    """CURVE keys for a connection to the broker whose public key is `broker_key`.
+
+    Our own pair is made fresh for each run and never stored. The broker admits any
+    client key (peers prove who they are with their RSA identity in HELLO, not with
+    this key), so a lasting key would add nothing but a second secret to guard, and
+    a handle to link our connections across runs; CURVE's own short-term keys give
+    the transport forward secrecy either way.
+    """
+    if not zmq.has("curve"):
+        fail("this libzmq was built without CURVE support", "install pyzmq's wheel")
+    try:
+        server_public = read_public_key(broker_key)
+    except ValueError as exc:
+        fail(str(exc), "pass the key 'zchat broker --curve --print-key' shows", EXIT_USAGE)
+    public, secret = zmq.curve_keypair()
+    return CurveKeys(server_public=server_public, public=public, secret=secret)

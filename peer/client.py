@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import cast
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from broker.transport import LINGER_MS, configure, recv_bounded
 from peer import events as ev
@@ -26,6 +27,17 @@ from peer.outbox import Entry
 #: peer is back within about half a second of the broker's return.
 RECONNECT_IVL_MS = 100
 RECONNECT_IVL_MAX_MS = 500
+#: Transport handshakes the broker hung up on, in a row with no success between,
+#: before we give up. One may be a broker killed mid-handshake; three, about half a
+#: second at the reconnect interval above, is a broker with another CURVE key (a CURVE
+#: server that cannot open our HELLO just hangs up). A protocol or authentication
+#: failure is final at once: it is a misconfiguration, and libzmq stops retrying then.
+HANDSHAKE_FAILURES = 3
+_HANDSHAKE_FAILED = (
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +64,10 @@ class Client:
         self.events: asyncio.Queue[ev.Event] = asyncio.Queue()
         self._context = context or zmq.Context.instance()
         self._sock: zmq.Socket[bytes] | None = None
+        self._monitor: zmq.Socket[bytes] | None = None
+        self._handshake_failures = 0
+        #: Set when the transport cannot work (wrong broker key): the client stopped.
+        self.failed: ev.TransportFailed | None = None
         self._backlog: deque[list[bytes]] = deque()
         self._ticker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -68,14 +84,14 @@ class Client:
         period = min(max(self.core.config.heartbeat_interval / 4, 0.01), 0.1)
         self._ticker = asyncio.create_task(self._tick_forever(period))
 
-    async def close(self, max_idle: float = 1.3) -> list[Entry]:
+    async def close(self, max_idle: float = 1.0) -> list[Entry]:
         """Leave the room, after the broker acknowledged everything we sent.
 
         Waits while acknowledgements keep coming; gives up once none has come for
         `max_idle` seconds (the broker is gone). Returns what stayed unacknowledged.
         """
         self._last_progress = time.monotonic()
-        while self.core.pending_acks() and self.core.phase is not Phase.CLOSED:
+        while self.core.pending_acks() and self.core.phase is not Phase.CLOSED and not self.failed:
             if time.monotonic() - self._last_progress > max_idle:
                 break
             await asyncio.sleep(0.01)
@@ -104,6 +120,15 @@ class Client:
         self._flush()
         return trusted
 
+    def retry_handshake(self, nick: str) -> None:
+        """After a refusal (nickname taken or invalid): say hello again as `nick`.
+
+        The same connection is reused: the broker forgot it when it refused.
+        """
+        self.core.rename(nick)
+        self.core.start(time.monotonic())
+        self._flush()
+
     # --- the loop --------------------------------------------------------------------
 
     def _open_socket(self) -> None:
@@ -115,17 +140,28 @@ class Client:
             sock.setsockopt(zmq.CURVE_SERVERKEY, self.curve.server_public)
             sock.setsockopt(zmq.CURVE_PUBLICKEY, self.curve.public)
             sock.setsockopt(zmq.CURVE_SECRETKEY, self.curve.secret)
+        # libzmq retries a failed handshake forever without a word; its monitor is
+        # the only place a wrong broker key shows.
+        monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | _HANDSHAKE_FAILED)
         sock.connect(self.endpoint)
         self._sock = sock
+        self._monitor = monitor
         assert self._loop is not None
         self._loop.add_reader(sock.fileno(), self._pump)
+        self._loop.add_reader(monitor.fileno(), self._watch)
 
     def _close_socket(self, linger: int = 0) -> None:
         sock, self._sock = self._sock, None
+        monitor, self._monitor = self._monitor, None
         if sock is None:
             return
         if self._loop is not None:
             self._loop.remove_reader(sock.fileno())
+            if monitor is not None:
+                self._loop.remove_reader(monitor.fileno())
+        if monitor is not None:
+            sock.disable_monitor()
+            monitor.close(linger=0)
         sock.close(linger=linger)
 
     async def _tick_forever(self, period: float) -> None:
@@ -134,6 +170,9 @@ class Client:
             self._tick()
 
     def _tick(self) -> None:
+        self._watch()  # the monitor's FD is edge-triggered too
+        if self.failed:
+            return
         self.core.tick(time.monotonic())
         if self.core.reconnect_wanted:
             self._close_socket()
@@ -155,12 +194,36 @@ class Client:
             sock = self._sock
         self._flush()
 
+    def _watch(self) -> None:
+        """Read the socket monitor: count failed handshakes, give up on a wrong broker."""
+        monitor = self._monitor
+        while monitor is not None and self._monitor is monitor:
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._handshake_failures = 0
+                continue
+            self._handshake_failures += 1
+            hung_up = event["event"] == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+            if not hung_up or self._handshake_failures >= HANDSHAKE_FAILURES:
+                self._give_up(_explain(event["event"], event["value"], self.curve is not None))
+
+    def _give_up(self, failure: ev.TransportFailed) -> None:
+        self.failed = failure
+        self._close_socket()
+        self._backlog.clear()
+        if self._ticker is not None:
+            self._ticker.cancel()
+        self.events.put_nowait(failure)
+
     def _flush(self) -> None:
         self._backlog.extend(self.core.take_outgoing())
         sock = self._sock
         while sock is not None and self._backlog:
             try:
-                sock.send_multipart(self._backlog[0], zmq.NOBLOCK)
+                _send_nowait(sock, self._backlog[0])
             except zmq.Again:
                 break  # the broker is not reading; try again on the next tick
             self._backlog.popleft()
@@ -173,5 +236,56 @@ class Client:
             self.events.put_nowait(event)
 
 
+#: Plain ints: pyzmq's `send_multipart` ORs enum flags for every frame, which costs
+#: more than libzmq's send itself (see the `make bench` profiles in the README).
+_MORE_NOWAIT = int(zmq.SNDMORE | zmq.NOBLOCK)
+_NOWAIT = int(zmq.NOBLOCK)
+
+
+def _send_nowait(sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
+    """`send_multipart(frames, NOBLOCK)`, frame by frame as pyzmq does it.
+
+    libzmq decides at the first frame whether the message can be queued, so
+    zmq.Again comes from there, before any frame is sent.
+    """
+    send = sock.send
+    for frame in frames[:-1]:
+        send(frame, _MORE_NOWAIT)
+    send(frames[-1], _NOWAIT)
+
+
 def _readable(sock: zmq.Socket[bytes]) -> bool:
     return bool(cast(int, sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
+
+
+def _explain(event: int, value: int, curve: bool) -> ev.TransportFailed:
+    """What a failed ZMTP handshake most likely means, for people."""
+    if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value == (
+        zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+    ):
+        if curve:
+            return ev.TransportFailed(
+                "the broker does not use CURVE encryption, but --broker-key was given",
+                "start the broker with 'zchat broker --curve', or leave out --broker-key",
+            )
+        return ev.TransportFailed(
+            "the broker requires CURVE encryption",
+            "pass its public key with --broker-key (the broker logs it at start)",
+        )
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        return ev.TransportFailed(f"the broker refused our transport key (ZAP status {value})")
+    if curve:
+        # A CURVE server that cannot open our HELLO (it was sealed to another key)
+        # just hangs up, which libzmq reports with no detail. A broker without CURVE
+        # may hang up too, before we see its greeting: the two cannot be told apart.
+        return ev.TransportFailed(
+            "the broker hung up on our CURVE handshake: its key is not the --broker-key "
+            "we were given, or it does not use CURVE",
+            "check the key with the broker's operator ('zchat broker --curve --print-key')",
+        )
+    if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        return ev.TransportFailed(
+            "the broker keeps hanging up during the transport handshake",
+            "if it runs with --curve, pass its public key with --broker-key",
+        )
+    return ev.TransportFailed(f"the transport handshake with the broker failed ({value:#x})")

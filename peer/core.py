@@ -492,6 +492,9 @@ class PeerCore:
     def _resend_to(self, member: Member, now: float) -> None:
         for entry in self.outbox.waiting_for(member.nick):
             entry.absent_since.pop(nick_key(member.nick), None)
+            # Awaiting an answer again: should this resend be lost with the broker,
+            # the resend after the next welcome covers it (and `exit` waits for it).
+            entry.acked = False
             self._send(p.Send(entry.envelope.only_for({entry.pending[nick_key(member.nick)]})))
 
     def _sendable(self, key: str) -> bool:

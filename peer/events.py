@@ -119,6 +119,20 @@ class Disconnected:
 
 
 @dataclass(frozen=True, slots=True)
+class TransportFailed:
+    """The connection to the broker cannot work, so the client stopped trying.
+
+    Final, unlike `Disconnected`: libzmq would retry forever in silence, but a broker
+    whose CURVE key is not the one we were given (or that speaks another security
+    mechanism) will never let us in. Comes from the client's socket monitor, never
+    from the network's words.
+    """
+
+    reason: str
+    hint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class WhoEntry:
     nick: str
     fingerprint: bytes
@@ -163,6 +177,7 @@ Event = (
     | Refused
     | Problem
     | Disconnected
+    | TransportFailed
     | Who
     | FingerprintShown
     | Notice

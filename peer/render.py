@@ -98,6 +98,8 @@ def to_json(event: ev.Event) -> dict[str, Any]:
             return {"event": "error", "code": code, "message": message}
         case ev.Disconnected(reason):
             return {"event": "disconnected", "reason": reason}
+        case ev.TransportFailed(reason, hint):
+            return {"event": "error", "code": "transport-failed", "message": reason, "hint": hint}
         case ev.Who(me, members):
             return {"event": "who", "me": _who(me), "peers": [_who(m) for m in members]}
         case ev.FingerprintShown(nick, fp, mine):
@@ -171,6 +173,9 @@ def to_text(event: ev.Event) -> str | None:
             return f"! {safe(code)}: {safe(reason)}"
         case ev.Disconnected(reason):
             return f"* disconnected: {safe(reason)}; reconnecting…"
+        case ev.TransportFailed(reason, hint):
+            line = f"! cannot connect: {safe(reason)}"
+            return f"{line}\n! {safe(hint)}" if hint else line
         case ev.Who(me, members):
             rows = [f"  {safe(me.nick)} (you)  {format_fingerprint(me.fingerprint)}"]
             rows += [

@@ -16,6 +16,7 @@ from peer import events as ev
 from peer.actions import execute
 from peer.client import Client
 from peer.commands import Quit, parse_line
+from peer.outbox import Entry
 from peer.render import json_line, to_text
 from zchat.console import EXIT_ERROR, EXIT_NICK_TAKEN, EXIT_REFUSED, EXIT_UNDELIVERED, error
 
@@ -42,9 +43,11 @@ async def run_scripted(
             event = await client.events.get()
             emit(event)
             final = isinstance(event, ev.Disconnected) and client.core.closed_reason
-            if isinstance(event, ev.Ready | ev.Refused) or final:
+            if isinstance(event, ev.Ready | ev.Refused | ev.TransportFailed) or final:
                 outcome.append(event)
                 ready.set()
+            if isinstance(event, ev.TransportFailed):
+                lines.put_nowait(None)  # stop reading input: nothing can be sent now
 
     lines = _read_lines(stdin)
     client.start()
@@ -59,12 +62,12 @@ async def run_scripted(
             )
             await client.close(max_idle=0)
             return EXIT_ERROR
-        first = outcome[0]
+        first = outcome[0]  # a TransportFailed falls through: the loop below ends at once
         if isinstance(first, ev.Refused):
             error(f"the broker refused us: {first.reason}")
             await client.close(max_idle=0)
             return EXIT_NICK_TAKEN if first.code == "nick-taken" else EXIT_REFUSED
-        while not client.core.closed_reason:
+        while not client.core.closed_reason and not client.failed:
             line = await lines.get()
             if line is None:
                 break
@@ -79,6 +82,14 @@ async def run_scripted(
             emit(client.events.get_nowait())
     finally:
         printer.cancel()
+    return _exit_code(client, unacked)
+
+
+def _exit_code(client: Client, unacked: list[Entry]) -> int:
+    """How the session ended, for scripts; the reason goes to standard error."""
+    if client.failed:
+        error(client.failed.reason, client.failed.hint or None)
+        return EXIT_ERROR
     if client.core.closed_reason:
         error(client.core.closed_reason)
         return EXIT_ERROR

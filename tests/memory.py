@@ -5,9 +5,10 @@ Time is a number the test moves. `pump` carries frames both ways until nothing m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from broker.core import Broker, BrokerConfig
+from broker.core import Broker, BrokerConfig, Outgoing
 from envelope import Identity
 from peer import events as ev
 from peer.core import PeerConfig, PeerCore
@@ -22,6 +23,8 @@ class MemoryRoom:
     events: dict[bytes, list[ev.Event]] = field(default_factory=dict)
     #: frames the broker sent to each connection, for inspection
     wire: dict[bytes, list[list[bytes]]] = field(default_factory=dict)
+    #: a test may make the network lose some of what the broker sends
+    drop: Callable[[Outgoing], bool] | None = None
     _next_conn: int = 0
 
     def join(
@@ -55,11 +58,11 @@ class MemoryRoom:
                 return
         raise AssertionError("the room never went quiet")
 
-    def deliver(self, outgoing: list) -> None:  # type: ignore[type-arg]
+    def deliver(self, outgoing: list[Outgoing]) -> None:
         for out in outgoing:
             core = self.peers.get(out.conn)
-            if core is None:
-                continue  # a connection that went away
+            if core is None or (self.drop is not None and self.drop(out)):
+                continue  # a connection that went away, or a loss the test wants
             self.wire[out.conn].append(out.frames)
             core.receive(out.frames, self.now)
 

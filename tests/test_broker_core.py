@@ -352,3 +352,32 @@ def test_a_delivery_the_broker_could_not_queue_is_corrected_and_resent_later(
     room.pump()
     again = room.join("bob", bob)
     assert messages(room, again) == ["for bob"]
+
+
+def test_a_resend_to_a_returning_member_lost_in_a_crash_is_sent_again(
+    alice: Identity, bob: Identity
+) -> None:
+    config = BrokerConfig(heartbeat_interval=0.1, heartbeat_timeout=0.5)
+    room = MemoryRoom(broker=Broker(config))
+    a = room.join("alice", alice)
+    b = room.join("bob", bob)
+    room.broker = Broker(config)  # a restart; bob is slow to come back
+    bob_core = room.peers.pop(b)
+    room.advance(0.3)
+    room.peers[a].send_text("while bob was away", room.now)  # absent: waits for him
+    room.pump()
+    # bob comes back and alice resends to him, but the broker dies before it reads
+    # that resend
+    room.peers[b] = bob_core
+    for _ in range(20):
+        room.now += 0.05
+        room.deliver(room.broker.tick(room.now))
+        for conn, core in room.peers.items():
+            core.tick(room.now)
+            for frames in core.take_outgoing():
+                if conn == a and frames[1] == bytes([p.Command.SEND]):
+                    continue
+                room.deliver(room.broker.handle(conn, frames, room.now))
+    room.broker = Broker(config)
+    room.advance(1.5)
+    assert messages(room, b) == ["while bob was away"]

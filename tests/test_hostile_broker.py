@@ -1,0 +1,633 @@
+"""A broker that speaks the protocol but lies, and honest peers that must not believe it.
+
+`LyingBroker` is the real sans-I/O broker core with two hooks: `lie` rewrites (or
+drops, or multiplies) every message it is about to send, and `inject` queues frames
+of our own making for a peer. It also records what the peers really sent, so a test
+can check what a peer encrypted and to whom. Honest `Client`s talk to it over TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from broker import protocol as p
+from broker.core import Broker, Outgoing
+from broker.errors import ProtocolError
+from broker.server import Server
+from envelope import (
+    DecryptionFailed,
+    Delivery,
+    Envelope,
+    Identity,
+    Recipient,
+    public_der,
+    seal,
+)
+from envelope import _primitives as prim
+from peer import events as ev
+from peer.client import Client
+from peer.core import PeerConfig, PeerCore, Phase
+from peer.errors import UntrustedRecipient
+from peer.pins import PinStore
+from tests.conftest import KeyPool
+from tests.memory import MemoryRoom
+from tests.net import FAST, ready, texts, wait_for
+
+Lie = Callable[[Outgoing], list[Outgoing]]
+
+
+def command(frames: list[bytes]) -> int:
+    return frames[1][0] if len(frames) > 1 and len(frames[1]) == 1 else -1
+
+
+@dataclass
+class LyingBroker(Broker):
+    lie: Lie | None = None
+    #: nickname -> connection, learned from the WELCOMEs it sends
+    conns: dict[str, bytes] = field(default_factory=dict)
+    #: every envelope a peer sent, and who sent it
+    sends: list[tuple[str, Envelope]] = field(default_factory=list)
+    #: every command byte each peer sent
+    commands: dict[str, list[int]] = field(default_factory=dict)
+    _inject: deque[Outgoing] = field(default_factory=deque)
+
+    def handle(
+        self, conn: bytes, frames: list[bytes], now: float, transport_key: bytes | None = None
+    ) -> list[Outgoing]:
+        nick = next((n for n, c in self.conns.items() if c == conn), "?")
+        self.commands.setdefault(nick, []).append(command(frames))
+        with contextlib.suppress(ProtocolError):
+            msg = p.parse_from_peer(frames)
+            if isinstance(msg, p.Send):
+                self.sends.append((nick, msg.envelope))
+        return self._tamper(super().handle(conn, frames, now, transport_key))
+
+    def tick(self, now: float) -> list[Outgoing]:
+        out = self._tamper(super().tick(now))
+        while self._inject:
+            out.append(self._inject.popleft())
+        return out
+
+    def inject(self, nick: str, frames: list[bytes]) -> None:
+        """Send `frames` to `nick` on the next tick (thread-safe: a deque)."""
+        self._inject.append(Outgoing(self.conns[nick], frames))
+
+    def _tamper(self, out: list[Outgoing]) -> list[Outgoing]:
+        result: list[Outgoing] = []
+        for o in out:
+            if command(o.frames) == p.Command.WELCOME:
+                welcome = p.parse_from_broker(o.frames)
+                assert isinstance(welcome, p.Welcome)
+                self.conns[welcome.nick] = o.conn
+            lie = self.lie
+            result += [o] if lie is None else lie(o)
+        return result
+
+    def to(self, nick: str, o: Outgoing) -> bool:
+        return self.conns.get(nick) == o.conn
+
+
+@contextlib.contextmanager
+def lying_broker(endpoint: str = "tcp://127.0.0.1:*") -> Iterator[tuple[Server, LyingBroker]]:
+    server = Server([endpoint], FAST)
+    core = server.core = LyingBroker(FAST)
+    server.open()
+    thread = threading.Thread(target=server.run, name="lying-broker", daemon=True)
+    thread.start()
+    try:
+        yield server, core
+    finally:
+        server.stop.set()
+        thread.join(timeout=5)
+        assert not thread.is_alive(), "the broker thread did not stop"
+
+
+def client(nick: str, ident: Identity, ep: str, pins: PinStore | None = None) -> Client:
+    return Client(PeerCore(nick, ident, pins or PinStore(None, {}), PeerConfig()), ep)
+
+
+def watch_crashes() -> list[dict[str, object]]:
+    """Anything a client callback raises lands in the loop's exception handler."""
+    crashes: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: crashes.append(ctx))
+    return crashes
+
+
+async def until_text(c: Client, text: str, timeout: float = 5.0) -> list[ev.Event]:
+    """Every event up to the message `text` (a marker: what came before it is settled)."""
+    return await wait_for(
+        c, lambda e: isinstance(e, ev.MessageReceived) and e.text == text, timeout
+    )
+
+
+def received(events: list[ev.Event]) -> list[tuple[str, str]]:
+    return [(e.sender, e.text) for e in events if isinstance(e, ev.MessageReceived)]
+
+
+def problems(events: list[ev.Event]) -> list[str]:
+    return [e.code for e in events if isinstance(e, ev.Problem)]
+
+
+async def injected(core: LyingBroker) -> None:
+    """Wait until the broker thread took what was injected.
+
+    It sends what a tick returns before it handles anything else, so whatever a peer
+    sends after this arrives behind the injected frames.
+    """
+    deadline = time.monotonic() + 2
+    while core._inject:
+        assert time.monotonic() < deadline, "the broker never ticked"
+        await asyncio.sleep(0.005)
+
+
+async def close_all(*clients: Client) -> None:
+    for c in clients:
+        await c.close(max_idle=0.5)
+
+
+# --- (1) key substitution ----------------------------------------------------------------
+
+
+def substitute(core: LyingBroker, victim: str, target: str, fake_der: bytes) -> Lie:
+    """Tell `victim` that `target`'s key is `fake_der`, in JOIN and SNAPSHOT alike."""
+
+    def lie(o: Outgoing) -> list[Outgoing]:
+        if not core.to(victim, o) or command(o.frames) not in (p.Command.JOIN, p.Command.SNAPSHOT):
+            return [o]
+        match p.parse_from_broker(o.frames):
+            case p.Join(member) if member.nick == target:
+                return [Outgoing(o.conn, p.encode(p.Join(p.Member(target, fake_der))))]
+            case p.Snapshot(members):
+                swapped = tuple(
+                    p.Member(m.nick, fake_der) if m.nick == target else m for m in members
+                )
+                return [Outgoing(o.conn, p.encode(p.Snapshot(swapped)))]
+        return [o]
+
+    return lie
+
+
+@pytest.mark.parametrize("via", ["join", "snapshot"])
+def test_a_substituted_key_is_flagged_and_nothing_is_encrypted_to_it(
+    via: str, keys: KeyPool
+) -> None:
+    alice, bob, carol, evil = keys.many(4)
+    pins = {n: PinStore(None, {}) for n in ("alice", "bob", "carol")}
+
+    async def main() -> None:
+        crashes = watch_crashes()
+        # First session: an honest broker, so everyone pins everyone's real key.
+        with lying_broker() as (server, _core):
+            ep = server.bound[0]
+            first = [
+                client(n, i, ep, pins[n])
+                for n, i in (("alice", alice), ("bob", bob), ("carol", carol))
+            ]
+            for c in first:
+                await ready(c)
+            await wait_for(first[0], lambda e: isinstance(e, ev.Joined) and e.nick == "carol")
+            await close_all(*first)
+        assert pins["alice"].get("bob") == bob.fingerprint
+
+        # Second session: the broker hands alice its own key as bob's.
+        with lying_broker() as (server, core):
+            ep = server.bound[0]
+            core.lie = substitute(core, "alice", "bob", evil.public_der)
+            a = client("alice", alice, ep, pins["alice"])
+            b = client("bob", bob, ep, pins["bob"])
+            c = client("carol", carol, ep, pins["carol"])
+            order = (b, c, a) if via == "snapshot" else (a, c, b)
+            for x in order:
+                await ready(x)
+            seen = await wait_for(a, lambda e: isinstance(e, ev.KeyChanged))
+            assert seen[-1] == ev.KeyChanged("bob", bob.fingerprint, evil.fingerprint)
+            joined = (await wait_for(a, lambda e: isinstance(e, ev.Joined) and e.nick == "bob"))[-1]
+            assert isinstance(joined, ev.Joined)
+            assert joined.trust is ev.Trust.CHANGED
+            # carol is known by now: in the snapshot, or joined before bob did
+            assert "carol" in a.core.members
+
+            # Nothing goes to the substituted key: not in the room, not directly.
+            a.send_text("for the room")
+            assert await texts(c, 1) == ["for the room"]
+            with pytest.raises(UntrustedRecipient):
+                a.send_text("just for bob", to=["bob"])
+            from_alice = [env for who, env in core.sends if who == "alice"]
+            assert [env.header.recipients for env in from_alice] == [("carol",)]
+            for env in from_alice:
+                for nick, wrapped in zip(env.header.recipients, env.wrapped_keys, strict=True):
+                    with pytest.raises(DecryptionFailed):
+                        prim.unwrap(evil.private_key, wrapped, env.header.msg_id, nick)
+
+            # What the broker signs with its key, as bob, is held back, never shown.
+            forged = seal(
+                b"send the money to mallory",
+                sender=evil,
+                sender_nick="bob",
+                recipients=[Recipient("alice", alice.public_key)],
+                seq=1,
+            )
+            core.inject("alice", p.encode(p.Deliver(forged.delivery_for(0))))
+            await injected(core)
+            # The real bob, signing with his real key, fails against the substitute.
+            b.send_text("hello alice", to=["alice"])
+            events = await wait_for(a, lambda e: isinstance(e, ev.Problem))
+            c.send_text("marker", to=["alice"])
+            events += await until_text(a, "marker")
+            assert received(events) == [("carol", "marker")]
+            assert [e for e in events if isinstance(e, ev.Untrusted)] == [
+                ev.Untrusted("bob", evil.fingerprint, forged.header.msg_id)
+            ]
+            assert problems(events) == ["bad-signature"]
+            await close_all(a, b, c)
+        assert crashes == []
+
+    asyncio.run(main())
+
+
+# --- (2) forged senders ------------------------------------------------------------------
+
+
+def resigned(delivery: Delivery, signer: Identity, **change: object) -> list[bytes]:
+    header = dataclasses.replace(delivery.header, **change)  # type: ignore[arg-type]
+    header_bytes = header.encode()
+    signature = prim.sign(signer.private_key, header_bytes, delivery.token)
+    return p.encode(
+        p.Deliver(Delivery(header, header_bytes, signature, delivery.token, delivery.wrapped_key))
+    )
+
+
+def test_forged_and_tampered_deliveries_are_bad_signatures_never_messages(keys: KeyPool) -> None:
+    alice, bob = keys.many(2)
+    evil = keys.get(3)
+
+    async def main() -> None:
+        crashes = watch_crashes()
+        with lying_broker() as (server, core):
+            captured: list[list[bytes]] = []
+
+            def sniff(o: Outgoing) -> list[Outgoing]:
+                if core.to("alice", o) and command(o.frames) == p.Command.DELIVER:
+                    captured.append(o.frames)
+                return [o]
+
+            core.lie = sniff
+            ep = server.bound[0]
+            a, b = client("alice", alice, ep), client("bob", bob, ep)
+            await ready(a)
+            await ready(b)
+            b.send_text("genuine", to=["alice"])
+            assert await texts(a, 1) == ["genuine"]
+            real = p.parse_from_broker(captured[0])
+            assert isinstance(real, p.Deliver)
+            d = real.delivery
+
+            # The broker's own key, its own token and wrapped key, bob's name.
+            own = seal(
+                b"forged",
+                sender=evil,
+                sender_nick="bob",
+                recipients=[Recipient("alice", alice.public_key)],
+                seq=d.header.seq + 1,
+            )
+            own_d = own.delivery_for(0)
+            flipped = bytearray(d.token)
+            flipped[40] ^= 1
+            forgeries = [
+                p.encode(p.Deliver(own_d)),  # names the broker's fingerprint
+                resigned(own_d, evil, sender_fingerprint=bob.fingerprint),  # names bob's
+                p.encode(p.Deliver(dataclasses.replace(d, token=bytes(flipped)))),
+                resigned(d, evil, seq=d.header.seq + 1),  # a "new" message from bob
+                p.encode(p.Deliver(dataclasses.replace(d, token=own_d.token))),  # swapped token
+                p.encode(
+                    p.Deliver(
+                        Delivery(d.header, d.header_bytes, own_d.signature, d.token, d.wrapped_key)
+                    )
+                ),
+            ]
+            for frames in forgeries:
+                core.inject("alice", frames)
+            await injected(core)
+            b.send_text("marker", to=["alice"])
+            events = await until_text(a, "marker")
+            assert received(events) == [("bob", "marker")]
+            assert problems(events) == ["bad-signature"] * len(forgeries)
+            await close_all(a, b)
+        assert crashes == []
+
+    asyncio.run(main())
+
+
+# --- (3) dropped and (4) duplicated deliveries, and replays --------------------------------
+
+
+def test_a_broker_that_drops_deliveries_and_acks_is_survived_without_duplicates(
+    keys: KeyPool,
+) -> None:
+    alice, bob = keys.many(2)
+
+    async def main() -> None:
+        crashes = watch_crashes()
+        with lying_broker() as (server, core):
+            ep = server.bound[0]
+            a, b = client("alice", alice, ep), client("bob", bob, ep)
+            await ready(a)
+            await ready(b)
+            # It swallows the delivery but tells alice bob got it.
+            core.lie = lambda o: (
+                [] if core.to("bob", o) and command(o.frames) == p.Command.DELIVER else [o]
+            )
+            lost = a.send_text("swallowed", to=["bob"])
+            acked = await wait_for(a, lambda e: isinstance(e, ev.Acked))
+            assert acked[-1] == ev.Acked(lost, ("bob",), ())
+            # It delivers but swallows the ack, then pretends it restarted: alice
+            # handshakes again and resends what was never acknowledged.
+            core.lie = lambda o: (
+                [] if core.to("alice", o) and command(o.frames) == p.Command.ACK else [o]
+            )
+            a.send_text("ack lost", to=["bob"])
+            assert await texts(b, 1) == ["ack lost"]
+            core.lie = None
+            core.inject("alice", p.encode(p.Error(p.ErrorCode.HELLO_FIRST, "say hello first")))
+            await wait_for(a, lambda e: isinstance(e, ev.Ready))
+            await wait_for(a, lambda e: isinstance(e, ev.Acked))
+            a.send_text("marker", to=["bob"])
+            later = [text for _, text in received(await until_text(b, "marker"))]
+            # "ack lost" is not shown twice. "swallowed" may come now: after a broker
+            # restart a peer resends what was acknowledged just before it.
+            assert later in (["marker"], ["swallowed", "marker"])
+            assert await a.close() == []
+            await b.close()
+        assert crashes == []
+
+    asyncio.run(main())
+
+
+def test_duplicated_deliveries_and_acks_are_shown_once(keys: KeyPool) -> None:
+    alice, bob = keys.many(2)
+
+    async def main() -> None:
+        crashes = watch_crashes()
+        with lying_broker() as (server, core):
+            ep = server.bound[0]
+            a, b = client("alice", alice, ep), client("bob", bob, ep)
+            await ready(a)
+            await ready(b)
+            core.lie = lambda o: (
+                [o] * 3 if command(o.frames) in (p.Command.DELIVER, p.Command.ACK) else [o]
+            )
+            for i in range(5):
+                a.send_text(f"m{i}", to=["bob"])
+            core.lie = None
+            marker = a.send_text("marker", to=["bob"])
+            events = await until_text(b, "marker")
+            assert received(events) == [("alice", f"m{i}") for i in range(5)] + [
+                ("alice", "marker")
+            ]
+            mine = await wait_for(a, lambda e: isinstance(e, ev.Acked) and e.msg_id == marker)
+            acks = [e for e in mine if isinstance(e, ev.Acked)]
+            assert len({e.msg_id for e in acks}) == len(acks) == 6
+            await close_all(a, b)
+        assert crashes == []
+
+    asyncio.run(main())
+
+
+def test_a_replayed_delivery_is_dropped_even_after_the_recipient_reconnects(
+    keys: KeyPool,
+) -> None:
+    alice, bob = keys.many(2)
+
+    async def main() -> None:
+        crashes = watch_crashes()
+        with lying_broker() as (server, core):
+            captured: list[list[bytes]] = []
+
+            def sniff(o: Outgoing) -> list[Outgoing]:
+                if core.to("bob", o) and command(o.frames) == p.Command.DELIVER:
+                    captured.append(o.frames)
+                return [o]
+
+            core.lie = sniff
+            ep = server.bound[0]
+            a, b = client("alice", alice, ep), client("bob", bob, ep)
+            await ready(a)
+            await ready(b)
+            a.send_text("once", to=["bob"])
+            assert await texts(b, 1) == ["once"]
+            old_conn = core.conns["bob"]
+            core.inject("bob", captured[0])
+            await injected(core)
+            a.send_text("marker 1", to=["bob"])
+            assert received(await until_text(b, "marker 1")) == [("alice", "marker 1")]
+
+            # bob is told to go away, comes back on a new connection: still a replay.
+            core.inject("bob", p.encode(p.Error(p.ErrorCode.EVICTED, "go away")))
+            await wait_for(b, lambda e: isinstance(e, ev.Ready) and e.reconnected)
+            assert core.conns["bob"] != old_conn
+            core.inject("bob", captured[0])
+            core.inject("bob", captured[1])
+            await injected(core)
+            a.send_text("marker 2", to=["bob"])
+            assert received(await until_text(b, "marker 2")) == [("alice", "marker 2")]
+            await close_all(a, b)
+        assert crashes == []
+
+    asyncio.run(main())
+
+
+# --- (5) oversized and malformed announcements ----------------------------------------------
+
+
+def junk_announcements(bob: Identity, carol: Identity) -> list[tuple[str, list[bytes]]]:
+    """(expected Problem code, frames) for each lie."""
+    tag = p.PROTOCOL_TAG
+    small_rsa = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key()
+    ec_key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    members = [p.Member(f"m{i:03d}", carol.public_der) for i in range(300)]
+    unknown_oid = bytearray(carol.public_der)
+    unknown_oid[8] = 0  # an algorithm OID nobody knows: UnsupportedAlgorithm, not ValueError
+    return [
+        ("bad-key", p.encode(p.Join(p.Member("dave", b"\x30\x82\x01\x22" + b"\x00" * 290)))),
+        ("bad-key", p.encode(p.Join(p.Member("dave", public_der(small_rsa))))),
+        (
+            "bad-key",
+            p.encode(
+                p.Join(
+                    p.Member(
+                        "dave", ec_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+                    )
+                )
+            ),
+        ),
+        ("bad-key", p.encode(p.Join(p.Member("bob", b"junk key for a present member")))),
+        ("bad-key", p.encode(p.Join(p.Member("dave", bytes(unknown_oid))))),
+        ("malformed", p.encode(p.Join(p.Member("dave", b"\x30" * 5000)))),  # oversized key
+        (
+            "malformed",
+            [
+                tag,
+                bytes([p.Command.SNAPSHOT]),
+                *(x for m in members for x in (m.nick.encode(), m.public_der)),
+            ],
+        ),
+        ("unexpected", p.encode(p.Snapshot((p.Member("dave", carol.public_der),)))),
+        ("malformed", [tag, bytes([p.Command.JOIN]), b"a" * 1000, carol.public_der]),
+        ("malformed", [tag, bytes([p.Command.JOIN]), "b\u043eb".encode(), carol.public_der]),
+        ("malformed", [tag, bytes([p.Command.JOIN]), b"\x1b[2Jevil", carol.public_der]),
+        ("malformed", [tag, bytes([p.Command.JOIN]), "bob\u202e".encode(), carol.public_der]),
+        ("malformed", [tag, bytes([p.Command.JOIN]), b"dave", carol.public_der, b"extra"]),
+        ("malformed", [tag, bytes([p.Command.LEAVE]), b"bob"]),
+        ("malformed", [tag, bytes([p.Command.LEAVE]), b"bob", b"\x63"]),
+        ("malformed", [tag, bytes([p.Command.DELIVER]), b"h", b"s", b"t"]),
+        (
+            "malformed",
+            [tag, bytes([p.Command.DELIVER]), b"\x01" * 200, b"s" * 256, b"t", b"k" * 256],
+        ),
+        ("malformed", [tag, bytes([p.Command.ACK]), b"\x00" * 16, b"bob"]),
+        ("malformed", [tag, bytes([p.Command.ERROR]), b"\x77", b"why"]),
+        ("malformed", [tag, b"\x7f", b"what"]),
+        ("malformed", [tag, b"\x15\x15", b"bob", bob.public_der]),
+        ("malformed", [b"ZCHAT2", bytes([p.Command.JOIN]), b"dave", carol.public_der]),
+        ("malformed", [b"\xff" * 100]),
+        ("unexpected", p.encode(p.Challenge(b"\x00" * 32))),  # must not be signed now
+        ("unexpected", p.encode(p.Welcome("alice", 1, 1))),
+        ("unexpected", p.encode(p.Refuse(p.RefuseCode.NICK_TAKEN, "\x1b[31mgo away"))),
+    ]
+
+
+def test_malformed_announcements_are_reported_and_the_chat_goes_on(keys: KeyPool) -> None:
+    alice, bob, carol = keys.many(3)
+    lies = junk_announcements(bob, carol)
+
+    async def main() -> None:
+        crashes = watch_crashes()
+        with lying_broker() as (server, core):
+            ep = server.bound[0]
+            a, b = client("alice", alice, ep), client("bob", bob, ep)
+            await ready(a)
+            await ready(b)
+            await wait_for(a, lambda e: isinstance(e, ev.Joined) and e.nick == "bob")
+            for _, frames in lies:
+                core.inject("alice", frames)
+            await injected(core)
+            b.send_text("marker", to=["alice"])
+            events = await until_text(a, "marker")
+            assert problems(events) == [code for code, _ in lies]
+            assert [e for e in events if isinstance(e, ev.Joined | ev.KeyChanged | ev.Left)] == []
+            assert p.Command.PROOF not in core.commands.get("alice", [])
+            assert a.core.phase is Phase.READY
+            # bob keeps his real key at alice's: she can still write to him, and he to her.
+            a.send_text("still works", to=["bob"])
+            assert await texts(b, 1) == ["still works"]
+            await close_all(a, b)
+        assert crashes == []
+
+    asyncio.run(main())
+
+
+def test_a_junk_snapshot_in_the_handshake_is_reported_and_the_peer_tries_again(
+    keys: KeyPool,
+) -> None:
+    alice, bob, carol = keys.many(3)
+    members = [p.Member(f"m{i:03d}", carol.public_der) for i in range(300)]
+    junk = [p.PROTOCOL_TAG, bytes([p.Command.SNAPSHOT])]
+    junk += [x for m in members for x in (m.nick.encode(), m.public_der)]
+
+    async def main() -> None:
+        crashes = watch_crashes()
+        with lying_broker() as (server, core):
+            ep = server.bound[0]
+            b = client("bob", bob, ep)
+            await ready(b)
+            lied: list[bool] = []
+
+            def once(o: Outgoing) -> list[Outgoing]:
+                if not lied and core.to("alice", o) and command(o.frames) == p.Command.SNAPSHOT:
+                    lied.append(True)
+                    return [Outgoing(o.conn, junk)]
+                return [o]
+
+            core.lie = once
+            a = client("alice", alice, ep)
+            a.start()
+            events = await wait_for(a, lambda e: isinstance(e, ev.Ready), timeout=10)
+            assert "malformed" in problems(events)
+            b.send_text("welcome back", to=["alice"])
+            assert await texts(a, 1) == ["welcome back"]
+            await close_all(a, b)
+        assert crashes == []
+
+    asyncio.run(main())
+
+
+# --- the peer core against arbitrary broker frames, in memory -------------------------------
+
+_ROOM: dict[str, tuple[MemoryRoom, bytes, list[list[bytes]]]] = {}
+
+
+def genuine_room(keys: KeyPool) -> tuple[MemoryRoom, bytes, list[list[bytes]]]:
+    """A room where alice already got bob's messages; every frame she got is a seed."""
+    if "r" not in _ROOM:
+        room = MemoryRoom()
+        a = room.join("alice", keys.get(0))
+        b = room.join("bob", keys.get(1))
+        room.join("carol", keys.get(2))
+        for i in range(3):
+            room.peers[b].send_text(f"genuine {i}", room.now, to=["alice"])
+        room.pump()
+        assert len(room.of_type(a, ev.MessageReceived)) == 3
+        room.take(a)
+        _ROOM["r"] = (room, a, list(room.wire[a]))
+    return _ROOM["r"]
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    which=st.integers(0, 63),
+    edits=st.lists(
+        st.tuples(st.integers(0, 5), st.integers(0, 600), st.integers(0, 255), st.booleans()),
+        max_size=3,
+    ),
+)
+def test_the_peer_core_survives_any_broker_frames_and_shows_nothing_twice(
+    keys: KeyPool, which: int, edits: list[tuple[int, int, int, bool]]
+) -> None:
+    room, a, seeds = genuine_room(keys)
+    core = room.peers[a]
+    frames = list(seeds[which % len(seeds)])
+    for frame, position, value, cut in edits:
+        i = frame % len(frames)
+        raw = bytearray(frames[i])
+        if cut:
+            del raw[position % (len(raw) + 1) :]
+        elif raw:
+            raw[position % len(raw)] = value
+        frames[i] = bytes(raw)
+    core.receive(frames, room.now)  # never raises
+    core.tick(room.now)
+    # Every genuine message was shown before: whatever comes now is a replay or a fake.
+    assert room.of_type(a, ev.MessageReceived) == []
+    events = core.take_events()
+    assert [e for e in events if isinstance(e, ev.MessageReceived)] == []
+    # A challenge outside a handshake is never answered: the peer signs nothing.
+    assert all(command(f) != p.Command.PROOF for f in core.take_outgoing())
+    if core.phase is not Phase.READY:  # the "broker" said to hello again: let it
+        core.start(room.now)
+        room.pump()
+        room.take(a)
