@@ -194,6 +194,9 @@ class Broker:
                 replaced = p.Error(p.ErrorCode.REPLACED, "logged in elsewhere")
                 out.append(_to(holder.conn, replaced))
             log.info("%s reconnected", session.nick)
+        elif len(self._by_nick) >= MAX_ROOM:  # filled up while we were proving
+            refusal = self._refuse(conn, p.RefuseCode.ROOM_FULL, "the room is full")
+            return [*self._drop(conn), refusal]
         else:
             self.counters.peers += 1
             log.info("%s joined (%s)", session.nick, session.fingerprint.hex()[:16])
@@ -249,13 +252,15 @@ class Broker:
         session = self._sessions.get(out.conn)
         if session is None:
             return []
+        correction: list[Outgoing] = []
+        if len(out.frames) > 2 and out.frames[1] == bytes([p.Command.DELIVER]):
+            correction = self._report_absent(session, out.frames[2])
         if not backlogged:  # unroutable: the connection is gone
-            return self._remove(session, p.LeaveReason.TIMEOUT)
+            self.counters.evicted += 1
+            return [*correction, *self._remove(session, p.LeaveReason.TIMEOUT)]
         if session.backlogged_since is None:
             session.backlogged_since = now
-        if len(out.frames) < 3 or out.frames[1] != bytes([p.Command.DELIVER]):
-            return []
-        return self._report_absent(session, out.frames[2])
+        return correction
 
     def _report_absent(self, recipient: _Session, header_bytes: bytes) -> list[Outgoing]:
         header = Header.parse(header_bytes)
@@ -288,6 +293,8 @@ class Broker:
                 log.info("%s timed out", session.nick)
                 self.counters.evicted += 1
                 out += self._remove(session, p.LeaveReason.TIMEOUT)
+                # If it is only stalled, this tells it to say hello again once it reads.
+                out.append(_to(session.conn, p.Error(p.ErrorCode.EVICTED, "silent too long")))
             elif (
                 session.backlogged_since is not None
                 and now - session.backlogged_since > cfg.backlog_timeout

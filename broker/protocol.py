@@ -49,7 +49,6 @@ PROTOCOL_TAG: Final = b"ZCHAT1"
 _TAG_FAMILY: Final = b"ZCHAT"
 
 CHALLENGE_BYTES: Final = 32
-MAX_HELLO_NICK_BYTES: Final = 255
 #: Reasons in REFUSE and ERROR are for people, and short.
 MAX_REASON_BYTES: Final = 200
 #: SNAPSHOT: two frames (nick, key) per member.
@@ -106,8 +105,7 @@ class ErrorCode(IntEnum):
 class LeaveReason(IntEnum):
     BYE = 1
     TIMEOUT = 2
-    REPLACED = 3  # the nickname came back with a different key after eviction
-    BACKLOG = 4  # it stopped reading
+    BACKLOG = 4  # it stopped reading (3 is retired: never reuse a wire value)
 
 
 # --- messages a peer sends -----------------------------------------------------------
@@ -315,10 +313,8 @@ def parse_from_peer(frames: Sequence[bytes]) -> PeerMessage:
         match command:
             case Command.HELLO:
                 nick, der = _exact(body, 2)
-                # Longer than any legal nickname is still parsed, so the broker can
-                # answer with a refusal that says why; only absurd sizes are junk.
-                _limit(nick, MAX_HELLO_NICK_BYTES, "nickname")
-                _limit(der, MAX_PUBLIC_KEY_DER, "public key")
+                # No size checks here: an over-long nickname or key is still a
+                # HELLO, and the broker answers it with a refusal that says why.
                 return Hello(nick, der)
             case Command.PROOF:
                 (signature,) = _exact(body, 1)

@@ -27,20 +27,25 @@ class TransportError(Exception):
 
 def configure(sock: zmq.Socket[bytes]) -> None:
     """Limits every zchat socket gets, broker or peer."""
-    # libzmq drops any *frame* over this size before it reaches Python; it does not
-    # bound the number of frames, which `recv_bounded` does.
+    # libzmq disconnects a sender of any *frame* over this size before the frame
+    # reaches Python; it does not bound the number of frames, which `recv_bounded` does.
     sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
     sock.setsockopt(zmq.SNDHWM, SEND_HWM)
     sock.setsockopt(zmq.RCVHWM, RECV_HWM)
     sock.setsockopt(zmq.LINGER, LINGER_MS)
 
 
-def recv_bounded(sock: zmq.Socket[bytes], limit: int = MAX_MESSAGE_FRAMES + 1) -> list[bytes]:
+#: A ROUTER prepends a routing-id frame; one frame more than that is always illegal.
+_RECV_LIMIT = MAX_MESSAGE_FRAMES + 2
+
+
+def recv_bounded(sock: zmq.Socket[bytes], limit: int = _RECV_LIMIT) -> list[bytes]:
     """Receive one multipart message without blocking, keeping at most `limit` frames.
 
     The rest of an over-long message is read and thrown away frame by frame, so a
     message of 200,000 tiny frames costs no list of 200,000 objects; the parser then
-    sees `limit` frames, one more than any legal message, and refuses it.
+    sees `limit` frames, more than any legal message (with its routing id), and
+    refuses it.
     Raises zmq.Again when nothing is waiting.
     """
     frames = [sock.recv(zmq.NOBLOCK)]
@@ -52,7 +57,7 @@ def recv_bounded(sock: zmq.Socket[bytes], limit: int = MAX_MESSAGE_FRAMES + 1) -
 
 
 def recv_bounded_with_user(
-    sock: zmq.Socket[bytes], limit: int = MAX_MESSAGE_FRAMES + 1
+    sock: zmq.Socket[bytes], limit: int = _RECV_LIMIT
 ) -> tuple[list[bytes], bytes | None]:
     """`recv_bounded`, plus the ZAP "User-Id" of the connection the message came on.
 

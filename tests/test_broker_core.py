@@ -53,7 +53,9 @@ def test_a_duplicate_nickname_is_refused_even_in_another_case(
     assert room.broker.nicks == ["carol"]
 
 
-@pytest.mark.parametrize("nick", ["", "x" * 33, "bad nick", "b\u043eb", "evil\x1b[2J", "a,b"])
+@pytest.mark.parametrize(
+    "nick", ["", "x" * 33, "x" * 300, "bad nick", "b\u043eb", "evil\x1b[2J", "a,b"]
+)
 def test_invalid_nicknames_are_refused_with_the_rules(alice: Identity, nick: str) -> None:
     broker = Broker()
     out = broker.handle(b"c1", p.encode(p.Hello(nick.encode(), alice.public_der)), 0.0)
@@ -381,3 +383,45 @@ def test_a_resend_to_a_returning_member_lost_in_a_crash_is_sent_again(
     room.broker = Broker(config)
     room.advance(1.5)
     assert messages(room, b) == ["while bob was away"]
+
+
+def test_a_delivery_to_a_vanished_connection_is_reported_absent(
+    alice: Identity, bob: Identity
+) -> None:
+    room = MemoryRoom()
+    a = room.join("alice", alice)
+    b = room.join("bob", bob)
+    room.peers[a].send_text("into the void", room.now)
+    (frames,) = room.peers[a].take_outgoing()
+    out = room.broker.handle(a, frames, room.now)
+    deliver = next(o for o in out if o.conn == b)
+    corrections = room.broker.undeliverable(deliver, room.now, backlogged=False)
+    msg_id = room.peers[a].outbox.unacked()[0].msg_id
+    assert p.Ack(msg_id, (), ("bob",)) in [p.parse_from_broker(o.frames) for o in corrections]
+    assert room.broker.nicks == ["alice"]  # and bob's session is gone
+
+
+def test_a_room_that_filled_up_during_the_proof_refuses(
+    keys: KeyPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("broker.core.MAX_ROOM", 2)
+    broker = Broker()
+
+    def hello(conn: bytes, ident: Identity) -> p.Challenge:
+        out = broker.handle(conn, p.encode(p.Hello(conn, ident.public_der)), 0.0)
+        challenge = p.parse_from_broker(out[-1].frames)
+        assert isinstance(challenge, p.Challenge)
+        return challenge
+
+    def prove(conn: bytes, ident: Identity, challenge: p.Challenge) -> p.BrokerMessage:
+        proof = p.sign_proof(ident.private_key, challenge.nonce, conn, ident.public_der)
+        return p.parse_from_broker(broker.handle(conn, p.encode(p.Proof(proof)), 0.0)[-1].frames)
+
+    first, second, third = keys.get(0), keys.get(1), keys.get(2)
+    prove(b"one", first, hello(b"one", first))
+    late = hello(b"three", third)  # room for one more when it says hello...
+    prove(b"two", second, hello(b"two", second))  # ...but this one proves first
+    reply = prove(b"three", third, late)
+    assert isinstance(reply, p.Refuse)
+    assert reply.code is p.RefuseCode.ROOM_FULL
+    assert sorted(broker.nicks) == ["one", "two"]

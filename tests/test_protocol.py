@@ -96,7 +96,6 @@ def test_another_protocol_version_is_recognised_as_such() -> None:
         [b"ZCHAT1", b"\x99"],
         [b"ZCHAT1", b"\x01\x01", b"a", b"b"],
         [b"ZCHAT1", bytes([p.Command.HELLO]), b"a"],
-        [b"ZCHAT1", bytes([p.Command.HELLO]), b"a" * 256, b"k"],
         [b"ZCHAT1", bytes([p.Command.HEARTBEAT]), b"extra"],
         [b"ZCHAT1", bytes([p.Command.SEND]), b"h", b"s", b"t"],
         [b"ZCHAT1", bytes([p.Command.SEND])] + [b"x"] * 300,
