@@ -45,20 +45,26 @@ def verify(public_key: rsa.RSAPublicKey, signature: bytes, header: bytes, token:
         raise BadSignature("signature does not verify") from None
 
 
-def _oaep(msg_id: bytes, recipient: str) -> padding.OAEP:
-    # The OAEP label binds a wrapped key to its message and its recipient, so it
-    # cannot be lifted into another envelope or handed to another member.
-    label = WRAP_CONTEXT + msg_id + recipient.encode("ascii")
+def _oaep(msg_id: bytes, sender_fp: bytes, recipient: str) -> padding.OAEP:
+    # The OAEP label binds a wrapped key to its message, its sender and its
+    # recipient: it cannot be lifted into another envelope or handed to another
+    # member, and nobody who re-signs a message under their own name (a broker with a
+    # member in league) can make it open as theirs.
+    label = WRAP_CONTEXT + msg_id + sender_fp + recipient.encode("ascii")
     return padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=label)
 
 
-def wrap(public_key: rsa.RSAPublicKey, key: bytes, msg_id: bytes, recipient: str) -> bytes:
-    return public_key.encrypt(key, _oaep(msg_id, recipient))
+def wrap(
+    public_key: rsa.RSAPublicKey, key: bytes, msg_id: bytes, sender_fp: bytes, recipient: str
+) -> bytes:
+    return public_key.encrypt(key, _oaep(msg_id, sender_fp, recipient))
 
 
-def unwrap(private_key: rsa.RSAPrivateKey, wrapped: bytes, msg_id: bytes, recipient: str) -> bytes:
+def unwrap(
+    private_key: rsa.RSAPrivateKey, wrapped: bytes, msg_id: bytes, sender_fp: bytes, recipient: str
+) -> bytes:
     try:
-        key = private_key.decrypt(wrapped, _oaep(msg_id, recipient))
+        key = private_key.decrypt(wrapped, _oaep(msg_id, sender_fp, recipient))
     except ValueError:
         raise DecryptionFailed("cannot decrypt") from None
     if len(key) != FERNET_KEY_BYTES:

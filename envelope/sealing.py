@@ -68,7 +68,9 @@ def seal(
     header_bytes = header.encode()
     key = prim.new_message_key()
     token = prim.encrypt(key, plaintext, int(now))
-    wrapped = tuple(prim.wrap(r.public_key, key, header.msg_id, r.nick) for r in recipients)
+    wrapped = tuple(
+        prim.wrap(r.public_key, key, header.msg_id, sender.fingerprint, r.nick) for r in recipients
+    )
     signature = prim.sign(sender.private_key, header_bytes, token)
     return Envelope(header, header_bytes, signature, token, wrapped)
 
@@ -114,7 +116,13 @@ def verify_delivery(
 def decrypt_verified(delivery: Delivery, *, me: str, identity: Identity) -> bytes:
     """The second half of `open_delivery`. Only for a delivery `verify_delivery` passed."""
     header = delivery.header
-    key = prim.unwrap(identity.private_key, delivery.wrapped_key, header.msg_id, _named(header, me))
+    key = prim.unwrap(
+        identity.private_key,
+        delivery.wrapped_key,
+        header.msg_id,
+        header.sender_fingerprint,
+        _named(header, me),
+    )
     return prim.decrypt(key, delivery.token)
 
 

@@ -223,3 +223,23 @@ def test_header_encoding_is_canonical(alice: Identity) -> None:
     header = Header(MessageKind.ROOM, b"\x07" * 16, 1234, 5, "alice", b"\x02" * 32, ("bob",))
     assert Header.parse(header.encode()) == header
     assert Header.parse(header.encode()).encode() == header.encode()
+
+
+def test_a_message_re_signed_under_another_name_does_not_open(
+    keys: KeyPool, alice: Identity, bob: Identity
+) -> None:
+    """A broker in league with a member re-signs alice's header and token as mallory's
+    and forwards alice's wrapped key: the signature verifies, but the wrapped key is
+    bound to alice as the sender, so it does not open as mallory's message."""
+    from envelope import _primitives as prim
+
+    mallory = keys.get(13)
+    env = seal_for(alice, [("bob", bob)], b"alice wrote this")
+    claimed = dataclasses.replace(
+        env.header, sender="mallory", sender_fingerprint=mallory.fingerprint
+    )
+    header_bytes = claimed.encode()
+    signature = prim.sign(mallory.private_key, header_bytes, env.token)
+    stolen = Delivery(claimed, header_bytes, signature, env.token, env.wrapped_keys[0])
+    with pytest.raises(DecryptionFailed):
+        open_delivery(stolen, me="bob", identity=bob, sender_key=mallory.public_key)

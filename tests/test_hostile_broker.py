@@ -230,7 +230,13 @@ def test_a_substituted_key_is_flagged_and_nothing_is_encrypted_to_it(
             for env in from_alice:
                 for nick, wrapped in zip(env.header.recipients, env.wrapped_keys, strict=True):
                     with pytest.raises(DecryptionFailed):
-                        prim.unwrap(evil.private_key, wrapped, env.header.msg_id, nick)
+                        prim.unwrap(
+                            evil.private_key,
+                            wrapped,
+                            env.header.msg_id,
+                            env.header.sender_fingerprint,
+                            nick,
+                        )
 
             # What the broker signs with its key, as bob, is held back, never shown.
             forged = seal(
