@@ -18,6 +18,7 @@ from peer.client import Client
 from peer.commands import Quit, parse_line
 from peer.outbox import Entry
 from peer.render import json_line, to_text
+from peer.sanitize import for_terminal
 from zchat.console import EXIT_ERROR, EXIT_NICK_TAKEN, EXIT_REFUSED, EXIT_UNDELIVERED, error
 
 
@@ -55,7 +56,7 @@ async def run_scripted(
     try:
         try:
             await asyncio.wait_for(ready.wait(), connect_timeout)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not TimeoutError before Python 3.11
             error(
                 f"no answer from a broker at {client.endpoint} within {connect_timeout:g} s",
                 "start one with 'make broker' or point --connect at it",
@@ -64,7 +65,7 @@ async def run_scripted(
             return EXIT_ERROR
         first = outcome[0]  # a TransportFailed falls through: the loop below ends at once
         if isinstance(first, ev.Refused):
-            error(f"the broker refused us: {first.reason}")
+            error(f"the broker refused us: {for_terminal(first.reason)}")
             await client.close(max_idle=0)
             return EXIT_NICK_TAKEN if first.code == "nick-taken" else EXIT_REFUSED
         while not client.core.closed_reason and not client.failed:

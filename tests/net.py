@@ -57,7 +57,7 @@ async def wait_for(
             raise AssertionError(f"no matching event within {timeout} s; saw {seen}")
         try:
             event = await client.next_event(remaining)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not TimeoutError before Python 3.11
             continue
         seen.append(event)
         if match(event):
@@ -82,7 +82,7 @@ async def texts(client: Client, count: int, timeout: float = 5.0) -> list[str]:
             raise AssertionError(f"got {len(got)} of {count} messages: {got[-5:]}")
         try:
             event = await client.next_event(remaining)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not TimeoutError before Python 3.11
             continue
         if isinstance(event, ev.MessageReceived):
             got.append(event.text)

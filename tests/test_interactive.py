@@ -1,0 +1,507 @@
+"""The interactive chat: keys typed into prompt_toolkit's pipe input, against a real
+broker on loopback TCP; and once, the real `zchat peer` in a pseudo-terminal.
+
+Every wait is bounded: a poll of what the screen shows, with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pexpect
+from pexpect.popen_spawn import PopenSpawn
+from prompt_toolkit.application import create_app_session
+from prompt_toolkit.input import PipeInput, create_pipe_input
+from prompt_toolkit.output import DummyOutput
+
+from broker.core import BrokerConfig
+from broker.server import Server
+from envelope import Identity, fingerprint, format_fingerprint
+from peer import events as ev
+from peer.client import Client
+from peer.core import PeerConfig, PeerCore
+from peer.interactive import Screen, chat
+from peer.pins import PinStore
+from zchat.console import EXIT_OK, EXIT_UNDELIVERED
+
+FAST = BrokerConfig(
+    heartbeat_interval=0.1, heartbeat_timeout=0.6, handshake_timeout=0.6, backlog_timeout=0.6
+)
+UP = "\x1b[A"
+CTRL_C = "\x03"
+CTRL_D = "\x04"
+PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"  # bracketed paste: one key event
+
+
+# --- harness ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def broker(endpoint: str = "tcp://127.0.0.1:*") -> Iterator[str]:
+    """A real broker in a thread; yields the endpoint it bound."""
+    server = Server([endpoint], FAST)
+    (bound,) = server.open()
+    thread = threading.Thread(target=server.run, name="broker", daemon=True)
+    thread.start()
+    try:
+        yield bound
+    finally:
+        server.stop.set()
+        thread.join(timeout=5)
+        assert not thread.is_alive()
+
+
+class Terminal:
+    """The user's side of a chat() session: keys in, screen lines out."""
+
+    def __init__(self, keys: PipeInput, screen: Screen, task: asyncio.Task[int]) -> None:
+        self.keys = keys
+        self.screen = screen
+        self.task = task
+        self._seen = 0  # lines already matched by `shows`
+
+    @property
+    def lines(self) -> list[str]:
+        assert self.screen.transcript is not None
+        return self.screen.transcript
+
+    def type(self, text: str) -> None:
+        self.keys.send_text(text)
+
+    async def shows(self, pattern: str, timeout: float = 5.0) -> str:
+        """The first line after the last match that matches `pattern` (a regex)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i in range(self._seen, len(self.lines)):
+                if re.search(pattern, self.lines[i]):
+                    self._seen = i + 1
+                    return self.lines[i]
+            if self.task.done() or time.monotonic() > deadline:
+                screen = "\n".join(self.lines)
+                raise AssertionError(f"{pattern!r} not shown; the screen:\n{screen}")
+            await asyncio.sleep(0.01)
+
+    async def exit_status(self, timeout: float = 5.0) -> int:
+        return await asyncio.wait_for(self.task, timeout)
+
+
+@contextlib.asynccontextmanager
+async def terminal(
+    endpoint: str,
+    identity: Identity,
+    nick: str | None = "alice",
+    pins: PinStore | None = None,
+    config: PeerConfig | None = None,
+    hint_after: float = 5.0,
+) -> AsyncIterator[Terminal]:
+    screen = Screen(keep=True)
+    with create_pipe_input() as keys, create_app_session(input=keys, output=DummyOutput()):
+        task = asyncio.create_task(
+            chat(
+                nick,
+                identity,
+                pins or PinStore(None, {}),
+                config or PeerConfig(),
+                endpoint,
+                screen=screen,
+                hint_after=hint_after,
+            )
+        )
+        term = Terminal(keys, screen, task)
+        try:
+            yield term
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+
+async def joined(nick: str, identity: Identity, endpoint: str) -> Client:
+    client = Client(PeerCore(nick, identity, PinStore(None, {}), PeerConfig()), endpoint)
+    client.start()
+    event = await next_of(client, ev.Ready, ev.Refused)
+    assert isinstance(event, ev.Ready), event
+    return client
+
+
+async def next_of(client: Client, *kinds: type, timeout: float = 5.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        event = await asyncio.wait_for(client.events.get(), deadline - time.monotonic())
+        if isinstance(event, kinds):
+            return event
+
+
+def run(scenario: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+# --- chatting -----------------------------------------------------------------------
+
+
+def test_a_typed_line_reaches_the_room_and_shows_once_acknowledged(
+    alice: Identity, bob: Identity
+) -> None:
+    async def scenario() -> None:
+        with broker() as endpoint:
+            b = await joined("bob", bob, endpoint)
+            async with terminal(endpoint, alice) as term:
+                await term.shows(r"you are alice; here: bob")
+                term.type("hello bob\r")
+                got = await next_of(b, ev.MessageReceived)
+                assert (got.sender, got.text, got.direct) == ("alice", "hello bob", False)
+                await term.shows(r"^\d\d:\d\d <alice> hello bob  \(to 1\)$")
+                term.type("/quit\r")
+                assert await term.exit_status() == EXIT_OK
+                assert (await next_of(b, ev.Left)).nick == "alice"
+            await b.close()
+
+    run(scenario)
+
+
+def test_arrivals_show_time_and_nickname_above_the_prompt(alice: Identity, bob: Identity) -> None:
+    async def scenario() -> None:
+        with broker() as endpoint:
+            async with terminal(endpoint, alice) as term:
+                await term.shows("you are alice")
+                b = await joined("bob", bob, endpoint)
+                await term.shows(
+                    r"\* bob joined \(first time seen: key \w{4} \w{4} \w{4} … pinned\)"
+                )
+                b.send_text("hi alice")
+                await term.shows(r"^\d\d:\d\d <bob> hi alice$")
+                b.send_text("just you", ["alice"])
+                await term.shows(r"^\d\d:\d\d <bob> \[direct to you\] just you$")
+                await b.close()
+                await term.shows(r"\* bob left$")
+                term.type(CTRL_D)
+                assert await term.exit_status() == EXIT_OK
+
+    run(scenario)
+
+
+def test_who_lists_everyone_with_fingerprints_and_trust(alice: Identity, bob: Identity) -> None:
+    async def scenario() -> None:
+        with broker() as endpoint:
+            b = await joined("bob", bob, endpoint)
+            async with terminal(endpoint, alice) as term:
+                await term.shows("you are alice")
+                term.type("/who\r")
+                await term.shows(r"\* 2 here:")
+                me = await term.shows("alice")
+                assert format_fingerprint(alice.fingerprint) in me
+                assert me.endswith("you")
+                other = await term.shows("bob")
+                assert format_fingerprint(bob.fingerprint) in other
+                assert other.endswith("new")
+                term.type("/fingerprint bob\r")
+                await term.shows(f"bob's fingerprint: {format_fingerprint(bob.fingerprint)}")
+                term.type("/fingerprint\r")
+                await term.shows(f"your fingerprint: {format_fingerprint(alice.fingerprint)}")
+                term.type("exit\r")
+                assert await term.exit_status() == EXIT_OK
+            await b.close()
+
+    run(scenario)
+
+
+def test_msg_sends_a_direct_message_to_that_nickname_only(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    async def scenario() -> None:
+        with broker() as endpoint:
+            b = await joined("bob", bob, endpoint)
+            c = await joined("carol", carol, endpoint)
+            async with terminal(endpoint, alice) as term:
+                await term.shows("you are alice")
+                term.type("/msg bob psst\r")
+                got = await next_of(b, ev.MessageReceived)
+                assert (got.text, got.direct) == ("psst", True)
+                await term.shows(r"<alice> \[direct to bob\] psst  \(delivered\)")
+                term.type("everyone\r")
+                # carol's first message is the room one: the direct one never reached her
+                assert (await next_of(c, ev.MessageReceived)).text == "everyone"
+                term.type("/msg nobody hi\r")
+                await term.shows("nobody is not in the room: message not sent")
+                term.type("/quit\r")
+                assert await term.exit_status() == EXIT_OK
+            await b.close()
+            await c.close()
+
+    run(scenario)
+
+
+def test_unknown_commands_get_a_hint_and_are_never_sent(alice: Identity, bob: Identity) -> None:
+    async def scenario() -> None:
+        with broker() as endpoint:
+            b = await joined("bob", bob, endpoint)
+            async with terminal(endpoint, alice) as term:
+                await term.shows("you are alice")
+                term.type("/frobnicate now\r")
+                await term.shows(r"unknown command /frobnicate; /help lists the commands")
+                term.type("/msg\r")
+                await term.shows(r"usage: /msg NICK TEXT")
+                term.type("/help\r")
+                await term.shows(r"/trust NICK")
+                term.type("//slash\r")
+                assert (await next_of(b, ev.MessageReceived)).text == "/slash"
+                term.type("/quit\r")
+                assert await term.exit_status() == EXIT_OK
+            await b.close()
+
+    run(scenario)
+
+
+def test_up_recalls_the_previous_line(alice: Identity, bob: Identity) -> None:
+    async def scenario() -> None:
+        with broker() as endpoint:
+            b = await joined("bob", bob, endpoint)
+            async with terminal(endpoint, alice) as term:
+                await term.shows("you are alice")
+                term.type("same again\r")
+                assert (await next_of(b, ev.MessageReceived)).text == "same again"
+                term.type(UP + "\r")
+                assert (await next_of(b, ev.MessageReceived)).text == "same again"
+                term.type(CTRL_C)
+                assert await term.exit_status() == EXIT_OK
+            await b.close()
+
+    run(scenario)
+
+
+def test_a_message_over_the_limit_is_refused_with_a_clear_message(
+    alice: Identity, bob: Identity
+) -> None:
+    async def scenario() -> None:
+        with broker() as endpoint:
+            b = await joined("bob", bob, endpoint)
+            async with terminal(endpoint, alice) as term:
+                await term.shows("you are alice")
+                term.type(PASTE_START + "x" * 17_000 + PASTE_END + "\r")  # a paste
+                await term.shows(r"message is 17,000 bytes; the limit is 16,384: not sent")
+                term.type("/quit\r")
+                assert await term.exit_status() == EXIT_OK
+            await b.close()
+
+    run(scenario)
+
+
+# --- nicknames ----------------------------------------------------------------------
+
+
+def test_without_a_nick_it_asks_and_asks_again_when_taken_or_invalid(
+    alice: Identity, bob: Identity
+) -> None:
+    async def scenario() -> None:
+        with broker() as endpoint:
+            b = await joined("bob", bob, endpoint)
+            async with terminal(endpoint, alice, nick=None) as term:
+                term.type("not a nick!\r")
+                await term.shows(r"a nickname is 1-32 characters")
+                term.type("BOB\r")
+                await term.shows(r"that nickname is taken: BOB is taken; choose another")
+                term.type("alice\r")
+                await term.shows(r"you are alice; here: bob")
+                term.type("hi\r")
+                assert (await next_of(b, ev.MessageReceived)).sender == "alice"
+                term.type("/quit\r")
+                assert await term.exit_status() == EXIT_OK
+            await b.close()
+
+    run(scenario)
+
+
+def test_leaving_at_the_nickname_prompt_is_clean(alice: Identity) -> None:
+    async def scenario() -> None:
+        with broker() as endpoint:
+            async with terminal(endpoint, alice, nick=None) as term:
+                term.type(CTRL_D)
+                assert await term.exit_status() == EXIT_OK
+
+    run(scenario)
+
+
+# --- connection ---------------------------------------------------------------------
+
+
+def test_it_waits_for_the_broker_then_shows_reconnecting_and_back(
+    alice: Identity, bob: Identity
+) -> None:
+    async def scenario() -> None:
+        with broker() as endpoint:
+            pass  # a port that was free a moment ago: nobody listens there now
+        async with terminal(endpoint, alice, hint_after=0.2) as term:
+            await term.shows(r"no answer yet from tcp://127\.0\.0\.1:\d+; is the broker running")
+            with broker(endpoint):
+                await term.shows("you are alice")
+                b = await joined("bob", bob, endpoint)
+                await term.shows("bob joined")
+            await term.shows(r"connection lost \(the broker stopped answering\); reconnecting…")
+            with broker(endpoint):
+                await term.shows(r"back in the room$", timeout=10)
+                term.type("/quit\r")
+                assert await term.exit_status() == EXIT_OK
+                await b.close()
+
+    run(scenario)
+
+
+def test_messages_the_broker_never_acknowledged_are_named_on_leaving(
+    alice: Identity, bob: Identity
+) -> None:
+    async def scenario() -> None:
+        with contextlib.ExitStack() as stack:
+            endpoint = stack.enter_context(broker())
+            b = await joined("bob", bob, endpoint)
+            async with terminal(endpoint, alice) as term:
+                await term.shows("you are alice; here: bob")
+                stack.close()  # the broker stops: nothing acknowledges what follows
+                term.type("into the void\r")
+                term.type("/quit\r")
+                await term.shows(
+                    r"not delivered \(the broker never acknowledged it\): “into the void”"
+                )
+                assert await term.exit_status() == EXIT_UNDELIVERED
+            await b.close(max_idle=0)
+
+    run(scenario)
+
+
+# --- key pinning, as the user sees it ------------------------------------------------
+
+
+def test_a_changed_key_is_a_prominent_warning_and_trust_releases_held_messages(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    async def scenario() -> None:
+        pins = PinStore(None, {})
+        pins.pin("bob", carol.fingerprint)  # we met "bob" before, with another key
+        with broker() as endpoint:
+            b = await joined("bob", bob, endpoint)
+            async with terminal(endpoint, alice, pins=pins) as term:
+                await term.shows(r"WARNING: bob's KEY HAS CHANGED")
+                await term.shows(f"pinned: {format_fingerprint(carol.fingerprint)}")
+                await term.shows(f"now:    {format_fingerprint(bob.fingerprint)}")
+                await term.shows(r"/trust bob")
+                term.type("/msg bob hi\r")
+                await term.shows(r"bob's key changed; check it and /trust bob first")
+                b.send_text("it is really me")
+                await term.shows(r"a message signed by bob's UNTRUSTED new key .* held back")
+                assert not any("it is really me" in line for line in term.lines)
+                term.type("/trust bob\r")
+                await term.shows(r"you now trust bob's key .*; 1 held message\(s\) follow")
+                await term.shows(r"<bob> it is really me")
+                assert pins.get("bob") == fingerprint(bob.public_der)
+                term.type("/quit\r")
+                assert await term.exit_status() == EXIT_OK
+            await b.close()
+
+    run(scenario)
+
+
+# --- the real program in a pseudo-terminal ------------------------------------------
+
+#: Styles and cursor moves that prompt_toolkit puts between words.
+ESC = r"(?:\x1b\[[0-9;?]*[A-Za-z])*"
+
+
+def zchat(*args: str) -> list[str]:
+    return [sys.executable, "-m", "zchat", *args]
+
+
+def _env(home: Path, endpoint: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZCHAT_")}
+    env.update(
+        ZCHAT_HOME=str(home),
+        ZCHAT_CONNECT=endpoint,
+        TERM="xterm",
+        # No terminal answers prompt_toolkit's cursor position request here.
+        PROMPT_TOOLKIT_NO_CPR="1",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def test_a_person_at_a_terminal_picks_a_free_nickname_chats_and_leaves(tmp_path: Path) -> None:
+    broker_proc = pexpect.spawn(
+        zchat("broker", "--bind", "tcp://127.0.0.1:*")[0],
+        zchat("broker", "--bind", "tcp://127.0.0.1:*")[1:],
+        env=_env(tmp_path / "broker", ""),
+        encoding="utf-8",
+        timeout=15,
+    )
+    carol = person = None
+    try:
+        broker_proc.expect(r"listening on (tcp://127\.0\.0\.1:\d+)")
+        endpoint = broker_proc.match.group(1)
+        # carol is a script holding the nickname the person will try first
+        carol = PopenSpawn(
+            zchat("peer", "--nick", "carol", "--json"),
+            env=_env(tmp_path / "carol", endpoint),
+            encoding="utf-8",
+            timeout=15,
+        )
+        carol.expect(r'"event": "ready"')
+
+        person = pexpect.spawn(
+            sys.executable,
+            ["-m", "zchat", "peer"],
+            env=_env(tmp_path / "dave", endpoint),
+            encoding="utf-8",
+            timeout=15,
+            dimensions=(40, 120),
+        )
+        person.expect("nickname:")
+        person.sendline("carol")
+        person.expect(r"that nickname is taken: carol is taken; choose another")
+        person.expect("nickname:")
+        person.sendline("dave")
+        person.expect(rf"you are {ESC}dave{ESC}; here: {ESC}carol")
+        person.expect(rf"dave{ESC}>")
+
+        carol.sendline("hello whoever you are")
+        person.expect(rf"<{ESC}carol{ESC}> hello whoever you are")
+        person.sendline("hi carol, dave here")
+        person.expect(rf"hi carol, dave here{ESC}  \(to 1\)")
+        carol.expect(r'"event": "message", "from": "dave", "text": "hi carol, dave here"')
+
+        person.sendline("/who")
+        person.expect(r"2 here:")
+        person.expect(rf"dave{ESC}\s+{ESC}(\w{{4}} ){{12}}\w{{4}}{ESC}  you")
+        person.expect(rf"carol{ESC}\s+{ESC}(\w{{4}} ){{12}}\w{{4}}{ESC}  new")
+
+        person.sendline("/msg carol just between us")
+        person.expect(rf"\[direct to carol\] {ESC}just between us{ESC}  \(delivered\)")
+        carol.expect(
+            r'"from": "dave", "text": "just between us", "id": "\w+", "ts": \d+, "direct": true'
+        )
+
+        person.sendline("/nonsense")
+        person.expect(r"unknown command /nonsense")
+
+        person.sendline("exit")
+        person.expect(r"bye")
+        person.expect(pexpect.EOF)
+        person.close()
+        assert person.exitstatus == 0
+        carol.expect(r'"event": "leave", "nick": "dave", "reason": "bye"')
+    finally:
+        for proc in (person, broker_proc):
+            if proc is not None and proc.isalive():
+                proc.terminate(force=True)
+        if carol is not None:
+            carol.sendeof()
+            with contextlib.suppress(pexpect.TIMEOUT, pexpect.EOF):
+                carol.expect(pexpect.EOF, timeout=5)
+            if carol.proc.poll() is None:
+                carol.kill(9)

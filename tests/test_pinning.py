@@ -1,0 +1,254 @@
+"""Key pinning, trust on first use (as ssh's known_hosts): cores back to back in memory.
+
+The broker is the attacker here: it could hand out its own key under a nickname we
+know, to read the room. A pinned key that changes must never be encrypted to, nor
+believed, until the user says so.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from broker import protocol as p
+from envelope import Identity, format_fingerprint
+from peer import events as ev
+from peer.core import PeerConfig
+from peer.errors import NobodyHere, UntrustedRecipient
+from peer.pins import PINS_FILE, PinStore
+from peer.render import json_line, to_text
+from tests.memory import MemoryRoom
+from zchat.cli import app
+
+
+def send_and_capture(
+    room: MemoryRoom, conn: bytes, text: str, to: list[str] | None = None
+) -> p.Send:
+    """Send `text` from `conn` and return the SEND it put on the wire (then deliver it)."""
+    core = room.peers[conn]
+    core.send_text(text, room.now, to)
+    (frames,) = core.take_outgoing()
+    send = p.parse_from_peer(frames)
+    assert isinstance(send, p.Send)
+    room.deliver(room.broker.handle(conn, frames, room.now))
+    room.pump()
+    return send
+
+
+def recipients_with_keys(send: p.Send) -> set[str]:
+    header = send.envelope.header
+    return {n for n, k in zip(header.recipients, send.envelope.wrapped_keys, strict=True) if k}
+
+
+def texts(room: MemoryRoom, conn: bytes) -> list[str]:
+    return [e.text for e in room.of_type(conn, ev.MessageReceived)]
+
+
+def pinned_to(nick: str, identity: Identity) -> PinStore:
+    pins = PinStore(None, {})
+    pins.pin(nick, identity.fingerprint)
+    return pins
+
+
+# --- first use and the same key -----------------------------------------------------
+
+
+def test_first_sight_pins_the_key_and_says_so_once(alice: Identity, bob: Identity) -> None:
+    room = MemoryRoom()
+    pins = PinStore(None, {})
+    a = room.join("alice", alice, pins=pins)
+    b = room.join("bob", bob)
+    (joined,) = room.of_type(a, ev.Joined)
+    assert (joined.nick, joined.trust) == ("bob", ev.Trust.NEW)
+    assert pins.get("bob") == bob.fingerprint
+    assert "new key pinned" in (to_text(joined) or "")
+    room.take(a)
+    room.peers[b].leave()
+    room.pump()
+    room.join("bob", bob)  # back later with the same key
+    (again,) = room.of_type(a, ev.Joined)
+    assert again.trust is ev.Trust.PINNED
+    assert to_text(again) == "* bob joined"  # nothing about keys: the key is known
+    assert room.of_type(a, ev.KeyChanged) == []
+
+
+def test_a_pinned_key_seen_again_is_silent_and_trusted(alice: Identity, bob: Identity) -> None:
+    room = MemoryRoom()
+    room.join("bob", bob)
+    a = room.join("alice", alice, pins=pinned_to("BOB", bob))  # pins ignore case
+    (joined,) = room.of_type(a, ev.Joined)
+    assert joined.trust is ev.Trust.PINNED
+    assert room.of_type(a, ev.KeyChanged) == []
+    send = send_and_capture(room, a, "hi")
+    assert recipients_with_keys(send) == {"bob"}
+
+
+# --- a changed key ------------------------------------------------------------------
+
+
+def test_a_changed_key_is_reported_with_both_fingerprints(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    room = MemoryRoom()
+    a = room.join("alice", alice, pins=pinned_to("bob", carol))
+    room.join("bob", bob)  # "bob" now comes with another key
+    (changed,) = room.of_type(a, ev.KeyChanged)
+    assert changed == ev.KeyChanged("bob", carol.fingerprint, bob.fingerprint)
+    assert room.of_type(a, ev.Joined)[0].trust is ev.Trust.CHANGED
+    assert json.loads(json_line(changed)) == {
+        "event": "key-changed",
+        "nick": "bob",
+        "old": format_fingerprint(carol.fingerprint),
+        "new": format_fingerprint(bob.fingerprint),
+    }
+    warning = to_text(changed) or ""
+    assert format_fingerprint(carol.fingerprint) in warning
+    assert format_fingerprint(bob.fingerprint) in warning
+    assert "/trust bob" in warning
+
+
+def test_nothing_is_encrypted_to_a_changed_key(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    room = MemoryRoom()
+    room.join("carol", carol)
+    a = room.join("alice", alice, pins=pinned_to("bob", carol))
+    b = room.join("bob", bob)
+    send = send_and_capture(room, a, "for the room")
+    assert send.envelope.header.recipients == ("carol",)
+    assert recipients_with_keys(send) == {"carol"}
+    assert room.of_type(a, ev.Sent)[-1].recipients == ("carol",)
+    assert texts(room, b) == []
+    with pytest.raises(UntrustedRecipient, match=r"bob's key changed; check it and /trust bob"):
+        room.peers[a].send_text("psst", room.now, ["bob"])
+
+
+def test_a_room_of_only_changed_keys_gets_nothing(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    room = MemoryRoom()
+    a = room.join("alice", alice, pins=pinned_to("bob", carol))
+    room.join("bob", bob)
+    with pytest.raises(NobodyHere):
+        room.peers[a].send_text("anyone?", room.now)
+    assert room.peers[a].take_outgoing() == []
+
+
+def test_messages_signed_by_a_changed_key_are_held_back_until_trust(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    room = MemoryRoom()
+    pins = pinned_to("bob", carol)
+    a = room.join("alice", alice, pins=pins)
+    b = room.join("bob", bob)
+    room.peers[b].send_text("it's me, new laptop", room.now)
+    room.pump()
+    assert texts(room, a) == []
+    (held,) = room.of_type(a, ev.Untrusted)
+    assert (held.sender, held.fingerprint) == ("bob", bob.fingerprint)
+    assert "/trust bob" in (to_text(held) or "")
+    assert json.loads(json_line(held))["event"] == "untrusted"
+
+    trusted = room.peers[a].trust("bob")
+    room.pump()
+    assert trusted == ev.Trusted("bob", bob.fingerprint, released=1)
+    assert texts(room, a) == ["it's me, new laptop"]
+    assert pins.get("bob") == bob.fingerprint
+    # trusted now: included in what alice sends, and believed at once
+    send = send_and_capture(room, a, "welcome back")
+    assert recipients_with_keys(send) == {"bob"}
+    assert texts(room, b) == ["welcome back"]
+    room.peers[b].send_text("thanks", room.now)
+    room.pump()
+    assert texts(room, a)[-1] == "thanks"
+
+
+def test_a_resent_held_message_is_reported_and_released_once(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    room = MemoryRoom()
+    a = room.join("alice", alice, pins=pinned_to("bob", carol))
+    b = room.join("bob", bob)
+    room.peers[b].send_text("once", room.now)
+    room.pump()
+    (deliver,) = [f for f in room.wire[a] if f[1] == bytes([p.Command.DELIVER])]
+    room.peers[a].receive(deliver, room.now)  # the same message again (a resend)
+    room.pump()
+    assert len(room.of_type(a, ev.Untrusted)) == 1
+    assert room.peers[a].trust("bob").released == 1
+    room.pump()
+    assert texts(room, a) == ["once"]
+
+
+def test_trust_releases_only_what_the_trusted_key_signed(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    room = MemoryRoom()
+    a = room.join("alice", alice, pins=pinned_to("bob", bob))
+    impostor = room.join("bob", carol)  # the broker lets another key use bob's name
+    room.peers[impostor].send_text("send me your password", room.now)
+    room.pump()
+    assert len(room.of_type(a, ev.Untrusted)) == 1
+    # The broker now shows the real key again; the user, still alarmed, trusts bob.
+    room.peers[a].receive(p.encode(p.Join(p.Member("bob", bob.public_der))), room.now)
+    assert room.peers[a].trust("bob").released == 0
+    room.pump()
+    assert texts(room, a) == []  # the impostor's words are never shown as bob's
+
+
+def test_trust_new_keys_accepts_a_changed_key_but_still_reports_it(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    room = MemoryRoom()
+    config = PeerConfig(trust_new_keys=True)
+    pins = pinned_to("bob", carol)
+    a = room.join("alice", alice, pins=pins, config=config)
+    b = room.join("bob", bob)
+    assert room.of_type(a, ev.KeyChanged) == [
+        ev.KeyChanged("bob", carol.fingerprint, bob.fingerprint)
+    ]
+    assert room.of_type(a, ev.Trusted)[0].nick == "bob"
+    assert pins.get("bob") == bob.fingerprint
+    room.peers[b].send_text("hello bot", room.now)
+    room.pump()
+    assert texts(room, a) == ["hello bot"]
+
+
+# --- pins on disk -------------------------------------------------------------------
+
+
+def test_pins_survive_a_restart(
+    tmp_path: Path, alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    room = MemoryRoom()
+    room.join("alice", alice, pins=PinStore.open(tmp_path))
+    room.join("bob", bob)
+    assert (tmp_path / PINS_FILE).exists()
+
+    restarted = PinStore.open(tmp_path)  # a new run of the program
+    assert restarted.get("bob") == bob.fingerprint
+    room = MemoryRoom()
+    room.join("bob", carol)  # and now "bob" has another key
+    a = room.join("alice", alice, pins=restarted)
+    assert room.of_type(a, ev.KeyChanged) == [
+        ev.KeyChanged("bob", bob.fingerprint, carol.fingerprint)
+    ]
+    room.peers[a].trust("bob")
+    assert PinStore.open(tmp_path).get("bob") == carol.fingerprint  # /trust is kept too
+
+
+def test_keys_pins_lists_and_forget_removes_a_pin(tmp_path: Path, bob: Identity) -> None:
+    PinStore.open(tmp_path).pin("bob", bob.fingerprint)
+    runner = CliRunner()
+    listed = runner.invoke(app, ["keys", "pins", "--home", str(tmp_path)])
+    assert listed.exit_code == 0
+    assert "bob" in listed.output
+    assert format_fingerprint(bob.fingerprint) in listed.output
+    forgot = runner.invoke(app, ["keys", "forget", "bob", "--home", str(tmp_path)])
+    assert forgot.exit_code == 0
+    assert PinStore.open(tmp_path).get("bob") is None
+    again = runner.invoke(app, ["keys", "forget", "bob", "--home", str(tmp_path)])
+    assert again.exit_code != 0
