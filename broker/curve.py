@@ -17,7 +17,6 @@ stale or edited public file cannot disagree with it.
 from __future__ import annotations
 
 import contextlib
-import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,8 @@ from typing import Final
 import platformdirs
 import zmq
 from zmq.utils import z85
+
+from envelope.keys import write_secret_file
 
 SECRET_FILE: Final = "curve_secret.key"  # noqa: S105 (a file name, not a secret)
 PUBLIC_FILE: Final = "curve_public.key"
@@ -88,7 +89,7 @@ def load_or_create(home: Path) -> tuple[CurvePair, bool]:
     try:
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
         home.chmod(0o700)
-        _write_private(home / SECRET_FILE, secret + b"\n")
+        write_secret_file(home / SECRET_FILE, secret + b"\n")
         (home / PUBLIC_FILE).write_bytes(public + b"\n")
     except OSError as exc:
         raise CurveKeyError(f"cannot write the CURVE key in {home}: {exc.strerror}", home) from exc
@@ -138,18 +139,3 @@ def read_public_key(value: str) -> bytes:
     if not is_z85_key(text):
         raise ValueError(f"{path} does not hold a CURVE public key ({Z85_KEY_LENGTH} Z85 chars)")
     return text
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    # O_EXCL on a fresh temporary name, then rename: the secret is never visible with
-    # looser permissions, not even for an instant.
-    tmp = path.with_name(path.name + ".tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    tmp.replace(path)

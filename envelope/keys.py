@@ -154,7 +154,7 @@ def save_identity(
     public_pem = identity.public_key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    _write_private(home / PRIVATE_KEY_FILE, private_pem)
+    write_secret_file(home / PRIVATE_KEY_FILE, private_pem)
     (home / PUBLIC_KEY_FILE).write_bytes(public_pem)
 
 
@@ -195,7 +195,8 @@ def _derive(passphrase: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
     return base64.b64encode(Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase))
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_secret_file(path: Path, data: bytes) -> None:
+    """Write `data` to `path` readable by its owner only (0600), atomically."""
     # O_EXCL on a fresh temporary name, then rename: the key is never visible with
     # looser permissions, not even for an instant.
     tmp = path.with_name(path.name + ".tmp")

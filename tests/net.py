@@ -25,9 +25,11 @@ FAST = BrokerConfig(
 
 @contextlib.contextmanager
 def broker_thread(
-    config: BrokerConfig = FAST, endpoint: str = "tcp://127.0.0.1:*"
+    config: BrokerConfig = FAST,
+    endpoint: str = "tcp://127.0.0.1:*",
+    curve_secret: bytes | None = None,
 ) -> Iterator[Server]:
-    server = Server([endpoint], config)
+    server = Server([endpoint], config, curve_secret=curve_secret)
     server.open()
     thread = threading.Thread(target=server.run, name="broker", daemon=True)
     thread.start()

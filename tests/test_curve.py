@@ -10,7 +10,6 @@ import socket
 import stat
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ from peer import events as ev
 from peer.client import Client, CurveKeys
 from peer.core import PeerConfig, PeerCore
 from peer.render import to_json, to_text
-from tests.net import FAST, ready, texts, wait_for
+from tests.net import FAST, broker_thread, ready, texts, wait_for
 from tests.procs import FAST_TIMERS, ZCHAT, Proc, start_peer
 
 pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE")
@@ -44,18 +43,8 @@ FERNET_PREFIX = b"gAAAAA"
 # --- helpers ------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def curve_broker(secret: bytes | None) -> Iterator[Server]:
-    server = Server(["tcp://127.0.0.1:*"], FAST, curve_secret=secret)
-    server.open()
-    thread = threading.Thread(target=server.run, name="broker", daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.stop.set()
-        thread.join(timeout=5)
-        assert not thread.is_alive(), "the broker thread did not stop"
+def curve_broker(secret: bytes | None) -> contextlib.AbstractContextManager[Server]:
+    return broker_thread(FAST, curve_secret=secret)
 
 
 @contextlib.contextmanager
