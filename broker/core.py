@@ -21,7 +21,6 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -70,11 +69,6 @@ class Counters:
     foreign_key: int = 0  # messages dropped: another CURVE key than the session's
 
 
-class _State(Enum):
-    CHALLENGED = 1
-    READY = 2
-
-
 @dataclass(eq=False)
 class _Session:
     conn: bytes
@@ -82,7 +76,6 @@ class _Session:
     public_der: bytes
     public_key: rsa.RSAPublicKey
     fingerprint: bytes
-    state: _State
     nonce: bytes
     last_seen: float
     backlogged_since: float | None = None
@@ -96,7 +89,12 @@ class Broker:
     config: BrokerConfig = field(default_factory=BrokerConfig)
     random: Callable[[int], bytes] = os.urandom
     counters: Counters = field(default_factory=Counters)
+    #: Two tables, so that no state can outlive its timer: every listed member is in
+    #: `_sessions` (and `_by_nick`) and every unfinished handshake in `_pending`.
+    #: A member may have a handshake pending on its own connection (it says HELLO
+    #: again); it stays listed, and keeps its timers, until the proof replaces it.
     _sessions: dict[bytes, _Session] = field(default_factory=dict)
+    _pending: dict[bytes, _Session] = field(default_factory=dict)
     _by_nick: dict[str, _Session] = field(default_factory=dict)
     _next_heartbeat: float = 0.0
 
@@ -107,12 +105,14 @@ class Broker:
     ) -> list[Outgoing]:
         """Handle one message; `transport_key` is the CURVE key it came with, if any."""
         session = self._sessions.get(conn)
-        if session is not None and session.transport_key != transport_key:
+        pending = self._pending.get(conn)
+        known = session or pending
+        if known is not None and known.transport_key != transport_key:
             # A routing id is only a name: a client may pick its own, even one a
             # departed connection used. The CURVE key is what proves the connection.
             # Logged at debug only: the counter shows it without a log flood.
             self.counters.foreign_key += 1
-            log.debug("dropped a message for %s from another transport key", session.nick)
+            log.debug("dropped a message for %s from another transport key", known.nick)
             return []
         try:
             msg = p.parse_from_peer(frames)
@@ -121,23 +121,25 @@ class Broker:
             return [self._refuse(conn, p.RefuseCode.UNSUPPORTED_VERSION, str(exc))]
         except ProtocolError as exc:
             self.counters.errors += 1
-            if session is None:
+            if known is None:
                 return []  # junk from a stranger gets no answer: no amplification
-            session.last_seen = now
+            known.last_seen = now
             return [_to(conn, p.Error(p.ErrorCode.MALFORMED, str(exc)))]
-        if session is not None:
-            session.last_seen = now
+        for s in (session, pending):
+            if s is not None:
+                s.last_seen = now
         match msg:
             case p.Hello():
                 return self._hello(conn, msg, now, transport_key)
-            case p.Proof() if session is not None and session.state is _State.CHALLENGED:
-                return self._proof(session, msg)
-            case p.Send() if session is not None and session.state is _State.READY:
+            case p.Proof() if pending is not None:
+                return self._proof(pending, msg)
+            case p.Send() if session is not None:
                 return self._send(session, msg)
-            case p.Heartbeat() if session is not None and session.state is _State.READY:
+            case p.Heartbeat() if session is not None:
                 return []
-            case p.Bye() if session is not None:
-                return self._remove(session, p.LeaveReason.BYE)
+            case p.Bye() if known is not None:
+                self._pending.pop(conn, None)
+                return [] if session is None else self._remove(session, p.LeaveReason.BYE)
         # Anything else before the handshake (after a broker restart, queued messages
         # arrive ahead of the new HELLO): tell the peer to say hello again.
         self.counters.errors += 1
@@ -146,47 +148,58 @@ class Broker:
     def _hello(
         self, conn: bytes, hello: p.Hello, now: float, transport_key: bytes | None
     ) -> list[Outgoing]:
-        out: list[Outgoing] = []
+        self._pending.pop(conn, None)  # a new hello replaces an unfinished one
         nick = hello.nick.decode("ascii", "replace")
-        old = self._sessions.get(conn)
-        if old is not None and (
-            nick_key(old.nick) != nick_key(nick) or old.public_der != hello.public_der
-        ):
-            # A new hello on a live connection under another name: the old one leaves.
-            # Under the same name and key it stays listed until the proof replaces it.
-            out += self._remove(old, p.LeaveReason.BYE)
         if not is_valid_nick(nick):
-            return [*out, self._refuse(conn, p.RefuseCode.NICK_INVALID, _NICK_RULES)]
+            return [self._refuse(conn, p.RefuseCode.NICK_INVALID, _NICK_RULES)]
         try:
             key = load_public_key(hello.public_der)
         except BadPublicKey as exc:
-            return [*out, self._refuse(conn, p.RefuseCode.BAD_KEY, str(exc))]
+            return [self._refuse(conn, p.RefuseCode.BAD_KEY, str(exc))]
         fp = fingerprint(hello.public_der)
-        holder = self._by_nick.get(nick_key(nick))
-        if holder is not None and holder.fingerprint != fp:
-            return [*out, self._refuse(conn, p.RefuseCode.NICK_TAKEN, f"{nick} is taken")]
-        if holder is None and len(self._by_nick) >= MAX_ROOM:
-            return [*out, self._refuse(conn, p.RefuseCode.ROOM_FULL, "the room is full")]
+        refusal = self._check_room(conn, nick, fp)
+        if refusal is not None:
+            return [refusal]
         nonce = self.random(p.CHALLENGE_BYTES)
-        session = _Session(conn, nick, hello.public_der, key, fp, _State.CHALLENGED, nonce, now)
-        session.transport_key = transport_key
-        self._sessions[conn] = session
-        return [*out, _to(conn, p.Challenge(nonce))]
+        pending = _Session(conn, nick, hello.public_der, key, fp, nonce, now)
+        pending.transport_key = transport_key
+        self._pending[conn] = pending
+        return [_to(conn, p.Challenge(nonce))]
+
+    def _check_room(self, conn: bytes, nick: str, fp: bytes) -> Outgoing | None:
+        """A refusal if `nick` is taken by another key or the room is full, else None.
+
+        Checked at HELLO, to answer at once, and again at PROOF: other handshakes may
+        have finished in between.
+        """
+        holder = self._by_nick.get(nick_key(nick))
+        if holder is not None:
+            if holder.fingerprint != fp:
+                return self._refuse(conn, p.RefuseCode.NICK_TAKEN, f"{nick} is taken")
+            return None
+        leaving = 1 if conn in self._sessions else 0  # this connection changes its name
+        if len(self._by_nick) - leaving >= MAX_ROOM:
+            return self._refuse(conn, p.RefuseCode.ROOM_FULL, "the room is full")
+        return None
 
     def _proof(self, session: _Session, proof: p.Proof) -> list[Outgoing]:
         conn = session.conn
+        del self._pending[conn]
         nick = session.nick.encode()
         if not p.verify_proof(
             session.public_key, proof.signature, session.nonce, nick, session.public_der
         ):
-            refusal = self._refuse(conn, p.RefuseCode.BAD_PROOF, "proof of key does not verify")
-            return [*self._drop(conn), refusal]
+            # A member that fails to re-prove stays listed: its session is still good.
+            return [self._refuse(conn, p.RefuseCode.BAD_PROOF, "proof of key does not verify")]
+        refusal = self._check_room(conn, session.nick, session.fingerprint)
+        if refusal is not None:
+            return [refusal]
         out: list[Outgoing] = []
         holder = self._by_nick.get(nick_key(session.nick))
+        old = self._sessions.get(conn)
+        if old is not None and old is not holder:  # this connection changes its name
+            out += self._remove(old, p.LeaveReason.BYE)
         if holder is not None:
-            if holder.fingerprint != session.fingerprint:  # taken while we were proving
-                refusal = self._refuse(conn, p.RefuseCode.NICK_TAKEN, f"{session.nick} is taken")
-                return [*self._drop(conn), refusal]
             # Same nickname, same key: the peer came back (crash, new connection)
             # and takes its place at once. The others already know this key.
             if holder.conn != conn:
@@ -194,15 +207,12 @@ class Broker:
                 replaced = p.Error(p.ErrorCode.REPLACED, "logged in elsewhere")
                 out.append(_to(holder.conn, replaced))
             log.info("%s reconnected", session.nick)
-        elif len(self._by_nick) >= MAX_ROOM:  # filled up while we were proving
-            refusal = self._refuse(conn, p.RefuseCode.ROOM_FULL, "the room is full")
-            return [*self._drop(conn), refusal]
         else:
             self.counters.peers += 1
             log.info("%s joined (%s)", session.nick, session.fingerprint.hex()[:16])
             member = p.Member(session.nick, session.public_der)
             out += [_to(s.conn, p.Join(member)) for s in self._by_nick.values()]
-        session.state = _State.READY
+        self._sessions[conn] = session
         self._by_nick[nick_key(session.nick)] = session
         self.counters.handshakes += 1
         cfg = self.config
@@ -282,14 +292,11 @@ class Broker:
         """Evict the silent and the stuck; send heartbeats when they are due."""
         cfg = self.config
         out: list[Outgoing] = []
+        for pending in list(self._pending.values()):
+            if now - pending.last_seen > cfg.handshake_timeout:
+                del self._pending[pending.conn]
         for session in list(self._sessions.values()):
-            if session.state is _State.CHALLENGED:
-                if now - session.last_seen > cfg.handshake_timeout:
-                    # A listed peer that said HELLO again and never proved it is no
-                    # longer in `_sessions`: unless it goes with its abandoned
-                    # handshake, it would stay listed (and hold its nickname) forever.
-                    out += self._drop(session.conn, p.LeaveReason.TIMEOUT)
-            elif now - session.last_seen > cfg.heartbeat_timeout:
+            if now - session.last_seen > cfg.heartbeat_timeout:
                 log.info("%s timed out", session.nick)
                 self.counters.evicted += 1
                 out += self._remove(session, p.LeaveReason.TIMEOUT)
@@ -311,9 +318,8 @@ class Broker:
     # --- helpers ---------------------------------------------------------------------
 
     def _remove(self, session: _Session, reason: p.LeaveReason) -> list[Outgoing]:
-        self._sessions.pop(session.conn, None)
-        if session.state is not _State.READY:
-            return []
+        if self._sessions.get(session.conn) is session:
+            del self._sessions[session.conn]
         key = nick_key(session.nick)
         if self._by_nick.get(key) is not session:
             return []
@@ -322,12 +328,6 @@ class Broker:
         log.info("%s left (%s)", session.nick, reason.name.lower())
         leave = p.Leave(session.nick, reason)
         return [_to(s.conn, leave) for s in self._by_nick.values()]
-
-    def _drop(self, conn: bytes, reason: p.LeaveReason = p.LeaveReason.BYE) -> list[Outgoing]:
-        """Forget connection `conn`, including a listed session it was re-proving."""
-        self._sessions.pop(conn, None)
-        listed = next((s for s in self._by_nick.values() if s.conn == conn), None)
-        return [] if listed is None else self._remove(listed, reason)
 
     def _refuse(self, conn: bytes, code: p.RefuseCode, reason: str) -> Outgoing:
         self.counters.refused += 1

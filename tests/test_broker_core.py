@@ -425,3 +425,18 @@ def test_a_room_that_filled_up_during_the_proof_refuses(
     assert isinstance(reply, p.Refuse)
     assert reply.code is p.RefuseCode.ROOM_FULL
     assert sorted(broker.nicks) == ["one", "two"]
+
+
+def test_a_member_that_says_hello_again_and_leaves_is_gone(alice: Identity) -> None:
+    """No half-finished handshake can keep a nickname listed: it was a way to hold one
+    forever (HELLO again on the same connection, then BYE)."""
+    broker = Broker(BrokerConfig(heartbeat_interval=0.1, heartbeat_timeout=0.5))
+    room = MemoryRoom(broker=broker)
+    a = room.join("alice", alice)
+    broker.handle(a, p.encode(p.Hello(b"alice", alice.public_der)), room.now)
+    broker.handle(a, p.encode(p.Bye()), room.now)
+    assert broker.nicks == []
+    broker.handle(a, p.encode(p.Hello(b"alice", alice.public_der)), room.now)
+    del room.peers[a]
+    room.advance(2.0)  # and an abandoned re-handshake leaves with its session's timers
+    assert broker.nicks == []
