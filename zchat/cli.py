@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from bench.cli import app as bench_app
 from broker.cli import app as broker_app
 from peer.cli import app as peer_app
 from peer.keys_cli import app as keys_app
@@ -39,6 +40,7 @@ def root(
 app.add_typer(broker_app)
 app.add_typer(peer_app)
 app.add_typer(keys_app)
+app.add_typer(bench_app)
 
 
 def main() -> None:

@@ -1,0 +1,491 @@
+"""One benchmark peer: a process driven by the parent, chatting through the peer library.
+
+    python -m bench.worker CONTROL INDEX ROOM WORKDIR
+
+The parent (`bench.run`) speaks to every worker over a DEALER socket on loopback, one
+JSON object per message; each command is answered when it is done::
+
+    worker -> {"ready": true}                       key loaded
+    parent -> {"cmd": "bare", ...}                  <- Counts   (bare ZeroMQ fan-out)
+    parent -> {"cmd": "join", "endpoint": ...}      <- {}       (everyone is in the room)
+    parent -> {"cmd": "replay", ...}                <- Counts   (pre-sealed envelopes)
+    parent -> {"cmd": "closed", ...}                <- Opened   (end to end, closed loop)
+    parent -> {"cmd": "open", "rate": ...}          <- Opened   (end to end, fixed schedule)
+    parent -> {"cmd": "quit"}                       <- {}       then BYE and exit
+
+Times are `time.monotonic_ns()`: CLOCK_MONOTONIC is one clock for every process on a
+Linux machine, so a send time stamped here can be subtracted from an open time
+stamped in another worker.
+
+Progress shared between workers goes through a small memory-mapped file instead of
+messages, so that counting costs no CPU the measurement needs (see `Board`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import mmap
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+import zmq.asyncio
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from bench.ceilings import Counts, connect_bare_peer, run_bare_peer
+from broker import protocol as p
+from envelope import Identity, Recipient, seal
+from peer import events as ev
+from peer.client import Client
+from peer.core import PeerConfig, PeerCore
+
+#: A worker whose parent is gone, or that has lived this long, exits on its own.
+MAX_LIFETIME_S = 600.0
+#: The size of every benchmark message's text, in bytes: a line of chat.
+PAYLOAD_BYTES = 100
+
+_DELIVER = bytes([p.Command.DELIVER])
+_ACK = bytes([p.Command.ACK])
+
+
+def nick_for(room: int, index: int) -> str:
+    return f"r{room}p{index:02d}"
+
+
+def key_path(workdir: Path, index: int) -> Path:
+    return workdir / f"key{index:02d}.pem"
+
+
+def board_path(workdir: Path, room: int) -> Path:
+    return workdir / f"board{room}"
+
+
+def bench_text(sched_ns: int) -> str:
+    """A message carrying the time it was due, padded to PAYLOAD_BYTES."""
+    head = f"{sched_ns} "
+    return head + "x" * (PAYLOAD_BYTES - len(head))
+
+
+def due_time(text: str) -> int | None:
+    head, _, _ = text.partition(" ")
+    return int(head) if head.isdigit() else None
+
+
+class Board:
+    """Counters in a shared memory-mapped file, each written by one process only.
+
+    `opened[r][s]`: messages of sender s that recipient r opened, since the start.
+    `sent[s]`: end-to-end messages s has sent. `done[s]`: the last phase s finished.
+    Aligned 8-byte stores are atomic on the machines this runs on, and each cell has
+    one writer, so readers need no lock; they may only see a count a moment late.
+    """
+
+    def __init__(self, path: Path, room: int) -> None:
+        self.room = room
+        with path.open("r+b") as f:
+            self._map = mmap.mmap(f.fileno(), self.size(room))
+        self._cells = memoryview(self._map).cast("Q")
+
+    @staticmethod
+    def size(room: int) -> int:
+        return 8 * (room * room + 3 * room)
+
+    def opened(self, recipient: int, sender: int) -> int:
+        return self._cells[recipient * self.room + sender]
+
+    def add_opened(self, recipient: int, sender: int) -> None:
+        self._cells[recipient * self.room + sender] += 1
+
+    def sent(self, sender: int) -> int:
+        return self._cells[self.room * self.room + sender]
+
+    def add_sent(self, sender: int) -> None:
+        self._cells[self.room * self.room + sender] += 1
+
+    def done(self, sender: int) -> int:
+        return self._cells[self.room * self.room + self.room + sender]
+
+    def set_done(self, sender: int, phase: int) -> None:
+        self._cells[self.room * self.room + self.room + sender] = phase
+
+    def set_replayed(self, sender: int, count: int) -> None:
+        """Publish how many envelopes `sender` replayed (stored + 1: 0 is "not yet")."""
+        self._cells[self.room * self.room + 2 * self.room + sender] = count + 1
+
+    def replayed_to(self, recipient: int) -> int | None:
+        """Replayed envelopes addressed to `recipient`, once every sender published."""
+        base = self.room * self.room + 2 * self.room
+        counts = [self._cells[base + s] for s in range(self.room) if s != recipient]
+        return None if 0 in counts else sum(counts) - len(counts)
+
+    def outstanding(self, sender: int) -> float:
+        """Messages of `sender` not opened yet, on average over its recipients.
+
+        The average, not the slowest recipient: with 50 processes on 2 cores any one
+        of them may wait a whole scheduler round (tens of ms) for the CPU, and a
+        closed loop gated on the slowest would measure the scheduler, not zchat.
+        """
+        others = [r for r in range(self.room) if r != sender]
+        return self.sent(sender) - sum(self.opened(r, sender) for r in others) / len(others)
+
+    def caught_up(self, recipient: int, phase: int) -> bool:
+        """Every other sender finished `phase`, and `recipient` opened all they sent."""
+        return all(
+            self.done(s) >= phase and self.opened(recipient, s) >= self.sent(s)
+            for s in range(self.room)
+            if s != recipient
+        )
+
+
+class Tap:
+    """Counts DELIVER and ACK frames before the core parses them (the replay phase).
+
+    Replay measures the broker, so recipients must not spend the CPU it needs on
+    signatures: deliveries are counted and dropped. While a tap is installed every
+    delivery is dropped, also the stragglers after the measuring window.
+    """
+
+    def __init__(self, measure_ns: int, end_ns: int, on_ack: Callable[[], None]) -> None:
+        self.measure_ns = measure_ns
+        self.end_ns = end_ns
+        self.on_ack = on_ack
+        self.acked = 0
+        self.deliveries = 0
+        self.received = 0
+        self.wire_bytes = 0
+
+    def take(self, frames: list[bytes]) -> bool:
+        command = frames[1]
+        if command == _DELIVER:
+            now = time.monotonic_ns()
+            self.received += 1
+            self.wire_bytes += sum(len(f) for f in frames)
+            if self.measure_ns <= now < self.end_ns:
+                self.deliveries += 1
+            return True
+        if command == _ACK:
+            self.acked += 1
+            self.on_ack()
+            return True
+        return False
+
+
+class BenchCore(PeerCore):
+    """The peer core, with a tap in front of it for the replay phase."""
+
+    tap: Tap | None = None
+
+    def receive(self, frames: list[bytes], now: float) -> None:
+        tap = self.tap
+        if tap is not None and len(frames) > 1 and tap.take(frames):
+            return
+        super().receive(frames, now)
+
+
+class BenchClient(Client):
+    """The peer client, able to send frames it did not seal (pre-sealed envelopes)."""
+
+    def queue_raw(self, frames: list[bytes]) -> None:
+        """Queue frames as they are; they leave with the next flush."""
+        self._backlog.append(frames)
+
+    def flush(self) -> None:
+        self._flush()
+
+
+@dataclass
+class Opened:
+    """What one recipient saw in an end-to-end phase."""
+
+    sent: int
+    opened: int  # messages opened inside the measuring window
+    latencies_us: list[int]  # open time minus due time, for messages due in the window
+    problems: list[str]
+
+
+class Worker:
+    def __init__(self, control: str, index: int, room: int, workdir: Path) -> None:
+        self.index = index
+        self.room = room
+        self.workdir = workdir
+        self.nick = nick_for(room, index)
+        self.nicks = {nick_for(room, i): i for i in range(room)}
+        pem = key_path(workdir, index).read_bytes()
+        key = serialization.load_pem_private_key(pem, password=None)
+        assert isinstance(key, rsa.RSAPrivateKey)
+        self.identity = Identity(key)
+        self.board = Board(board_path(workdir, room), room)
+        self.ctx = zmq.asyncio.Context()
+        self.control: zmq.asyncio.Socket = self.ctx.socket(zmq.DEALER)
+        self.control.setsockopt(zmq.LINGER, 1000)
+        self.control.setsockopt(zmq.IDENTITY, f"r{room}w{index}".encode())
+        self.control.connect(control)
+        self.client: BenchClient | None = None
+        self.core: BenchCore | None = None
+        self.consumer: asyncio.Task[None] | None = None
+        self.recorder: _Recorder | None = None
+        self.problems: list[str] = []
+        self.wake = asyncio.Event()
+        self.phase = 0
+
+    async def serve(self) -> None:
+        await self.control.send_json({"ready": True})
+        parent = os.getppid()
+        deadline = time.monotonic() + MAX_LIFETIME_S
+        while time.monotonic() < deadline and os.getppid() == parent:
+            if not await self.control.poll(1000):
+                continue
+            cmd: dict[str, Any] = await self.control.recv_json()
+            name = cmd["cmd"]
+            if name == "quit":
+                await self.control.send_json({})
+                break
+            try:
+                reply = await getattr(self, f"cmd_{name}")(cmd)
+            except Exception as exc:
+                # Reported to the parent, which stops the run and shows it.
+                await self.control.send_json({"error": f"{self.nick}: {exc!r}"})
+                break
+            await self.control.send_json(reply)
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        if self.consumer is not None:
+            self.consumer.cancel()
+        if self.client is not None:
+            await self.client.close(max_idle=1.0)
+        self.control.close(linger=1000)
+
+    # --- phases ----------------------------------------------------------------------
+
+    async def cmd_bare(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        frames = p.encode(p.Send(self._seal_for_sizes()))
+        sock = connect_bare_peer(cmd["endpoint"], f"b{self.index}".encode(), 30.0)
+        await self.control.send_json({"connected": True})
+        go: dict[str, Any] = await self.control.recv_json()
+        try:
+            counts = run_bare_peer(
+                sock,
+                frames,
+                start_ns=go["start_ns"],
+                measure_ns=go["measure_ns"],
+                end_ns=go["end_ns"],
+                window=go["window"],
+                drain_s=go["drain_s"],
+            )
+        finally:
+            sock.close(linger=0)
+        return asdict(counts)
+
+    async def cmd_join(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        # Heartbeats stay at the broker's pace; a generous timeout keeps a peer starved
+        # of CPU by its 49 neighbours from being taken for dead.
+        config = PeerConfig(heartbeat_timeout=60.0, trust_new_keys=True)
+        self.core = BenchCore(self.nick, self.identity, config=config)
+        self.client = BenchClient(self.core, cmd["endpoint"])
+        self.client.start()
+        deadline = time.monotonic() + cmd["timeout"]
+        while len(self.core.members) < self.room - 1:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{self.nick}: only {len(self.core.members)} others joined")
+            event = await self.client.next_event(left)
+            if isinstance(event, ev.Refused | ev.Disconnected | ev.Problem):
+                raise RuntimeError(f"{self.nick}: {event}")  # noqa: TRY004
+        self.consumer = asyncio.create_task(self._consume())
+        return {}
+
+    async def cmd_replay(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        client, core = self._joined()
+        # A few envelopes, sealed by us (the broker checks the sender) before the clock
+        # starts, replayed in turn: the broker does not look at message ids or sequence.
+        recipients = [Recipient(m.nick, m.public_key) for m in core.members.values()]
+        payload = bench_text(0).encode()
+        sealed = [
+            p.encode(
+                p.Send(
+                    seal(
+                        payload,
+                        sender=self.identity,
+                        sender_nick=core.nick,
+                        recipients=recipients,
+                        seq=core.seq + k,
+                    )
+                )
+            )
+            for k in range(4)
+        ]
+        end_ns, cap = cmd["end_ns"], cmd["max_messages"]
+        sent = 0
+
+        def refill() -> None:
+            nonlocal sent
+            if sent < cap and time.monotonic_ns() < end_ns:
+                client.queue_raw(sealed[sent % len(sealed)])
+                sent += 1
+
+        tap = Tap(cmd["measure_ns"], end_ns, refill)
+        core.tap = tap  # stays until the next phase: stragglers are dropped too
+        await _sleep_until(cmd["start_ns"])
+        for _ in range(cmd["window"]):
+            refill()
+        client.flush()
+        await _sleep_until(end_ns)
+        self.board.set_replayed(self.index, sent)  # refill sends nothing after end_ns
+        # Every envelope replayed to us must have come in before the next phase: left
+        # in the socket, the end-to-end phase would spend its CPU rejecting them.
+        drain_until = time.monotonic_ns() + int(cmd["drain_s"] * 1e9)
+        while time.monotonic_ns() < drain_until:
+            expected = self.board.replayed_to(self.index)
+            if tap.acked >= sent and expected is not None and tap.received >= expected:
+                break
+            await asyncio.sleep(0.02)
+        counts = Counts(sent, tap.acked, tap.deliveries, tap.received, tap.wire_bytes)
+        return asdict(counts)
+
+    async def cmd_closed(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """As fast as the recipients open: at most `window` of ours unopened at once."""
+        client, _ = self._start_e2e(cmd)
+        window, end_ns = cmd["window"], cmd["end_ns"]
+        await _sleep_until(cmd["start_ns"])
+        sent = 0
+        while time.monotonic_ns() < end_ns and sent < cmd["max_messages"]:
+            if self.board.outstanding(self.index) < window:
+                client.send_text(bench_text(time.monotonic_ns()))
+                self.board.add_sent(self.index)
+                sent += 1
+                await asyncio.sleep(0)  # let the socket loop run between seals
+                continue
+            # Others open our messages in their own processes: look at the board when
+            # we open one of theirs, and at least every few milliseconds.
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), 0.02)
+        return await self._finish_e2e(cmd, sent)
+
+    async def cmd_open(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """A fixed schedule, whatever happens: the latency of a late send counts too."""
+        client, _ = self._start_e2e(cmd)
+        period_ns = int(1e9 / cmd["rate"])
+        first_ns = cmd["start_ns"] + period_ns * self.index // self.room
+        end_ns = cmd["end_ns"]
+        sent = 0
+        while sent < cmd["max_messages"]:
+            due = first_ns + sent * period_ns
+            if due >= end_ns:
+                break
+            await _sleep_until(due)
+            client.send_text(bench_text(due))
+            self.board.add_sent(self.index)
+            sent += 1
+        return await self._finish_e2e(cmd, sent)
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def _joined(self) -> tuple[BenchClient, BenchCore]:
+        if self.client is None or self.core is None:
+            raise RuntimeError("join first")
+        return self.client, self.core
+
+    def _start_e2e(self, cmd: dict[str, Any]) -> tuple[BenchClient, BenchCore]:
+        client, core = self._joined()
+        core.tap = None
+        self.phase += 1
+        self.problems.clear()
+        self.recorder = _Recorder(cmd["measure_ns"], cmd["end_ns"], by_due=cmd["cmd"] == "open")
+        return client, core
+
+    async def _finish_e2e(self, cmd: dict[str, Any], sent: int) -> dict[str, Any]:
+        self.board.set_done(self.index, self.phase)
+        drain_until = time.monotonic_ns() + int(cmd["drain_s"] * 1e9)
+        while time.monotonic_ns() < drain_until:
+            if self.board.caught_up(self.index, self.phase):
+                break
+            await asyncio.sleep(0.01)
+        rec = self.recorder
+        assert rec is not None
+        self.recorder = None
+        return asdict(Opened(sent, rec.opened, rec.latencies_us, self.problems[:5]))
+
+    async def _consume(self) -> None:
+        """Every event of the session: count what we opened, and when."""
+        assert self.client is not None
+        while True:
+            event = await self.client.events.get()
+            if isinstance(event, ev.MessageReceived):
+                now = time.monotonic_ns()
+                sender = self.nicks.get(event.sender)
+                due = due_time(event.text)
+                if sender is None or due is None:
+                    continue
+                self.board.add_opened(self.index, sender)
+                if self.recorder is not None:
+                    self.recorder.add(now, due)
+                self.wake.set()
+            elif isinstance(event, ev.Problem | ev.Disconnected | ev.Undelivered):
+                self.problems.append(str(event))
+
+    def _seal_for_sizes(self) -> Any:
+        """An envelope with the frame sizes of a real one in this room.
+
+        Before joining we know no other key, so every key is wrapped to our own: the
+        same sizes, which is all the bare fan-out looks at.
+        """
+        others = [n for n in self.nicks if n != self.nick]
+        recipients = [Recipient(n, self.identity.public_key) for n in others]
+        return seal(
+            bench_text(0).encode(),
+            sender=self.identity,
+            sender_nick=self.nick,
+            recipients=recipients,
+            seq=1,
+        )
+
+
+class _Recorder:
+    """Opens in one end-to-end phase: counted by open time, or by due time (latency)."""
+
+    def __init__(self, measure_ns: int, end_ns: int, *, by_due: bool) -> None:
+        self.measure_ns = measure_ns
+        self.end_ns = end_ns
+        self.by_due = by_due
+        self.opened = 0
+        self.latencies_us: list[int] = []
+
+    def add(self, now: int, due: int) -> None:
+        if self.by_due:
+            if self.measure_ns <= due < self.end_ns:
+                self.latencies_us.append((now - due) // 1000)
+        elif self.measure_ns <= now < self.end_ns:
+            self.opened += 1
+
+
+async def _sleep_until(deadline_ns: int) -> None:
+    delay = (deadline_ns - time.monotonic_ns()) / 1e9
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+def main(argv: list[str]) -> int:
+    control, index, room, workdir = argv
+    # Ctrl-C reaches the whole process group; the parent decides what happens to us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    async def serve() -> None:
+        # Built inside the loop: its asyncio sockets and events belong to this loop.
+        await Worker(control, int(index), int(room), Path(workdir)).serve()
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
