@@ -88,7 +88,8 @@ def show(results: Results, console: Console) -> None:
         console.print(
             f"room {n.room}: {n.room} peer processes started in {n.startup_s:.1f} s, "
             f"joined in {n.join_s:.1f} s; end to end {n.e2e_cpu_ms_per_msg:g} ms CPU "
-            f"per message of which crypto {n.crypto_cpu_ms_per_msg:g} ms; "
+            f"per message ({n.e2e_kernel_share:.0%} in the kernel) of which crypto "
+            f"{n.crypto_cpu_ms_per_msg:g} ms; "
             f"other load {n.other_load_cores:g} cores; "
             f"latency at {n.open_rate_msgs_per_s:.1f} msg/s "
             f"from {n.latency_samples} deliveries{extra}"

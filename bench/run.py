@@ -101,6 +101,8 @@ class RoomNotes:
     #: The closed loop's CPU per message, all zchat processes (broker and peers), and
     #: the cryptography's share of it: a ratio other tenants of the machine barely move.
     e2e_cpu_ms_per_msg: float = 0.0
+    #: of that, the kernel's share: loopback TCP, wake-ups, epoll
+    e2e_kernel_share: float = 0.0
     crypto_cpu_ms_per_msg: float = 0.0
     #: Cores busy with something other than this benchmark during the closed loop.
     other_load_cores: float = 0.0
@@ -274,6 +276,7 @@ def _end_to_end(
     if e2e_rate <= 0:
         raise BenchError(f"room of {room}: no message was opened end to end")
     notes.e2e_cpu_ms_per_msg = round(cpu.processes_s / (e2e_rate * seconds) * 1000, 2)
+    notes.e2e_kernel_share = round(cpu.kernel_s / cpu.processes_s, 2) if cpu.processes_s else 0.0
     notes.crypto_cpu_ms_per_msg = round(crypto_seconds_per_message(crypto, room) * 1000, 2)
     notes.other_load_cores = round(max(0.0, cpu.machine_s - cpu.processes_s) / seconds, 2)
 
@@ -406,24 +409,30 @@ class _CpuWatch:
     def __init__(self, pids: list[int]) -> None:
         self.pids = pids
         self.processes_s = 0.0
+        self.kernel_s = 0.0
         self.machine_s = 0.0
 
     def between(self, start_ns: int, end_ns: int) -> None:
         _sleep_until(start_ns)
-        processes, machine = self._processes(), self._machine()
+        (user, kernel), machine = self._processes(), self._machine()
         _sleep_until(end_ns)
-        self.processes_s = self._processes() - processes
+        user_end, kernel_end = self._processes()
+        self.kernel_s = kernel_end - kernel
+        self.processes_s = user_end - user + self.kernel_s
         self.machine_s = self._machine() - machine
 
-    def _processes(self) -> float:
-        ticks = 0
+    def _processes(self) -> tuple[float, float]:
+        """(user, kernel) CPU seconds of the watched processes so far."""
+        user = kernel = 0
         for pid in self.pids:
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
-        return ticks / os.sysconf("SC_CLK_TCK")
+            user += int(fields[11])  # utime
+            kernel += int(fields[12])  # stime
+        tick = os.sysconf("SC_CLK_TCK")
+        return user / tick, kernel / tick
 
     @staticmethod
     def _machine() -> float:
