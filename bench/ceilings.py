@@ -282,7 +282,7 @@ def run_bare_peer(
     the measurement. After `end_ns` the loop only drains, for at most `drain_s`.
     """
     sent = acked = deliveries = received = wire = 0
-    _sleep_until(start_ns)
+    sleep_until(start_ns)
     drain_until = end_ns + int(drain_s * 1e9)
     last_input = time.monotonic_ns()
     while True:
@@ -316,7 +316,8 @@ def run_bare_peer(
     return Counts(sent, acked, deliveries, received, wire)
 
 
-def _sleep_until(deadline_ns: int) -> None:
+def sleep_until(deadline_ns: int) -> None:
+    """Sleep until `deadline_ns` on the `time.monotonic_ns` clock; return at once if past."""
     delay = (deadline_ns - time.monotonic_ns()) / 1e9
     if delay > 0:
         time.sleep(delay)

@@ -106,7 +106,8 @@ def _show_targets(results: Results, console: Console) -> None:
         for text, holds in _TARGETS:
             console.print(f"target (room {TARGET_ROOM}) {text}: {_verdict(holds(target))}")
     smallest, largest = min(by_room.values(), key=_room), max(by_room.values(), key=_room)
-    if largest.room > smallest.room:
+    # No wire bytes means no delivery was received: there is no ratio to show.
+    if largest.room > smallest.room and smallest.wire_bytes_per_delivery:
         ratio = largest.wire_bytes_per_delivery / smallest.wire_bytes_per_delivery
         console.print(
             f"target wire bytes room {largest.room} <= 2 x room {smallest.room}: "

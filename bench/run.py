@@ -41,6 +41,7 @@ from bench.ceilings import (
     crypto_ceiling,
     crypto_seconds_per_message,
     envelope_overhead,
+    sleep_until,
     time_crypto,
 )
 from bench.worker import Board, bench_text, board_path, key_path
@@ -413,9 +414,9 @@ class _CpuWatch:
         self.machine_s = 0.0
 
     def between(self, start_ns: int, end_ns: int) -> None:
-        _sleep_until(start_ns)
+        sleep_until(start_ns)
         (user, kernel), machine = self._processes(), self._machine()
-        _sleep_until(end_ns)
+        sleep_until(end_ns)
         user_end, kernel_end = self._processes()
         self.kernel_s = kernel_end - kernel
         self.processes_s = user_end - user + self.kernel_s
@@ -444,12 +445,6 @@ class _CpuWatch:
             return 0.0
         busy = sum(ticks[:8]) - ticks[3] - ticks[4]
         return busy / os.sysconf("SC_CLK_TCK")
-
-
-def _sleep_until(deadline_ns: int) -> None:
-    delay = (deadline_ns - time.monotonic_ns()) / 1e9
-    if delay > 0:
-        time.sleep(delay)
 
 
 class _Children:

@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bench.ceilings import Counts, connect_bare_peer, run_bare_peer
 from broker import protocol as p
-from envelope import Identity, Recipient, seal
+from envelope import Envelope, Identity, Recipient, seal
 from peer import events as ev
 from peer.client import Client
 from peer.core import PeerConfig, PeerCore
@@ -433,7 +433,7 @@ class Worker:
             elif isinstance(event, ev.Problem | ev.Disconnected | ev.Undelivered):
                 self.problems.append(str(event))
 
-    def _seal_for_sizes(self) -> Any:
+    def _seal_for_sizes(self) -> Envelope:
         """An envelope with the frame sizes of a real one in this room.
 
         Before joining we know no other key, so every key is wrapped to our own: the

@@ -16,7 +16,7 @@ from broker import curve as bc
 from broker.core import BrokerConfig
 from broker.server import Server
 from broker.transport import TransportError
-from zchat.console import EXIT_ERROR, fail, info
+from zchat.console import EXIT_ERROR, EXIT_USAGE, fail, info
 
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
 
@@ -42,7 +42,9 @@ def broker(
     heartbeat_timeout: Annotated[
         float,
         typer.Option(
-            envvar="ZCHAT_HEARTBEAT_TIMEOUT", min=0.05, help="Silence before a peer is evicted."
+            envvar="ZCHAT_HEARTBEAT_TIMEOUT",
+            min=0.05,
+            help="Seconds of silence before a peer is evicted; also bounds handshakes.",
         ),
     ] = 5.0,
     curve: Annotated[
@@ -76,6 +78,14 @@ def broker(
         assert keys is not None
         print(keys.public.decode("ascii"))
         raise typer.Exit
+    if heartbeat_timeout <= heartbeat_interval:
+        # Otherwise every peer is evicted between two of its own heartbeats.
+        fail(
+            f"--heartbeat-timeout ({heartbeat_timeout:g} s) must be longer than "
+            f"--heartbeat-interval ({heartbeat_interval:g} s)",
+            "a timeout of several intervals lets a peer miss a beat or two",
+            EXIT_USAGE,
+        )
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s zchat-broker %(message)s",
@@ -111,7 +121,7 @@ def broker(
         # Z85 has shell metacharacters ($, &, !, ...) but never a single quote.
         log.info("peers connect with: zchat peer --broker-key '%s'", keys.public.decode("ascii"))
     server.run()
-    logging.getLogger("zchat.broker").info("stopped")
+    log.info("stopped")
 
 
 def _curve_keys(home: Path) -> bc.CurvePair:

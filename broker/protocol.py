@@ -398,7 +398,9 @@ def _split(frames: Sequence[bytes]) -> tuple[Command, Sequence[bytes]]:
     tag = bytes(frames[0])
     if tag != PROTOCOL_TAG:
         if tag.startswith(_TAG_FAMILY):
-            raise UnsupportedProtocol(f"unsupported protocol {tag!r}")
+            # Cut short: the reason goes into the broker's log, and a tag frame may be
+            # up to 64 KiB long.
+            raise UnsupportedProtocol(f"unsupported protocol {tag[:16]!r}")
         raise ProtocolError("not a zchat message")
     command = frames[1]
     if len(command) != 1:

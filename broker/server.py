@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -91,7 +92,7 @@ class Server:
         poller.register(sock, zmq.POLLIN)
         poll_ms = max(1, int(self.config.heartbeat_interval * 250))
         next_stats = time.monotonic() + _STATS_EVERY
-        last = _snapshot(self.core)
+        last = _format(self.core)
         try:
             while not self.stop.is_set():
                 if poller.poll(poll_ms):
@@ -100,9 +101,9 @@ class Server:
                 self._send(sock, self.core.tick(now), now)
                 if now >= next_stats:
                     next_stats = now + _STATS_EVERY
-                    current = _snapshot(self.core)
-                    if current != last:
-                        log.info("stats %s", _format(self.core))
+                    current = _format(self.core)
+                    if current != last:  # an idle broker logs nothing
+                        log.info("stats %s", current)
                         last = current
         finally:
             sock.close(linger=0)
@@ -133,9 +134,10 @@ class Server:
 
     def _send(self, sock: zmq.Socket[bytes], outgoing: Iterable[Outgoing], now: float) -> None:
         core = self.core
-        pending = list(outgoing)
+        # A deque: a message to a room of 256 is 257 sends, and list.pop(0) is O(n).
+        pending = deque(outgoing)
         while pending:
-            out = pending.pop(0)
+            out = pending.popleft()
             try:
                 _send_nowait(sock, out.conn, out.frames)
             except zmq.Again:
@@ -176,20 +178,6 @@ def _start_zap(ctx: zmq.Context[zmq.Socket[bytes]]) -> ThreadAuthenticator:
         raise TransportError(f"cannot start the CURVE authenticator: {exc.strerror}") from exc
     auth.configure_curve(domain="*", location=zmq.auth.CURVE_ALLOW_ANY)
     return auth
-
-
-def _snapshot(core: Broker) -> tuple[int, ...]:
-    c = core.counters
-    return (
-        c.peers,
-        c.messages,
-        c.deliveries,
-        c.dropped,
-        c.errors,
-        c.refused,
-        c.evicted,
-        c.foreign_key,
-    )
 
 
 def _format(core: Broker) -> str:

@@ -49,10 +49,7 @@ def recv_bounded(sock: zmq.Socket[bytes], limit: int = _RECV_LIMIT) -> list[byte
     Raises zmq.Again when nothing is waiting.
     """
     frames = [sock.recv(zmq.NOBLOCK)]
-    while sock.getsockopt(zmq.RCVMORE):
-        frame = sock.recv()
-        if len(frames) < limit:
-            frames.append(frame)
+    _recv_rest(sock, frames, limit)
     return frames
 
 
@@ -73,11 +70,16 @@ def recv_bounded_with_user(
         value = None
     user = value.encode("ascii", "replace") if isinstance(value, str) else None
     frames = [first.bytes]
+    _recv_rest(sock, frames, limit)
+    return frames, user
+
+
+def _recv_rest(sock: zmq.Socket[bytes], frames: list[bytes], limit: int) -> None:
+    """Receive the rest of a message into `frames`, dropping every frame past `limit`."""
     while sock.getsockopt(zmq.RCVMORE):
         frame = sock.recv()
         if len(frames) < limit:
             frames.append(frame)
-    return frames, user
 
 
 def bind_all(sock: zmq.Socket[bytes], endpoints: list[str]) -> list[str]:

@@ -38,7 +38,13 @@ from envelope.errors import (
     PassphraseRequired,
     WrongPassphrase,
 )
-from envelope.limits import KEY_SIZES, MAX_KEY_BITS, MAX_PUBLIC_KEY_DER, MIN_KEY_BITS
+from envelope.limits import (
+    KEY_SIZES,
+    MAX_KEY_BITS,
+    MAX_PUBLIC_KEY_DER,
+    MIN_KEY_BITS,
+    RSA_PUBLIC_EXPONENT,
+)
 
 PRIVATE_KEY_FILE = "private_key.pem"
 PUBLIC_KEY_FILE = "public_key.pem"
@@ -70,7 +76,7 @@ class Identity:
 def generate_identity(key_size: int = 2048) -> Identity:
     if key_size not in KEY_SIZES:
         raise ValueError(f"key size must be one of {KEY_SIZES}")
-    return Identity(rsa.generate_private_key(public_exponent=65537, key_size=key_size))
+    return Identity(rsa.generate_private_key(RSA_PUBLIC_EXPONENT, key_size))
 
 
 def public_der(key: rsa.RSAPublicKey) -> bytes:
@@ -94,7 +100,7 @@ def format_fingerprint(fp: bytes) -> str:
 
 
 def load_public_key(der: bytes) -> rsa.RSAPublicKey:
-    """Load a peer's public key from DER, accepting only RSA of 2048 to 4096 bits."""
+    """Load a peer's public key from DER: only RSA of 2048 to 4096 bits with e = 65537."""
     if len(der) > MAX_PUBLIC_KEY_DER:
         raise BadPublicKey("public key too large")
     try:
@@ -107,6 +113,8 @@ def load_public_key(der: bytes) -> rsa.RSAPublicKey:
         raise BadPublicKey("public key is not RSA")
     if not MIN_KEY_BITS <= key.key_size <= MAX_KEY_BITS or key.key_size % 8:
         raise BadPublicKey(f"RSA key size {key.key_size} is not accepted")
+    if key.public_numbers().e != RSA_PUBLIC_EXPONENT:
+        raise BadPublicKey(f"RSA public exponent must be {RSA_PUBLIC_EXPONENT}")
     # DER is canonical, so re-encoding must give back the same bytes; anything else
     # would let two byte strings (two fingerprints) stand for one key.
     if public_der(key) != der:
@@ -173,8 +181,8 @@ def load_identity(home: Path, passphrase: bytes | None = None) -> Identity:
         if not passphrase:
             raise PassphraseRequired(f"{path} is protected by a passphrase", path)
         n, r, p = (int(g) for g in match.groups()[:3])
-        salt = base64.b64decode(match.group(4))
-        try:
+        try:  # binascii.Error (a bad salt) is a ValueError too
+            salt = base64.b64decode(match.group(4), validate=True)
             password = _derive(passphrase, salt, n, r, p)
         except ValueError as exc:
             raise IdentityError(f"{path} has unusable scrypt parameters", path) from exc
@@ -203,9 +211,8 @@ def write_secret_file(path: Path, data: bytes) -> None:
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with os.fdopen(fd, "wb") as f:  # unlike one os.write, writes every byte
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
     tmp.replace(path)
