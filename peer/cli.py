@@ -53,7 +53,8 @@ def peer(
     connect_timeout: Annotated[
         float,
         typer.Option(
-            envvar="ZCHAT_CONNECT_TIMEOUT", help="Scripted mode: give up if no broker by then."
+            envvar="ZCHAT_CONNECT_TIMEOUT",
+            help="Scripted mode: seconds to wait for the broker's welcome before giving up.",
         ),
     ] = 10.0,
     broker_key: Annotated[
@@ -84,7 +85,10 @@ def peer(
             EXIT_USAGE,
         )
     if nick is None and not interactive:
-        fail("--nick is required when standard input is not a terminal", code=EXIT_USAGE)
+        fail(
+            "--nick is required in scripted mode (--json, or input or output not a terminal)",
+            code=EXIT_USAGE,
+        )
     curve = None if broker_key is None else _curve_keys(broker_key)
     identity = unlock(home)
     try:
@@ -92,21 +96,32 @@ def peer(
     except PinsError as exc:
         fail(str(exc), "fix or remove the file; it only holds pins")
     config = PeerConfig(trust_new_keys=trust_new_keys, absent_grace=absent_grace)
-    if interactive:
-        from peer.interactive import run_interactive  # noqa: PLC0415 (loads prompt_toolkit only here)
+    try:
+        if interactive:
+            from peer.interactive import run_interactive  # noqa: PLC0415 (loads prompt_toolkit only here)
 
-        code = run_interactive(nick, identity, pins, config, connect, curve)
-    else:
-        assert nick is not None
+            code = run_interactive(nick, identity, pins, config, connect, curve)
+        else:
+            assert nick is not None
 
-        async def main() -> int:
-            client = Client(PeerCore(nick, identity, pins, config), connect, curve=curve)
-            return await run_scripted(client, json_mode=json_mode, connect_timeout=connect_timeout)
+            async def main() -> int:
+                client = Client(PeerCore(nick, identity, pins, config), connect, curve=curve)
+                return await run_scripted(
+                    client, json_mode=json_mode, connect_timeout=connect_timeout
+                )
 
-        try:
-            code = asyncio.run(main())
-        except KeyboardInterrupt:
-            code = EXIT_INTERRUPTED
+            try:
+                code = asyncio.run(main())
+            except KeyboardInterrupt:
+                code = EXIT_INTERRUPTED
+    except zmq.ZMQError as exc:
+        # libzmq refuses a malformed endpoint only when the client connects (an
+        # unreachable broker is no error: it retries); that is the one ZMQError here.
+        fail(
+            f"cannot connect to {connect!r}: {exc.strerror}",
+            "an endpoint looks like tcp://HOST:PORT or ipc:///PATH",
+            EXIT_USAGE,
+        )
     raise typer.Exit(code)
 
 

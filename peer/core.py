@@ -41,12 +41,13 @@ from peer import events as ev
 from peer.errors import (
     MessageTooLong,
     NobodyHere,
+    NotText,
     OutboxFull,
     UnknownRecipient,
     UntrustedRecipient,
 )
 from peer.outbox import MAX_OUTBOX, Entry, Outbox
-from peer.pins import PinStore
+from peer.pins import PinsError, PinStore
 from peer.replay import ReplayGuard
 
 #: Messages held back per sender while its key is untrusted.
@@ -112,9 +113,9 @@ class PeerCore:
     _withheld: dict[str, deque[Delivery]] = field(default_factory=dict)
     _missing: dict[str, tuple[Member, float]] = field(default_factory=dict)
     _welcomed_once: bool = False
-    _connected: bool = True  # False between noticing a dead broker and the next welcome
-    #: when we last heard the broker that went away (None: no loss to make good)
-    _last_welcome_lost: float | None = None
+    #: When we last heard the broker that went away; None while connected. Set from
+    #: noticing a dead broker until the next welcome, which resends what it may have lost.
+    _lost_at: float | None = None
     _last_heard: float = 0.0
     _next_beat: float = 0.0
     _backoff: float = 0.0
@@ -218,7 +219,6 @@ class PeerCore:
                 self._missing[key] = (known_member, now)
         reconnected = self._welcomed_once
         self._welcomed_once = True
-        self._connected = True
         self.phase = Phase.READY
         self._backoff = self.config.reconnect_min
         self._next_beat = now + self._interval
@@ -249,7 +249,7 @@ class PeerCore:
         fp = fingerprint(wire.public_der)
         pinned = self.pins.get(wire.nick)
         if pinned is None:
-            self.pins.pin(wire.nick, fp)
+            self._pin(wire.nick, fp)
             trust = ev.Trust.NEW
         elif pinned == fp:
             trust = ev.Trust.PINNED
@@ -371,13 +371,13 @@ class PeerCore:
             if now - since > self._timeout * 2:
                 del self._missing[key]
                 if key not in self.members:
+                    self._withheld.pop(key, None)  # as `_leave` does: they are gone
                     self._events.append(ev.Left(member.nick, "timeout"))
 
     def _disconnected(self, reason: str, now: float, *, new_socket: bool) -> None:
-        if self._connected:
+        if self._lost_at is None:
             self._events.append(ev.Disconnected(reason))
-            self._last_welcome_lost = self._last_heard
-        self._connected = False
+            self._lost_at = self._last_heard
         if new_socket:
             self.reconnect_wanted = True  # the I/O layer calls start() on a new socket
             self.phase = Phase.IDLE
@@ -397,7 +397,14 @@ class PeerCore:
         Sealed at once for the members present now; sent at once when connected,
         otherwise when the broker welcomes us back.
         """
-        raw = text.encode("utf-8")
+        try:
+            raw = text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            # Standard input decodes stray bytes to lone surrogates (surrogateescape),
+            # which UTF-8 cannot carry: refuse the line rather than crash the session.
+            raise NotText(
+                f"the text holds bytes that are not UTF-8 (at character {exc.start + 1}): not sent"
+            ) from exc
         if len(raw) > MAX_TEXT_BYTES:
             raise MessageTooLong(
                 f"message is {len(raw):,} bytes; the limit is {MAX_TEXT_BYTES:,}: not sent"
@@ -452,7 +459,7 @@ class PeerCore:
         member = self.members.get(nick_key(nick))
         if member is None:
             raise UnknownRecipient(f"{nick} is not in the room")
-        self.pins.pin(member.nick, member.fingerprint)
+        self._pin(member.nick, member.fingerprint)
         member.trust = ev.Trust.PINNED
         # Release only what the key being trusted signed: if the key changed again
         # meanwhile (or back to the pin), messages held under another key stay unread.
@@ -476,10 +483,10 @@ class PeerCore:
         away: a broker acknowledges a delivery when it queues it, and a crash loses
         its queues. Recipients drop the copies they already have by sequence number.
         """
-        if self._last_welcome_lost is not None:
-            since = self._last_welcome_lost - self._timeout - 1.0
+        if self._lost_at is not None:
+            since = self._lost_at - self._timeout - 1.0
             self.outbox.reopen_since(since, self._sendable)
-            self._last_welcome_lost = None
+            self._lost_at = None
         for entry in self.outbox.unacked():
             keep = {n for k, n in entry.pending.items() if self._sendable(k)}
             if keep:
@@ -503,6 +510,12 @@ class PeerCore:
 
     def _send(self, msg: p.PeerMessage) -> None:
         self._out.append(p.encode(msg))
+
+    def _pin(self, nick: str, fp: bytes) -> None:
+        try:
+            self.pins.pin(nick, fp)
+        except PinsError as exc:  # the pin still holds for this session
+            self._problem("pins", f"{exc}; the pin holds until you leave")
 
     def _problem(self, code: str, message: str) -> None:
         self._events.append(ev.Problem(code, message))

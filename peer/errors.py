@@ -2,6 +2,7 @@
 
 PeerError
  ├── MessageTooLong      the text is over the size limit (nothing is truncated)
+ ├── NotText             the text holds undecodable input (stray bytes, not UTF-8)
  ├── UnknownRecipient    /msg to someone who is not in the room
  ├── UntrustedRecipient  /msg to someone whose key changed and is not yet trusted
  ├── NobodyHere          a room message with nobody else in the room
@@ -14,6 +15,10 @@ class PeerError(Exception):
 
 
 class MessageTooLong(PeerError):
+    pass
+
+
+class NotText(PeerError):
     pass
 
 

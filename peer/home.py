@@ -23,6 +23,8 @@ from envelope import (
 from zchat.console import fail, info
 
 PASSPHRASE_ENV = "ZCHAT_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
+#: Passphrases asked on a terminal before giving up, as sudo and ssh do.
+PASSPHRASE_TRIES = 3
 
 
 def default_home() -> Path:
@@ -33,23 +35,26 @@ def unlock(home: Path, key_size: int = 2048) -> Identity:
     """Load the identity in `home`, creating it on first use; ask for a passphrase
     on a terminal when the key needs one. Exits with a readable error otherwise."""
     passphrase = os.environ.get(PASSPHRASE_ENV, "").encode() or None
-    for attempt in range(3):
+    asked = 0  # passphrases typed so far: each one is tried before asking again
+    while True:
         try:
             identity, created = load_or_create_identity(home, passphrase, key_size)
         except PassphraseRequired as exc:
-            if not sys.stdin.isatty() or attempt:
+            if not sys.stdin.isatty() or asked:
                 fail(str(exc), f"set {PASSPHRASE_ENV} or run on a terminal to be asked")
-            passphrase = getpass.getpass(f"passphrase for {exc.path}: ").encode()
-            continue
+            path = exc.path
         except WrongPassphrase as exc:
             if not sys.stdin.isatty():
                 fail(str(exc))
+            if asked >= PASSPHRASE_TRIES:
+                fail(f"wrong passphrase ({asked} attempts)")
             info("wrong passphrase, try again")
-            passphrase = getpass.getpass(f"passphrase for {exc.path}: ").encode()
-            continue
+            path = exc.path
         except IdentityError as exc:
             fail(str(exc))
-        if created:
-            info(f"created a new identity in {home}")
-        return identity
-    fail("wrong passphrase (3 attempts)")
+        else:
+            if created:
+                info(f"created a new identity in {home}")
+            return identity
+        passphrase = getpass.getpass(f"passphrase for {path}: ").encode()
+        asked += 1

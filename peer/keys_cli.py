@@ -73,8 +73,12 @@ def forget(
     home: HomeOption = None,
 ) -> None:
     """Remove a pin: the next key seen for NICK is pinned afresh."""
-    if not _pins(home).forget(nick):
-        fail(f"no pin for {nick}", "zchat keys pins lists them")
+    try:
+        forgotten = _pins(home).forget(nick)
+    except PinsError as exc:
+        fail(str(exc))
+    if not forgotten:
+        fail(f"no pin for {nick}", "'zchat keys pins' lists them")
     info(f"forgot the pin for {nick}")
 
 

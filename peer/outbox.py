@@ -106,14 +106,25 @@ class Outbox:
         return expired
 
     def forget_recipient(self, nick: str) -> list[tuple[Entry, tuple[str, ...]]]:
-        """`nick` can no longer be sent to (its key changed): stop waiting for it."""
+        """`nick` can no longer be sent to (its key changed): stop waiting for it.
+
+        Unacknowledged entries too. They were sealed to the old key, which the new
+        one cannot open, and they are resent only to trusted recipients: left here,
+        `nick` would stay pending for good (never acknowledged, never expired) and
+        nobody would learn that it never got the message. An unacknowledged entry
+        left with nobody to wait for is dropped; a late ACK for it then finds nothing.
+        """
         key = nick_key(nick)
         dropped: list[tuple[Entry, tuple[str, ...]]] = []
         for entry in list(self._entries.values()):
-            if key in entry.pending and entry.acked:
-                dropped.append((entry, (entry.pending.pop(key),)))
-                entry.absent_since.pop(key, None)
+            if key not in entry.pending:
+                continue
+            dropped.append((entry, (entry.pending.pop(key),)))
+            entry.absent_since.pop(key, None)
+            if entry.pending or entry.acked:
                 self._settle(entry)
+            else:
+                del self._entries[entry.msg_id]
         return dropped
 
     def reopen_since(self, since: float, keep: Callable[[str], bool]) -> None:

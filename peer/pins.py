@@ -17,7 +17,7 @@ PINS_FILE = "pins.json"
 
 
 class PinsError(Exception):
-    """The pins file exists but cannot be read or parsed."""
+    """The pins file cannot be read, parsed or written."""
 
 
 @dataclass
@@ -44,6 +44,8 @@ class PinStore:
         return None if entry is None else entry[1]
 
     def pin(self, nick: str, fingerprint: bytes) -> None:
+        """Pin `nick` to `fingerprint`. The pin holds in memory even when saving it
+        fails (PinsError): this session stays protected, only the record is lost."""
         self._pins[nick_key(nick)] = (nick, fingerprint)
         self._save()
 
@@ -61,9 +63,14 @@ class PinStore:
             return
         data = {"pins": {nick: fp.hex() for nick, fp in self.items()}}
         tmp = self.path.with_name(self.path.name + ".tmp")
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-        tmp.replace(self.path)
+        # Translated here: the core pins from inside the socket loop, where a bare
+        # OSError (a full disk, a read-only home) would escape the event loop.
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=2, sort_keys=True)
+                f.write("\n")
+            tmp.replace(self.path)
+        except OSError as exc:
+            raise PinsError(f"cannot save {self.path}: {exc}") from exc

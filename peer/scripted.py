@@ -8,6 +8,7 @@ Contract (see README): every input line is a message to the room, or a slash com
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
 from typing import TextIO
@@ -47,11 +48,13 @@ async def run_scripted(
             if isinstance(event, ev.Ready | ev.Refused | ev.TransportFailed) or final:
                 outcome.append(event)
                 ready.set()
-            if isinstance(event, ev.TransportFailed):
-                lines.put_nowait(None)  # stop reading input: nothing can be sent now
+            if isinstance(event, ev.TransportFailed) or final:
+                # Stop waiting for input (a bot may type nothing for hours): the
+                # session is over, nothing can be sent now.
+                lines.put_nowait(None)
 
-    lines = _read_lines(stdin)
     client.start()
+    lines = _read_lines(stdin)  # after start, which raises on a malformed endpoint
     printer = asyncio.create_task(print_events())
     try:
         try:
@@ -104,14 +107,27 @@ def _exit_code(client: Client, unacked: list[Entry]) -> int:
 
 
 def _read_lines(stdin: TextIO) -> asyncio.Queue[str | None]:
-    """Lines from `stdin`, read in a thread so a blocking read never stalls the loop."""
+    """Lines from `stdin`, read in a thread so a blocking read never stalls the loop.
+
+    The queue always ends with None, even when reading fails (input that is not
+    UTF-8): otherwise the session would wait for input forever.
+    """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str | None] = asyncio.Queue()
 
+    def post(item: str | None) -> None:
+        # The session may have ended (and its loop closed) while we were reading.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
     def reader() -> None:
-        for line in stdin:
-            loop.call_soon_threadsafe(queue.put_nowait, line)
-        loop.call_soon_threadsafe(queue.put_nowait, None)
+        try:
+            for line in stdin:
+                post(line)
+        except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+            error(f"cannot read standard input: {exc}", "send UTF-8 text, one message a line")
+        finally:
+            post(None)
 
     threading.Thread(target=reader, name="stdin", daemon=True).start()
     return queue

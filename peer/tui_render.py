@@ -22,7 +22,7 @@ from prompt_toolkit.styles import Style
 from envelope import format_fingerprint, nick_key
 from peer import events as ev
 from peer.render import short
-from peer.sanitize import for_terminal
+from peer.sanitize import for_terminal as _safe
 
 #: Colours for nicknames: readable on dark and light backgrounds (no black, white
 #: or grey), and ANSI names so the user's terminal theme decides the exact shade.
@@ -67,10 +67,6 @@ def nick_colour(nick: str) -> str:
     """
     digest = zlib.crc32(nick_key(nick).encode("utf-8", "replace"))
     return PALETTE[digest % len(PALETTE)]
-
-
-def _safe(text: str) -> str:
-    return for_terminal(text)
 
 
 def nick_fragment(nick: str, *, bold: bool = True) -> tuple[str, str]:
