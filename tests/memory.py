@@ -14,6 +14,9 @@ from peer import events as ev
 from peer.core import PeerConfig, PeerCore
 from peer.pins import PinStore
 
+#: Short liveness timers for rooms whose clock a test moves.
+FAST_CORE = BrokerConfig(heartbeat_interval=0.1, heartbeat_timeout=0.5)
+
 
 @dataclass
 class MemoryRoom:

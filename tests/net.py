@@ -11,12 +11,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from broker.core import BrokerConfig
+from broker.core import Broker, BrokerConfig
 from broker.server import Server
 from envelope import Identity
 from peer import events as ev
 from peer.client import Client
 from peer.core import PeerConfig, PeerCore
+from peer.pins import PinStore
 
 FAST = BrokerConfig(
     heartbeat_interval=0.1, heartbeat_timeout=0.6, handshake_timeout=0.6, backlog_timeout=0.6
@@ -28,8 +29,12 @@ def broker_thread(
     config: BrokerConfig = FAST,
     endpoint: str = "tcp://127.0.0.1:*",
     curve_secret: bytes | None = None,
+    core: Broker | None = None,
 ) -> Iterator[Server]:
+    """A real broker in a thread; `core` replaces its sans-I/O core (a lying one, say)."""
     server = Server([endpoint], config, curve_secret=curve_secret)
+    if core is not None:
+        server.core = core
     server.open()
     thread = threading.Thread(target=server.run, name="broker", daemon=True)
     thread.start()
@@ -42,9 +47,23 @@ def broker_thread(
 
 
 def make_client(
-    nick: str, identity: Identity, endpoint: str, config: PeerConfig | None = None
+    nick: str,
+    identity: Identity,
+    endpoint: str,
+    config: PeerConfig | None = None,
+    pins: PinStore | None = None,
 ) -> Client:
-    return Client(PeerCore(nick, identity, config=config or PeerConfig()), endpoint)
+    core = PeerCore(nick, identity, pins or PinStore(None, {}), config or PeerConfig())
+    return Client(core, endpoint)
+
+
+async def joined(
+    nick: str, identity: Identity, endpoint: str, pins: PinStore | None = None
+) -> Client:
+    """A client that has finished its handshake (and fails the test if refused)."""
+    client = make_client(nick, identity, endpoint, pins=pins)
+    await ready(client)
+    return client
 
 
 async def wait_for(

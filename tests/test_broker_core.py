@@ -7,12 +7,12 @@ import dataclasses
 import pytest
 
 from broker import protocol as p
-from broker.core import Broker, BrokerConfig
+from broker.core import Broker, Outgoing
 from envelope import Identity, Recipient, seal
 from peer import events as ev
 from peer.core import Phase
 from tests.conftest import KeyPool
-from tests.memory import MemoryRoom
+from tests.memory import FAST_CORE, MemoryRoom
 
 
 def messages(room: MemoryRoom, conn: bytes) -> list[str]:
@@ -21,6 +21,13 @@ def messages(room: MemoryRoom, conn: bytes) -> list[str]:
 
 def sent_to(room: MemoryRoom, conn: bytes, command: p.Command) -> list[list[bytes]]:
     return [f for f in room.wire[conn] if f[1] == bytes([command])]
+
+
+def handled_send(room: MemoryRoom, sender: bytes, text: str) -> list[Outgoing]:
+    """`sender` sends `text`; the broker handles it, and the test delivers what it wants."""
+    room.peers[sender].send_text(text, room.now)
+    (frames,) = room.peers[sender].take_outgoing()
+    return room.broker.handle(sender, frames, room.now)
 
 
 # --- handshake ----------------------------------------------------------------------
@@ -244,7 +251,7 @@ def test_a_blank_wrapped_key_means_do_not_deliver(
 def test_a_silent_peer_is_evicted_and_its_nickname_freed(
     alice: Identity, bob: Identity, carol: Identity
 ) -> None:
-    room = MemoryRoom(broker=Broker(BrokerConfig(heartbeat_interval=0.1, heartbeat_timeout=0.5)))
+    room = MemoryRoom(broker=Broker(FAST_CORE))
     a = room.join("alice", alice)
     b = room.join("bob", bob)
     del room.peers[b]  # bob's process dies without a word
@@ -255,7 +262,7 @@ def test_a_silent_peer_is_evicted_and_its_nickname_freed(
 
 
 def test_heartbeats_keep_an_idle_room_alive(alice: Identity, bob: Identity) -> None:
-    room = MemoryRoom(broker=Broker(BrokerConfig(heartbeat_interval=0.1, heartbeat_timeout=0.5)))
+    room = MemoryRoom(broker=Broker(FAST_CORE))
     a = room.join("alice", alice)
     room.join("bob", bob)
     room.advance(3.0)
@@ -267,13 +274,13 @@ def test_heartbeats_keep_an_idle_room_alive(alice: Identity, bob: Identity) -> N
 def test_after_a_broker_restart_peers_rejoin_and_resend_without_duplicates(
     alice: Identity, bob: Identity
 ) -> None:
-    config = BrokerConfig(heartbeat_interval=0.1, heartbeat_timeout=0.5)
-    room = MemoryRoom(broker=Broker(config))
+
+    room = MemoryRoom(broker=Broker(FAST_CORE))
     a = room.join("alice", alice)
     b = room.join("bob", bob)
     room.peers[a].send_text("before", room.now)
     room.pump()
-    room.broker = Broker(config)  # the broker restarts and forgets everything
+    room.broker = Broker(FAST_CORE)  # the broker restarts and forgets everything
     room.peers[a].send_text("during", room.now)  # sent into the void: no ack
     room.pump()
     room.advance(1.0)  # heartbeats meet HELLO_FIRST; both handshake again
@@ -298,11 +305,11 @@ def test_a_replayed_delivery_is_dropped(alice: Identity, bob: Identity) -> None:
 def test_a_message_sent_before_a_member_rejoins_after_a_restart_still_reaches_it(
     alice: Identity, bob: Identity
 ) -> None:
-    config = BrokerConfig(heartbeat_interval=0.1, heartbeat_timeout=0.5)
-    room = MemoryRoom(broker=Broker(config))
+
+    room = MemoryRoom(broker=Broker(FAST_CORE))
     a = room.join("alice", alice)
     b = room.join("bob", bob)
-    room.broker = Broker(config)
+    room.broker = Broker(FAST_CORE)
     bob_core = room.peers.pop(b)  # bob is slow to notice the restart
     room.advance(0.3)  # alice alone re-handshakes
     assert room.of_type(a, ev.Ready)[-1].reconnected
@@ -317,19 +324,17 @@ def test_a_message_sent_before_a_member_rejoins_after_a_restart_still_reaches_it
 def test_deliveries_a_crashing_broker_acknowledged_but_lost_are_resent(
     alice: Identity, bob: Identity
 ) -> None:
-    config = BrokerConfig(heartbeat_interval=0.1, heartbeat_timeout=0.5)
-    room = MemoryRoom(broker=Broker(config))
+
+    room = MemoryRoom(broker=Broker(FAST_CORE))
     a = room.join("alice", alice)
     b = room.join("bob", bob)
-    room.peers[a].send_text("queued when the broker died", room.now)
-    (frames,) = room.peers[a].take_outgoing()
-    out = room.broker.handle(a, frames, room.now)
+    out = handled_send(room, a, "queued when the broker died")
     # The broker queued the delivery for bob and acknowledged it to alice, then
     # crashed before the delivery left its queue.
     room.deliver([o for o in out if o.conn == a])
     room.pump()
     assert room.peers[a].pending_acks() == []
-    room.broker = Broker(config)
+    room.broker = Broker(FAST_CORE)
     room.advance(1.0)
     assert messages(room, b) == ["queued when the broker died"]
 
@@ -340,9 +345,7 @@ def test_a_delivery_the_broker_could_not_queue_is_corrected_and_resent_later(
     room = MemoryRoom()
     a = room.join("alice", alice)
     b = room.join("bob", bob)
-    room.peers[a].send_text("for bob", room.now)
-    (frames,) = room.peers[a].take_outgoing()
-    out = room.broker.handle(a, frames, room.now)
+    out = handled_send(room, a, "for bob")
     deliver = next(o for o in out if o.conn == b)
     room.deliver([o for o in out if o.conn == a])  # alice hears "delivered to bob"
     # ...but bob's queue was full: the broker corrects its acknowledgement
@@ -359,11 +362,11 @@ def test_a_delivery_the_broker_could_not_queue_is_corrected_and_resent_later(
 def test_a_resend_to_a_returning_member_lost_in_a_crash_is_sent_again(
     alice: Identity, bob: Identity
 ) -> None:
-    config = BrokerConfig(heartbeat_interval=0.1, heartbeat_timeout=0.5)
-    room = MemoryRoom(broker=Broker(config))
+
+    room = MemoryRoom(broker=Broker(FAST_CORE))
     a = room.join("alice", alice)
     b = room.join("bob", bob)
-    room.broker = Broker(config)  # a restart; bob is slow to come back
+    room.broker = Broker(FAST_CORE)  # a restart; bob is slow to come back
     bob_core = room.peers.pop(b)
     room.advance(0.3)
     room.peers[a].send_text("while bob was away", room.now)  # absent: waits for him
@@ -380,7 +383,7 @@ def test_a_resend_to_a_returning_member_lost_in_a_crash_is_sent_again(
                 if conn == a and frames[1] == bytes([p.Command.SEND]):
                     continue
                 room.deliver(room.broker.handle(conn, frames, room.now))
-    room.broker = Broker(config)
+    room.broker = Broker(FAST_CORE)
     room.advance(1.5)
     assert messages(room, b) == ["while bob was away"]
 
@@ -391,9 +394,7 @@ def test_a_delivery_to_a_vanished_connection_is_reported_absent(
     room = MemoryRoom()
     a = room.join("alice", alice)
     b = room.join("bob", bob)
-    room.peers[a].send_text("into the void", room.now)
-    (frames,) = room.peers[a].take_outgoing()
-    out = room.broker.handle(a, frames, room.now)
+    out = handled_send(room, a, "into the void")
     deliver = next(o for o in out if o.conn == b)
     corrections = room.broker.undeliverable(deliver, room.now, backlogged=False)
     msg_id = room.peers[a].outbox.unacked()[0].msg_id
@@ -430,13 +431,21 @@ def test_a_room_that_filled_up_during_the_proof_refuses(
 def test_a_member_that_says_hello_again_and_leaves_is_gone(alice: Identity) -> None:
     """No half-finished handshake can keep a nickname listed: it was a way to hold one
     forever (HELLO again on the same connection, then BYE)."""
-    broker = Broker(BrokerConfig(heartbeat_interval=0.1, heartbeat_timeout=0.5))
+    broker = Broker(dataclasses.replace(FAST_CORE, handshake_timeout=0.5))
     room = MemoryRoom(broker=broker)
     a = room.join("alice", alice)
     broker.handle(a, p.encode(p.Hello(b"alice", alice.public_der)), room.now)
     broker.handle(a, p.encode(p.Bye()), room.now)
     assert broker.nicks == []
-    broker.handle(a, p.encode(p.Hello(b"alice", alice.public_der)), room.now)
+    out = broker.handle(a, p.encode(p.Hello(b"alice", alice.public_der)), room.now)
+    challenge = p.parse_from_broker(out[-1].frames)
+    assert isinstance(challenge, p.Challenge)
     del room.peers[a]
-    room.advance(2.0)  # and an abandoned re-handshake leaves with its session's timers
+    room.advance(2.0)  # an abandoned re-handshake expires with its own timer...
+    proof = p.sign_proof(alice.private_key, challenge.nonce, b"alice", alice.public_der)
+    late = broker.handle(a, p.encode(p.Proof(proof)), room.now)
+    # ...so even a valid proof for it comes too late, and nobody is listed
+    assert [p.parse_from_broker(o.frames) for o in late] == [
+        p.Error(p.ErrorCode.HELLO_FIRST, "say hello first")
+    ]
     assert broker.nicks == []

@@ -10,7 +10,7 @@ from broker import protocol as p
 from envelope import Identity
 from peer import events as ev
 from tests.conftest import KeyPool
-from tests.net import broker_thread, make_client, ready, texts, wait_for
+from tests.net import broker_thread, joined, make_client, ready, texts, wait_for
 
 
 def test_three_peers_chat_over_tcp(alice: Identity, bob: Identity, carol: Identity) -> None:
@@ -60,14 +60,11 @@ def test_leaving_announces_and_frees_the_nickname(
     async def main() -> None:
         with broker_thread() as server:
             ep = server.bound[0]
-            a, b = make_client("alice", alice, ep), make_client("bob", bob, ep)
-            await ready(a)
-            await ready(b)
+            a, b = await joined("alice", alice, ep), await joined("bob", bob, ep)
             await b.close()
             left = await wait_for(a, lambda e: isinstance(e, ev.Left))
             assert left[-1] == ev.Left("bob", "bye")
-            again = make_client("bob", carol, ep)  # a different key may take the name now
-            await ready(again)
+            again = await joined("bob", carol, ep)  # a different key may take the name now
             await again.close()
             await a.close()
 
@@ -80,9 +77,7 @@ def test_malformed_frames_from_a_raw_socket_leave_the_broker_serving(
     async def main() -> None:
         with broker_thread() as server:
             ep = server.bound[0]
-            a, b = make_client("alice", alice, ep), make_client("bob", bob, ep)
-            await ready(a)
-            await ready(b)
+            a, b = await joined("alice", alice, ep), await joined("bob", bob, ep)
             ctx = zmq.Context.instance()
             raw = ctx.socket(zmq.DEALER)
             raw.setsockopt(zmq.LINGER, 0)
@@ -114,9 +109,7 @@ def test_a_peer_works_over_inproc(alice: Identity, bob: Identity) -> None:
     async def main() -> None:
         with broker_thread(endpoint="inproc://zchat-test") as server:
             ep = server.bound[0]
-            a, b = make_client("alice", alice, ep), make_client("bob", bob, ep)
-            await ready(a)
-            await ready(b)
+            a, b = await joined("alice", alice, ep), await joined("bob", bob, ep)
             b.send_text("over inproc")
             assert await texts(a, 1) == ["over inproc"]
             await a.close()
@@ -131,9 +124,7 @@ def test_a_restarted_broker_gets_everyone_back_and_nothing_is_lost(
     async def main() -> None:
         with broker_thread() as first:
             ep = first.bound[0]
-            a, b = make_client("alice", alice, ep), make_client("bob", bob, ep)
-            await ready(a)
-            await ready(b)
+            a, b = await joined("alice", alice, ep), await joined("bob", bob, ep)
             a.send_text("before")
             assert await texts(b, 1) == ["before"]
         # the broker is gone; alice keeps typing

@@ -13,13 +13,17 @@ from tests.procs import ZCHAT, running, start_broker, start_peer
 
 
 def test_version_prints_the_version() -> None:
-    out = subprocess.run([*ZCHAT, "--version"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [*ZCHAT, "--version"], capture_output=True, text=True, timeout=30, check=True
+    )
     assert out.stdout.startswith("zchat ")
 
 
 @pytest.mark.parametrize("command", [[], ["broker"], ["peer"], ["keys"], ["keys", "pins"]])
 def test_every_command_has_help(command: list[str]) -> None:
-    out = subprocess.run([*ZCHAT, *command, "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [*ZCHAT, *command, "--help"], capture_output=True, text=True, timeout=30, check=True
+    )
     assert "Usage" in out.stdout
 
 
@@ -53,6 +57,8 @@ def test_three_peers_converse_through_a_broker_process(tmp_path: Path) -> None:
         # alice must not have seen bob's direct message to carol
         alice.close_stdin()
         assert alice.wait(timeout=10) == 0
+        # what alice's earlier waits read, and what she printed after them
+        assert "just you" not in alice.texts()
         assert not any('"just you"' in line for line in _drain(alice.out))
 
 
@@ -123,6 +129,7 @@ def test_an_invalid_nickname_is_a_usage_error(tmp_path: Path) -> None:
         text=True,
         stdin=subprocess.DEVNULL,
         env={"ZCHAT_HOME": str(tmp_path), "PATH": "/usr/bin"},
+        timeout=30,
         check=False,
     )
     assert out.returncode == 2
@@ -133,17 +140,22 @@ def test_an_invalid_nickname_is_a_usage_error(tmp_path: Path) -> None:
 def test_keys_show_prints_the_fingerprint_and_pins_lists_pins(tmp_path: Path) -> None:
     env = {"ZCHAT_HOME": str(tmp_path), "PATH": "/usr/bin"}
     shown = subprocess.run(
-        [*ZCHAT, "keys", "show"], capture_output=True, text=True, env=env, check=True
+        [*ZCHAT, "keys", "show"], capture_output=True, text=True, env=env, timeout=30, check=True
     )
     groups = shown.stdout.split()
     assert len(groups) == 13
     assert (tmp_path / "private_key.pem").stat().st_mode & 0o777 == 0o600
     pins = subprocess.run(
-        [*ZCHAT, "keys", "pins"], capture_output=True, text=True, env=env, check=True
+        [*ZCHAT, "keys", "pins"], capture_output=True, text=True, env=env, timeout=30, check=True
     )
     assert pins.stdout == ""
     forget = subprocess.run(
-        [*ZCHAT, "keys", "forget", "nobody"], capture_output=True, text=True, env=env, check=False
+        [*ZCHAT, "keys", "forget", "nobody"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
     )
     assert forget.returncode == 1
     assert "no pin for nobody" in forget.stderr

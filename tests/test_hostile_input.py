@@ -31,7 +31,7 @@ from envelope import (
 from envelope import header as header_module
 from envelope.limits import MAX_RECIPIENTS
 from peer import events as ev
-from tests.net import broker_thread, make_client, ready, texts, wait_for
+from tests.net import broker_thread, joined, make_client, texts, wait_for
 
 
 class CountingFrames(Sequence[bytes]):
@@ -197,9 +197,7 @@ def test_a_flood_of_frames_is_refused_and_honest_peers_are_served_meanwhile(
     async def main() -> None:
         with broker_thread(PATIENT) as server:
             ep = server.bound[0]
-            a, b = make_client("alice", alice, ep), make_client("bob", bob, ep)
-            await ready(a)
-            await ready(b)
+            a, b = await joined("alice", alice, ep), await joined("bob", bob, ep)
             seen: list[int] = []
             handle = server.core.handle
 
@@ -259,9 +257,7 @@ def test_bad_nicknames_and_case_variants_are_refused_over_tcp(
     async def main() -> None:
         with broker_thread() as server:
             ep = server.bound[0]
-            a, b = make_client("alice", alice, ep), make_client("bob", bob, ep)
-            await ready(a)
-            await ready(b)
+            a, b = await joined("alice", alice, ep), await joined("bob", bob, ep)
             raw: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
             raw.setsockopt(zmq.LINGER, 0)
             raw.connect(ep)
@@ -284,9 +280,10 @@ def test_bad_nicknames_and_case_variants_are_refused_over_tcp(
                 await client.close()
             assert sorted(server.core.nicks) == ["alice", "bob"]
             b.send_text("still bob", to=["alice"])
-            assert await texts(a, 1) == ["still bob"]
-            joined = [e for e in a.events._queue if isinstance(e, ev.Joined)]  # type: ignore[attr-defined]
-            assert joined == []
+            # every event alice saw since she was ready: bob joined, no refused name did
+            seen = await wait_for(a, lambda e: isinstance(e, ev.MessageReceived))
+            assert [e.text for e in seen if isinstance(e, ev.MessageReceived)] == ["still bob"]
+            assert [e.nick for e in seen if isinstance(e, ev.Joined)] == ["bob"]
             await a.close()
             await b.close()
 
@@ -320,9 +317,7 @@ def test_a_hello_with_a_key_of_unknown_algorithm_is_refused_and_the_broker_lives
             assert isinstance(reply, p.Refuse)
             assert reply.code is p.RefuseCode.BAD_KEY
             raw.close(linger=0)
-            a, b = make_client("alice", alice, ep), make_client("bob", bob, ep)
-            await ready(a)
-            await ready(b)
+            a, b = await joined("alice", alice, ep), await joined("bob", bob, ep)
             a.send_text("alive", to=["bob"])
             assert await texts(b, 1) == ["alive"]
             await a.close()
@@ -334,10 +329,12 @@ def test_a_hello_with_a_key_of_unknown_algorithm_is_refused_and_the_broker_lives
 # --- a session that abandons a second handshake --------------------------------------------
 
 
-def test_a_member_who_says_hello_again_and_never_proves_it_leaves_when_that_expires(
+def test_a_member_who_says_hello_again_and_never_proves_it_stays_until_its_heartbeat_times_out(
     alice: Identity, bob: Identity
 ) -> None:
-    config = BrokerConfig(heartbeat_interval=0.1, heartbeat_timeout=0.5, handshake_timeout=0.5)
+    """The second handshake expires on its own timer; the member it belongs to stays
+    listed, with its own timers, and leaves by its heartbeat timeout: never a ghost."""
+    config = BrokerConfig(heartbeat_interval=0.1, heartbeat_timeout=1.0, handshake_timeout=0.3)
     broker = Broker(config, random=lambda n: b"\x00" * n)
     for conn, nick, ident in ((b"c1", b"alice", alice), (b"c2", b"mallory", bob)):
         broker.handle(conn, p.encode(p.Hello(nick, ident.public_der)), 0.0)
@@ -346,10 +343,18 @@ def test_a_member_who_says_hello_again_and_never_proves_it_leaves_when_that_expi
     # mallory says hello again on its connection and then keeps quiet
     broker.handle(b"c2", p.encode(p.Hello(b"mallory", bob.public_der)), 0.1)
     out = []
-    for i in range(1, 20):
+    listed_at: dict[int, list[str]] = {}
+    pending_at: dict[int, bool] = {}  # white-box: is the second handshake still open?
+    for i in range(1, 25):
         broker.handle(b"c1", p.encode(p.Heartbeat()), i * 0.1)
         out += broker.tick(i * 0.1)
-    assert broker.nicks == ["alice"]  # not a ghost holding the name forever
+        listed_at[i] = list(broker.nicks)
+        pending_at[i] = b"c2" in broker._pending
+    # the unfinished handshake expired (after 0.3 s) without taking the member with it
+    assert (pending_at[3], pending_at[8]) == (True, False)
+    assert listed_at[8] == ["alice", "mallory"]
+    # the member's own heartbeat timeout (1.0 s after its last word, at 0.1 s) removes it
+    assert listed_at[12] == ["alice"]  # not a ghost holding the name forever
     leaves = [m for o in out if isinstance(m := p.parse_from_broker(o.frames), p.Leave)]
     assert leaves == [p.Leave("mallory", p.LeaveReason.TIMEOUT)]
     assert broker.counters.peers == 1

@@ -11,7 +11,6 @@ import contextlib
 import os
 import re
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -23,19 +22,15 @@ from prompt_toolkit.application import create_app_session
 from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from broker.core import BrokerConfig
-from broker.server import Server
 from envelope import Identity, fingerprint, format_fingerprint
 from peer import events as ev
 from peer.client import Client
-from peer.core import PeerConfig, PeerCore
+from peer.core import PeerConfig
 from peer.interactive import Screen, chat
 from peer.pins import PinStore
+from tests.net import FAST, broker_thread, joined
 from zchat.console import EXIT_OK, EXIT_UNDELIVERED
 
-FAST = BrokerConfig(
-    heartbeat_interval=0.1, heartbeat_timeout=0.6, handshake_timeout=0.6, backlog_timeout=0.6
-)
 UP = "\x1b[A"
 CTRL_C = "\x03"
 CTRL_D = "\x04"
@@ -48,16 +43,8 @@ PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"  # bracketed paste: one key ev
 @contextlib.contextmanager
 def broker(endpoint: str = "tcp://127.0.0.1:*") -> Iterator[str]:
     """A real broker in a thread; yields the endpoint it bound."""
-    server = Server([endpoint], FAST)
-    (bound,) = server.open()
-    thread = threading.Thread(target=server.run, name="broker", daemon=True)
-    thread.start()
-    try:
-        yield bound
-    finally:
-        server.stop.set()
-        thread.join(timeout=5)
-        assert not thread.is_alive()
+    with broker_thread(FAST, endpoint) as server:
+        yield server.bound[0]
 
 
 class Terminal:
@@ -126,12 +113,17 @@ async def terminal(
                     await task
 
 
-async def joined(nick: str, identity: Identity, endpoint: str) -> Client:
-    client = Client(PeerCore(nick, identity, PinStore(None, {}), PeerConfig()), endpoint)
-    client.start()
-    event = await next_of(client, ev.Ready, ev.Refused)
-    assert isinstance(event, ev.Ready), event
-    return client
+@contextlib.asynccontextmanager
+async def alice_at_a_terminal_with_bob(
+    alice: Identity, bob: Identity
+) -> AsyncIterator[tuple[Terminal, Client]]:
+    """bob (a script) in the room, then alice at a terminal once she is in."""
+    with broker() as endpoint:
+        b = await joined("bob", bob, endpoint)
+        async with terminal(endpoint, alice) as term:
+            await term.shows(r"you are alice; here: bob")
+            yield term, b
+        await b.close()
 
 
 async def next_of(client: Client, *kinds: type, timeout: float = 5.0) -> Any:
@@ -153,18 +145,14 @@ def test_a_typed_line_reaches_the_room_and_shows_once_acknowledged(
     alice: Identity, bob: Identity
 ) -> None:
     async def scenario() -> None:
-        with broker() as endpoint:
-            b = await joined("bob", bob, endpoint)
-            async with terminal(endpoint, alice) as term:
-                await term.shows(r"you are alice; here: bob")
-                term.type("hello bob\r")
-                got = await next_of(b, ev.MessageReceived)
-                assert (got.sender, got.text, got.direct) == ("alice", "hello bob", False)
-                await term.shows(r"^\d\d:\d\d <alice> hello bob  \(to 1\)$")
-                term.type("/quit\r")
-                assert await term.exit_status() == EXIT_OK
-                assert (await next_of(b, ev.Left)).nick == "alice"
-            await b.close()
+        async with alice_at_a_terminal_with_bob(alice, bob) as (term, b):
+            term.type("hello bob\r")
+            got = await next_of(b, ev.MessageReceived)
+            assert (got.sender, got.text, got.direct) == ("alice", "hello bob", False)
+            await term.shows(r"^\d\d:\d\d <alice> hello bob  \(to 1\)$")
+            term.type("/quit\r")
+            assert await term.exit_status() == EXIT_OK
+            assert (await next_of(b, ev.Left)).nick == "alice"
 
     run(scenario)
 
@@ -192,25 +180,21 @@ def test_arrivals_show_time_and_nickname_above_the_prompt(alice: Identity, bob: 
 
 def test_who_lists_everyone_with_fingerprints_and_trust(alice: Identity, bob: Identity) -> None:
     async def scenario() -> None:
-        with broker() as endpoint:
-            b = await joined("bob", bob, endpoint)
-            async with terminal(endpoint, alice) as term:
-                await term.shows("you are alice")
-                term.type("/who\r")
-                await term.shows(r"\* 2 here:")
-                me = await term.shows("alice")
-                assert format_fingerprint(alice.fingerprint) in me
-                assert me.endswith("you")
-                other = await term.shows("bob")
-                assert format_fingerprint(bob.fingerprint) in other
-                assert other.endswith("new")
-                term.type("/fingerprint bob\r")
-                await term.shows(f"bob's fingerprint: {format_fingerprint(bob.fingerprint)}")
-                term.type("/fingerprint\r")
-                await term.shows(f"your fingerprint: {format_fingerprint(alice.fingerprint)}")
-                term.type("exit\r")
-                assert await term.exit_status() == EXIT_OK
-            await b.close()
+        async with alice_at_a_terminal_with_bob(alice, bob) as (term, _):
+            term.type("/who\r")
+            await term.shows(r"\* 2 here:")
+            me = await term.shows("alice")
+            assert format_fingerprint(alice.fingerprint) in me
+            assert me.endswith("you")
+            other = await term.shows("bob")
+            assert format_fingerprint(bob.fingerprint) in other
+            assert other.endswith("new")
+            term.type("/fingerprint bob\r")
+            await term.shows(f"bob's fingerprint: {format_fingerprint(bob.fingerprint)}")
+            term.type("/fingerprint\r")
+            await term.shows(f"your fingerprint: {format_fingerprint(alice.fingerprint)}")
+            term.type("exit\r")
+            assert await term.exit_status() == EXIT_OK
 
     run(scenario)
 
@@ -243,38 +227,31 @@ def test_msg_sends_a_direct_message_to_that_nickname_only(
 
 def test_unknown_commands_get_a_hint_and_are_never_sent(alice: Identity, bob: Identity) -> None:
     async def scenario() -> None:
-        with broker() as endpoint:
-            b = await joined("bob", bob, endpoint)
-            async with terminal(endpoint, alice) as term:
-                await term.shows("you are alice")
-                term.type("/frobnicate now\r")
-                await term.shows(r"unknown command /frobnicate; /help lists the commands")
-                term.type("/msg\r")
-                await term.shows(r"usage: /msg NICK TEXT")
-                term.type("/help\r")
-                await term.shows(r"/trust NICK")
-                term.type("//slash\r")
-                assert (await next_of(b, ev.MessageReceived)).text == "/slash"
-                term.type("/quit\r")
-                assert await term.exit_status() == EXIT_OK
-            await b.close()
+        async with alice_at_a_terminal_with_bob(alice, bob) as (term, b):
+            term.type("/frobnicate now\r")
+            await term.shows(r"unknown command /frobnicate; /help lists the commands")
+            term.type("/msg\r")
+            await term.shows(r"usage: /msg NICK TEXT")
+            term.type("/help\r")
+            await term.shows(r"/trust NICK")
+            term.type("//slash\r")
+            # bob's first message is this one: nothing typed before it was sent
+            assert (await next_of(b, ev.MessageReceived)).text == "/slash"
+            term.type("/quit\r")
+            assert await term.exit_status() == EXIT_OK
 
     run(scenario)
 
 
 def test_up_recalls_the_previous_line(alice: Identity, bob: Identity) -> None:
     async def scenario() -> None:
-        with broker() as endpoint:
-            b = await joined("bob", bob, endpoint)
-            async with terminal(endpoint, alice) as term:
-                await term.shows("you are alice")
-                term.type("same again\r")
-                assert (await next_of(b, ev.MessageReceived)).text == "same again"
-                term.type(UP + "\r")
-                assert (await next_of(b, ev.MessageReceived)).text == "same again"
-                term.type(CTRL_C)
-                assert await term.exit_status() == EXIT_OK
-            await b.close()
+        async with alice_at_a_terminal_with_bob(alice, bob) as (term, b):
+            term.type("same again\r")
+            assert (await next_of(b, ev.MessageReceived)).text == "same again"
+            term.type(UP + "\r")
+            assert (await next_of(b, ev.MessageReceived)).text == "same again"
+            term.type(CTRL_C)
+            assert await term.exit_status() == EXIT_OK
 
     run(scenario)
 
@@ -283,15 +260,13 @@ def test_a_message_over_the_limit_is_refused_with_a_clear_message(
     alice: Identity, bob: Identity
 ) -> None:
     async def scenario() -> None:
-        with broker() as endpoint:
-            b = await joined("bob", bob, endpoint)
-            async with terminal(endpoint, alice) as term:
-                await term.shows("you are alice")
-                term.type(PASTE_START + "x" * 17_000 + PASTE_END + "\r")  # a paste
-                await term.shows(r"message is 17,000 bytes; the limit is 16,384: not sent")
-                term.type("/quit\r")
-                assert await term.exit_status() == EXIT_OK
-            await b.close()
+        async with alice_at_a_terminal_with_bob(alice, bob) as (term, b):
+            term.type(PASTE_START + "x" * 17_000 + PASTE_END + "\r")  # a paste
+            await term.shows(r"message is 17,000 bytes; the limit is 16,384: not sent")
+            term.type("/quit\r")
+            assert await term.exit_status() == EXIT_OK
+            # and bob got nothing from alice before she left
+            assert isinstance(await next_of(b, ev.MessageReceived, ev.Left), ev.Left)
 
     run(scenario)
 
