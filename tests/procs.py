@@ -137,8 +137,16 @@ def start_peer(
 
 @contextlib.contextmanager
 def running(*procs: Proc) -> Iterator[None]:
-    try:
+    with all_stopped(list(procs)):
         yield
+
+
+@contextlib.contextmanager
+def all_stopped(procs: list[Proc]) -> Iterator[list[Proc]]:
+    """Stop every process in `procs` on the way out, including those appended inside
+    the block (a restarted broker), whether the block passes or fails."""
+    try:
+        yield procs
     finally:
         for proc in procs:
             proc.stop()

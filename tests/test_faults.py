@@ -23,7 +23,7 @@ import pytest
 from envelope import Identity
 from peer import events as ev
 from tests.net import make_client, ready, wait_for
-from tests.procs import ZCHAT, Proc, running, start_broker, start_peer
+from tests.procs import ZCHAT, Proc, all_stopped, running, start_broker, start_peer
 
 pytestmark = pytest.mark.chaos
 
@@ -60,7 +60,7 @@ def test_peers_survive_broker_restarts_without_loss_or_duplicates(tmp_path: Path
     alice = start_peer("alice", ep, tmp_path / "alice")
     bob = start_peer("bob", ep, tmp_path / "bob")
     procs: list[Proc] = [broker, alice, bob]
-    with running(*procs):
+    with all_stopped(procs):
         alice.wait_event("ready")
         bob.wait_event("ready")
         alice.wait_event("join", nick="bob")
@@ -104,8 +104,6 @@ def test_peers_survive_broker_restarts_without_loss_or_duplicates(tmp_path: Path
         for proc in procs[1:]:
             errors = [line for line in proc.stderr_lines if "taken" in line]
             assert errors == []
-        for proc in procs:
-            proc.stop()
 
 
 def rss_kib(pid: int) -> int:
