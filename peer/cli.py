@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +12,7 @@ import typer
 import zmq
 
 from broker.curve import read_public_key
+from broker.transport import TransportError
 from envelope import is_valid_nick
 from peer.client import Client, CurveKeys
 from peer.core import PeerConfig, PeerCore
@@ -103,6 +105,10 @@ def peer(
             code = run_interactive(nick, identity, pins, config, connect, curve)
         else:
             assert nick is not None
+            # Text from the network may not fit a narrow locale: escape it rather
+            # than die on it (JSON output is ASCII anyway).
+            if isinstance(sys.stdout, io.TextIOWrapper):
+                sys.stdout.reconfigure(errors="backslashreplace")
 
             async def main() -> int:
                 client = Client(PeerCore(nick, identity, pins, config), connect, curve=curve)
@@ -114,14 +120,8 @@ def peer(
                 code = asyncio.run(main())
             except KeyboardInterrupt:
                 code = EXIT_INTERRUPTED
-    except zmq.ZMQError as exc:
-        # libzmq refuses a malformed endpoint only when the client connects (an
-        # unreachable broker is no error: it retries); that is the one ZMQError here.
-        fail(
-            f"cannot connect to {connect!r}: {exc.strerror}",
-            "an endpoint looks like tcp://HOST:PORT or ipc:///PATH",
-            EXIT_USAGE,
-        )
+    except TransportError as exc:
+        fail(str(exc), "an endpoint looks like tcp://HOST:PORT or ipc:///PATH", EXIT_USAGE)
     raise typer.Exit(code)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -18,14 +19,18 @@ from typing import cast
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from broker.transport import LINGER_MS, configure, recv_bounded
+from broker.transport import LINGER_MS, TransportError, configure, recv_bounded
 from peer import events as ev
 from peer.core import PeerCore, Phase
 from peer.outbox import Entry
 
+log = logging.getLogger("zchat.peer")
+
 #: libzmq retries a lost TCP connection this often (doubling up to the max), so a
 #: peer is back within about half a second of the broker's return.
 RECONNECT_IVL_MS = 100
+#: Messages handled per turn of the event loop before yielding to it.
+PUMP_BATCH = 512
 RECONNECT_IVL_MAX_MS = 500
 #: Transport handshakes the broker hung up on, in a row with no success between,
 #: before we give up. One may be a broker killed mid-handshake; three, about half a
@@ -143,7 +148,13 @@ class Client:
         # libzmq retries a failed handshake forever without a word; its monitor is
         # the only place a wrong broker key shows.
         monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | _HANDSHAKE_FAILED)
-        sock.connect(self.endpoint)
+        try:
+            sock.connect(self.endpoint)
+        except zmq.ZMQError as exc:
+            # libzmq refuses a malformed endpoint here; an unreachable broker is no
+            # error (it keeps retrying).
+            sock.close(linger=0)
+            raise TransportError(f"cannot connect to {self.endpoint!r}: {exc.strerror}") from exc
         self._sock = sock
         self._monitor = monitor
         assert self._loop is not None
@@ -167,7 +178,14 @@ class Client:
     async def _tick_forever(self, period: float) -> None:
         while True:
             await asyncio.sleep(period)
-            self._tick()
+            try:
+                self._tick()
+            except Exception as exc:
+                # A bug, not bad input (the core turns that into events). Say so and
+                # keep the clock going: silently stopped heartbeats would get us
+                # evicted with nobody the wiser.
+                log.exception("zchat peer: internal error in the timer")
+                self.events.put_nowait(ev.Problem("internal", f"internal error: {exc!r}"))
 
     def _tick(self) -> None:
         self._watch()  # the monitor's FD is edge-triggered too
@@ -183,15 +201,22 @@ class Client:
         self._pump()
 
     def _pump(self) -> None:
-        """Read everything waiting. libzmq's FD is edge-triggered: drain it fully."""
+        """Read what is waiting. libzmq's FD is edge-triggered, so the socket is drained
+        to the end; a flood is drained in batches, giving the loop (the UI, the
+        ticker) a turn between them."""
         sock = self._sock
-        while sock is not None:
+        for _ in range(PUMP_BATCH):
+            if sock is None:
+                break
             try:
                 frames = recv_bounded(sock)
             except zmq.Again:
                 break
             self.core.receive(frames, time.monotonic())
             sock = self._sock
+        else:
+            if self._loop is not None:
+                self._loop.call_soon(self._pump)  # more is waiting
         self._flush()
 
     def _watch(self) -> None:

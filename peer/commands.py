@@ -90,11 +90,12 @@ def parse_line(line: str) -> Command:
         return Say(line[1:])
     if not line.startswith("/"):
         return Say(line)
-    name, _, rest = line[1:].partition(" ")
+    # Any run of whitespace separates the command and its arguments (a tab too).
+    name, rest = _first_word(line[1:])
     args = rest.split()
     match name.lower():
         case "msg" | "m":
-            nick, _, text = rest.strip().partition(" ")
+            nick, text = _first_word(rest)
             if not nick or not text.strip():
                 return Invalid("usage: /msg NICK TEXT")
             return DirectMessage(nick, text)
@@ -113,3 +114,9 @@ def parse_line(line: str) -> Command:
         case "help" | "h" | "?":
             return Help()
     return Invalid(f"unknown command /{name}; /help lists the commands, // sends a slash")
+
+
+def _first_word(text: str) -> tuple[str, str]:
+    """`text` cut at its first run of whitespace: (word, the rest)."""
+    parts = text.split(None, 1)
+    return (parts[0], parts[1] if len(parts) > 1 else "") if parts else ("", "")

@@ -113,6 +113,7 @@ class PeerCore:
     _withheld: dict[str, deque[Delivery]] = field(default_factory=dict)
     _missing: dict[str, tuple[Member, float]] = field(default_factory=dict)
     _welcomed_once: bool = False
+    _welcomed: bool = False  # WELCOME received for the current hello
     #: When we last heard the broker that went away; None while connected. Set from
     #: noticing a dead broker until the next welcome, which resends what it may have lost.
     _lost_at: float | None = None
@@ -143,6 +144,7 @@ class PeerCore:
         """Say hello (again): on first connect, after a reconnect, or with a new nick."""
         self.phase = Phase.HANDSHAKING
         self.reconnect_wanted = False
+        self._welcomed = False
         self._last_heard = now
         self._send(p.Hello(self.nick.encode("ascii", "replace"), self.identity.public_der))
 
@@ -171,7 +173,7 @@ class PeerCore:
                 self._send(p.Proof(p.sign_proof(self.identity.private_key, nonce, nick, der)))
             case p.Welcome() if self.phase is Phase.HANDSHAKING:
                 self._welcome(msg)
-            case p.Snapshot(members) if self.phase is Phase.HANDSHAKING:
+            case p.Snapshot(members) if self.phase is Phase.HANDSHAKING and self._welcomed:
                 self._snapshot(members, now)
             case p.Refuse(code, reason) if self.phase is Phase.HANDSHAKING:
                 self.phase = Phase.REFUSED
@@ -196,6 +198,7 @@ class PeerCore:
             self._problem("unexpected", "the broker welcomed us under another nickname")
             return
         self.nick = welcome.nick
+        self._welcomed = True  # a snapshot counts only after a welcome to this hello
         self._interval = _clamp(welcome.heartbeat_ms / 1000)
         self._timeout = _clamp(welcome.timeout_ms / 1000)
 
@@ -305,7 +308,11 @@ class PeerCore:
     def _open(self, delivery: Delivery, member: Member) -> None:
         header = delivery.header
         if not self._replay.is_new(member.fingerprint, header.seq):
-            return  # a duplicate (resend) or a replay: already shown once
+            if self._replay.is_stale(member.fingerprint, header.seq):
+                # Older than the whole window: not one of our resends, which are
+                # always recent. A replay, or the sender's clock went back.
+                self._problem("stale", f"an old message from {member.nick} was dropped (a replay?)")
+            return  # a duplicate (a resend) is silent: it was shown once
         try:
             plaintext = decrypt_verified(delivery, me=self.nick, identity=self.identity)
             text = plaintext.decode("utf-8")

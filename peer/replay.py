@@ -31,6 +31,11 @@ class ReplayGuard:
         w = self._senders.get(sender_fingerprint)
         return w is None or (seq > w.highest - self.window and seq not in w.seen)
 
+    def is_stale(self, sender_fingerprint: bytes, seq: int) -> bool:
+        """True when `seq` is below the window: too old to tell from a replay."""
+        w = self._senders.get(sender_fingerprint)
+        return w is not None and seq <= w.highest - self.window
+
     def record(self, sender_fingerprint: bytes, seq: int) -> None:
         """Accept (sender, seq). Call only once the message proved genuine and opened:
         a delivery with a swapped wrapped key must not use up the number of the

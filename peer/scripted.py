@@ -23,6 +23,49 @@ from peer.sanitize import for_terminal
 from zchat.console import EXIT_ERROR, EXIT_NICK_TAKEN, EXIT_REFUSED, EXIT_UNDELIVERED, error
 
 
+class _Output:
+    """Events to standard output, one line each (JSON or readable text)."""
+
+    def __init__(self, stdout: TextIO, json_mode: bool, lines: asyncio.Queue[str | None]) -> None:
+        self._stdout = stdout
+        self._json = json_mode
+        self._lines = lines
+        self._gone = False
+
+    def emit(self, event: ev.Event) -> None:
+        line = json_line(event) if self._json else to_text(event)
+        if line is None or self._gone:
+            return
+        try:
+            self._stdout.write(line + "\n")
+            self._stdout.flush()
+        except BrokenPipeError:
+            # Whoever read our output has gone (`| head`): leave as at end of input,
+            # still after the broker has what was sent.
+            self._gone = True
+            self.end_input()
+
+    def end_input(self) -> None:
+        self._lines.put_nowait(None)
+
+
+async def _print_events(
+    client: Client, out: _Output, ready: asyncio.Event, outcome: list[ev.Event]
+) -> None:
+    """Show every event; note the first that decides how the session starts."""
+    while True:
+        event = await client.events.get()
+        out.emit(event)
+        final = isinstance(event, ev.Disconnected) and client.core.closed_reason
+        if isinstance(event, ev.Ready | ev.Refused | ev.TransportFailed) or final:
+            outcome.append(event)
+            ready.set()
+        if isinstance(event, ev.TransportFailed) or final:
+            # Stop waiting for input (a bot may type nothing for hours): the session
+            # is over, nothing can be sent now.
+            out.end_input()
+
+
 async def run_scripted(
     client: Client,
     *,
@@ -31,31 +74,12 @@ async def run_scripted(
     stdin: TextIO = sys.stdin,
     stdout: TextIO = sys.stdout,
 ) -> int:
-    def emit(event: ev.Event) -> None:
-        line = json_line(event) if json_mode else to_text(event)
-        if line is not None:
-            stdout.write(line + "\n")
-            stdout.flush()
-
     ready = asyncio.Event()
     outcome: list[ev.Event] = []
-
-    async def print_events() -> None:
-        while True:
-            event = await client.events.get()
-            emit(event)
-            final = isinstance(event, ev.Disconnected) and client.core.closed_reason
-            if isinstance(event, ev.Ready | ev.Refused | ev.TransportFailed) or final:
-                outcome.append(event)
-                ready.set()
-            if isinstance(event, ev.TransportFailed) or final:
-                # Stop waiting for input (a bot may type nothing for hours): the
-                # session is over, nothing can be sent now.
-                lines.put_nowait(None)
-
     client.start()
     lines = _read_lines(stdin)  # after start, which raises on a malformed endpoint
-    printer = asyncio.create_task(print_events())
+    out = _Output(stdout, json_mode, lines)
+    printer = asyncio.create_task(_print_events(client, out, ready, outcome))
     try:
         try:
             await asyncio.wait_for(ready.wait(), connect_timeout)
@@ -79,11 +103,11 @@ async def run_scripted(
             if isinstance(command, Quit):
                 break
             for event in execute(command, client):
-                emit(event)
+                out.emit(event)
         unacked = await client.close()
         await asyncio.sleep(0)  # let the printer show the last acknowledgements
         while not client.events.empty():
-            emit(client.events.get_nowait())
+            out.emit(client.events.get_nowait())
     finally:
         printer.cancel()
     return _exit_code(client, unacked)

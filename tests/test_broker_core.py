@@ -449,3 +449,15 @@ def test_a_member_that_says_hello_again_and_leaves_is_gone(alice: Identity) -> N
         p.Error(p.ErrorCode.HELLO_FIRST, "say hello first")
     ]
     assert broker.nicks == []
+
+
+def test_a_key_with_another_public_exponent_is_refused_at_hello() -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from envelope import public_der
+
+    odd = public_der(rsa.generate_private_key(3, 2048).public_key())
+    out = Broker().handle(b"c1", p.encode(p.Hello(b"odd", odd)), 0.0)
+    reply = p.parse_from_broker(out[0].frames)
+    assert isinstance(reply, p.Refuse)
+    assert reply.code is p.RefuseCode.BAD_KEY

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -163,3 +164,52 @@ def test_keys_show_prints_the_fingerprint_and_pins_lists_pins(tmp_path: Path) ->
 
 if sys.platform != "linux":  # pragma: no cover
     pytestmark = pytest.mark.skip("process tests assume Linux")
+
+
+def test_a_heartbeat_timeout_not_longer_than_the_interval_is_refused() -> None:
+    out = subprocess.run(
+        [*ZCHAT, "broker", "--heartbeat-interval", "2", "--heartbeat-timeout", "1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert out.stderr.startswith("zchat: error: --heartbeat-timeout")
+
+
+def test_a_line_that_is_not_utf8_is_refused_and_the_next_one_is_sent(tmp_path: Path) -> None:
+    broker, ep = start_broker()
+    alice = start_peer("alice", ep, tmp_path / "alice")
+    bob = start_peer("bob", ep, tmp_path / "bob")
+    with running(broker, alice, bob):
+        alice.wait_event("ready")
+        alice.wait_event("join", nick="bob")
+        assert alice.popen.stdin is not None
+        alice.popen.stdin.buffer.write(b"caf\xe9\nstill here\n")  # Latin-1, not UTF-8
+        alice.popen.stdin.flush()
+        assert bob.wait_event("message")["text"] == "still here"
+        refused = alice.wait_event("error")
+        assert refused["code"] == "not-sent"
+
+
+def test_a_reader_that_goes_away_ends_the_session_cleanly(tmp_path: Path) -> None:
+    broker, ep = start_broker()
+    with running(broker):
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader is gone before the first line, as `| head -0`
+        peer = subprocess.Popen(
+            [*ZCHAT, "peer", "--nick", "alice", "--connect", ep, "--json"],
+            stdin=subprocess.PIPE,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "ZCHAT_HOME": str(tmp_path)},
+        )
+        os.close(write_end)
+        try:
+            _, err = peer.communicate("hello?\n", timeout=20)
+        finally:
+            peer.kill()
+        assert peer.returncode == 0
+        assert "Traceback" not in err

@@ -112,3 +112,29 @@ def test_small_rsa_keys_are_refused() -> None:
     weak = rsa.generate_private_key(65537, 1024).public_key()
     with pytest.raises(BadPublicKey, match="1024"):
         load_public_key(public_der(weak))
+
+
+def test_an_rsa_key_with_another_public_exponent_is_refused() -> None:
+    """A huge exponent makes every verify and wrap slow (a cheap denial of service);
+    only 65537 is accepted."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from envelope import public_der
+
+    odd = rsa.generate_private_key(3, 2048).public_key()
+    with pytest.raises(BadPublicKey, match="exponent"):
+        load_public_key(public_der(odd))
+
+
+def test_a_corrupt_kdf_line_is_an_identity_error(tmp_path: Path, alice: Identity) -> None:
+    from envelope import IdentityError
+
+    save_identity(alice, tmp_path, b"correct horse", scrypt_n=FAST_SCRYPT)
+    key = tmp_path / PRIVATE_KEY_FILE
+    pem = key.read_bytes()
+    start = pem.index(b"salt=") + len(b"salt=")
+    # the line still has the right shape, but its salt is not valid base64
+    key.write_bytes(pem[:start] + b"A" + pem[pem.index(b"\n") :])
+    key.chmod(0o600)
+    with pytest.raises(IdentityError, match="scrypt parameters"):
+        load_identity(tmp_path, b"correct horse")

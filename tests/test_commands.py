@@ -1,0 +1,47 @@
+"""What a typed line means: the same in the terminal UI and in scripts."""
+
+from __future__ import annotations
+
+import pytest
+
+from peer import commands as c
+
+
+@pytest.mark.parametrize(
+    ("line", "meaning"),
+    [
+        ("hello", c.Say("hello")),
+        ("  indented stays  ", c.Say("  indented stays  ")),
+        ("//literal", c.Say("/literal")),
+        ("exit", c.Quit()),
+        ("/quit", c.Quit()),
+        ("/msg bob hi there", c.DirectMessage("bob", "hi there")),
+        ("/msg bob   spaced  out", c.DirectMessage("bob", "spaced  out")),
+        ("/msg\tbob\thi", c.DirectMessage("bob", "hi")),
+        ("/who", c.WhoCommand()),
+        ("/fingerprint", c.FingerprintCommand(None)),
+        ("/fingerprint carol", c.FingerprintCommand("carol")),
+        ("/trust  carol ", c.TrustCommand("carol")),
+        ("/help", c.Help()),
+        ("   ", c.Empty()),
+    ],
+)
+def test_a_line_means_what_it_says(line: str, meaning: c.Command) -> None:
+    assert c.parse_line(line) == meaning
+
+
+@pytest.mark.parametrize(
+    ("line", "hint"),
+    [
+        ("/msg", "usage: /msg NICK TEXT"),
+        ("/msg bob", "usage: /msg NICK TEXT"),
+        ("/trust", "usage: /trust NICK"),
+        ("/fingerprint a b", "usage: /fingerprint [NICK]"),
+        ("/", "unknown command /"),
+        ("/shrug", "unknown command /shrug"),
+    ],
+)
+def test_a_bad_command_gets_a_hint_and_is_never_chat(line: str, hint: str) -> None:
+    meaning = c.parse_line(line)
+    assert isinstance(meaning, c.Invalid)
+    assert meaning.hint.startswith(hint)
