@@ -97,3 +97,27 @@ def test_a_snapshot_before_any_welcome_is_ignored(alice: Identity, bob: Identity
     core.receive(p.encode(p.Snapshot((p.Member("bob", bob.public_der),))), 0.0)
     assert [type(e) for e in core.take_events()] == [ev.Problem]
     assert core.members == {}
+
+
+def test_a_delivery_with_a_damaged_wrapped_key_does_not_use_up_its_number(
+    alice: Identity, bob: Identity
+) -> None:
+    """A broker passes on a genuine header and signature with a broken wrapped key:
+    it must not burn the sequence number of the genuine resend that follows."""
+    room = MemoryRoom()
+    a = room.join("alice", alice)
+    b = room.join("bob", bob)
+    room.peers[a].send_text("the real one", room.now)
+    (frames,) = room.peers[a].take_outgoing()
+    out = room.broker.handle(a, frames, room.now)
+    (genuine,) = [o.frames for o in out if o.conn == b]
+    damaged = [*genuine[:-1], bytes(len(genuine[-1]))]  # the wrapped key zeroed
+    recipient = room.peers[b]
+    recipient.receive(damaged, room.now)
+    assert [e.code for e in recipient.take_events() if isinstance(e, ev.Problem)] == [
+        "cannot-decrypt"
+    ]
+    recipient.receive(genuine, room.now)
+    assert [e.text for e in recipient.take_events() if isinstance(e, ev.MessageReceived)] == [
+        "the real one"
+    ]
