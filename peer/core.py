@@ -260,7 +260,10 @@ class PeerCore:
             trust = ev.Trust.CHANGED
         member = Member(wire.nick, key, wire.public_der, fp, trust)
         self.members[nick_key(wire.nick)] = member
-        if trust is ev.Trust.CHANGED:
+        # `announce` is False for a member we already list with this very key (back
+        # after a reconnect): it was warned about then, and a warning repeated at
+        # every reconnect would teach people to skim it.
+        if trust is ev.Trust.CHANGED and announce:
             assert pinned is not None
             self._events.append(ev.KeyChanged(wire.nick, pinned, fp))
             for entry, nicks in self.outbox.forget_recipient(wire.nick):

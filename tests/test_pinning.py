@@ -252,3 +252,19 @@ def test_keys_pins_lists_and_forget_removes_a_pin(tmp_path: Path, bob: Identity)
     assert PinStore.open(tmp_path).get("bob") is None
     again = runner.invoke(app, ["keys", "forget", "bob", "--home", str(tmp_path)])
     assert again.exit_code != 0
+
+
+def test_a_changed_key_is_warned_about_once_not_at_every_reconnect(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    from broker.core import Broker
+    from tests.memory import FAST_CORE
+
+    room = MemoryRoom(broker=Broker(FAST_CORE))
+    a = room.join("alice", alice, pins=pinned_to("bob", carol))  # pinned another key
+    room.join("bob", bob)
+    assert len(room.of_type(a, ev.KeyChanged)) == 1
+    room.broker = Broker(FAST_CORE)  # a broker restart: everyone says hello again
+    room.advance(1.5)
+    assert len(room.of_type(a, ev.KeyChanged)) == 1
+    assert room.peers[a].members["bob"].trust is ev.Trust.CHANGED  # still untrusted
