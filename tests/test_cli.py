@@ -213,3 +213,18 @@ def test_a_reader_that_goes_away_ends_the_session_cleanly(tmp_path: Path) -> Non
             peer.kill()
         assert peer.returncode == 0
         assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["peer", "--nick"], "zchat: error: option '--nick' requires an argument"),
+        (["no-such-command"], "zchat: error: no such command 'no-such-command'"),
+    ],
+)
+def test_usage_errors_read_like_every_other_error(args: list[str], message: str) -> None:
+    out = subprocess.run([*ZCHAT, *args], capture_output=True, text=True, timeout=30, check=False)
+    assert out.returncode == 2
+    first, hint = out.stderr.splitlines()[:2]
+    assert first == message
+    assert hint.startswith("zchat: hint: see '")

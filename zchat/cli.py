@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -11,6 +12,7 @@ from broker.cli import app as broker_app
 from peer.cli import app as peer_app
 from peer.keys_cli import app as keys_app
 from zchat import __version__
+from zchat.console import EXIT_INTERRUPTED, EXIT_USAGE, error
 
 app = typer.Typer(
     name="zchat",
@@ -44,4 +46,27 @@ app.add_typer(bench_app)
 
 
 def main() -> None:
-    app()
+    """Run `zchat`; usage errors read like every other zchat error."""
+    try:
+        code = app(standalone_mode=False)
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    except Exception as exc:
+        # click's UsageError, duck-typed: click may be its own package or vendored
+        # inside typer, depending on typer's version.
+        if getattr(exc, "exit_code", None) != EXIT_USAGE or not hasattr(exc, "format_message"):
+            if type(exc).__name__ != "Abort":  # Ctrl-C at a prompt
+                raise
+            code = EXIT_INTERRUPTED
+        else:
+            ctx = getattr(exc, "ctx", None)
+            command = getattr(ctx, "command_path", "zchat")
+            error(_sentence(exc.format_message()), f"see '{command} --help'")
+            code = EXIT_USAGE
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _sentence(message: str) -> str:
+    """click's messages in zchat's voice: lower-case first letter, no final period."""
+    message = message.rstrip(".")
+    return message[:1].lower() + message[1:]
