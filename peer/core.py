@@ -207,14 +207,18 @@ class PeerCore:
         self.members = {}
         announce = self._events
         self._events = []  # the Ready event goes first; joins and key news follow
-        for wire in members:
-            key = nick_key(wire.nick)
-            if key == nick_key(self.nick):
-                continue  # a lying broker listing us: ignore
-            missing = self._missing.pop(key, None)
-            known = previous.get(key) or (missing[0] if missing else None)
-            new = known is None or known.public_der != wire.public_der
-            self._admit(wire, announce=new, already_here=True)
+        self.pins.hold()  # one write of the pins file for the whole room
+        try:
+            for wire in members:
+                key = nick_key(wire.nick)
+                if key == nick_key(self.nick):
+                    continue  # a lying broker listing us: ignore
+                missing = self._missing.pop(key, None)
+                known = previous.get(key) or (missing[0] if missing else None)
+                new = known is None or known.public_der != wire.public_der
+                self._admit(wire, announce=new, already_here=True)
+        finally:
+            self._release_pins()
         # Members we knew who are not back yet (after a broker restart everyone
         # reconnects at once): wait a little before saying they left.
         for key, known_member in previous.items():
@@ -526,6 +530,12 @@ class PeerCore:
             self.pins.pin(nick, fp)
         except PinsError as exc:  # the pin still holds for this session
             self._problem("pins", f"{exc}; the pin holds until you leave")
+
+    def _release_pins(self) -> None:
+        try:
+            self.pins.release()
+        except PinsError as exc:
+            self._problem("pins", f"{exc}; the pins hold until you leave")
 
     def _problem(self, code: str, message: str) -> None:
         self._events.append(ev.Problem(code, message))

@@ -24,6 +24,8 @@ class PinsError(Exception):
 class PinStore:
     path: Path | None  # None keeps pins in memory only (tests, benchmarks)
     _pins: dict[str, tuple[str, bytes]]
+    _held: bool = False  # saving waits for `release` (a snapshot pins many at once)
+    _dirty: bool = False
 
     @classmethod
     def open(cls, home: Path | None) -> PinStore:
@@ -49,6 +51,16 @@ class PinStore:
         self._pins[nick_key(nick)] = (nick, fingerprint)
         self._save()
 
+    def hold(self) -> None:
+        """Save nothing until `release`: one write for a whole room, not one a member."""
+        self._held = True
+
+    def release(self) -> None:
+        """Save what was pinned since `hold` (may raise PinsError)."""
+        self._held = False
+        if self._dirty:
+            self._save()
+
     def forget(self, nick: str) -> bool:
         if self._pins.pop(nick_key(nick), None) is None:
             return False
@@ -61,6 +73,10 @@ class PinStore:
     def _save(self) -> None:
         if self.path is None:
             return
+        if self._held:
+            self._dirty = True
+            return
+        self._dirty = False
         data = {"pins": {nick: fp.hex() for nick, fp in self.items()}}
         tmp = self.path.with_name(self.path.name + ".tmp")
         # Translated here: the core pins from inside the socket loop, where a bare
@@ -71,6 +87,8 @@ class PinStore:
             with os.fdopen(fd, "w") as f:
                 json.dump(data, f, indent=2, sort_keys=True)
                 f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())  # the rename must not land before the data
             tmp.replace(self.path)
         except OSError as exc:
             raise PinsError(f"cannot save {self.path}: {exc}") from exc

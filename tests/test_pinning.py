@@ -20,6 +20,7 @@ from peer.core import PeerConfig
 from peer.errors import NobodyHere, UntrustedRecipient
 from peer.pins import PINS_FILE, PinStore
 from peer.render import json_line, to_text
+from tests.conftest import KeyPool
 from tests.memory import MemoryRoom
 from zchat.cli import app
 
@@ -268,3 +269,24 @@ def test_a_changed_key_is_warned_about_once_not_at_every_reconnect(
     room.advance(1.5)
     assert len(room.of_type(a, ev.KeyChanged)) == 1
     assert room.peers[a].members["bob"].trust is ev.Trust.CHANGED  # still untrusted
+
+
+def test_a_snapshot_of_many_members_writes_the_pins_file_once(
+    tmp_path: Path, keys: KeyPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    room = MemoryRoom()
+    for i in range(6):
+        room.join(f"p{i}", keys.get(i))
+    writes: list[Path] = []
+    real_replace = Path.replace
+
+    def counting_replace(self: Path, target: Path) -> Path:  # type: ignore[override]
+        writes.append(Path(target))
+        return real_replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", counting_replace)
+    pins = PinStore.open(tmp_path)
+    newcomer = room.join("newcomer", keys.get(7), pins=pins)
+    assert len(room.of_type(newcomer, ev.Joined)) == 6  # six keys pinned...
+    assert writes == [tmp_path / PINS_FILE]  # ...in one write
+    assert len(json.loads((tmp_path / PINS_FILE).read_text())["pins"]) == 6
