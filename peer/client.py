@@ -246,14 +246,16 @@ class Client:
     def _flush(self) -> None:
         self._backlog.extend(self.core.take_outgoing())
         sock = self._sock
+        sent = False
         while sock is not None and self._backlog:
             try:
                 _send_nowait(sock, self._backlog[0])
             except zmq.Again:
                 break  # the broker is not reading; try again on the next tick
             self._backlog.popleft()
+            sent = True
         # A send can consume the FD's edge: if input is waiting, read it soon.
-        if sock is not None and self._loop is not None and _readable(sock):
+        if sent and sock is not None and self._loop is not None and _readable(sock):
             self._loop.call_soon(self._pump)
         for event in self.core.take_events():
             if isinstance(event, ev.Acked):
@@ -265,6 +267,8 @@ class Client:
 #: more than libzmq's send itself (see the `make bench` profiles in the README).
 _MORE_NOWAIT = int(zmq.SNDMORE | zmq.NOBLOCK)
 _NOWAIT = int(zmq.NOBLOCK)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 
 
 def _send_nowait(sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
@@ -280,7 +284,7 @@ def _send_nowait(sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
 
 
 def _readable(sock: zmq.Socket[bytes]) -> bool:
-    return bool(cast(int, sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
+    return bool(cast(int, sock.getsockopt(_EVENTS)) & _POLLIN)
 
 
 def _explain(event: int, value: int, curve: bool) -> ev.TransportFailed:
