@@ -398,11 +398,6 @@ class PeerCore:
         else:
             self.start(now)
 
-    @property
-    def next_deadline(self) -> float:
-        """When `tick` next has something to do (the I/O layer may tick more often)."""
-        return min(self._next_beat, self._last_heard + self._timeout)
-
     # --- user actions ----------------------------------------------------------------
 
     def send_text(self, text: str, now: float, to: list[str] | None = None) -> bytes:
