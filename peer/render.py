@@ -24,6 +24,19 @@ def clock(timestamp_ms: int) -> str:
     return time.strftime("%H:%M:%S", time.localtime(timestamp_ms / 1000))
 
 
+def key_changed(nick: str, old: bytes, new: bytes) -> tuple[str, list[str]]:
+    """The key-change warning, in one wording for every front end: (headline, rows)."""
+    name = safe(nick)
+    return f"WARNING: {name}'s KEY HAS CHANGED", [
+        f"  pinned: {format_fingerprint(old)}",
+        f"  now:    {format_fingerprint(new)}",
+        f"  Either {name} has a new device or key, or someone (the broker?) is pretending",
+        f"  to be {name} to read the room. Nothing is sent to {name} and their messages",
+        "  are held back. Compare the new fingerprint with them in person or by phone;",
+        f"  if it matches, type /trust {name}.",
+    ]
+
+
 def to_json(event: ev.Event) -> dict[str, Any]:
     """The scripted `--json` contract: one object per event, with an "event" field."""
     match event:
@@ -143,13 +156,8 @@ def to_text(event: ev.Event) -> str | None:
             }[trust]
             return f"* {safe(nick)} {verb}{note}"
         case ev.KeyChanged(nick, old, new):
-            return (
-                f"! WARNING: {safe(nick)}'s key CHANGED\n"
-                f"!   pinned: {format_fingerprint(old)}\n"
-                f"!   now:    {format_fingerprint(new)}\n"
-                f"! nothing is sent to {safe(nick)} and their messages are held back until "
-                f"you check the new fingerprint with them and run /trust {safe(nick)}"
-            )
+            headline, rows = key_changed(nick, old, new)
+            return "\n".join([f"! {headline}", *(f"!{row}" for row in rows)])
         case ev.Trusted(nick, fp, released):
             return f"* trusted {safe(nick)}'s key {short(fp)}; {released} held message(s) shown"
         case ev.Left(nick, reason):

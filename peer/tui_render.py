@@ -21,7 +21,7 @@ from prompt_toolkit.styles import Style
 
 from envelope import format_fingerprint, nick_key
 from peer import events as ev
-from peer.render import short
+from peer.render import key_changed, short
 from peer.sanitize import for_terminal as _safe
 
 #: Colours for nicknames: readable on dark and light backgrounds (no black, white
@@ -252,16 +252,8 @@ class ChatView:
 
 
 def _key_changed(nick: str, old: bytes, new: bytes) -> list[FormattedText]:
-    name = _safe(nick)
-    banner = FormattedText([("class:warning", f" WARNING: {name}'s KEY HAS CHANGED ")])
-    rows = [
-        f"  pinned: {format_fingerprint(old)}",
-        f"  now:    {format_fingerprint(new)}",
-        f"  Either {name} has a new device or key, or someone (the broker?) is pretending",
-        f"  to be {name} to read the room. Nothing is sent to {name} and their messages",
-        "  are held back. Compare the new fingerprint with them in person or by phone;",
-        f"  if it matches, type /trust {name}.",
-    ]
+    headline, rows = key_changed(nick, old, new)
+    banner = FormattedText([("class:warning", f" {headline} ")])
     return [banner, *(FormattedText([("class:warning-text", row)]) for row in rows)]
 
 
