@@ -26,8 +26,10 @@ class MemoryRoom:
     events: dict[bytes, list[ev.Event]] = field(default_factory=dict)
     #: frames the broker sent to each connection, for inspection
     wire: dict[bytes, list[list[bytes]]] = field(default_factory=dict)
-    #: a test may make the network lose some of what the broker sends
+    #: a test may make the network lose some of what the broker sends...
     drop: Callable[[Outgoing], bool] | None = None
+    #: ...or some of what a peer sends: lose(conn, frames)
+    lose: Callable[[bytes, list[bytes]], bool] | None = None
     _next_conn: int = 0
 
     def join(
@@ -55,11 +57,25 @@ class MemoryRoom:
             for conn, core in list(self.peers.items()):
                 for frames in core.take_outgoing():
                     moved = True
+                    if self.lose is not None and self.lose(conn, frames):
+                        continue
                     self.deliver(self.broker.handle(conn, frames, self.now))
                 self.events[conn] += core.take_events()
             if not moved:
                 return
         raise AssertionError("the room never went quiet")
+
+    def send_by_hand(
+        self, sender: bytes, text: str, to: list[str] | None = None
+    ) -> tuple[list[bytes], list[Outgoing]]:
+        """`sender` sends `text` and the broker handles it; nothing is delivered yet.
+
+        Returns the SEND's frames and what the broker answered, for the test to
+        deliver, lose or tamper with as it wants.
+        """
+        self.peers[sender].send_text(text, self.now, to)
+        (frames,) = self.peers[sender].take_outgoing()
+        return frames, self.broker.handle(sender, frames, self.now)
 
     def deliver(self, outgoing: list[Outgoing]) -> None:
         for out in outgoing:

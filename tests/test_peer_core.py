@@ -107,9 +107,7 @@ def test_a_delivery_with_a_damaged_wrapped_key_does_not_use_up_its_number(
     room = MemoryRoom()
     a = room.join("alice", alice)
     b = room.join("bob", bob)
-    room.peers[a].send_text("the real one", room.now)
-    (frames,) = room.peers[a].take_outgoing()
-    out = room.broker.handle(a, frames, room.now)
+    _, out = room.send_by_hand(a, "the real one")
     (genuine,) = [o.frames for o in out if o.conn == b]
     damaged = [*genuine[:-1], bytes(len(genuine[-1]))]  # the wrapped key zeroed
     recipient = room.peers[b]

@@ -29,12 +29,10 @@ def send_and_capture(
     room: MemoryRoom, conn: bytes, text: str, to: list[str] | None = None
 ) -> p.Send:
     """Send `text` from `conn` and return the SEND it put on the wire (then deliver it)."""
-    core = room.peers[conn]
-    core.send_text(text, room.now, to)
-    (frames,) = core.take_outgoing()
+    frames, out = room.send_by_hand(conn, text, to)
     send = p.parse_from_peer(frames)
     assert isinstance(send, p.Send)
-    room.deliver(room.broker.handle(conn, frames, room.now))
+    room.deliver(out)
     room.pump()
     return send
 
