@@ -5,7 +5,7 @@ Crypto: each primitive zchat uses is timed on its own, with the exact parameters
 the very same calls). From those timings, `crypto_ceiling` says how many messages per
 second a room could carry if every core did nothing but cryptography.
 
-ZeroMQ: `python -m bench.ceilings ENDPOINT ROOM` runs a bare ROUTER that fans every
+ZeroMQ: `python -m zchat.bench.ceilings ENDPOINT ROOM` runs a bare ROUTER that fans every
 message out to the other members of the room and answers the sender with a short
 acknowledgement: the broker's traffic pattern and frame sizes, with no parsing, no
 checks and no state. `run_bare_peer` is the matching DEALER side, run by the same
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import zmq
 
-from broker import protocol as p
-from envelope import Delivery, Identity, Recipient, open_delivery, seal
-from envelope import _primitives as prim
+from zchat.envelope import Delivery, Identity, Recipient, open_delivery, seal
+from zchat.envelope import _primitives as prim
+from zchat.wire import protocol as p
 
 #: The bare router's acknowledgement: protocol tag and the ACK command, nothing else.
 BARE_ACK = bytes([p.Command.ACK])

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from bench.run import QUICK, BenchError, Settings, run
+from zchat.bench.run import QUICK, BenchError, Settings, run
 from zchat.console import EXIT_INTERRUPTED, EXIT_USAGE, fail, info
 
 #: Every peer is a process of its own; more than this on one machine measures the
@@ -68,7 +68,7 @@ def bench(
     if plot is not None and importlib.util.find_spec("matplotlib") is None:
         fail("--plot needs matplotlib, which is not installed", "pip install 'zchat[bench]'")
 
-    from bench import report  # noqa: PLC0415  matplotlib and rich tables only when asked
+    from zchat.bench import report  # noqa: PLC0415  matplotlib and rich tables only when asked
 
     console = Console()
     if not console.is_terminal:

@@ -35,7 +35,7 @@ import cryptography
 import zmq
 from cryptography.hazmat.primitives import serialization
 
-from bench.ceilings import (
+from zchat.bench.ceilings import (
     CryptoTimings,
     EnvelopeOverhead,
     crypto_ceiling,
@@ -44,8 +44,8 @@ from bench.ceilings import (
     sleep_until,
     time_crypto,
 )
-from bench.worker import Board, bench_text, board_path, key_path
-from envelope import Identity, generate_identity
+from zchat.bench.worker import Board, bench_text, board_path, key_path
+from zchat.envelope import Identity, generate_identity
 
 #: How long before a phase's start instant the parent announces it.
 _LEAD_S = 0.3
@@ -213,7 +213,7 @@ def _run_room(
     step(room, "bare ZeroMQ fan-out")
     bare_endpoint = f"tcp://127.0.0.1:{_free_port()}"
     router = children.spawn(
-        ["bench.ceilings", bare_endpoint, str(room)], workdir / f"router{room}.log"
+        ["zchat.bench.ceilings", bare_endpoint, str(room)], workdir / f"router{room}.log"
     )
     fleet.send_all({"cmd": "bare", "endpoint": bare_endpoint})
     fleet.gather("connected to the bare router", timeout=30)
@@ -327,7 +327,7 @@ class _Fleet:
     def spawn(self, index: int, control_endpoint: str, workdir: Path) -> None:
         ident = f"r{self.room}w{index}".encode()
         log = workdir / f"worker-{self.room}-{index}.log"
-        args = ["bench.worker", control_endpoint, str(index), str(self.room), str(workdir)]
+        args = ["zchat.bench.worker", control_endpoint, str(index), str(self.room), str(workdir)]
         self.procs[ident] = self.children.spawn(args, log)
         self.logs[ident] = log
 

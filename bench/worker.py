@@ -1,6 +1,6 @@
 """One benchmark peer: a process driven by the parent, chatting through the peer library.
 
-    python -m bench.worker CONTROL INDEX ROOM WORKDIR
+    python -m zchat.bench.worker CONTROL INDEX ROOM WORKDIR
 
 The parent (`bench.run`) speaks to every worker over a DEALER socket on loopback, one
 JSON object per message; each command is answered when it is done::
@@ -40,12 +40,12 @@ import zmq.asyncio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bench.ceilings import Counts, connect_bare_peer, run_bare_peer
-from broker import protocol as p
-from envelope import Envelope, Identity, Recipient, seal
-from peer import events as ev
-from peer.client import Client
-from peer.core import PeerConfig, PeerCore
+from zchat.bench.ceilings import Counts, connect_bare_peer, run_bare_peer
+from zchat.envelope import Envelope, Identity, Recipient, seal
+from zchat.peer import events as ev
+from zchat.peer.client import Client
+from zchat.peer.core import PeerConfig, PeerCore
+from zchat.wire import protocol as p
 
 #: A worker whose parent is gone, or that has lived this long, exits on its own.
 MAX_LIFETIME_S = 600.0

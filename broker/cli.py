@@ -12,11 +12,11 @@ from typing import Annotated
 import typer
 import zmq
 
-from broker import curve as bc
-from broker.core import BrokerConfig
-from broker.server import Server
-from broker.transport import TransportError
+from zchat.broker.core import BrokerConfig
+from zchat.broker.server import Server
 from zchat.console import EXIT_ERROR, EXIT_USAGE, fail, info
+from zchat.wire import curve as bc
+from zchat.wire.transport import TransportError
 
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
 

@@ -24,9 +24,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from broker import protocol as p
-from broker.errors import ProtocolError, UnsupportedProtocol
-from envelope import (
+from zchat.envelope import (
     BadPublicKey,
     Header,
     fingerprint,
@@ -34,7 +32,9 @@ from envelope import (
     load_public_key,
     nick_key,
 )
-from envelope.limits import MAX_ROOM
+from zchat.envelope.limits import MAX_ROOM
+from zchat.wire import protocol as p
+from zchat.wire.errors import ProtocolError, UnsupportedProtocol
 
 log = logging.getLogger("zchat.broker")
 

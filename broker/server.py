@@ -22,8 +22,8 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from broker.core import Broker, BrokerConfig, Outgoing
-from broker.transport import (
+from zchat.broker.core import Broker, BrokerConfig, Outgoing
+from zchat.wire.transport import (
     TransportError,
     bind_all,
     configure,
@@ -46,7 +46,7 @@ class Server:
     endpoints: list[str]
     config: BrokerConfig = field(default_factory=BrokerConfig)
     context: zmq.Context[zmq.Socket[bytes]] | None = None
-    curve_secret: bytes | None = None  # set by broker.curve when CURVE is on
+    curve_secret: bytes | None = None  # set by wire.curve when CURVE is on
     stop: threading.Event = field(default_factory=threading.Event)
     core: Broker = field(init=False)
     bound: list[str] = field(default_factory=list)

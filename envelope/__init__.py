@@ -4,7 +4,7 @@ A message is encrypted once with a fresh Fernet key; that key is wrapped with RS
 for each recipient; the sender signs with RSA-PSS. See docs/PROTOCOL.md for the bytes.
 """
 
-from envelope.errors import (
+from zchat.envelope.errors import (
     BadPublicKey,
     BadSignature,
     DecryptionFailed,
@@ -17,9 +17,9 @@ from envelope.errors import (
     UnsupportedVersion,
     WrongPassphrase,
 )
-from envelope.frames import Delivery, Envelope
-from envelope.header import Header, MessageKind
-from envelope.keys import (
+from zchat.envelope.frames import Delivery, Envelope
+from zchat.envelope.header import Header, MessageKind
+from zchat.envelope.keys import (
     PRIVATE_KEY_FILE,
     PUBLIC_KEY_FILE,
     Identity,
@@ -32,8 +32,8 @@ from envelope.keys import (
     public_der,
     save_identity,
 )
-from envelope.nick import is_valid_nick, nick_key
-from envelope.sealing import (
+from zchat.envelope.nick import is_valid_nick, nick_key
+from zchat.envelope.sealing import (
     Opened,
     Recipient,
     decrypt_verified,

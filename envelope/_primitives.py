@@ -14,8 +14,8 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from envelope.errors import BadSignature, DecryptionFailed
-from envelope.limits import FERNET_KEY_BYTES
+from zchat.envelope.errors import BadSignature, DecryptionFailed
+from zchat.envelope.limits import FERNET_KEY_BYTES
 
 # Domain separation: a signature or a wrapped key made for one purpose can never be
 # taken for another, whatever the bytes after the prefix.

@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from envelope.errors import MalformedEnvelope
-from envelope.header import Header
-from envelope.limits import (
+from zchat.envelope.errors import MalformedEnvelope
+from zchat.envelope.header import Header
+from zchat.envelope.limits import (
     DELIVERY_FRAMES,
     ENVELOPE_FIXED_FRAMES,
     MAX_ENVELOPE_FRAMES,

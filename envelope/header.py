@@ -21,8 +21,8 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
-from envelope.errors import MalformedEnvelope, UnsupportedVersion
-from envelope.limits import (
+from zchat.envelope.errors import MalformedEnvelope, UnsupportedVersion
+from zchat.envelope.limits import (
     ENVELOPE_VERSION,
     FINGERPRINT_BYTES,
     HEADER_FIXED_BYTES,
@@ -30,7 +30,7 @@ from envelope.limits import (
     MAX_RECIPIENTS,
     MSG_ID_BYTES,
 )
-from envelope.nick import is_valid_nick, nick_key
+from zchat.envelope.nick import is_valid_nick, nick_key
 
 _U64_MAX = 2**64 - 1
 _PREFIX = struct.Struct(f">BB{MSG_ID_BYTES}sQQ{FINGERPRINT_BYTES}s")

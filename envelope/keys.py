@@ -31,14 +31,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from envelope.errors import (
+from zchat.envelope.errors import (
     BadPublicKey,
     IdentityError,
     InsecureKeyFile,
     PassphraseRequired,
     WrongPassphrase,
 )
-from envelope.limits import (
+from zchat.envelope.limits import (
     KEY_SIZES,
     MAX_KEY_BITS,
     MAX_PUBLIC_KEY_DER,

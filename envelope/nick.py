@@ -6,7 +6,7 @@ characters and bidi overrides in one stroke; uniqueness is case-insensitive.
 
 import re
 
-from envelope.limits import NICK_MAX_LEN, NICK_MIN_LEN
+from zchat.envelope.limits import NICK_MAX_LEN, NICK_MIN_LEN
 
 _NICK = re.compile(rf"[A-Za-z0-9_.\-]{{{NICK_MIN_LEN},{NICK_MAX_LEN}}}")
 

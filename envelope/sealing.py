@@ -17,13 +17,13 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from envelope import _primitives as prim
-from envelope.errors import BadSignature, NotForMe
-from envelope.frames import Delivery, Envelope
-from envelope.header import Header, MessageKind
-from envelope.keys import Identity, fingerprint, public_der
-from envelope.limits import MAX_TEXT_BYTES, MSG_ID_BYTES
-from envelope.nick import nick_key
+from zchat.envelope import _primitives as prim
+from zchat.envelope.errors import BadSignature, NotForMe
+from zchat.envelope.frames import Delivery, Envelope
+from zchat.envelope.header import Header, MessageKind
+from zchat.envelope.keys import Identity, fingerprint, public_der
+from zchat.envelope.limits import MAX_TEXT_BYTES, MSG_ID_BYTES
+from zchat.envelope.nick import nick_key
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,11 +6,11 @@ a script; each front end only renders the events.
 
 from __future__ import annotations
 
-from envelope import nick_key
-from peer import commands as c
-from peer import events as ev
-from peer.client import Client
-from peer.errors import PeerError
+from zchat.envelope import nick_key
+from zchat.peer import commands as c
+from zchat.peer import events as ev
+from zchat.peer.client import Client
+from zchat.peer.errors import PeerError
 
 
 def execute(cmd: c.Command, client: Client) -> list[ev.Event]:

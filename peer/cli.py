@@ -11,15 +11,15 @@ from typing import Annotated
 import typer
 import zmq
 
-from broker.curve import read_public_key
-from broker.transport import TransportError
-from envelope import is_valid_nick
-from peer.client import Client, CurveKeys
-from peer.core import PeerConfig, PeerCore
-from peer.home import default_home, unlock
-from peer.pins import PinsError, PinStore
-from peer.scripted import run_scripted
 from zchat.console import EXIT_INTERRUPTED, EXIT_USAGE, fail
+from zchat.envelope import is_valid_nick
+from zchat.peer.client import Client, CurveKeys
+from zchat.peer.core import PeerConfig, PeerCore
+from zchat.peer.home import default_home, unlock
+from zchat.peer.pins import PinsError, PinStore
+from zchat.peer.scripted import run_scripted
+from zchat.wire.curve import read_public_key
+from zchat.wire.transport import TransportError
 
 DEFAULT_CONNECT = "tcp://127.0.0.1:5555"
 
@@ -100,7 +100,7 @@ def peer(
     config = PeerConfig(trust_new_keys=trust_new_keys, absent_grace=absent_grace)
     try:
         if interactive:
-            from peer.interactive import run_interactive  # noqa: PLC0415 (loads prompt_toolkit only here)
+            from zchat.peer.interactive import run_interactive  # noqa: PLC0415 (loads prompt_toolkit only here)
 
             code = run_interactive(nick, identity, pins, config, connect, curve)
         else:

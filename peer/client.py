@@ -19,10 +19,10 @@ from typing import cast
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from broker.transport import LINGER_MS, TransportError, configure, recv_bounded
-from peer import events as ev
-from peer.core import PeerCore, Phase
-from peer.outbox import Entry
+from zchat.peer import events as ev
+from zchat.peer.core import PeerCore, Phase
+from zchat.peer.outbox import Entry
+from zchat.wire.transport import LINGER_MS, TransportError, configure, recv_bounded
 
 log = logging.getLogger("zchat.peer")
 

@@ -19,9 +19,7 @@ from enum import Enum
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from broker import protocol as p
-from broker.errors import ProtocolError
-from envelope import (
+from zchat.envelope import (
     BadPublicKey,
     Delivery,
     EnvelopeError,
@@ -36,9 +34,9 @@ from envelope import (
     seal,
     verify_delivery,
 )
-from envelope.limits import MAX_TEXT_BYTES
-from peer import events as ev
-from peer.errors import (
+from zchat.envelope.limits import MAX_TEXT_BYTES
+from zchat.peer import events as ev
+from zchat.peer.errors import (
     MessageTooLong,
     NobodyHere,
     NotText,
@@ -46,9 +44,11 @@ from peer.errors import (
     UnknownRecipient,
     UntrustedRecipient,
 )
-from peer.outbox import MAX_OUTBOX, Entry, Outbox
-from peer.pins import PinsError, PinStore
-from peer.replay import ReplayGuard
+from zchat.peer.outbox import MAX_OUTBOX, Entry, Outbox
+from zchat.peer.pins import PinsError, PinStore
+from zchat.peer.replay import ReplayGuard
+from zchat.wire import protocol as p
+from zchat.wire.errors import ProtocolError
 
 #: Messages held back per sender while its key is untrusted.
 MAX_WITHHELD = 100

@@ -99,7 +99,7 @@ class Undelivered:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """The broker refused our handshake; `code` is a `broker.protocol.RefuseCode` name."""
+    """The broker refused our handshake; `code` is a `wire.protocol.RefuseCode` name."""
 
     code: str
     reason: str

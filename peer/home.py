@@ -13,14 +13,14 @@ from pathlib import Path
 
 import platformdirs
 
-from envelope import (
+from zchat.console import fail, info
+from zchat.envelope import (
     Identity,
     IdentityError,
     PassphraseRequired,
     WrongPassphrase,
     load_or_create_identity,
 )
-from zchat.console import fail, info
 
 PASSPHRASE_ENV = "ZCHAT_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
 #: Passphrases asked on a terminal before giving up, as sudo and ssh do.

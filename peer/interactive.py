@@ -26,15 +26,6 @@ from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.output import Output
 
-from envelope import Identity, is_valid_nick
-from peer import events as ev
-from peer.actions import execute
-from peer.client import Client, CurveKeys
-from peer.commands import Quit, parse_line
-from peer.core import PeerConfig, PeerCore, Phase
-from peer.pins import PinStore
-from peer.sanitize import for_terminal
-from peer.tui_render import STYLE, ChatView, info, nick_fragment, plain, problem
 from zchat.console import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -43,6 +34,15 @@ from zchat.console import (
     EXIT_REFUSED,
     EXIT_UNDELIVERED,
 )
+from zchat.envelope import Identity, is_valid_nick
+from zchat.peer import events as ev
+from zchat.peer.actions import execute
+from zchat.peer.client import Client, CurveKeys
+from zchat.peer.commands import Quit, parse_line
+from zchat.peer.core import PeerConfig, PeerCore, Phase
+from zchat.peer.pins import PinStore
+from zchat.peer.sanitize import for_terminal
+from zchat.peer.tui_render import STYLE, ChatView, info, nick_fragment, plain, problem
 
 NICK_RULES = "a nickname is 1-32 characters: ASCII letters, digits, '_', '-' or '.'"
 #: Refusals a person can fix by choosing another nickname.

@@ -8,16 +8,16 @@ from typing import Annotated
 
 import typer
 
-from envelope import (
+from zchat.console import EXIT_USAGE, fail, info
+from zchat.envelope import (
     PRIVATE_KEY_FILE,
     format_fingerprint,
     generate_identity,
     save_identity,
 )
-from envelope.limits import KEY_SIZES
-from peer.home import default_home, unlock
-from peer.pins import PinsError, PinStore
-from zchat.console import EXIT_USAGE, fail, info
+from zchat.envelope.limits import KEY_SIZES
+from zchat.peer.home import default_home, unlock
+from zchat.peer.pins import PinsError, PinStore
 
 app = typer.Typer(name="keys", help="Your identity key and the keys you have pinned.")
 

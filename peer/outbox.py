@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
-from envelope import Envelope, nick_key
+from zchat.envelope import Envelope, nick_key
 
 #: How many messages may wait for acknowledgement before new ones are refused.
 MAX_OUTBOX: Final = 20_000

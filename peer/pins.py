@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from envelope import nick_key
+from zchat.envelope import nick_key
 
 PINS_FILE = "pins.json"
 

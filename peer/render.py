@@ -10,9 +10,9 @@ import json
 import time
 from typing import Any
 
-from envelope import format_fingerprint
-from peer import events as ev
-from peer.sanitize import for_terminal as safe
+from zchat.envelope import format_fingerprint
+from zchat.peer import events as ev
+from zchat.peer.sanitize import for_terminal as safe
 
 
 def short(fp: bytes) -> str:

@@ -13,14 +13,14 @@ import sys
 import threading
 from typing import TextIO
 
-from peer import events as ev
-from peer.actions import execute
-from peer.client import Client
-from peer.commands import Quit, parse_line
-from peer.outbox import Entry
-from peer.render import json_line, to_text
-from peer.sanitize import for_terminal
 from zchat.console import EXIT_ERROR, EXIT_NICK_TAKEN, EXIT_REFUSED, EXIT_UNDELIVERED, error
+from zchat.peer import events as ev
+from zchat.peer.actions import execute
+from zchat.peer.client import Client
+from zchat.peer.commands import Quit, parse_line
+from zchat.peer.outbox import Entry
+from zchat.peer.render import json_line, to_text
+from zchat.peer.sanitize import for_terminal
 
 
 class _Output:

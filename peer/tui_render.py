@@ -19,10 +19,10 @@ from collections.abc import Callable
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.styles import Style
 
-from envelope import format_fingerprint, nick_key
-from peer import events as ev
-from peer.render import key_changed, short
-from peer.sanitize import for_terminal as _safe
+from zchat.envelope import format_fingerprint, nick_key
+from zchat.peer import events as ev
+from zchat.peer.render import key_changed, short
+from zchat.peer.sanitize import for_terminal as _safe
 
 #: Colours for nicknames: readable on dark and light backgrounds (no black, white
 #: or grey), and ANSI names so the user's terminal theme decides the exact shade.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from envelope import Identity, generate_identity
+from zchat.envelope import Identity, generate_identity
 
 
 class KeyPool:

@@ -16,9 +16,9 @@ import time
 
 import zmq
 
-from broker import protocol as p
-from broker.transport import configure
-from envelope import Envelope, Header, MessageKind, generate_identity
+from zchat.envelope import Envelope, Header, MessageKind, generate_identity
+from zchat.wire import protocol as p
+from zchat.wire.transport import configure
 
 
 def main() -> None:

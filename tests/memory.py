@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from broker.core import Broker, BrokerConfig, Outgoing
-from envelope import Identity
-from peer import events as ev
-from peer.core import PeerConfig, PeerCore
-from peer.pins import PinStore
+from zchat.broker.core import Broker, BrokerConfig, Outgoing
+from zchat.envelope import Identity
+from zchat.peer import events as ev
+from zchat.peer.core import PeerConfig, PeerCore
+from zchat.peer.pins import PinStore
 
 #: Short liveness timers for rooms whose clock a test moves.
 FAST_CORE = BrokerConfig(heartbeat_interval=0.1, heartbeat_timeout=0.5)

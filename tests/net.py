@@ -11,13 +11,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from broker.core import Broker, BrokerConfig
-from broker.server import Server
-from envelope import Identity
-from peer import events as ev
-from peer.client import Client
-from peer.core import PeerConfig, PeerCore
-from peer.pins import PinStore
+from zchat.broker.core import Broker, BrokerConfig
+from zchat.broker.server import Server
+from zchat.envelope import Identity
+from zchat.peer import events as ev
+from zchat.peer.client import Client
+from zchat.peer.core import PeerConfig, PeerCore
+from zchat.peer.pins import PinStore
 
 FAST = BrokerConfig(
     heartbeat_interval=0.1, heartbeat_timeout=0.6, handshake_timeout=0.6, backlog_timeout=0.6

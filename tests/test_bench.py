@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from bench.ceilings import (
+from zchat.bench.ceilings import (
     crypto_ceiling,
     crypto_seconds_per_message,
     envelope_overhead,
     time_crypto,
 )
-from envelope import Identity
+from zchat.envelope import Identity
 
 ROOM_FIELDS = {
     "room",

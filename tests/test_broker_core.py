@@ -6,13 +6,13 @@ import dataclasses
 
 import pytest
 
-from broker import protocol as p
-from broker.core import Broker
-from envelope import Identity, Recipient, seal
-from peer import events as ev
-from peer.core import Phase
 from tests.conftest import KeyPool
 from tests.memory import FAST_CORE, MemoryRoom
+from zchat.broker.core import Broker
+from zchat.envelope import Identity, Recipient, seal
+from zchat.peer import events as ev
+from zchat.peer.core import Phase
+from zchat.wire import protocol as p
 
 
 def messages(room: MemoryRoom, conn: bytes) -> list[str]:
@@ -388,7 +388,7 @@ def test_a_delivery_to_a_vanished_connection_is_reported_absent(
 def test_a_room_that_filled_up_during_the_proof_refuses(
     keys: KeyPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("broker.core.MAX_ROOM", 2)
+    monkeypatch.setattr("zchat.broker.core.MAX_ROOM", 2)
     broker = Broker()
 
     def hello(conn: bytes, ident: Identity) -> p.Challenge:
@@ -437,7 +437,7 @@ def test_a_member_that_says_hello_again_and_leaves_is_gone(alice: Identity) -> N
 def test_a_key_with_another_public_exponent_is_refused_at_hello() -> None:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from envelope import public_der
+    from zchat.envelope import public_der
 
     odd = public_der(rsa.generate_private_key(3, 2048).public_key())
     out = Broker().handle(b"c1", p.encode(p.Hello(b"odd", odd)), 0.0)

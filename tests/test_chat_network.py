@@ -6,11 +6,11 @@ import asyncio
 
 import zmq
 
-from broker import protocol as p
-from envelope import Identity
-from peer import events as ev
 from tests.conftest import KeyPool
 from tests.net import broker_thread, joined, make_client, ready, texts, wait_for
+from zchat.envelope import Identity
+from zchat.peer import events as ev
+from zchat.wire import protocol as p
 
 
 def test_three_peers_chat_over_tcp(alice: Identity, bob: Identity, carol: Identity) -> None:

@@ -17,17 +17,17 @@ from pathlib import Path
 import pytest
 import zmq
 
-from broker import curve as bc
-from broker import protocol as p
-from broker.core import Broker
-from broker.server import Server
-from envelope import Identity
-from peer import events as ev
-from peer.client import Client, CurveKeys
-from peer.core import PeerConfig, PeerCore
-from peer.render import to_json, to_text
 from tests.net import FAST, broker_thread, ready, texts, wait_for
 from tests.procs import FAST_TIMERS, ZCHAT, Proc, start_peer
+from zchat.broker.core import Broker
+from zchat.broker.server import Server
+from zchat.envelope import Identity
+from zchat.peer import events as ev
+from zchat.peer.client import Client, CurveKeys
+from zchat.peer.core import PeerConfig, PeerCore
+from zchat.peer.render import to_json, to_text
+from zchat.wire import curve as bc
+from zchat.wire import protocol as p
 
 pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE")
 

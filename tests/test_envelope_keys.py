@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from envelope import (
+from zchat.envelope import (
     PRIVATE_KEY_FILE,
     PUBLIC_KEY_FILE,
     BadPublicKey,
@@ -79,7 +79,7 @@ def test_default_kdf_costs_at_least_100ms_per_guess() -> None:
 
     from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-    from envelope.keys import SCRYPT_N, SCRYPT_P, SCRYPT_R
+    from zchat.envelope.keys import SCRYPT_N, SCRYPT_P, SCRYPT_R
 
     # scrypt's cost is memory-bound: n * r * 128 bytes must be at least 64 MiB, which
     # no commodity machine fills in well under 100 ms per guess.
@@ -107,7 +107,7 @@ def test_public_keys_from_the_network_are_checked(alice: Identity) -> None:
 def test_small_rsa_keys_are_refused() -> None:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from envelope import public_der
+    from zchat.envelope import public_der
 
     weak = rsa.generate_private_key(65537, 1024).public_key()
     with pytest.raises(BadPublicKey, match="1024"):
@@ -119,7 +119,7 @@ def test_an_rsa_key_with_another_public_exponent_is_refused() -> None:
     only 65537 is accepted."""
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from envelope import public_der
+    from zchat.envelope import public_der
 
     odd = rsa.generate_private_key(3, 2048).public_key()
     with pytest.raises(BadPublicKey, match="exponent"):
@@ -127,7 +127,7 @@ def test_an_rsa_key_with_another_public_exponent_is_refused() -> None:
 
 
 def test_a_corrupt_kdf_line_is_an_identity_error(tmp_path: Path, alice: Identity) -> None:
-    from envelope import IdentityError
+    from zchat.envelope import IdentityError
 
     save_identity(alice, tmp_path, b"correct horse", scrypt_n=FAST_SCRYPT)
     key = tmp_path / PRIVATE_KEY_FILE

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from envelope import (
+from zchat.envelope import (
     Delivery,
     Envelope,
     EnvelopeError,
@@ -22,7 +22,7 @@ from envelope import (
     open_delivery,
     seal,
 )
-from envelope.limits import MAX_HEADER_BYTES
+from zchat.envelope.limits import MAX_HEADER_BYTES
 
 
 def good_header(**change: object) -> bytes:

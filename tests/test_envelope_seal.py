@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from envelope import (
+from tests.conftest import KeyPool
+from zchat.envelope import (
     BadSignature,
     DecryptionFailed,
     Delivery,
@@ -20,8 +21,7 @@ from envelope import (
     open_delivery,
     seal,
 )
-from envelope.limits import MAX_TEXT_BYTES
-from tests.conftest import KeyPool
+from zchat.envelope.limits import MAX_TEXT_BYTES
 
 
 def room(keys: KeyPool, n: int) -> list[tuple[str, Identity]]:
@@ -231,7 +231,7 @@ def test_a_message_re_signed_under_another_name_does_not_open(
     """A broker in league with a member re-signs alice's header and token as mallory's
     and forwards alice's wrapped key: the signature verifies, but the wrapped key is
     bound to alice as the sender, so it does not open as mallory's message."""
-    from envelope import _primitives as prim
+    from zchat.envelope import _primitives as prim
 
     mallory = keys.get(13)
     env = seal_for(alice, [("bob", bob)], b"alice wrote this")

@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from envelope import Envelope, Identity, NotForMe, open_delivery
+from zchat.envelope import Envelope, Identity, NotForMe, open_delivery
 
 VECTORS = Path(__file__).parent / "vectors"
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from envelope import Identity
-from peer import events as ev
 from tests.net import make_client, ready, wait_for
 from tests.procs import ZCHAT, Proc, all_stopped, running, start_broker, start_peer
+from zchat.envelope import Identity
+from zchat.peer import events as ev
 
 pytestmark = pytest.mark.chaos
 

@@ -19,16 +19,16 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker import protocol as p
-from broker.core import Broker, BrokerConfig, Outgoing
-from broker.errors import ProtocolError
-from envelope import Envelope, Identity, MessageKind, Recipient, seal
-from envelope._primitives import sign
-from envelope.limits import MAX_FRAME_BYTES, MAX_RECIPIENTS
-from peer import events as ev
-from peer.client import Client
 from tests.conftest import KeyPool
 from tests.net import broker_thread, make_client, ready, texts, wait_for
+from zchat.broker.core import Broker, BrokerConfig, Outgoing
+from zchat.envelope import Envelope, Identity, MessageKind, Recipient, seal
+from zchat.envelope._primitives import sign
+from zchat.envelope.limits import MAX_FRAME_BYTES, MAX_RECIPIENTS
+from zchat.peer import events as ev
+from zchat.peer.client import Client
+from zchat.wire import protocol as p
+from zchat.wire.errors import ProtocolError
 
 # --- shared: valid messages, and ways to break them ------------------------------------
 

@@ -22,11 +22,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker import protocol as p
-from broker.core import Broker, Outgoing
-from broker.errors import ProtocolError
-from broker.server import Server
-from envelope import (
+from tests.conftest import KeyPool
+from tests.memory import MemoryRoom
+from tests.net import FAST, broker_thread, joined, make_client, ready, texts, wait_for
+from zchat.broker.core import Broker, Outgoing
+from zchat.broker.server import Server
+from zchat.envelope import (
     DecryptionFailed,
     Delivery,
     Envelope,
@@ -35,15 +36,14 @@ from envelope import (
     public_der,
     seal,
 )
-from envelope import _primitives as prim
-from peer import events as ev
-from peer.client import Client
-from peer.core import Phase
-from peer.errors import UntrustedRecipient
-from peer.pins import PinStore
-from tests.conftest import KeyPool
-from tests.memory import MemoryRoom
-from tests.net import FAST, broker_thread, joined, make_client, ready, texts, wait_for
+from zchat.envelope import _primitives as prim
+from zchat.peer import events as ev
+from zchat.peer.client import Client
+from zchat.peer.core import Phase
+from zchat.peer.errors import UntrustedRecipient
+from zchat.peer.pins import PinStore
+from zchat.wire import protocol as p
+from zchat.wire.errors import ProtocolError
 
 Lie = Callable[[Outgoing], list[Outgoing]]
 

@@ -15,10 +15,9 @@ from typing import overload
 import pytest
 import zmq
 
-from broker import protocol as p
-from broker.core import Broker, BrokerConfig
-from broker.errors import ProtocolError
-from envelope import (
+from tests.net import broker_thread, joined, make_client, texts, wait_for
+from zchat.broker.core import Broker, BrokerConfig
+from zchat.envelope import (
     Delivery,
     Envelope,
     Header,
@@ -28,10 +27,11 @@ from envelope import (
     Recipient,
     seal,
 )
-from envelope import header as header_module
-from envelope.limits import MAX_RECIPIENTS
-from peer import events as ev
-from tests.net import broker_thread, joined, make_client, texts, wait_for
+from zchat.envelope import header as header_module
+from zchat.envelope.limits import MAX_RECIPIENTS
+from zchat.peer import events as ev
+from zchat.wire import protocol as p
+from zchat.wire.errors import ProtocolError
 
 
 class CountingFrames(Sequence[bytes]):

@@ -22,14 +22,14 @@ from prompt_toolkit.application import create_app_session
 from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from envelope import Identity, fingerprint, format_fingerprint
-from peer import events as ev
-from peer.client import Client
-from peer.core import PeerConfig
-from peer.interactive import Screen, chat
-from peer.pins import PinStore
 from tests.net import FAST, broker_thread, joined
 from zchat.console import EXIT_OK, EXIT_UNDELIVERED
+from zchat.envelope import Identity, fingerprint, format_fingerprint
+from zchat.peer import events as ev
+from zchat.peer.client import Client
+from zchat.peer.core import PeerConfig
+from zchat.peer.interactive import Screen, chat
+from zchat.peer.pins import PinStore
 
 UP = "\x1b[A"
 CTRL_C = "\x03"

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from broker import protocol as p
-from envelope import Identity, generate_identity
-from peer import events as ev
-from peer.core import PeerCore
-from peer.errors import NotText
-from peer.pins import PINS_FILE, PinStore
 from tests.memory import MemoryRoom
+from zchat.envelope import Identity, generate_identity
+from zchat.peer import events as ev
+from zchat.peer.core import PeerCore
+from zchat.peer.errors import NotText
+from zchat.peer.pins import PINS_FILE, PinStore
+from zchat.wire import protocol as p
 
 
 def test_a_line_that_is_not_text_is_refused_and_the_session_goes_on(

@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from broker import protocol as p
-from envelope import Identity, format_fingerprint
-from peer import events as ev
-from peer.core import PeerConfig
-from peer.errors import NobodyHere, UntrustedRecipient
-from peer.pins import PINS_FILE, PinStore
-from peer.render import json_line, to_text
 from tests.conftest import KeyPool
 from tests.memory import MemoryRoom
 from zchat.cli import app
+from zchat.envelope import Identity, format_fingerprint
+from zchat.peer import events as ev
+from zchat.peer.core import PeerConfig
+from zchat.peer.errors import NobodyHere, UntrustedRecipient
+from zchat.peer.pins import PINS_FILE, PinStore
+from zchat.peer.render import json_line, to_text
+from zchat.wire import protocol as p
 
 
 def send_and_capture(
@@ -256,8 +256,8 @@ def test_keys_pins_lists_and_forget_removes_a_pin(tmp_path: Path, bob: Identity)
 def test_a_changed_key_is_warned_about_once_not_at_every_reconnect(
     alice: Identity, bob: Identity, carol: Identity
 ) -> None:
-    from broker.core import Broker
     from tests.memory import FAST_CORE
+    from zchat.broker.core import Broker
 
     room = MemoryRoom(broker=Broker(FAST_CORE))
     a = room.join("alice", alice, pins=pinned_to("bob", carol))  # pinned another key

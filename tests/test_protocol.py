@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from broker import protocol as p
-from broker.errors import ProtocolError, UnsupportedProtocol
-from envelope import Identity, Recipient, seal
+from zchat.envelope import Identity, Recipient, seal
+from zchat.wire import protocol as p
+from zchat.wire.errors import ProtocolError, UnsupportedProtocol
 
 ID = bytes(range(16))
 

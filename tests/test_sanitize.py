@@ -17,17 +17,17 @@ from prompt_toolkit.data_structures import Size
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output.vt100 import Vt100_Output
 
-from broker.core import BrokerConfig
-from broker.server import Server
-from envelope import Identity
-from peer import events as ev
-from peer.client import Client
-from peer.core import PeerConfig, PeerCore
-from peer.interactive import Screen, chat
-from peer.pins import PinStore
-from peer.render import json_line, to_text
-from peer.sanitize import for_terminal
-from peer.tui_render import ChatView, plain
+from zchat.broker.core import BrokerConfig
+from zchat.broker.server import Server
+from zchat.envelope import Identity
+from zchat.peer import events as ev
+from zchat.peer.client import Client
+from zchat.peer.core import PeerConfig, PeerCore
+from zchat.peer.interactive import Screen, chat
+from zchat.peer.pins import PinStore
+from zchat.peer.render import json_line, to_text
+from zchat.peer.sanitize import for_terminal
+from zchat.peer.tui_render import ChatView, plain
 
 #: What a hostile peer (or broker) might send, and what the user must see instead.
 HOSTILE = {

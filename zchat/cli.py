@@ -7,12 +7,12 @@ from typing import Annotated
 
 import typer
 
-from bench.cli import app as bench_app
-from broker.cli import app as broker_app
-from peer.cli import app as peer_app
-from peer.keys_cli import app as keys_app
 from zchat import __version__
+from zchat.bench.cli import app as bench_app
+from zchat.broker.cli import app as broker_app
 from zchat.console import EXIT_INTERRUPTED, EXIT_USAGE, error
+from zchat.peer.cli import app as peer_app
+from zchat.peer.keys_cli import app as keys_app
 
 app = typer.Typer(
     name="zchat",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from envelope import MessageKind, Recipient, generate_identity, seal
+from zchat.envelope import MessageKind, Recipient, generate_identity, seal
 
 HERE = Path(__file__).parent
 

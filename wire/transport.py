@@ -9,8 +9,8 @@ from typing import Final
 
 import zmq
 
-from broker.protocol import MAX_MESSAGE_FRAMES
-from envelope.limits import MAX_FRAME_BYTES
+from zchat.envelope.limits import MAX_FRAME_BYTES
+from zchat.wire.protocol import MAX_MESSAGE_FRAMES
 
 #: Messages queued per connection before the socket reports "full". Deep enough for
 #: bursts; shallow enough that a stalled peer is noticed and costs bounded memory.

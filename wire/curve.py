@@ -26,7 +26,7 @@ import platformdirs
 import zmq
 from zmq.utils import z85
 
-from envelope.keys import write_secret_file
+from zchat.envelope.keys import write_secret_file
 
 SECRET_FILE: Final = "curve_secret.key"  # noqa: S105 (a file name, not a secret)
 PUBLIC_FILE: Final = "curve_public.key"

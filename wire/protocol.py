@@ -32,9 +32,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from broker.errors import ProtocolError, UnsupportedProtocol
-from envelope import Delivery, Envelope, EnvelopeError, is_valid_nick, nick_key
-from envelope.limits import (
+from zchat.envelope import Delivery, Envelope, EnvelopeError, is_valid_nick, nick_key
+from zchat.envelope.limits import (
     DELIVERY_FRAMES,
     MAX_ENVELOPE_FRAMES,
     MAX_PUBLIC_KEY_DER,
@@ -42,6 +41,7 @@ from envelope.limits import (
     MAX_RSA_BYTES,
     MSG_ID_BYTES,
 )
+from zchat.wire.errors import ProtocolError, UnsupportedProtocol
 
 _E = TypeVar("_E", bound=IntEnum)
 
