@@ -33,6 +33,7 @@ from zchat.envelope import (
     nick_key,
 )
 from zchat.envelope.limits import MAX_ROOM
+from zchat.envelope.proof import verify_proof
 from zchat.wire import protocol as p
 from zchat.wire.errors import ProtocolError, UnsupportedProtocol
 
@@ -186,7 +187,7 @@ class Broker:
         conn = session.conn
         del self._pending[conn]
         nick = session.nick.encode()
-        if not p.verify_proof(
+        if not verify_proof(
             session.public_key, proof.signature, session.nonce, nick, session.public_der
         ):
             # A member that fails to re-prove stays listed: its session is still good.

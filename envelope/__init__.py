@@ -1,7 +1,9 @@
 """zchat's end-to-end envelope: pure functions and types, no sockets, no threads.
 
 A message is encrypted once with a fresh Fernet key; that key is wrapped with RSA-OAEP
-for each recipient; the sender signs with RSA-PSS. See docs/PROTOCOL.md for the bytes.
+for each recipient; the sender signs with RSA-PSS. The proof of key a peer gives the
+broker (`proof`) is signed here too, so every padding choice is made in this package.
+See docs/PROTOCOL.md for the bytes.
 """
 
 from zchat.envelope.errors import (
@@ -33,6 +35,7 @@ from zchat.envelope.keys import (
     save_identity,
 )
 from zchat.envelope.nick import is_valid_nick, nick_key
+from zchat.envelope.proof import sign_proof, verify_proof
 from zchat.envelope.sealing import (
     Opened,
     Recipient,
@@ -76,5 +79,7 @@ __all__ = [
     "public_der",
     "save_identity",
     "seal",
+    "sign_proof",
     "verify_delivery",
+    "verify_proof",
 ]

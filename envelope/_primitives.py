@@ -1,7 +1,8 @@
 """The cryptographic primitives, each pinned to one choice of parameters.
 
-Private on purpose: callers use `seal` and `open_delivery`, which apply them in the
-only safe order. Every constant below is part of the wire format.
+Private on purpose: callers use `seal` and `open_delivery` (and `sign_proof` /
+`verify_proof` in `proof`), which apply them in the only safe order. Every padding
+choice zchat makes is here, and every constant below is part of the wire format.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from zchat.envelope.limits import FERNET_KEY_BYTES
 # taken for another, whatever the bytes after the prefix.
 SIGNATURE_CONTEXT = b"zchat/1 envelope signature\x00"
 WRAP_CONTEXT = b"zchat/1 wrapped key\x00"
+PROOF_CONTEXT = b"zchat/1 hello proof\x00"
 
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 
@@ -35,12 +37,21 @@ def signed_bytes(header: bytes, token: bytes) -> bytes:
 
 
 def sign(private_key: rsa.RSAPrivateKey, header: bytes, token: bytes) -> bytes:
-    return private_key.sign(signed_bytes(header, token), _PSS, hashes.SHA256())
+    return pss_sign(private_key, signed_bytes(header, token))
 
 
 def verify(public_key: rsa.RSAPublicKey, signature: bytes, header: bytes, token: bytes) -> None:
+    pss_verify(public_key, signature, signed_bytes(header, token))
+
+
+def pss_sign(private_key: rsa.RSAPrivateKey, data: bytes) -> bytes:
+    """Sign `data`, which must already start with one of the contexts above."""
+    return private_key.sign(data, _PSS, hashes.SHA256())
+
+
+def pss_verify(public_key: rsa.RSAPublicKey, signature: bytes, data: bytes) -> None:
     try:
-        public_key.verify(signature, signed_bytes(header, token), _PSS, hashes.SHA256())
+        public_key.verify(signature, data, _PSS, hashes.SHA256())
     except InvalidSignature:
         raise BadSignature("signature does not verify") from None
 

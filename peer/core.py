@@ -35,6 +35,7 @@ from zchat.envelope import (
     verify_delivery,
 )
 from zchat.envelope.limits import MAX_TEXT_BYTES
+from zchat.envelope.proof import sign_proof
 from zchat.peer import events as ev
 from zchat.peer.errors import (
     MessageTooLong,
@@ -170,7 +171,7 @@ class PeerCore:
             case p.Challenge(nonce) if self.phase is Phase.HANDSHAKING:
                 nick = self.nick.encode("ascii", "replace")
                 der = self.identity.public_der
-                self._send(p.Proof(p.sign_proof(self.identity.private_key, nonce, nick, der)))
+                self._send(p.Proof(sign_proof(self.identity.private_key, nonce, nick, der)))
             case p.Welcome() if self.phase is Phase.HANDSHAKING:
                 self._welcome(msg)
             case p.Snapshot(members) if self.phase is Phase.HANDSHAKING and self._welcomed:

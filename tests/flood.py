@@ -17,6 +17,7 @@ import time
 import zmq
 
 from zchat.envelope import Envelope, Header, MessageKind, generate_identity
+from zchat.envelope.proof import sign_proof
 from zchat.wire import protocol as p
 from zchat.wire.transport import configure
 
@@ -30,7 +31,7 @@ def main() -> None:
     sock.send_multipart(p.encode(p.Hello(nick.encode(), identity.public_der)))
     challenge = p.parse_from_broker(sock.recv_multipart())
     assert isinstance(challenge, p.Challenge), challenge
-    proof = p.sign_proof(identity.private_key, challenge.nonce, nick.encode(), identity.public_der)
+    proof = sign_proof(identity.private_key, challenge.nonce, nick.encode(), identity.public_der)
     sock.send_multipart(p.encode(p.Proof(proof)))
     while not isinstance(p.parse_from_broker(sock.recv_multipart()), p.Snapshot):
         pass

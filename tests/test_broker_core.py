@@ -10,6 +10,7 @@ from tests.conftest import KeyPool
 from tests.memory import FAST_CORE, MemoryRoom
 from zchat.broker.core import Broker
 from zchat.envelope import Identity, Recipient, seal
+from zchat.envelope.proof import sign_proof
 from zchat.peer import events as ev
 from zchat.peer.core import Phase
 from zchat.wire import protocol as p
@@ -79,7 +80,7 @@ def test_a_wrong_proof_is_refused(alice: Identity, bob: Identity) -> None:
 def test_a_proof_for_another_challenge_is_refused(alice: Identity) -> None:
     broker = Broker()
     broker.handle(b"c1", p.encode(p.Hello(b"alice", alice.public_der)), 0.0)
-    stale = p.sign_proof(alice.private_key, b"\x00" * 32, b"alice", alice.public_der)
+    stale = sign_proof(alice.private_key, b"\x00" * 32, b"alice", alice.public_der)
     reply = p.parse_from_broker(broker.handle(b"c1", p.encode(p.Proof(stale)), 0.0)[-1].frames)
     assert isinstance(reply, p.Refuse)
     assert reply.code is p.RefuseCode.BAD_PROOF
@@ -398,7 +399,7 @@ def test_a_room_that_filled_up_during_the_proof_refuses(
         return challenge
 
     def prove(conn: bytes, ident: Identity, challenge: p.Challenge) -> p.BrokerMessage:
-        proof = p.sign_proof(ident.private_key, challenge.nonce, conn, ident.public_der)
+        proof = sign_proof(ident.private_key, challenge.nonce, conn, ident.public_der)
         return p.parse_from_broker(broker.handle(conn, p.encode(p.Proof(proof)), 0.0)[-1].frames)
 
     first, second, third = keys.get(0), keys.get(1), keys.get(2)
@@ -425,7 +426,7 @@ def test_a_member_that_says_hello_again_and_leaves_is_gone(alice: Identity) -> N
     assert isinstance(challenge, p.Challenge)
     del room.peers[a]
     room.advance(2.0)  # an abandoned re-handshake expires with its own timer...
-    proof = p.sign_proof(alice.private_key, challenge.nonce, b"alice", alice.public_der)
+    proof = sign_proof(alice.private_key, challenge.nonce, b"alice", alice.public_der)
     late = broker.handle(a, p.encode(p.Proof(proof)), room.now)
     # ...so even a valid proof for it comes too late, and nobody is listed
     assert [p.parse_from_broker(o.frames) for o in late] == [

@@ -22,6 +22,7 @@ from tests.procs import FAST_TIMERS, ZCHAT, Proc, start_peer
 from zchat.broker.core import Broker
 from zchat.broker.server import Server
 from zchat.envelope import Identity
+from zchat.envelope.proof import sign_proof
 from zchat.peer import events as ev
 from zchat.peer.client import Client, CurveKeys
 from zchat.peer.core import PeerConfig, PeerCore
@@ -173,7 +174,7 @@ def test_a_session_speaks_only_with_the_transport_key_that_opened_it(alice: Iden
     challenge = p.parse_from_broker(out[-1].frames)
     assert isinstance(challenge, p.Challenge)
     proof = p.encode(
-        p.Proof(p.sign_proof(alice.private_key, challenge.nonce, b"alice", alice.public_der))
+        p.Proof(sign_proof(alice.private_key, challenge.nonce, b"alice", alice.public_der))
     )
     # Same connection id, another key: dropped without an answer, and counted.
     assert broker.handle(b"c1", proof, 0.0, b"M" * 40) == []

@@ -25,6 +25,7 @@ from zchat.broker.core import Broker, BrokerConfig, Outgoing
 from zchat.envelope import Envelope, Identity, MessageKind, Recipient, seal
 from zchat.envelope._primitives import sign
 from zchat.envelope.limits import MAX_FRAME_BYTES, MAX_RECIPIENTS
+from zchat.envelope.proof import sign_proof
 from zchat.peer import events as ev
 from zchat.peer.client import Client
 from zchat.wire import protocol as p
@@ -145,8 +146,8 @@ def corpus(keys: KeyPool) -> Corpus:
         frames_of(p.Hello(b"alice", m.public_der)),  # alice's name, another key
         frames_of(p.Hello("b\u043eb".encode(), c.public_der)),
         frames_of(p.Hello(b"carol", unknown_algorithm_der(c))),
-        frames_of(p.Proof(p.sign_proof(c.private_key, ZERO_NONCE, b"carol", c.public_der))),
-        frames_of(p.Proof(p.sign_proof(a.private_key, ZERO_NONCE, b"alice", a.public_der))),
+        frames_of(p.Proof(sign_proof(c.private_key, ZERO_NONCE, b"carol", c.public_der))),
+        frames_of(p.Proof(sign_proof(a.private_key, ZERO_NONCE, b"alice", a.public_der))),
         frames_of(p.Send(to_bob)),
         frames_of(p.Send(to_both)),
         frames_of(p.Send(forged)),
@@ -170,7 +171,7 @@ def room(ids: dict[str, Identity]) -> Broker:
     for nick in NICKS:
         ident, raw = ids[nick], nick.encode()
         broker.handle(raw, frames_of(p.Hello(raw, ident.public_der)), 0.0)
-        proof = p.sign_proof(ident.private_key, ZERO_NONCE, raw, ident.public_der)
+        proof = sign_proof(ident.private_key, ZERO_NONCE, raw, ident.public_der)
         broker.handle(raw, frames_of(p.Proof(proof)), 0.0)
     assert sorted(broker.nicks) == sorted(NICKS)
     return broker
@@ -324,7 +325,7 @@ class RawPeer:
         assert isinstance(challenge, p.Challenge), challenge
         self.send(
             frames_of(
-                p.Proof(p.sign_proof(ident.private_key, challenge.nonce, raw, ident.public_der))
+                p.Proof(sign_proof(ident.private_key, challenge.nonce, raw, ident.public_der))
             )
         )
         assert isinstance(p.parse_from_broker(self.recv(5)), p.Welcome)

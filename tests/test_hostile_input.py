@@ -29,6 +29,7 @@ from zchat.envelope import (
 )
 from zchat.envelope import header as header_module
 from zchat.envelope.limits import MAX_RECIPIENTS
+from zchat.envelope.proof import sign_proof
 from zchat.peer import events as ev
 from zchat.wire import protocol as p
 from zchat.wire.errors import ProtocolError
@@ -338,7 +339,7 @@ def test_a_member_who_says_hello_again_and_never_proves_it_stays_until_its_heart
     broker = Broker(config, random=lambda n: b"\x00" * n)
     for conn, nick, ident in ((b"c1", b"alice", alice), (b"c2", b"mallory", bob)):
         broker.handle(conn, p.encode(p.Hello(nick, ident.public_der)), 0.0)
-        proof = p.sign_proof(ident.private_key, b"\x00" * 32, nick, ident.public_der)
+        proof = sign_proof(ident.private_key, b"\x00" * 32, nick, ident.public_der)
         broker.handle(conn, p.encode(p.Proof(proof)), 0.0)
     # mallory says hello again on its connection and then keeps quiet
     broker.handle(b"c2", p.encode(p.Hello(b"mallory", bob.public_der)), 0.1)

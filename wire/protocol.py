@@ -12,7 +12,7 @@ The dialog::
 
     peer -> HELLO nick, public key        (any time; starts or restarts a session)
     peer <- CHALLENGE nonce               or REFUSE code, reason
-    peer -> PROOF signature(nonce ...)
+    peer -> PROOF signature(nonce ...)    (zchat.envelope.proof signs it)
     peer <- WELCOME nick, timers          then SNAPSHOT of the room   (or REFUSE)
     others <- JOIN nick, public key
     peer -> SEND envelope                 ->  each recipient <- DELIVER its delivery
@@ -27,10 +27,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final, TypeVar
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from zchat.envelope import Delivery, Envelope, EnvelopeError, is_valid_nick, nick_key
 from zchat.envelope.limits import (
@@ -55,10 +51,6 @@ MAX_REASON_BYTES: Final = 200
 MAX_SNAPSHOT_FRAMES: Final = 2 * MAX_ROOM
 #: The most frames any legal message has, tag and command included.
 MAX_MESSAGE_FRAMES: Final = 2 + max(MAX_ENVELOPE_FRAMES, MAX_SNAPSHOT_FRAMES)
-
-#: What the PROOF signature covers: context, nonce, then the hello it answers.
-PROOF_CONTEXT: Final = b"zchat/1 hello proof\x00"
-_PSS: Final = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 
 
 class Command(IntEnum):
@@ -204,25 +196,6 @@ BrokerMessage = (
     Challenge | Welcome | Refuse | Snapshot | Join | Leave | Deliver | Ack | Error | Heartbeat
 )
 Message = PeerMessage | BrokerMessage
-
-
-def proof_bytes(nonce: bytes, nick: bytes, public_der: bytes) -> bytes:
-    """What a peer signs to prove it holds the key it says hello with."""
-    return PROOF_CONTEXT + nonce + bytes([len(nick)]) + nick + public_der
-
-
-def sign_proof(key: rsa.RSAPrivateKey, nonce: bytes, nick: bytes, public_der: bytes) -> bytes:
-    return key.sign(proof_bytes(nonce, nick, public_der), _PSS, hashes.SHA256())
-
-
-def verify_proof(
-    key: rsa.RSAPublicKey, signature: bytes, nonce: bytes, nick: bytes, public_der: bytes
-) -> bool:
-    try:
-        key.verify(signature, proof_bytes(nonce, nick, public_der), _PSS, hashes.SHA256())
-    except InvalidSignature:
-        return False
-    return True
 
 
 # --- encoding ------------------------------------------------------------------------
