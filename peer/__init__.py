@@ -1,2 +1,2 @@
-"""The zchat peer: the protocol core (`core`, sans I/O), its socket loop (`client`),
-and the front ends built on them (`scripted`, `interactive`, `cli`)."""
+"""The zchat peer library: the protocol core (`core`, sans I/O), its asyncio socket loop
+(`client`), and what every front end builds on: events, commands, pins, rendering."""
