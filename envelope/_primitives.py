@@ -81,3 +81,17 @@ def decrypt(key: bytes, token: bytes) -> bytes:
         return Fernet(base64.urlsafe_b64encode(key)).decrypt(token)
     except InvalidToken:
         raise DecryptionFailed("cannot decrypt") from None
+
+
+def sign_statement(private_key: rsa.RSAPrivateKey, context: bytes, body: bytes) -> bytes:
+    """Sign a statement (a certificate, a vouch) under its own domain-separation context."""
+    return private_key.sign(context + body, _PSS, hashes.SHA256())
+
+
+def verify_statement(
+    public_key: rsa.RSAPublicKey, signature: bytes, context: bytes, body: bytes
+) -> None:
+    try:
+        public_key.verify(signature, context + body, _PSS, hashes.SHA256())
+    except InvalidSignature:
+        raise BadSignature("signature does not verify") from None

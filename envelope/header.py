@@ -21,6 +21,7 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
+from zchat.envelope._codec import Reader, short_string
 from zchat.envelope.errors import MalformedEnvelope, UnsupportedVersion
 from zchat.envelope.limits import (
     ENVELOPE_VERSION,
@@ -41,6 +42,7 @@ class MessageKind(IntEnum):
 
     ROOM = 1  # text to everyone present
     DIRECT = 2  # text to the named recipients only
+    VOUCH = 3  # vouches for members the sender admitted (envelope.vouch), not text
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +95,10 @@ class Header:
                 self.seq,
                 self.sender_fingerprint,
             ),
-            _short_string(self.sender),
+            short_string(self.sender),
             len(self.recipients).to_bytes(2, "big"),
         ]
-        parts.extend(_short_string(r) for r in self.recipients)
+        parts.extend(short_string(r) for r in self.recipients)
         return b"".join(parts)
 
     @classmethod
@@ -111,7 +113,7 @@ class Header:
             kind = MessageKind(kind)
         except ValueError:
             raise MalformedEnvelope(f"unknown message kind {kind}") from None
-        reader = _Reader(data, _PREFIX.size)
+        reader = Reader(data, _PREFIX.size)
         sender = reader.short_string()
         count = reader.u16()
         if not 1 <= count <= MAX_RECIPIENTS:
@@ -122,39 +124,3 @@ class Header:
             return cls(kind, msg_id, ts, seq, sender, fp, recipients, version)
         except ValueError as exc:
             raise MalformedEnvelope(str(exc)) from None
-
-
-def _short_string(text: str) -> bytes:
-    raw = text.encode("ascii")
-    return len(raw).to_bytes(1, "big") + raw
-
-
-class _Reader:
-    """Bounds-checked cursor over header bytes."""
-
-    def __init__(self, data: bytes, offset: int) -> None:
-        self._data = data
-        self._pos = offset
-
-    def take(self, n: int) -> bytes:
-        end = self._pos + n
-        if end > len(self._data):
-            raise MalformedEnvelope("header truncated")
-        chunk = self._data[self._pos : end]
-        self._pos = end
-        return chunk
-
-    def u16(self) -> int:
-        return int.from_bytes(self.take(2), "big")
-
-    def short_string(self) -> str:
-        raw = self.take(self.take(1)[0])
-        # Nicknames are ASCII by definition; checking here means no later code ever
-        # sees a decoded non-ASCII name. Validity is re-checked by Header itself.
-        if not raw.isascii():
-            raise MalformedEnvelope("nickname is not ASCII")
-        return raw.decode("ascii")
-
-    def expect_end(self) -> None:
-        if self._pos != len(self._data):
-            raise MalformedEnvelope("trailing bytes after header")

@@ -56,3 +56,25 @@ MAX_FRAME_BYTES: Final = 64 * 1024
 ENVELOPE_FIXED_FRAMES: Final = 3
 MAX_ENVELOPE_FRAMES: Final = ENVELOPE_FIXED_FRAMES + MAX_RECIPIENTS
 DELIVERY_FRAMES: Final = ENVELOPE_FIXED_FRAMES + 1
+
+#: Session keys (forward secrecy): every message key is wrapped to a short-lived RSA key
+#: that the sender's identity key certifies. Always 2048 bits: they live an hour, and
+#: generating one must not stall a connect (about 40 ms).
+SESSION_KEY_BITS: Final = 2048
+#: A certificate lives at most this long, whatever it claims: a stolen session key is
+#: worth a week of traffic at worst, not forever.
+MAX_CERT_LIFETIME_MS: Final = 7 * 24 * 3600 * 1000
+#: Clocks disagree: a certificate created this far in the future, or expired this
+#: recently, is still accepted.
+CLOCK_SKEW_MS: Final = 5 * 60 * 1000
+#: Certificate: version, nick, identity fingerprint, two times, key length and key,
+#: then the identity key's signature.
+CERT_FIXED_BYTES: Final = 1 + 1 + FINGERPRINT_BYTES + 8 + 8 + 2
+MAX_CERT_BYTES: Final = CERT_FIXED_BYTES + NICK_MAX_LEN + MAX_PUBLIC_KEY_DER + MAX_RSA_BYTES
+
+#: Vouches: a room name is 1 to this many ASCII bytes.
+MAX_ROOM_ID_BYTES: Final = 64
+VOUCH_FIXED_BYTES: Final = 1 + 1 + 1 + 2 * FINGERPRINT_BYTES + 8
+MAX_VOUCH_BYTES: Final = VOUCH_FIXED_BYTES + MAX_ROOM_ID_BYTES + NICK_MAX_LEN + MAX_RSA_BYTES
+#: Vouches travel sealed, several to a message; a message holds at most this many.
+MAX_VOUCHES_PER_MESSAGE: Final = 16
