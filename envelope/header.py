@@ -12,7 +12,9 @@ mean this header, and parsing is a handful of bounds checks. Layout (big-endian)
     sender_fp  32 bytes  SHA-256 of the sender's public key (DER SubjectPublicKeyInfo)
     sender     u8 length, then that many ASCII bytes
     count      u16       number of recipients, 1..MAX_RECIPIENTS
-    recipient  u8 length, then that many ASCII bytes; `count` times
+    recipient  u8 length, then that many ASCII bytes, then
+               key id    KEY_ID_BYTES: the start of the fingerprint of the session key
+                         this recipient's message key is wrapped to; `count` times
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from zchat.envelope.limits import (
     ENVELOPE_VERSION,
     FINGERPRINT_BYTES,
     HEADER_FIXED_BYTES,
+    KEY_ID_BYTES,
     MAX_HEADER_BYTES,
     MAX_RECIPIENTS,
     MSG_ID_BYTES,
@@ -56,6 +59,8 @@ class Header:
     sender: str
     sender_fingerprint: bytes
     recipients: tuple[str, ...]
+    #: One per recipient, in order: which of its session keys the wrap is for.
+    key_ids: tuple[bytes, ...]
     version: int = ENVELOPE_VERSION
 
     def __post_init__(self) -> None:
@@ -78,6 +83,10 @@ class Header:
             return f"a message names 1 to {MAX_RECIPIENTS} recipients"
         if not all(is_valid_nick(r) for r in self.recipients):
             return "invalid recipient nickname"
+        if len(self.key_ids) != len(self.recipients):
+            return "one key id per recipient is required"
+        if any(len(k) != KEY_ID_BYTES for k in self.key_ids):
+            return f"a key id is {KEY_ID_BYTES} bytes"
         keys = {nick_key(r) for r in self.recipients}
         if len(keys) != len(self.recipients):
             return "duplicate recipient"
@@ -98,7 +107,8 @@ class Header:
             short_string(self.sender),
             len(self.recipients).to_bytes(2, "big"),
         ]
-        parts.extend(short_string(r) for r in self.recipients)
+        for nick, key_id in zip(self.recipients, self.key_ids, strict=True):
+            parts += [short_string(nick), key_id]
         return b"".join(parts)
 
     @classmethod
@@ -118,9 +128,11 @@ class Header:
         count = reader.u16()
         if not 1 <= count <= MAX_RECIPIENTS:
             raise MalformedEnvelope("recipient count out of range")
-        recipients = tuple(reader.short_string() for _ in range(count))
+        entries = [(reader.short_string(), reader.take(KEY_ID_BYTES)) for _ in range(count)]
         reader.expect_end()
+        recipients = tuple(nick for nick, _ in entries)
+        key_ids = tuple(key_id for _, key_id in entries)
         try:
-            return cls(kind, msg_id, ts, seq, sender, fp, recipients, version)
+            return cls(kind, msg_id, ts, seq, sender, fp, recipients, key_ids, version)
         except ValueError as exc:
             raise MalformedEnvelope(str(exc)) from None

@@ -6,8 +6,9 @@ frame costs a length comparison, not an allocation or an RSA operation.
 
 from typing import Final
 
-#: The envelope format version carried in every header (byte 0).
-ENVELOPE_VERSION: Final = 1
+#: The envelope format version carried in every header (byte 0). Version 2 names, for
+#: each recipient, the session key its message key is wrapped to.
+ENVELOPE_VERSION: Final = 2
 
 #: Nicknames: 1-32 ASCII letters, digits, "_", "-", ".". See `envelope.nick`.
 NICK_MIN_LEN: Final = 1
@@ -43,10 +44,17 @@ RSA_PUBLIC_EXPONENT: Final = 65537
 #: DER SubjectPublicKeyInfo of an RSA-4096 key is 550 bytes.
 MAX_PUBLIC_KEY_DER: Final = 1024
 
+#: The header names each recipient's session key by the first bytes of its fingerprint:
+#: enough to pick among the few keys one recipient holds at once. The OAEP label binds
+#: the whole fingerprint, so a short id gives nobody a collision to aim at.
+KEY_ID_BYTES: Final = 8
+
 #: Header: version, kind, id, time, seq, fingerprint, nick-len, nick, count, then
-#: (len, nick) for every recipient. See docs/PROTOCOL.md.
+#: (len, nick, key id) for every recipient. See docs/PROTOCOL.md.
 HEADER_FIXED_BYTES: Final = 1 + 1 + MSG_ID_BYTES + 8 + 8 + FINGERPRINT_BYTES + 1 + 2
-MAX_HEADER_BYTES: Final = HEADER_FIXED_BYTES + NICK_MAX_LEN + MAX_RECIPIENTS * (1 + NICK_MAX_LEN)
+MAX_HEADER_BYTES: Final = (
+    HEADER_FIXED_BYTES + NICK_MAX_LEN + MAX_RECIPIENTS * (1 + NICK_MAX_LEN + KEY_ID_BYTES)
+)
 
 #: No legal frame is larger than this; the broker sets it as ZMQ_MAXMSGSIZE, which
 #: libzmq enforces per frame before the frame reaches Python.
