@@ -81,13 +81,14 @@ def time_crypto(identity: Identity, payload: bytes, *, scale: float = 1.0) -> Cr
     token = prim.encrypt(key, payload, now)
     header = bytes(120)  # a typical header length; hashing it is all signing does with it
     signature = prim.sign(identity.private_key, header, token)
-    wrapped = prim.wrap(identity.public_key, key, msg_id, identity.fingerprint, "bob")
+    fp = identity.fingerprint  # stands for the recipient's session key: same size, same cost
+    wrapped = prim.wrap(identity.public_key, key, msg_id, fp, "bob", fp)
     private, public = identity.private_key, identity.public_key
     ops: dict[str, Callable[[], object]] = {
         "sign": lambda: prim.sign(private, header, token),
         "verify": lambda: prim.verify(public, signature, header, token),
-        "wrap": lambda: prim.wrap(public, key, msg_id, identity.fingerprint, "bob"),
-        "unwrap": lambda: prim.unwrap(private, wrapped, msg_id, identity.fingerprint, "bob"),
+        "wrap": lambda: prim.wrap(public, key, msg_id, fp, "bob", fp),
+        "unwrap": lambda: prim.unwrap(private, wrapped, msg_id, fp, "bob", fp),
         "encrypt": lambda: prim.encrypt(key, payload, now),
         "decrypt": lambda: prim.decrypt(key, token),
     }
@@ -168,7 +169,7 @@ def envelope_overhead(
         return open_delivery(
             delivery,
             me="r0",
-            identity=recipient,
+            keys=(recipient,),
             sender_key=sender.public_key,
             sender_fingerprint=fp,
         )

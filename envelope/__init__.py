@@ -6,9 +6,18 @@ broker (`proof`) is signed here too, so every padding choice is made in this pac
 See docs/PROTOCOL.md for the bytes.
 """
 
+from zchat.envelope.certificate import (
+    SessionCertificate,
+    SessionKey,
+    certify,
+    check_certificate,
+    generate_session_key,
+)
 from zchat.envelope.errors import (
+    BadCertificate,
     BadPublicKey,
     BadSignature,
+    BadVouch,
     DecryptionFailed,
     EnvelopeError,
     IdentityError,
@@ -16,6 +25,7 @@ from zchat.envelope.errors import (
     MalformedEnvelope,
     NotForMe,
     PassphraseRequired,
+    UnknownSessionKey,
     UnsupportedVersion,
     WrongPassphrase,
 )
@@ -44,12 +54,23 @@ from zchat.envelope.sealing import (
     seal,
     verify_delivery,
 )
+from zchat.envelope.vouch import (
+    Vouch,
+    check_vouch,
+    encode_vouches,
+    is_valid_room,
+    make_vouch,
+    parse_vouches,
+    same_member,
+)
 
 __all__ = [
     "PRIVATE_KEY_FILE",
     "PUBLIC_KEY_FILE",
+    "BadCertificate",
     "BadPublicKey",
     "BadSignature",
+    "BadVouch",
     "DecryptionFailed",
     "Delivery",
     "Envelope",
@@ -64,19 +85,32 @@ __all__ = [
     "Opened",
     "PassphraseRequired",
     "Recipient",
+    "SessionCertificate",
+    "SessionKey",
+    "UnknownSessionKey",
     "UnsupportedVersion",
+    "Vouch",
     "WrongPassphrase",
+    "certify",
+    "check_certificate",
+    "check_vouch",
     "decrypt_verified",
+    "encode_vouches",
     "fingerprint",
     "format_fingerprint",
     "generate_identity",
+    "generate_session_key",
     "is_valid_nick",
+    "is_valid_room",
     "load_identity",
     "load_or_create_identity",
     "load_public_key",
+    "make_vouch",
     "nick_key",
     "open_delivery",
+    "parse_vouches",
     "public_der",
+    "same_member",
     "save_identity",
     "seal",
     "sign_proof",

@@ -20,9 +20,11 @@ from zchat.envelope.limits import FERNET_KEY_BYTES
 
 # Domain separation: a signature or a wrapped key made for one purpose can never be
 # taken for another, whatever the bytes after the prefix.
-SIGNATURE_CONTEXT = b"zchat/1 envelope signature\x00"
-WRAP_CONTEXT = b"zchat/1 wrapped key\x00"
+SIGNATURE_CONTEXT = b"zchat/2 envelope signature\x00"
+WRAP_CONTEXT = b"zchat/2 wrapped key\x00"
 PROOF_CONTEXT = b"zchat/1 hello proof\x00"
+CERT_CONTEXT = b"zchat/2 session key certificate\x00"
+VOUCH_CONTEXT = b"zchat/2 vouch\x00"
 
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 
@@ -56,26 +58,37 @@ def pss_verify(public_key: rsa.RSAPublicKey, signature: bytes, data: bytes) -> N
         raise BadSignature("signature does not verify") from None
 
 
-def _oaep(msg_id: bytes, sender_fp: bytes, recipient: str) -> padding.OAEP:
-    # The OAEP label binds a wrapped key to its message, its sender and its
-    # recipient: it cannot be lifted into another envelope or handed to another
-    # member, and nobody who re-signs a message under their own name (a broker with a
-    # member in league) can make it open as theirs.
-    label = WRAP_CONTEXT + msg_id + sender_fp + recipient.encode("ascii")
+def _oaep(msg_id: bytes, sender_fp: bytes, recipient: str, key_fp: bytes) -> padding.OAEP:
+    # The OAEP label binds a wrapped key to its message, its sender, its recipient and
+    # the session key it is wrapped to: it cannot be lifted into another envelope or
+    # handed to another member, nobody who re-signs a message under their own name (a
+    # broker with a member in league) can make it open as theirs, and the whole
+    # fingerprint stands behind the short key id the header carries.
+    label = WRAP_CONTEXT + msg_id + sender_fp + key_fp + recipient.encode("ascii")
     return padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=label)
 
 
 def wrap(
-    public_key: rsa.RSAPublicKey, key: bytes, msg_id: bytes, sender_fp: bytes, recipient: str
+    public_key: rsa.RSAPublicKey,
+    key: bytes,
+    msg_id: bytes,
+    sender_fp: bytes,
+    recipient: str,
+    key_fp: bytes,
 ) -> bytes:
-    return public_key.encrypt(key, _oaep(msg_id, sender_fp, recipient))
+    return public_key.encrypt(key, _oaep(msg_id, sender_fp, recipient, key_fp))
 
 
 def unwrap(
-    private_key: rsa.RSAPrivateKey, wrapped: bytes, msg_id: bytes, sender_fp: bytes, recipient: str
+    private_key: rsa.RSAPrivateKey,
+    wrapped: bytes,
+    msg_id: bytes,
+    sender_fp: bytes,
+    recipient: str,
+    key_fp: bytes,
 ) -> bytes:
     try:
-        key = private_key.decrypt(wrapped, _oaep(msg_id, sender_fp, recipient))
+        key = private_key.decrypt(wrapped, _oaep(msg_id, sender_fp, recipient, key_fp))
     except ValueError:
         raise DecryptionFailed("cannot decrypt") from None
     if len(key) != FERNET_KEY_BYTES:

@@ -5,7 +5,10 @@
      │    └── UnsupportedVersion   a version this code does not speak
      ├── BadPublicKey          a public key that does not load or is not acceptable
      ├── BadSignature          the sender's signature does not verify
+     ├── BadCertificate        a session-key certificate that must not be sealed to
+     ├── BadVouch              a vouch that admits nobody: forged, misdirected, elsewhere
      ├── NotForMe              a genuine message whose signed recipients do not name us
+     ├── UnknownSessionKey     sealed to a session key we no longer hold (expired)
      ├── DecryptionFailed      unwrap or decrypt failed (deliberately opaque)
      └── IdentityError         key files on disk
           ├── InsecureKeyFile      a private key readable by group or others
@@ -43,11 +46,31 @@ class BadSignature(EnvelopeError):
     """The signature does not verify under the sender's key: forged or tampered."""
 
 
+class BadCertificate(EnvelopeError):
+    """A session-key certificate that is forged, expired, or not from the pinned identity.
+
+    Nothing is ever sealed to the session key such a certificate names.
+    """
+
+
+class BadVouch(EnvelopeError):
+    """A vouch that admits nobody: a bad signature, another room, another key or name."""
+
+
 class NotForMe(EnvelopeError):
     """A correctly signed message whose recipient list does not name us.
 
     Kept apart from the other errors: it is not an attack on us, but it is what a
     genuine direct message forwarded to a third party looks like.
+    """
+
+
+class UnknownSessionKey(EnvelopeError):
+    """The delivery names a session key of ours that we no longer hold.
+
+    Kept apart from DecryptionFailed: the key id is in the signed cleartext header, so
+    saying so reveals nothing. It is what a message looks like that arrives after its
+    key was retired (too late, or replayed from a recording after a restart).
     """
 
 

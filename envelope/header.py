@@ -12,7 +12,9 @@ mean this header, and parsing is a handful of bounds checks. Layout (big-endian)
     sender_fp  32 bytes  SHA-256 of the sender's public key (DER SubjectPublicKeyInfo)
     sender     u8 length, then that many ASCII bytes
     count      u16       number of recipients, 1..MAX_RECIPIENTS
-    recipient  u8 length, then that many ASCII bytes; `count` times
+    recipient  u8 length, then that many ASCII bytes, then
+               key id    KEY_ID_BYTES: the start of the fingerprint of the session key
+                         this recipient's message key is wrapped to; `count` times
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
+from zchat.envelope._codec import Reader, short_string
 from zchat.envelope.errors import MalformedEnvelope, UnsupportedVersion
 from zchat.envelope.limits import (
     ENVELOPE_VERSION,
     FINGERPRINT_BYTES,
     HEADER_FIXED_BYTES,
+    KEY_ID_BYTES,
     MAX_HEADER_BYTES,
     MAX_RECIPIENTS,
     MSG_ID_BYTES,
@@ -41,6 +45,7 @@ class MessageKind(IntEnum):
 
     ROOM = 1  # text to everyone present
     DIRECT = 2  # text to the named recipients only
+    VOUCH = 3  # vouches for members the sender admitted (envelope.vouch), not text
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +59,8 @@ class Header:
     sender: str
     sender_fingerprint: bytes
     recipients: tuple[str, ...]
+    #: One per recipient, in order: which of its session keys the wrap is for.
+    key_ids: tuple[bytes, ...]
     version: int = ENVELOPE_VERSION
 
     def __post_init__(self) -> None:
@@ -76,6 +83,10 @@ class Header:
             return f"a message names 1 to {MAX_RECIPIENTS} recipients"
         if not all(is_valid_nick(r) for r in self.recipients):
             return "invalid recipient nickname"
+        if len(self.key_ids) != len(self.recipients):
+            return "one key id per recipient is required"
+        if any(len(k) != KEY_ID_BYTES for k in self.key_ids):
+            return f"a key id is {KEY_ID_BYTES} bytes"
         keys = {nick_key(r) for r in self.recipients}
         if len(keys) != len(self.recipients):
             return "duplicate recipient"
@@ -93,10 +104,11 @@ class Header:
                 self.seq,
                 self.sender_fingerprint,
             ),
-            _short_string(self.sender),
+            short_string(self.sender),
             len(self.recipients).to_bytes(2, "big"),
         ]
-        parts.extend(_short_string(r) for r in self.recipients)
+        for nick, key_id in zip(self.recipients, self.key_ids, strict=True):
+            parts += [short_string(nick), key_id]
         return b"".join(parts)
 
     @classmethod
@@ -111,50 +123,16 @@ class Header:
             kind = MessageKind(kind)
         except ValueError:
             raise MalformedEnvelope(f"unknown message kind {kind}") from None
-        reader = _Reader(data, _PREFIX.size)
+        reader = Reader(data, _PREFIX.size)
         sender = reader.short_string()
         count = reader.u16()
         if not 1 <= count <= MAX_RECIPIENTS:
             raise MalformedEnvelope("recipient count out of range")
-        recipients = tuple(reader.short_string() for _ in range(count))
+        entries = [(reader.short_string(), reader.take(KEY_ID_BYTES)) for _ in range(count)]
         reader.expect_end()
+        recipients = tuple(nick for nick, _ in entries)
+        key_ids = tuple(key_id for _, key_id in entries)
         try:
-            return cls(kind, msg_id, ts, seq, sender, fp, recipients, version)
+            return cls(kind, msg_id, ts, seq, sender, fp, recipients, key_ids, version)
         except ValueError as exc:
             raise MalformedEnvelope(str(exc)) from None
-
-
-def _short_string(text: str) -> bytes:
-    raw = text.encode("ascii")
-    return len(raw).to_bytes(1, "big") + raw
-
-
-class _Reader:
-    """Bounds-checked cursor over header bytes."""
-
-    def __init__(self, data: bytes, offset: int) -> None:
-        self._data = data
-        self._pos = offset
-
-    def take(self, n: int) -> bytes:
-        end = self._pos + n
-        if end > len(self._data):
-            raise MalformedEnvelope("header truncated")
-        chunk = self._data[self._pos : end]
-        self._pos = end
-        return chunk
-
-    def u16(self) -> int:
-        return int.from_bytes(self.take(2), "big")
-
-    def short_string(self) -> str:
-        raw = self.take(self.take(1)[0])
-        # Nicknames are ASCII by definition; checking here means no later code ever
-        # sees a decoded non-ASCII name. Validity is re-checked by Header itself.
-        if not raw.isascii():
-            raise MalformedEnvelope("nickname is not ASCII")
-        return raw.decode("ascii")
-
-    def expect_end(self) -> None:
-        if self._pos != len(self._data):
-            raise MalformedEnvelope("trailing bytes after header")

@@ -6,8 +6,9 @@ frame costs a length comparison, not an allocation or an RSA operation.
 
 from typing import Final
 
-#: The envelope format version carried in every header (byte 0).
-ENVELOPE_VERSION: Final = 1
+#: The envelope format version carried in every header (byte 0). Version 2 names, for
+#: each recipient, the session key its message key is wrapped to.
+ENVELOPE_VERSION: Final = 2
 
 #: Nicknames: 1-32 ASCII letters, digits, "_", "-", ".". See `envelope.nick`.
 NICK_MIN_LEN: Final = 1
@@ -43,10 +44,17 @@ RSA_PUBLIC_EXPONENT: Final = 65537
 #: DER SubjectPublicKeyInfo of an RSA-4096 key is 550 bytes.
 MAX_PUBLIC_KEY_DER: Final = 1024
 
+#: The header names each recipient's session key by the first bytes of its fingerprint:
+#: enough to pick among the few keys one recipient holds at once. The OAEP label binds
+#: the whole fingerprint, so a short id gives nobody a collision to aim at.
+KEY_ID_BYTES: Final = 8
+
 #: Header: version, kind, id, time, seq, fingerprint, nick-len, nick, count, then
-#: (len, nick) for every recipient. See docs/PROTOCOL.md.
+#: (len, nick, key id) for every recipient. See docs/PROTOCOL.md.
 HEADER_FIXED_BYTES: Final = 1 + 1 + MSG_ID_BYTES + 8 + 8 + FINGERPRINT_BYTES + 1 + 2
-MAX_HEADER_BYTES: Final = HEADER_FIXED_BYTES + NICK_MAX_LEN + MAX_RECIPIENTS * (1 + NICK_MAX_LEN)
+MAX_HEADER_BYTES: Final = (
+    HEADER_FIXED_BYTES + NICK_MAX_LEN + MAX_RECIPIENTS * (1 + NICK_MAX_LEN + KEY_ID_BYTES)
+)
 
 #: No legal frame is larger than this; the broker sets it as ZMQ_MAXMSGSIZE, which
 #: libzmq enforces per frame before the frame reaches Python.
@@ -56,3 +64,25 @@ MAX_FRAME_BYTES: Final = 64 * 1024
 ENVELOPE_FIXED_FRAMES: Final = 3
 MAX_ENVELOPE_FRAMES: Final = ENVELOPE_FIXED_FRAMES + MAX_RECIPIENTS
 DELIVERY_FRAMES: Final = ENVELOPE_FIXED_FRAMES + 1
+
+#: Session keys (forward secrecy): every message key is wrapped to a short-lived RSA key
+#: that the sender's identity key certifies. Always 2048 bits: they live an hour, and
+#: generating one must not stall a connect (about 40 ms).
+SESSION_KEY_BITS: Final = 2048
+#: A certificate lives at most this long, whatever it claims: a stolen session key is
+#: worth a week of traffic at worst, not forever.
+MAX_CERT_LIFETIME_MS: Final = 7 * 24 * 3600 * 1000
+#: Clocks disagree: a certificate created this far in the future, or expired this
+#: recently, is still accepted.
+CLOCK_SKEW_MS: Final = 5 * 60 * 1000
+#: Certificate: version, nick, identity fingerprint, two times, key length and key,
+#: then the identity key's signature.
+CERT_FIXED_BYTES: Final = 1 + 1 + FINGERPRINT_BYTES + 8 + 8 + 2
+MAX_CERT_BYTES: Final = CERT_FIXED_BYTES + NICK_MAX_LEN + MAX_PUBLIC_KEY_DER + MAX_RSA_BYTES
+
+#: Vouches: a room name is 1 to this many ASCII bytes.
+MAX_ROOM_ID_BYTES: Final = 64
+VOUCH_FIXED_BYTES: Final = 1 + 1 + 1 + 2 * FINGERPRINT_BYTES + 8
+MAX_VOUCH_BYTES: Final = VOUCH_FIXED_BYTES + MAX_ROOM_ID_BYTES + NICK_MAX_LEN + MAX_RSA_BYTES
+#: Vouches travel sealed, several to a message; a message holds at most this many.
+MAX_VOUCHES_PER_MESSAGE: Final = 16

@@ -1,7 +1,8 @@
 """Seal a message for many recipients; open one delivery. The only safe order of work.
 
 Sealing: a fresh Fernet key encrypts the plaintext; that key is wrapped with RSA-OAEP
-for each recipient; the sender signs header and token with RSA-PSS.
+to each recipient's session key (see `envelope.certificate`), which the signed header
+names; the sender signs header and token with RSA-PSS under its identity key.
 
 Opening: check the frames, check the sender's key is the one the header names, verify
 the signature, check we are a named recipient, and only then unwrap and decrypt. No
@@ -12,24 +13,44 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from zchat.envelope import _primitives as prim
-from zchat.envelope.errors import BadSignature, NotForMe
+from zchat.envelope.errors import BadSignature, NotForMe, UnknownSessionKey
 from zchat.envelope.frames import Delivery, Envelope
 from zchat.envelope.header import Header, MessageKind
 from zchat.envelope.keys import Identity, fingerprint, public_der
-from zchat.envelope.limits import MAX_TEXT_BYTES, MSG_ID_BYTES
+from zchat.envelope.limits import KEY_ID_BYTES, MAX_TEXT_BYTES, MSG_ID_BYTES
 from zchat.envelope.nick import nick_key
 
 
 @dataclass(frozen=True, slots=True)
 class Recipient:
+    """Whom to seal for, and the key to wrap to: their session key, certified."""
+
     nick: str
     public_key: rsa.RSAPublicKey
+    #: SHA-256 of `public_key`: the header names it, the OAEP label binds it. Computed
+    #: when left out; callers that seal often keep it with the key instead.
+    key_fingerprint: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not self.key_fingerprint:
+            object.__setattr__(self, "key_fingerprint", fingerprint(public_der(self.public_key)))
+
+
+class UnwrapKey(Protocol):
+    """A private key we can unwrap with, and its fingerprint (Identity, SessionKey)."""
+
+    @property
+    def private_key(self) -> rsa.RSAPrivateKey: ...
+
+    @property
+    def fingerprint(self) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +85,14 @@ def seal(
         sender=sender_nick,
         sender_fingerprint=sender.fingerprint,
         recipients=tuple(r.nick for r in recipients),
+        key_ids=tuple(r.key_fingerprint[:KEY_ID_BYTES] for r in recipients),
     )
     header_bytes = header.encode()
     key = prim.new_message_key()
     token = prim.encrypt(key, plaintext, int(now))
     wrapped = tuple(
-        prim.wrap(r.public_key, key, header.msg_id, sender.fingerprint, r.nick) for r in recipients
+        prim.wrap(r.public_key, key, header.msg_id, sender.fingerprint, r.nick, r.key_fingerprint)
+        for r in recipients
     )
     signature = prim.sign(sender.private_key, header_bytes, token)
     return Envelope(header, header_bytes, signature, token, wrapped)
@@ -79,17 +102,18 @@ def open_delivery(
     delivery: Delivery,
     *,
     me: str,
-    identity: Identity,
+    keys: Iterable[UnwrapKey],
     sender_key: rsa.RSAPublicKey,
     sender_fingerprint: bytes | None = None,
 ) -> Opened:
-    """Verify and decrypt a delivery addressed to `me`.
+    """Verify and decrypt a delivery addressed to `me`, with one of our session `keys`.
 
     Raises BadSignature (forged, tampered, or signed by another key than
-    `sender_key`), NotForMe (genuine but not addressed to us) or DecryptionFailed.
+    `sender_key`), NotForMe (genuine but not addressed to us), UnknownSessionKey
+    (wrapped to a key we no longer hold) or DecryptionFailed.
     """
     verify_delivery(delivery, me=me, sender_key=sender_key, sender_fingerprint=sender_fingerprint)
-    return Opened(delivery.header, decrypt_verified(delivery, me=me, identity=identity))
+    return Opened(delivery.header, decrypt_verified(delivery, me=me, keys=keys))
 
 
 def verify_delivery(
@@ -113,23 +137,29 @@ def verify_delivery(
     return header
 
 
-def decrypt_verified(delivery: Delivery, *, me: str, identity: Identity) -> bytes:
+def decrypt_verified(delivery: Delivery, *, me: str, keys: Iterable[UnwrapKey]) -> bytes:
     """The second half of `open_delivery`. Only for a delivery `verify_delivery` passed."""
     header = delivery.header
+    index = _named(header, me)
+    key_id = header.key_ids[index]
+    ours = next((k for k in keys if k.fingerprint[:KEY_ID_BYTES] == key_id), None)
+    if ours is None:
+        raise UnknownSessionKey(f"message {header.msg_id.hex()} is for a session key we dropped")
     key = prim.unwrap(
-        identity.private_key,
+        ours.private_key,
         delivery.wrapped_key,
         header.msg_id,
         header.sender_fingerprint,
-        _named(header, me),
+        header.recipients[index],
+        ours.fingerprint,
     )
     return prim.decrypt(key, delivery.token)
 
 
-def _named(header: Header, me: str) -> str:
-    """Our nickname as the sender spelled it in the signed recipient list."""
+def _named(header: Header, me: str) -> int:
+    """Where the signed recipient list names us."""
     mine = nick_key(me)
-    named = next((r for r in header.recipients if nick_key(r) == mine), None)
-    if named is None:
+    index = next((i for i, r in enumerate(header.recipients) if nick_key(r) == mine), None)
+    if index is None:
         raise NotForMe(f"message {header.msg_id.hex()} is not addressed to {me}")
-    return named
+    return index

@@ -322,7 +322,7 @@ class PeerCore:
                 self._problem("stale", f"an old message from {member.nick} was dropped (a replay?)")
             return  # a duplicate (a resend) is silent: it was shown once
         try:
-            plaintext = decrypt_verified(delivery, me=self.nick, identity=self.identity)
+            plaintext = decrypt_verified(delivery, me=self.nick, keys=(self.identity,))
             text = plaintext.decode("utf-8")
         except (EnvelopeError, UnicodeDecodeError):
             self._problem("cannot-decrypt", f"a message from {member.nick} did not decrypt")
@@ -427,7 +427,7 @@ class PeerCore:
             raw,
             sender=self.identity,
             sender_nick=self.nick,
-            recipients=[Recipient(m.nick, m.public_key) for m in recipients],
+            recipients=[Recipient(m.nick, m.public_key, m.fingerprint) for m in recipients],
             seq=self.seq,
             kind=kind,
             now=time.time(),

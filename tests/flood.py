@@ -46,6 +46,7 @@ def main() -> None:
             nick,
             identity.fingerprint,
             (target,),
+            (os.urandom(8),),
         )
         env = Envelope(header, header.encode(), os.urandom(256), token, (os.urandom(256),))
         messages.append(p.encode(p.Send(env)))

@@ -34,6 +34,7 @@ def good_header(**change: object) -> bytes:
         "sender": "alice",
         "sender_fingerprint": b"\x02" * 32,
         "recipients": ("bob",),
+        "key_ids": (b"\x03" * 8,),
     }
     fields.update(change)
     return Header(**fields).encode()  # type: ignore[arg-type]
@@ -73,13 +74,13 @@ def test_bad_nicknames_in_a_header_are_refused(nick: str) -> None:
     # splice the nickname in by hand: Header() itself would refuse to build it
     raw = nick.encode("utf-8")
     prefix = data[: 1 + 1 + 16 + 8 + 8 + 32]
-    forged = prefix + bytes([len(raw) % 256]) + raw + b"\x00\x01\x03bob"
+    forged = prefix + bytes([len(raw) % 256]) + raw + b"\x00\x01\x03bob" + b"\x03" * 8
     with pytest.raises(MalformedEnvelope):
         Header.parse(forged)
 
 
 def test_duplicate_recipients_differing_in_case_are_refused() -> None:
-    data = good_header(recipients=("bob", "carol"))
+    data = good_header(recipients=("bob", "carol"), key_ids=(b"\x03" * 8,) * 2)
     forged = data.replace(b"\x05carol", b"\x03BOB")
     with pytest.raises(MalformedEnvelope, match="duplicate"):
         Header.parse(forged)
@@ -87,7 +88,7 @@ def test_duplicate_recipients_differing_in_case_are_refused() -> None:
 
 def test_a_header_claiming_100000_recipients_is_refused_before_any_work() -> None:
     data = bytearray(good_header())
-    count_at = len(data) - 4 - 2  # before "\x03bob"
+    count_at = len(data) - 4 - 8 - 2  # before "\x03bob" and its key id
     data[count_at : count_at + 2] = (65535).to_bytes(2, "big")
     start = time.perf_counter()
     with pytest.raises(MalformedEnvelope, match="count"):
@@ -181,4 +182,4 @@ def test_mutated_deliveries_never_open_and_only_raise_typed_errors(
         target[i] = value
     frames[frame] = bytes(target)
     with pytest.raises(EnvelopeError):
-        open_delivery(Delivery.parse(frames), me="bob", identity=bob, sender_key=alice.public_key)
+        open_delivery(Delivery.parse(frames), me="bob", keys=(bob,), sender_key=alice.public_key)

@@ -56,7 +56,13 @@ def test_a_proof_made_by_another_key_does_not_verify(alice: Identity, bob: Ident
 def test_no_signed_input_can_be_taken_for_another_kind() -> None:
     # Each kind of signed or wrapped input starts with its own context, and no context
     # is a prefix of another, so a proof can never pass for an envelope signature.
-    contexts = [prim.SIGNATURE_CONTEXT, prim.WRAP_CONTEXT, PROOF_CONTEXT]
+    contexts = [
+        prim.SIGNATURE_CONTEXT,
+        prim.WRAP_CONTEXT,
+        PROOF_CONTEXT,
+        prim.CERT_CONTEXT,
+        prim.VOUCH_CONTEXT,
+    ]
     for a in contexts:
         assert a.endswith(b"\x00")
         for b in contexts:

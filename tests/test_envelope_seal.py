@@ -18,6 +18,8 @@ from zchat.envelope import (
     MessageKind,
     NotForMe,
     Recipient,
+    UnknownSessionKey,
+    generate_session_key,
     open_delivery,
     seal,
 )
@@ -39,7 +41,7 @@ def test_every_recipient_opens_its_own_delivery(keys: KeyPool, alice: Identity, 
     env = seal_for(alice, members, b"the plan is on")
     for i, (nick, ident) in enumerate(members):
         opened = open_delivery(
-            env.delivery_for(i), me=nick, identity=ident, sender_key=alice.public_key
+            env.delivery_for(i), me=nick, keys=(ident,), sender_key=alice.public_key
         )
         assert opened.plaintext == b"the plan is on"
         assert opened.header.sender == "alice"
@@ -55,7 +57,7 @@ def test_a_non_recipient_cannot_open_any_delivery(
     for i in range(2):
         with pytest.raises(NotForMe):
             open_delivery(
-                env.delivery_for(i), me="mallory", identity=outsider, sender_key=alice.public_key
+                env.delivery_for(i), me="mallory", keys=(outsider,), sender_key=alice.public_key
             )
 
 
@@ -66,7 +68,7 @@ def test_a_recipient_cannot_open_another_recipients_wrapped_key(
     env = seal_for(alice, [(nick0, id0), (nick1, id1)])
     stolen = dataclasses.replace(env.delivery_for(1))  # peer1's wrapped key
     with pytest.raises(DecryptionFailed):
-        open_delivery(stolen, me=nick0, identity=id0, sender_key=alice.public_key)
+        open_delivery(stolen, me=nick0, keys=(id0,), sender_key=alice.public_key)
 
 
 def test_a_delivery_carries_exactly_one_wrapped_key(keys: KeyPool, alice: Identity) -> None:
@@ -85,13 +87,13 @@ def test_direct_kind_survives_the_round_trip(alice: Identity, bob: Identity) -> 
         seq=1,
         kind=MessageKind.DIRECT,
     )
-    opened = open_delivery(env.delivery_for(0), me="bob", identity=bob, sender_key=alice.public_key)
+    opened = open_delivery(env.delivery_for(0), me="bob", keys=(bob,), sender_key=alice.public_key)
     assert opened.header.kind is MessageKind.DIRECT
 
 
 def test_recipient_names_match_case_insensitively(alice: Identity, bob: Identity) -> None:
     env = seal_for(alice, [("Bob", bob)])
-    opened = open_delivery(env.delivery_for(0), me="bob", identity=bob, sender_key=alice.public_key)
+    opened = open_delivery(env.delivery_for(0), me="bob", keys=(bob,), sender_key=alice.public_key)
     assert opened.plaintext == b"hi"
 
 
@@ -104,7 +106,7 @@ def test_text_at_the_limit_seals_and_parses(alice: Identity, bob: Identity) -> N
     env = seal_for(alice, [("bob", bob)], b"x" * MAX_TEXT_BYTES)
     parsed = Envelope.parse(env.frames())
     opened = open_delivery(
-        parsed.delivery_for(0), me="bob", identity=bob, sender_key=alice.public_key
+        parsed.delivery_for(0), me="bob", keys=(bob,), sender_key=alice.public_key
     )
     assert len(opened.plaintext) == MAX_TEXT_BYTES
 
@@ -114,7 +116,7 @@ def test_a_message_signed_by_another_key_is_a_bad_signature(
 ) -> None:
     env = seal_for(alice, [("bob", bob)])
     with pytest.raises(BadSignature):
-        open_delivery(env.delivery_for(0), me="bob", identity=bob, sender_key=carol.public_key)
+        open_delivery(env.delivery_for(0), me="bob", keys=(bob,), sender_key=carol.public_key)
 
 
 # --- tampering: every single frame and header field ---------------------------------
@@ -130,21 +132,21 @@ def test_tampered_signature_is_caught(alice: Identity, bob: Identity) -> None:
     frames = seal_for(alice, [("bob", bob)]).delivery_for(0).frames()
     frames[1] = flip(frames[1])
     with pytest.raises(BadSignature):
-        open_delivery(Delivery.parse(frames), me="bob", identity=bob, sender_key=alice.public_key)
+        open_delivery(Delivery.parse(frames), me="bob", keys=(bob,), sender_key=alice.public_key)
 
 
 def test_tampered_token_is_caught_by_the_signature(alice: Identity, bob: Identity) -> None:
     frames = seal_for(alice, [("bob", bob)]).delivery_for(0).frames()
     frames[2] = flip(frames[2], 20)
     with pytest.raises(BadSignature):
-        open_delivery(Delivery.parse(frames), me="bob", identity=bob, sender_key=alice.public_key)
+        open_delivery(Delivery.parse(frames), me="bob", keys=(bob,), sender_key=alice.public_key)
 
 
 def test_tampered_wrapped_key_fails_opaquely(alice: Identity, bob: Identity) -> None:
     frames = seal_for(alice, [("bob", bob)]).delivery_for(0).frames()
     frames[3] = flip(frames[3])
     with pytest.raises(DecryptionFailed) as info:
-        open_delivery(Delivery.parse(frames), me="bob", identity=bob, sender_key=alice.public_key)
+        open_delivery(Delivery.parse(frames), me="bob", keys=(bob,), sender_key=alice.public_key)
     assert str(info.value) == "cannot decrypt"
 
 
@@ -156,7 +158,8 @@ def test_tampered_wrapped_key_fails_opaquely(alice: Identity, bob: Identity) -> 
         {"timestamp_ms": 1},
         {"seq": 8},
         {"sender": "mallory"},
-        {"recipients": ("bob", "mallory")},
+        {"recipients": ("bob", "mallory"), "key_ids": (b"\x03" * 8,) * 2},
+        {"key_ids": (b"\x03" * 8,)},
     ],
     ids=lambda c: next(iter(c)),
 )
@@ -168,7 +171,7 @@ def test_every_header_field_is_covered_by_the_signature(
     frames = delivery.frames()
     frames[0] = forged.encode()
     with pytest.raises(BadSignature):
-        open_delivery(Delivery.parse(frames), me="bob", identity=bob, sender_key=alice.public_key)
+        open_delivery(Delivery.parse(frames), me="bob", keys=(bob,), sender_key=alice.public_key)
 
 
 def test_a_forged_sender_fingerprint_is_caught(alice: Identity, bob: Identity) -> None:
@@ -177,7 +180,7 @@ def test_a_forged_sender_fingerprint_is_caught(alice: Identity, bob: Identity) -
     frames = delivery.frames()
     frames[0] = forged.encode()
     with pytest.raises(BadSignature):
-        open_delivery(Delivery.parse(frames), me="bob", identity=bob, sender_key=alice.public_key)
+        open_delivery(Delivery.parse(frames), me="bob", keys=(bob,), sender_key=alice.public_key)
 
 
 def test_a_direct_message_forwarded_to_someone_else_is_not_for_them(
@@ -189,7 +192,7 @@ def test_a_direct_message_forwarded_to_someone_else_is_not_for_them(
     # the signature still verifies, but carol is not in the signed recipient list.
     forwarded = env.delivery_for(1)
     with pytest.raises(NotForMe):
-        open_delivery(forwarded, me="carol", identity=carol, sender_key=alice.public_key)
+        open_delivery(forwarded, me="carol", keys=(carol,), sender_key=alice.public_key)
 
 
 def test_swapping_wrapped_keys_between_messages_fails(alice: Identity, bob: Identity) -> None:
@@ -197,7 +200,7 @@ def test_swapping_wrapped_keys_between_messages_fails(alice: Identity, bob: Iden
     two = seal_for(alice, [("bob", bob)], b"two").delivery_for(0)
     mixed = dataclasses.replace(one, wrapped_key=two.wrapped_key)
     with pytest.raises(DecryptionFailed):
-        open_delivery(mixed, me="bob", identity=bob, sender_key=alice.public_key)
+        open_delivery(mixed, me="bob", keys=(bob,), sender_key=alice.public_key)
 
 
 def test_envelope_frames_parse_back_to_the_same_envelope(keys: KeyPool, alice: Identity) -> None:
@@ -220,7 +223,9 @@ def test_an_envelope_with_too_few_wrapped_keys_is_malformed(keys: KeyPool, alice
 
 
 def test_header_encoding_is_canonical(alice: Identity) -> None:
-    header = Header(MessageKind.ROOM, b"\x07" * 16, 1234, 5, "alice", b"\x02" * 32, ("bob",))
+    header = Header(
+        MessageKind.ROOM, b"\x07" * 16, 1234, 5, "alice", b"\x02" * 32, ("bob",), (b"\x03" * 8,)
+    )
     assert Header.parse(header.encode()) == header
     assert Header.parse(header.encode()).encode() == header.encode()
 
@@ -242,4 +247,38 @@ def test_a_message_re_signed_under_another_name_does_not_open(
     signature = prim.sign(mallory.private_key, header_bytes, env.token)
     stolen = Delivery(claimed, header_bytes, signature, env.token, env.wrapped_keys[0])
     with pytest.raises(DecryptionFailed):
-        open_delivery(stolen, me="bob", identity=bob, sender_key=mallory.public_key)
+        open_delivery(stolen, me="bob", keys=(bob,), sender_key=mallory.public_key)
+
+
+def test_a_message_wrapped_to_a_session_key_opens_only_with_that_key(
+    alice: Identity, bob: Identity
+) -> None:
+    current, retired = generate_session_key(), generate_session_key()
+    recipient = Recipient("bob", current.private_key.public_key(), current.fingerprint)
+    env = seal(b"for the session", sender=alice, sender_nick="alice", recipients=[recipient], seq=1)
+    delivery = env.delivery_for(0)
+    assert delivery.header.key_ids == (current.fingerprint[:8],)
+    opened = open_delivery(delivery, me="bob", keys=(retired, current), sender_key=alice.public_key)
+    assert opened.plaintext == b"for the session"
+    # Bob's identity key, or any key he no longer holds, names nothing in the header.
+    with pytest.raises(UnknownSessionKey):
+        open_delivery(delivery, me="bob", keys=(bob, retired), sender_key=alice.public_key)
+
+
+def test_a_wrap_is_bound_to_the_whole_fingerprint_of_its_session_key(
+    alice: Identity,
+) -> None:
+    # A key that shares the 8-byte id but not the fingerprint cannot unwrap: the OAEP
+    # label carries the full fingerprint, so a short id is never a collision target.
+    session = generate_session_key()
+    recipient = Recipient("bob", session.private_key.public_key(), session.fingerprint)
+    env = seal(b"x", sender=alice, sender_nick="alice", recipients=[recipient], seq=1)
+
+    class Impostor:
+        private_key = session.private_key
+        fingerprint = session.fingerprint[:8] + b"\x00" * 24
+
+    with pytest.raises(DecryptionFailed):
+        open_delivery(
+            env.delivery_for(0), me="bob", keys=(Impostor(),), sender_key=alice.public_key
+        )

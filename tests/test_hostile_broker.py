@@ -223,6 +223,7 @@ def test_a_substituted_key_is_flagged_and_nothing_is_encrypted_to_it(
                             env.header.msg_id,
                             env.header.sender_fingerprint,
                             nick,
+                            evil.fingerprint,
                         )
 
             # What the broker signs with its key, as bob, is held back, never shown.

@@ -27,7 +27,7 @@ from zchat.envelope import (
     Recipient,
     seal,
 )
-from zchat.envelope import header as header_module
+from zchat.envelope import _codec as codec_module
 from zchat.envelope.limits import MAX_RECIPIENTS
 from zchat.envelope.proof import sign_proof
 from zchat.peer import events as ev
@@ -110,13 +110,13 @@ class ReaderCount:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.reads = 0
-        original = header_module._Reader.take
+        original = codec_module.Reader.take
 
-        def take(reader: header_module._Reader, n: int) -> bytes:
+        def take(reader: codec_module.Reader, n: int) -> bytes:
             self.reads += 1
             return original(reader, n)
 
-        monkeypatch.setattr(header_module._Reader, "take", take)
+        monkeypatch.setattr(codec_module.Reader, "take", take)
 
 
 def full_header(count: int) -> bytes:
@@ -128,6 +128,7 @@ def full_header(count: int) -> bytes:
         sender="alice",
         sender_fingerprint=b"\x02" * 32,
         recipients=tuple(f"r{i:03d}" for i in range(count)),
+        key_ids=(b"\x03" * 8,) * count,
     ).encode()
 
 
@@ -139,12 +140,12 @@ def test_a_header_claiming_65535_recipients_costs_less_than_a_valid_one(
     Header.parse(valid)
     valid_reads, counter.reads = counter.reads, 0
     # The most the u16 count can claim, followed by as many names as fit the limit.
-    count_at = len(full_header(1)) - 5 - 2
+    count_at = len(full_header(1)) - 5 - 8 - 2  # before 'r000' and its key id
     claim = valid[:count_at] + (65_535).to_bytes(2, "big") + valid[count_at + 2 :]
     with pytest.raises(MalformedEnvelope, match="count"):
         Header.parse(claim)
     assert counter.reads == 3  # sender length, sender, count: then refused
-    assert valid_reads == 3 + 2 * MAX_RECIPIENTS
+    assert valid_reads == 3 + 3 * MAX_RECIPIENTS  # length, name, key id each
 
 
 @pytest.mark.parametrize(
