@@ -38,7 +38,7 @@ lint: $(STAMP)  ## ruff and mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	rm -rf $(TYPECHECK)/zchat && mkdir -p $(TYPECHECK)/zchat
-	ln -s $(CURDIR)/zchat/*.py $(CURDIR)/zchat/py.typed $(TYPECHECK)/zchat/
+	ln -s $(CURDIR)/zchat/*.py $(CURDIR)/zchat/py.typed $(CURDIR)/zchat/commands $(TYPECHECK)/zchat/
 	for d in $(PACKAGES); do ln -s $(CURDIR)/$$d $(TYPECHECK)/zchat/$$d; done
 	cd $(TYPECHECK) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p zchat
 
