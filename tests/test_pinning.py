@@ -20,8 +20,8 @@ from zchat.envelope import Identity, format_fingerprint
 from zchat.peer import events as ev
 from zchat.peer.core import PeerConfig
 from zchat.peer.errors import NobodyHere, UntrustedRecipient
-from zchat.peer.pins import PINS_FILE, PinStore
 from zchat.peer.json_events import json_line
+from zchat.peer.pins import PINS_FILE, PinStore
 from zchat.peer.render import Renderer, plain
 from zchat.wire import protocol as p
 
