@@ -34,6 +34,7 @@ from zchat.envelope import (
 )
 from zchat.envelope.limits import MAX_ROOM
 from zchat.envelope.proof import verify_proof
+from zchat.envelope.nick import NICK_RULES
 from zchat.wire import protocol as p
 from zchat.wire.errors import ProtocolError, UnsupportedProtocol
 
@@ -152,7 +153,7 @@ class Broker:
         self._pending.pop(conn, None)  # a new hello replaces an unfinished one
         nick = hello.nick.decode("ascii", "replace")
         if not is_valid_nick(nick):
-            return [self._refuse(conn, p.RefuseCode.NICK_INVALID, _NICK_RULES)]
+            return [self._refuse(conn, p.RefuseCode.NICK_INVALID, NICK_RULES)]
         try:
             key = load_public_key(hello.public_der)
         except BadPublicKey as exc:
@@ -338,9 +339,6 @@ class Broker:
     @property
     def nicks(self) -> list[str]:
         return [s.nick for s in self._by_nick.values()]
-
-
-_NICK_RULES = "a nickname is 1-32 characters: ASCII letters, digits, '_', '-', '.'"
 
 
 def _to(conn: bytes, msg: p.Message) -> Outgoing:

@@ -8,6 +8,12 @@ import re
 
 from zchat.envelope.limits import NICK_MAX_LEN, NICK_MIN_LEN
 
+#: The rules, in the words every side uses: broker refusals, prompts and usage errors.
+NICK_RULES = (
+    f"a nickname is {NICK_MIN_LEN}-{NICK_MAX_LEN} characters: "
+    "ASCII letters, digits, '_', '-' or '.'"
+)
+
 _NICK = re.compile(rf"[A-Za-z0-9_.\-]{{{NICK_MIN_LEN},{NICK_MAX_LEN}}}")
 
 

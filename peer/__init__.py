@@ -1,2 +1,3 @@
-"""The zchat peer library: the protocol core (`core`, sans I/O), its asyncio socket loop
-(`client`), and what every front end builds on: events, commands, pins, rendering."""
+"""The zchat peer: the protocol core (`core`, sans I/O), its socket loop (`client`),
+one session (`session`) and one wording (`render`) for the two front ends built on
+them (`scripted`, `interactive`). Words for errors and exit codes are the shell's."""

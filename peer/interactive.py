@@ -6,45 +6,36 @@ above it and draws it again with whatever the user had typed, so arrivals never
 garble typing. We use that rather than a full-screen Application so that the chat
 stays in the terminal's own scrollback, where people can scroll, search and copy.
 
-The session, from start to end::
+The session (`peer.session`) is the scripted mode's; what this front end adds::
 
-    [nickname: ]  -> asked when --nick is missing, and again after a refusal
-    connecting    -> Ready: the room; Refused (taken, invalid): ask again
-    chat          -> lines are messages or commands (peer.commands), shared with
-                     the scripted mode; events print above the prompt
-    leave         -> /quit, exit, Ctrl-C or Ctrl-D: wait for the broker's acks,
-                     then say which messages, if any, were not delivered
+    [nickname: ]  -> asked when --nick is missing, and again after a refusal the
+                     user can fix (taken, invalid)
+    connecting    -> after a few seconds without an answer, a hint; we keep trying
+    chat          -> a prompt with our nickname; events print above it
+    leave         -> /quit, exit, Ctrl-C or Ctrl-D: the session waits for the
+                     broker's acks; then we say which messages, if any, were not
+                     delivered
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import time
+from collections.abc import Callable, Sequence
 
 from prompt_toolkit import PromptSession, print_formatted_text
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.output import Output
 
-from zchat.console import (
-    EXIT_ERROR,
-    EXIT_INTERRUPTED,
-    EXIT_NICK_TAKEN,
-    EXIT_OK,
-    EXIT_REFUSED,
-    EXIT_UNDELIVERED,
-)
-from zchat.envelope import Identity, is_valid_nick
+from zchat.envelope import is_valid_nick
+from zchat.envelope.nick import NICK_RULES
 from zchat.peer import events as ev
-from zchat.peer.actions import execute
-from zchat.peer.client import Client, CurveKeys
-from zchat.peer.commands import Quit, parse_line
-from zchat.peer.core import PeerConfig, PeerCore, Phase
-from zchat.peer.pins import PinStore
+from zchat.peer.client import Client
+from zchat.peer.render import Line, Renderer, info, nick, plain, problem
 from zchat.peer.sanitize import for_terminal
-from zchat.peer.tui_render import STYLE, ChatView, info, nick_fragment, plain, problem
+from zchat.peer.session import Closed, Left, Outcome, run_session
+from zchat.peer.tui_style import STYLE, fragments, screenful
 
-NICK_RULES = "a nickname is 1-32 characters: ASCII letters, digits, '_', '-' or '.'"
 #: Refusals a person can fix by choosing another nickname.
 _RETRY = {
     "nick-taken": "that nickname is taken",
@@ -52,6 +43,7 @@ _RETRY = {
 }
 #: Say that the broker is not answering after this long (we keep trying).
 HINT_AFTER = 3.0
+WELCOME = "type to chat; /help lists the commands; Ctrl-D or /quit leaves"
 
 
 class Screen:
@@ -62,17 +54,14 @@ class Screen:
         #: Plain text of every line shown, when `keep` (tests read it).
         self.transcript: list[str] | None = [] if keep else None
 
-    def show(self, lines: list[FormattedText]) -> None:
+    def show(self, lines: Sequence[Line]) -> None:
         if not lines:
             return
         if self.transcript is not None:
             self.transcript += [plain(line) for line in lines]
-        fragments: list[tuple[str, str]] = []
-        for line in lines:
-            fragments += [*line, ("", "\n")]
         # One call per batch: each call redraws the prompt once.
         print_formatted_text(
-            FormattedText(fragments),
+            screenful(lines),
             end="",
             style=STYLE,
             output=self._output,
@@ -80,51 +69,111 @@ class Screen:
         )
 
 
-def run_interactive(
-    nick: str | None,
-    identity: Identity,
-    pins: PinStore,
-    config: PeerConfig,
-    endpoint: str,
-    curve: CurveKeys | None = None,
-) -> int:
-    try:
-        return asyncio.run(chat(nick, identity, pins, config, endpoint, curve))
-    except KeyboardInterrupt:  # Ctrl-C while no prompt was up (connecting, leaving)
-        return EXIT_INTERRUPTED
+class Terminal:
+    """The interactive front end of a session: a prompt below, events above."""
+
+    def __init__(
+        self,
+        client: Client,
+        screen: Screen,
+        asker: PromptSession[str],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._screen = screen
+        self._asker = asker
+        self._clock = clock
+        self._renderer = Renderer(client.core.nick)
+        # History in memory only: what people typed is not written to disk.
+        self._prompt: PromptSession[str] = PromptSession(history=InMemoryHistory(), style=STYLE)
+
+    def show(self, events: Sequence[ev.Event]) -> None:
+        now = self._clock()
+        lines: list[Line] = []
+        for event in events:
+            lines += self._renderer.render(event, now)
+            if isinstance(event, ev.Ready) and not event.reconnected:
+                lines.append(info(WELCOME))
+        self._screen.show(lines)
+
+    async def next_line(self) -> str | None:
+        message = FormattedText([*fragments((nick(self._client.core.nick),)), ("", "> ")])
+        try:
+            return await self._prompt.prompt_async(message)
+        except (EOFError, KeyboardInterrupt):
+            return None
+
+    async def refused(self, refusal: ev.Refused) -> str | None:
+        if refusal.code not in _RETRY:
+            self.show([refusal])
+            return None
+        why = f"{_RETRY[refusal.code]}: {for_terminal(refusal.reason)}; choose another"
+        self._screen.show([problem(why)])
+        return await ask_nick(self._asker, self._screen)
+
+    def still_waiting(self) -> bool:
+        where = for_terminal(self._client.endpoint)
+        self._screen.show(
+            [
+                problem(
+                    f"no answer yet from {where}; is the broker running ('make broker')? "
+                    "still trying; Ctrl-C gives up"
+                )
+            ]
+        )
+        return True
+
+    def leaving(self) -> None:
+        self._screen.show([info("leaving once the broker has your last messages…")])
+
+    def ended(self, outcome: Outcome) -> None:
+        """Say how the session ended, where the session itself did not show it."""
+        match outcome:
+            case Left(unacked) if unacked:
+                self._screen.show(
+                    [
+                        problem(
+                            "not delivered (the broker never acknowledged it): "
+                            f"“{for_terminal(text)}”"
+                        )
+                        for text in unacked
+                    ]
+                )
+            case Left():
+                self._screen.show([info("bye")])
+            case Closed(reason):
+                self._screen.show([problem(for_terminal(reason))])
+            case _:
+                pass  # a refusal or a transport failure was shown as it came
 
 
 async def chat(
     nick: str | None,
-    identity: Identity,
-    pins: PinStore,
-    config: PeerConfig,
-    endpoint: str,
-    curve: CurveKeys | None = None,
+    connect: Callable[[str], Client],
     *,
     screen: Screen | None = None,
     hint_after: float = HINT_AFTER,
-) -> int:
-    """The whole interactive session; input and output are prompt_toolkit's current
-    ones (tests set them with `create_app_session`). Returns the exit status."""
+) -> Outcome:
+    """The whole interactive session; `connect` makes the client for a nickname.
+
+    Input and output are prompt_toolkit's current ones (tests set them with
+    `create_app_session`).
+    """
     screen = screen or Screen()
     # Nicknames are asked in a session of their own, so they stay out of chat history.
     asker: PromptSession[str] = PromptSession(style=STYLE)
     if nick is None:
         nick = await ask_nick(asker, screen)
         if nick is None:
-            return EXIT_OK
-    client = Client(PeerCore(nick, identity, pins, config), endpoint, curve=curve)
-    view = ChatView(nick)
+            return Left()
+    client = connect(nick)
     client.start()
-    try:
-        failed = await _join(client, view, asker, screen, hint_after)
-        if failed is not None:
-            return failed
-        return await _converse(client, view, screen)
-    finally:
-        if client.core.phase is not Phase.CLOSED:
-            await client.close(max_idle=0)
+    front = Terminal(client, screen, asker)
+    screen.show([info(f"connecting to {for_terminal(client.endpoint)} as {client.core.nick}…")])
+    outcome = await run_session(client, front, patience=hint_after)
+    front.ended(outcome)
+    return outcome
 
 
 async def ask_nick(asker: PromptSession[str], screen: Screen) -> str | None:
@@ -137,129 +186,3 @@ async def ask_nick(asker: PromptSession[str], screen: Screen) -> str | None:
         if is_valid_nick(nick):
             return nick
         screen.show([problem(NICK_RULES)])
-
-
-async def _join(
-    client: Client, view: ChatView, asker: PromptSession[str], screen: Screen, hint_after: float
-) -> int | None:
-    """Handshake until welcomed (None) or given up (the exit status)."""
-    screen.show([info(f"connecting to {for_terminal(client.endpoint)} as {client.core.nick}…")])
-    hinted = False
-    while True:
-        try:
-            event = await client.next_event(None if hinted else hint_after)
-        except asyncio.TimeoutError:
-            hinted = True
-            screen.show(
-                [
-                    problem(
-                        f"no answer yet from {for_terminal(client.endpoint)}; is the broker "
-                        "running ('make broker')? still trying; Ctrl-C gives up"
-                    )
-                ]
-            )
-            continue
-        match event:
-            case ev.Ready():
-                screen.show(view.render(event))
-                return None
-            case ev.Refused(code, reason) if code in _RETRY:
-                screen.show([problem(f"{_RETRY[code]}: {for_terminal(reason)}; choose another")])
-                nick = await ask_nick(asker, screen)
-                if nick is None:
-                    return EXIT_NICK_TAKEN if code == "nick-taken" else EXIT_REFUSED
-                client.retry_handshake(nick)
-            case ev.Refused(_, reason):
-                screen.show([problem(f"the broker refused us: {for_terminal(reason)}")])
-                return EXIT_REFUSED
-            case ev.TransportFailed():  # e.g. a broker with another CURVE key: final
-                screen.show(view.render(event))
-                return EXIT_ERROR
-            case _:
-                screen.show(view.render(event))
-
-
-async def _converse(client: Client, view: ChatView, screen: Screen) -> int:
-    # History in memory only: what people typed is not written to disk.
-    session: PromptSession[str] = PromptSession(history=InMemoryHistory(), style=STYLE)
-    # The session ended by itself: logged in elsewhere, or the transport failed.
-    closed = asyncio.Event()
-    printer = asyncio.create_task(_print_events(client, view, screen, closed))
-    try:
-        while True:
-            line = await _prompt(session, client, closed)
-            if line is None:
-                break
-            command = parse_line(line)
-            if isinstance(command, Quit):
-                break
-            screen.show([out for event in execute(command, client) for out in view.render(event)])
-        if client.core.pending_acks():
-            screen.show([info("leaving once the broker has your last messages…")])
-        unacked = await client.close()
-    finally:
-        printer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await printer
-    # Acknowledgements that came in while leaving.
-    late: list[ev.Event] = []
-    while not client.events.empty():
-        late.append(client.events.get_nowait())
-    screen.show([out for event in late for out in view.render(event)])
-    if client.failed:
-        return EXIT_ERROR  # the printer showed why
-    if client.core.closed_reason:
-        screen.show([problem(client.core.closed_reason)])
-        return EXIT_ERROR
-    if unacked:
-        screen.show(
-            [
-                problem(
-                    f"not delivered (the broker never acknowledged it): “{for_terminal(e.text)}”"
-                )
-                for e in unacked
-            ]
-        )
-        return EXIT_UNDELIVERED
-    screen.show([info("bye")])
-    return EXIT_OK
-
-
-async def _prompt(session: PromptSession[str], client: Client, closed: asyncio.Event) -> str | None:
-    """The next line typed, or None to leave (Ctrl-C, Ctrl-D, or the session ended)."""
-    message = FormattedText([nick_fragment(client.core.nick), ("", "> ")])
-    ask = asyncio.ensure_future(_read_line(session, message))
-    ended = asyncio.ensure_future(closed.wait())
-    try:
-        await asyncio.wait({ask, ended}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        ended.cancel()
-        if not ask.done():
-            ask.cancel()
-    try:
-        return await ask
-    except asyncio.CancelledError:
-        if ask.cancelled() and not closed.is_set():
-            raise  # we are being cancelled ourselves, not ending the prompt
-        return None
-
-
-async def _read_line(session: PromptSession[str], message: FormattedText) -> str | None:
-    # Caught inside the task: a task that raises KeyboardInterrupt (a BaseException)
-    # would stop the whole event loop instead of ending the chat cleanly.
-    try:
-        return await session.prompt_async(message)
-    except (EOFError, KeyboardInterrupt):
-        return None
-
-
-async def _print_events(
-    client: Client, view: ChatView, screen: Screen, closed: asyncio.Event
-) -> None:
-    while True:
-        batch = [await client.events.get()]
-        while not client.events.empty():  # a burst prints in one go
-            batch.append(client.events.get_nowait())
-        screen.show([line for event in batch for line in view.render(event)])
-        if client.core.closed_reason or client.failed:
-            closed.set()

@@ -1,18 +1,75 @@
-"""Events as text lines or JSON objects, with every network string made safe.
+"""Events as lines of role-tagged spans: the one wording of every front end.
 
-Plain lines go through `sanitize.for_terminal`; JSON relies on `json.dumps`, which
-escapes every control character (``\\u001b``), so neither can carry a raw escape.
+A `Line` is a tuple of `Span`s, and each span says what its text *is* (a time, a
+nickname, a warning...), never how it looks. The plain output joins the texts
+(`plain`); the terminal UI maps each role to a style (`peer.tui_style`). JSON has a
+module of its own (`peer.json_events`): it carries the fields, not words.
+
+Every string from the network goes through `sanitize.for_terminal` as its span is
+made, so no front end can forget to: escape sequences are shown, never executed.
+
+Times follow one rule: a message shows its sender's time, and is marked with the
+time it arrived here when the two differ by more than `CLOCK_TOLERANCE` (a sender's
+clock that is wrong, or a message held back or delivered late). The arrival time is
+the caller's `now`: rendering reads no clock.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from typing import Any
+from collections import OrderedDict
+from dataclasses import dataclass
+from enum import Enum
 
-from zchat.envelope import format_fingerprint
+from zchat.envelope import format_fingerprint, nick_key
 from zchat.peer import events as ev
 from zchat.peer.sanitize import for_terminal as safe
+
+
+class Role(Enum):
+    """What a span of text is; each front end decides how that looks."""
+
+    TEXT = "text"  # what people wrote, and punctuation: unstyled
+    TIME = "time"
+    NICK = "nick"
+    INFO = "info"  # our own quiet remarks: joins, acknowledgements, hints
+    WARNING = "warning"  # about trust: a changed key, a message held back
+    PROBLEM = "problem"  # something failed or was refused
+    FINGERPRINT = "fingerprint"
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    role: Role
+    text: str  # already safe for a terminal
+
+
+Line = tuple[Span, ...]
+
+#: A message's time is shown alone while it agrees with its arrival to this many seconds.
+CLOCK_TOLERANCE = 60.0
+#: Our own messages remembered for late acknowledgements and failure reports.
+REMEMBER = 1000
+#: Characters of our own message quoted when reporting on it.
+QUOTE = 40
+
+
+def plain(line: Line) -> str:
+    """The text of a line, without its roles."""
+    return "".join(span.text for span in line)
+
+
+def info(text: str) -> Line:
+    """A line of our own (never from the network), in the quiet voice."""
+    return (Span(Role.INFO, f"* {text}"),)
+
+
+def problem(text: str) -> Line:
+    return (Span(Role.PROBLEM, f"! {text}"),)
+
+
+def nick(name: str) -> Span:
+    return Span(Role.NICK, safe(name))
 
 
 def short(fp: bytes) -> str:
@@ -20,180 +77,220 @@ def short(fp: bytes) -> str:
     return " ".join(format_fingerprint(fp).split(" ")[:3]) + " …"
 
 
-def clock(timestamp_ms: int) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(timestamp_ms / 1000))
+def stamp(sent_at: float, arrived: float) -> tuple[Span, ...]:
+    """The time of a message sent at `sent_at` (the sender's clock) and shown at `arrived`."""
+    shown = Span(Role.TIME, f"{_clock(sent_at, arrived)} ")
+    if abs(arrived - sent_at) <= CLOCK_TOLERANCE:
+        return (shown,)
+    return (shown, Span(Role.INFO, f"(arrived {_clock(arrived, arrived)}) "))
 
 
-def key_changed(nick: str, old: bytes, new: bytes) -> tuple[str, list[str]]:
-    """The key-change warning, in one wording for every front end: (headline, rows)."""
-    name = safe(nick)
-    return f"WARNING: {name}'s KEY HAS CHANGED", [
-        f"  pinned: {format_fingerprint(old)}",
-        f"  now:    {format_fingerprint(new)}",
-        f"  Either {name} has a new device or key, or someone (the broker?) is pretending",
-        f"  to be {name} to read the room. Nothing is sent to {name} and their messages",
+class Renderer:
+    """Turns one user's (`me`) events into lines.
+
+    It remembers our own messages: they are shown once the broker acknowledges them,
+    with how many got them, at the time they were sent.
+    """
+
+    def __init__(self, me: str) -> None:
+        self.me = me
+        self._sent: OrderedDict[bytes, tuple[ev.Sent, float]] = OrderedDict()
+        self._shown: set[bytes] = set()
+
+    def render(self, event: ev.Event, now: float) -> list[Line]:
+        """The lines for `event`, which reached us at `now` (seconds since the epoch)."""
+        match event:
+            case ev.Ready(name, peers, reconnected):
+                self.me = name
+                if reconnected:
+                    return [info("back in the room")]  # who else is back shows as they come
+                here = _nick_list(peers) if peers else (Span(Role.INFO, "nobody else yet"),)
+                return [
+                    (
+                        Span(Role.INFO, "* you are "),
+                        nick(name),
+                        Span(Role.INFO, "; here: "),
+                        *here,
+                    )
+                ]
+            case ev.Joined(name, fp, trust, already_here):
+                return _joined(name, fp, trust, already_here)
+            case ev.KeyChanged(name, old, new):
+                return _key_changed(name, old, new)
+            case ev.Trusted(name, fp, released):
+                held = f"; {released} held message(s) follow" if released else ""
+                return [
+                    (
+                        Span(Role.INFO, "* you now trust "),
+                        nick(name),
+                        Span(Role.INFO, f"'s key {short(fp)}{held}"),
+                    )
+                ]
+            case ev.Left(name, reason):
+                why = {"bye": "", "timeout": " (timed out)"}.get(reason, f" ({safe(reason)})")
+                return [(Span(Role.INFO, "* "), nick(name), Span(Role.INFO, f" left{why}"))]
+            case ev.MessageReceived(sender, text, _, timestamp_ms, direct, recipients):
+                to = self._direct_to(recipients) if direct else ""
+                return [_message(sender, text, timestamp_ms / 1000, now, to)]
+            case ev.Untrusted(sender, fp, _):
+                return [
+                    (
+                        Span(Role.WARNING, "! a message signed by "),
+                        nick(sender),
+                        Span(
+                            Role.WARNING,
+                            f"'s UNTRUSTED new key {short(fp)} is held back; "
+                            f"check the key, then /trust {safe(sender)} to read it",
+                        ),
+                    )
+                ]
+            case ev.Sent() as sent:
+                self._remember(sent, now)
+                return []
+            case ev.Acked(msg_id, delivered, absent):
+                return self._acked(msg_id, delivered, absent, now)
+            case ev.Undelivered(msg_id, nicks):
+                mine = self._sent.get(msg_id)
+                what = f"your message {_quote(mine[0].text)}" if mine else "a message of yours"
+                return [problem(f"{what} never reached {_nicks(nicks)}")]
+            case ev.Refused(_, reason):
+                return [problem(f"the broker refused us: {safe(reason)}")]
+            case ev.Problem(_, message):
+                return [problem(safe(message))]
+            case ev.Disconnected(reason):
+                return [info(f"connection lost ({safe(reason)}); reconnecting…")]
+            case ev.TransportFailed(reason, hint):
+                lines = [problem(f"cannot connect: {safe(reason)}")]
+                return [*lines, problem(safe(hint))] if hint else lines
+            case ev.Who(me, members):
+                return _who(me, members)
+            case ev.FingerprintShown(name, fp, mine):
+                whose = (
+                    (Span(Role.INFO, "* your fingerprint: "),)
+                    if mine
+                    else (Span(Role.INFO, "* "), nick(name), Span(Role.INFO, "'s fingerprint: "))
+                )
+                return [(*whose, Span(Role.FINGERPRINT, format_fingerprint(fp)))]
+            case ev.Notice(text):
+                return [(Span(Role.TEXT, safe(row)),) for row in text.splitlines()]
+
+    def _direct_to(self, recipients: tuple[str, ...]) -> str:
+        """Whom a direct message went to, from its signed recipient list."""
+        me = nick_key(self.me)
+        others = [safe(n) for n in recipients if nick_key(n) != me]
+        mine = len(others) < len(recipients)
+        return ", ".join((["you"] if mine else []) + others)
+
+    def _remember(self, sent: ev.Sent, now: float) -> None:
+        self._sent[sent.msg_id] = (sent, now)
+        while len(self._sent) > REMEMBER:
+            old, _ = self._sent.popitem(last=False)
+            self._shown.discard(old)
+
+    def _acked(
+        self, msg_id: bytes, delivered: tuple[str, ...], absent: tuple[str, ...], now: float
+    ) -> list[Line]:
+        remembered = self._sent.get(msg_id)
+        if remembered is None:
+            return []
+        sent, sent_at = remembered
+        if msg_id in self._shown:
+            # A later acknowledgement: someone who was away got it after all.
+            if not delivered:
+                return []
+            return [info(f"your message {_quote(sent.text)} reached {_nicks(delivered)}")]
+        self._shown.add(msg_id)
+        if sent.direct:
+            note = "delivered" if delivered else "not here yet: will be delivered on return"
+        else:
+            note = f"to {len(delivered)}"
+            if absent:
+                note += f"; waiting for {_nicks(absent)}"
+        to = self._direct_to(sent.recipients) if sent.direct else ""
+        return [_message(self.me, sent.text, sent_at, now, to, note)]
+
+
+def _message(
+    sender: str, text: str, sent_at: float, now: float, direct_to: str, note: str = ""
+) -> Line:
+    line = [*stamp(sent_at, now), Span(Role.TEXT, "<"), nick(sender), Span(Role.TEXT, "> ")]
+    if direct_to:
+        line.append(Span(Role.INFO, f"[direct to {direct_to}] "))
+    line.append(Span(Role.TEXT, safe(text)))
+    if note:
+        line.append(Span(Role.INFO, f"  ({note})"))
+    return tuple(line)
+
+
+def _joined(name: str, fp: bytes, trust: ev.Trust, already_here: bool) -> list[Line]:
+    if trust is ev.Trust.PINNED and already_here:
+        return []  # the Ready line listed them; a known key is not news
+    who = (Span(Role.INFO, "* "), nick(name))
+    verb = Span(Role.INFO, " is here" if already_here else " joined")
+    match trust:
+        case ev.Trust.NEW:
+            return [(*who, verb, Span(Role.INFO, f" (first time seen: key {short(fp)} pinned)"))]
+        case ev.Trust.CHANGED:
+            return [(*who, verb, Span(Role.WARNING, " (with a CHANGED key: not trusted)"))]
+    return [(*who, verb)]
+
+
+def _key_changed(name: str, old: bytes, new: bytes) -> list[Line]:
+    shown = safe(name)
+    rows = [
+        f"  Either {shown} has a new device or key, or someone (the broker?) is pretending",
+        f"  to be {shown} to read the room. Nothing is sent to {shown} and their messages",
         "  are held back. Compare the new fingerprint with them in person or by phone;",
-        f"  if it matches, type /trust {name}.",
+        f"  if it matches, type /trust {shown}.",
+    ]
+    return [
+        (Span(Role.WARNING, f"! WARNING: {shown}'s KEY HAS CHANGED"),),
+        (Span(Role.WARNING, "!   pinned: "), Span(Role.FINGERPRINT, format_fingerprint(old))),
+        (Span(Role.WARNING, "!   now:    "), Span(Role.FINGERPRINT, format_fingerprint(new))),
+        *((Span(Role.WARNING, f"!{row}"),) for row in rows),
     ]
 
 
-def to_json(event: ev.Event) -> dict[str, Any]:
-    """The scripted `--json` contract: one object per event, with an "event" field."""
-    match event:
-        case ev.Ready(nick, peers, reconnected):
-            return {
-                "event": "ready",
-                "nick": nick,
-                "peers": list(peers),
-                "reconnected": reconnected,
-            }
-        case ev.Joined(nick, fp, trust, already_here):
-            return {
-                "event": "join",
-                "nick": nick,
-                "fingerprint": format_fingerprint(fp),
-                "trust": trust.value,
-                "already_here": already_here,
-            }
-        case ev.KeyChanged(nick, old, new):
-            return {
-                "event": "key-changed",
-                "nick": nick,
-                "old": format_fingerprint(old),
-                "new": format_fingerprint(new),
-            }
-        case ev.Trusted(nick, fp, released):
-            return {
-                "event": "trusted",
-                "nick": nick,
-                "fingerprint": format_fingerprint(fp),
-                "released": released,
-            }
-        case ev.Left(nick, reason):
-            return {"event": "leave", "nick": nick, "reason": reason}
-        case ev.MessageReceived(sender, text, msg_id, ts, direct, recipients):
-            return {
-                "event": "message",
-                "from": sender,
-                "text": text,
-                "id": msg_id.hex(),
-                "ts": ts,
-                "direct": direct,
-                "to": list(recipients),
-            }
-        case ev.Untrusted(sender, fp, msg_id):
-            return {
-                "event": "untrusted",
-                "from": sender,
-                "fingerprint": format_fingerprint(fp),
-                "id": msg_id.hex(),
-            }
-        case ev.Sent(msg_id, text, recipients, direct):
-            return {
-                "event": "sent",
-                "id": msg_id.hex(),
-                "text": text,
-                "to": list(recipients),
-                "direct": direct,
-            }
-        case ev.Acked(msg_id, delivered, absent):
-            return {
-                "event": "ack",
-                "id": msg_id.hex(),
-                "delivered": list(delivered),
-                "absent": list(absent),
-            }
-        case ev.Undelivered(msg_id, nicks):
-            return {"event": "undelivered", "id": msg_id.hex(), "nicks": list(nicks)}
-        case ev.Refused(code, reason):
-            return {"event": "error", "code": code, "message": reason}
-        case ev.Problem(code, message):
-            return {"event": "error", "code": code, "message": message}
-        case ev.Disconnected(reason):
-            return {"event": "disconnected", "reason": reason}
-        case ev.TransportFailed(reason, hint):
-            return {"event": "error", "code": "transport-failed", "message": reason, "hint": hint}
-        case ev.Who(me, members):
-            return {"event": "who", "me": _who(me), "peers": [_who(m) for m in members]}
-        case ev.FingerprintShown(nick, fp, mine):
-            return {
-                "event": "fingerprint",
-                "nick": nick,
-                "fingerprint": format_fingerprint(fp),
-                "mine": mine,
-            }
-        case ev.Notice(text):
-            return {"event": "notice", "text": text}
-
-
-def _who(entry: ev.WhoEntry) -> dict[str, str]:
-    return {
-        "nick": entry.nick,
-        "fingerprint": format_fingerprint(entry.fingerprint),
-        "trust": entry.trust.value,
-    }
-
-
-def json_line(event: ev.Event) -> str:
-    # ensure_ascii: every non-ASCII and control character leaves as a \\u escape.
-    return json.dumps(to_json(event), ensure_ascii=True)
-
-
-def to_text(event: ev.Event) -> str | None:
-    """One readable line (or a few) for plain scripted output, safe for a terminal."""
-    match event:
-        case ev.Ready(nick, peers, reconnected):
-            if reconnected:
-                return "* back in the room"
-            here = ", ".join(safe(p) for p in peers) or "nobody else yet"
-            return f"* you are {safe(nick)}; here: {here}"
-        case ev.Joined(nick, fp, trust, already_here):
-            verb = "is here" if already_here else "joined"
-            note = {
-                ev.Trust.NEW: f" (new key pinned: {short(fp)})",
-                ev.Trust.PINNED: "",
-                ev.Trust.CHANGED: " (KEY CHANGED: not trusted)",
-            }[trust]
-            return f"* {safe(nick)} {verb}{note}"
-        case ev.KeyChanged(nick, old, new):
-            headline, rows = key_changed(nick, old, new)
-            return "\n".join([f"! {headline}", *(f"!{row}" for row in rows)])
-        case ev.Trusted(nick, fp, released):
-            return f"* trusted {safe(nick)}'s key {short(fp)}; {released} held message(s) shown"
-        case ev.Left(nick, reason):
-            return f"* {safe(nick)} left ({safe(reason)})"
-        case ev.MessageReceived(sender, text, _, ts, direct, _):
-            mark = " (direct)" if direct else ""
-            return f"[{clock(ts)}] <{safe(sender)}>{mark} {safe(text)}"
-        case ev.Untrusted(sender, fp, _):
-            return (
-                f"! a message signed by {safe(sender)}'s NEW key {short(fp)} is held back; "
-                f"/trust {safe(sender)} to read it"
+def _who(me: ev.WhoEntry, members: tuple[ev.WhoEntry, ...]) -> list[Line]:
+    lines = [info(f"{len(members) + 1} here:")]
+    width = max(len(safe(e.nick)) for e in (me, *members))
+    for entry, note in [(me, "you"), *((m, m.trust.value) for m in members)]:
+        changed = entry.trust is ev.Trust.CHANGED and entry is not me
+        lines.append(
+            (
+                Span(Role.TEXT, "  "),
+                nick(entry.nick),
+                Span(Role.TEXT, " " * (width - len(safe(entry.nick))) + "  "),
+                Span(Role.FINGERPRINT, format_fingerprint(entry.fingerprint)),
+                Span(Role.WARNING if changed else Role.INFO, f"  {note}"),
             )
-        case ev.Acked(_, delivered, absent):
-            line = f"* delivered to {len(delivered)}"
-            if absent:
-                line += f"; absent: {', '.join(safe(n) for n in absent)}"
-            return line
-        case ev.Undelivered(_, nicks):
-            return f"! not delivered to {', '.join(safe(n) for n in nicks)}"
-        case ev.Refused(code, reason) | ev.Problem(code, reason):
-            return f"! {safe(code)}: {safe(reason)}"
-        case ev.Disconnected(reason):
-            return f"* disconnected: {safe(reason)}; reconnecting…"
-        case ev.TransportFailed(reason, hint):
-            line = f"! cannot connect: {safe(reason)}"
-            return f"{line}\n! {safe(hint)}" if hint else line
-        case ev.Who(me, members):
-            rows = [f"  {safe(me.nick)} (you)  {format_fingerprint(me.fingerprint)}"]
-            rows += [
-                f"  {safe(m.nick)}  {format_fingerprint(m.fingerprint)}  [{m.trust.value}]"
-                for m in members
-            ]
-            return f"* {len(members) + 1} here:\n" + "\n".join(rows)
-        case ev.FingerprintShown(nick, fp, mine):
-            whose = "your" if mine else f"{safe(nick)}'s"
-            return f"* {whose} fingerprint: {format_fingerprint(fp)}"
-        case ev.Notice(text):
-            return text
-    return None
+        )
+    return lines
+
+
+def _clock(moment: float, today: float) -> str:
+    """`moment` as local hours and minutes, with the date when it is not `today`'s."""
+    try:
+        local, ref = time.localtime(moment), time.localtime(today)
+        same_day = local[:3] == ref[:3]
+        return time.strftime("%H:%M" if same_day else "%Y-%m-%d %H:%M", local)
+    except (OverflowError, OSError, ValueError):  # a timestamp no calendar can show
+        return "??:??"
+
+
+def _nick_list(nicks: tuple[str, ...]) -> tuple[Span, ...]:
+    spans: list[Span] = []
+    for i, name in enumerate(nicks):
+        if i:
+            spans.append(Span(Role.INFO, ", "))
+        spans.append(nick(name))
+    return tuple(spans)
+
+
+def _nicks(nicks: tuple[str, ...]) -> str:
+    return ", ".join(safe(n) for n in nicks)
+
+
+def _quote(text: str) -> str:
+    cut = text if len(text) <= QUOTE else text[: QUOTE - 1] + "…"
+    return f"“{safe(cut)}”"

@@ -26,7 +26,8 @@ from zchat.envelope.proof import sign_proof
 from zchat.peer import events as ev
 from zchat.peer.client import Client, CurveKeys
 from zchat.peer.core import PeerConfig, PeerCore
-from zchat.peer.render import to_json, to_text
+from zchat.peer.json_events import to_json
+from zchat.peer.render import Renderer, plain
 from zchat.wire import curve as bc
 from zchat.wire import protocol as p
 
@@ -324,8 +325,7 @@ def test_a_transport_failure_renders_as_an_error() -> None:
         "message": "the broker's key differs",
         "hint": "check it",
     }
-    text = to_text(failure)
-    assert text is not None
+    text = "\n".join(plain(line) for line in Renderer("alice").render(failure, 0.0))
     assert "the broker's key differs" in text
     assert "check it" in text
 

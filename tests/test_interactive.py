@@ -22,7 +22,8 @@ from prompt_toolkit.application import create_app_session
 from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from tests.net import FAST, broker_thread, joined
+from tests.net import FAST, broker_thread, joined, make_client
+from zchat.commands.peer import exit_code
 from zchat.console import EXIT_OK, EXIT_UNDELIVERED
 from zchat.envelope import Identity, fingerprint, format_fingerprint
 from zchat.peer import events as ev
@@ -30,6 +31,7 @@ from zchat.peer.client import Client
 from zchat.peer.core import PeerConfig
 from zchat.peer.interactive import Screen, chat
 from zchat.peer.pins import PinStore
+from zchat.peer.session import Outcome
 
 UP = "\x1b[A"
 CTRL_C = "\x03"
@@ -50,7 +52,7 @@ def broker(endpoint: str = "tcp://127.0.0.1:*") -> Iterator[str]:
 class Terminal:
     """The user's side of a chat() session: keys in, screen lines out."""
 
-    def __init__(self, keys: PipeInput, screen: Screen, task: asyncio.Task[int]) -> None:
+    def __init__(self, keys: PipeInput, screen: Screen, task: asyncio.Task[Outcome]) -> None:
         self.keys = keys
         self.screen = screen
         self.task = task
@@ -78,7 +80,8 @@ class Terminal:
             await asyncio.sleep(0.01)
 
     async def exit_status(self, timeout: float = 5.0) -> int:
-        return await asyncio.wait_for(self.task, timeout)
+        """What `zchat peer` would exit with, once the session ended."""
+        return exit_code(await asyncio.wait_for(self.task, timeout))
 
 
 @contextlib.asynccontextmanager
@@ -95,10 +98,7 @@ async def terminal(
         task = asyncio.create_task(
             chat(
                 nick,
-                identity,
-                pins or PinStore(None, {}),
-                config or PeerConfig(),
-                endpoint,
+                lambda nick: make_client(nick, identity, endpoint, config, pins),
                 screen=screen,
                 hint_after=hint_after,
             )

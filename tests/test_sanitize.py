@@ -24,10 +24,12 @@ from zchat.peer import events as ev
 from zchat.peer.client import Client
 from zchat.peer.core import PeerConfig, PeerCore
 from zchat.peer.interactive import Screen, chat
+from zchat.peer.json_events import json_line
 from zchat.peer.pins import PinStore
-from zchat.peer.render import json_line, to_text
+from zchat.peer.render import Renderer, plain
 from zchat.peer.sanitize import for_terminal
-from zchat.peer.tui_render import ChatView, plain
+from zchat.peer.session import Left
+from zchat.peer.tui_style import fragments
 
 #: What a hostile peer (or broker) might send, and what the user must see instead.
 HOSTILE = {
@@ -61,6 +63,7 @@ def hostile_events(s: str) -> list[ev.Event]:
     fp = bytes(32)
     entry = ev.WhoEntry(s, fp, ev.Trust.NEW)
     return [
+        ev.Sent(b"\x01" * 16, s, (s,), direct=True),  # so that the acks below are shown
         ev.Ready(s, (s, "ok")),
         ev.Joined(s, fp, ev.Trust.NEW),
         ev.Joined(s, fp, ev.Trust.CHANGED, already_here=True),
@@ -100,17 +103,23 @@ def test_ordinary_text_and_other_scripts_pass_unchanged() -> None:
 
 @pytest.mark.parametrize("raw", PAYLOADS, ids=IDS)
 def test_plain_text_output_is_inert_for_every_event(raw: str) -> None:
+    renderer = Renderer("me")
+    silent = []
     for event in hostile_events(raw):
-        line = to_text(event)
-        assert line is None or inert(line), (event, line)
+        lines = renderer.render(event, 0.0)
+        silent += [] if lines else [event]
+        for line in lines:
+            assert inert(plain(line)), (event, line)
+    assert [type(event) for event in silent] == [ev.Sent]  # shown once acknowledged
 
 
 @pytest.mark.parametrize("raw", PAYLOADS, ids=IDS)
 def test_a_message_is_one_line_whatever_it_contains(raw: str) -> None:
-    line = to_text(ev.MessageReceived("bob", raw, b"\x01" * 16, 0, False, ("me",)))
-    assert line is not None
-    assert "\n" not in line
-    assert for_terminal(raw) in line
+    (line,) = Renderer("me").render(
+        ev.MessageReceived("bob", raw, b"\x01" * 16, 0, False, ("me",)), 0.0
+    )
+    assert "\n" not in plain(line)
+    assert for_terminal(raw) in plain(line)
 
 
 # --- JSON output --------------------------------------------------------------------
@@ -131,11 +140,10 @@ def test_json_output_is_printable_ascii_and_keeps_the_exact_text(raw: str) -> No
 
 @pytest.mark.parametrize("raw", PAYLOADS, ids=IDS)
 def test_chat_view_lines_are_inert_for_every_event(raw: str) -> None:
-    view = ChatView("me")
-    view.render(ev.Sent(b"\x01" * 16, raw, (raw,), direct=True))
+    renderer = Renderer("me")
     for event in hostile_events(raw):
-        for line in view.render(event):
-            for fragment in line:
+        for line in renderer.render(event, 0.0):
+            for fragment in fragments(line):
                 assert "[ZeroWidthEscape]" not in fragment[0]  # written raw by prompt_toolkit
                 assert fragment[1].isprintable(), (event, fragment)
 
@@ -148,9 +156,10 @@ def captured_output() -> tuple[io.StringIO, Vt100_Output]:
 def test_the_screen_writes_hostile_nicknames_and_text_visibly() -> None:
     buffer, output = captured_output()
     screen = Screen(output)
-    view = ChatView("me")
+    renderer = Renderer("me")
     for raw in PAYLOADS:
-        screen.show(view.render(ev.MessageReceived(raw, raw, b"\x01" * 16, 0, False, ("me",))))
+        message = ev.MessageReceived(raw, raw, b"\x01" * 16, 0, False, ("me",))
+        screen.show(renderer.render(message, 0.0))
     written = buffer.getvalue()
     for raw, shown in HOSTILE.values():
         assert raw not in written
@@ -173,7 +182,13 @@ def test_hostile_text_from_a_real_peer_reaches_the_terminal_neutralised(
         screen = Screen(keep=True)
         with create_pipe_input() as keys, create_app_session(input=keys, output=output):
             task = asyncio.create_task(
-                chat("alice", alice, PinStore(None, {}), PeerConfig(), endpoint, screen=screen)
+                chat(
+                    "alice",
+                    lambda nick: Client(
+                        PeerCore(nick, alice, PinStore(None, {}), PeerConfig()), endpoint
+                    ),
+                    screen=screen,
+                )
             )
             b = Client(PeerCore("bob", bob, PinStore(None, {}), PeerConfig()), endpoint)
             b.start()
@@ -183,7 +198,7 @@ def test_hostile_text_from_a_real_peer_reaches_the_terminal_neutralised(
             last_shown = HOSTILE["line-separator"][1]
             await _until(lambda: any(last_shown in line for line in screen.transcript or []))
             keys.send_text("/quit\r")
-            assert await asyncio.wait_for(task, 5) == 0
+            assert await asyncio.wait_for(task, 5) == Left()
             await b.close()
         written = buffer.getvalue()
         for raw, shown in HOSTILE.values():
@@ -212,7 +227,8 @@ async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 def test_plain_view_text_matches_what_is_written() -> None:
-    line = ChatView("me", clock=lambda: 0.0).render(
-        ev.MessageReceived("bob", "\x1b[31mhi", b"\x01" * 16, 0, False, ("me",))
-    )[0]
+    (line,) = Renderer("me").render(
+        ev.MessageReceived("bob", "\x1b[31mhi", b"\x01" * 16, 0, False, ("me",)), 0.0
+    )
     assert plain(line).endswith("<bob> ^[[31mhi")
+    assert plain(line) == "".join(fragment[1] for fragment in fragments(line))

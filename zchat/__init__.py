@@ -1,4 +1,5 @@
-"""The ``zchat`` command line: glue that joins the broker, peer, keys and bench commands."""
+"""The ``zchat`` shell: the command line (`cli`), its subcommands (`commands`), and the
+only place that turns outcomes into messages and exit codes (`console`)."""
 
 from importlib.metadata import PackageNotFoundError, version
 

@@ -1,4 +1,4 @@
-"""The root ``zchat`` command. Each subcommand lives in its own package's ``cli`` module."""
+"""The root ``zchat`` command. Each subcommand is a module of `zchat.commands`."""
 
 from __future__ import annotations
 
@@ -8,11 +8,8 @@ from typing import Annotated
 import typer
 
 from zchat import __version__
-from zchat.bench.cli import app as bench_app
-from zchat.broker.cli import app as broker_app
+from zchat.commands import bench, broker, keys, peer
 from zchat.console import EXIT_INTERRUPTED, EXIT_USAGE, error
-from zchat.peer.cli import app as peer_app
-from zchat.peer.keys_cli import app as keys_app
 
 app = typer.Typer(
     name="zchat",
@@ -39,10 +36,10 @@ def root(
     """zchat: a secure single-room chat over ZeroMQ."""
 
 
-app.add_typer(broker_app)
-app.add_typer(peer_app)
-app.add_typer(keys_app)
-app.add_typer(bench_app)
+app.add_typer(broker.app)
+app.add_typer(peer.app)
+app.add_typer(keys.app)
+app.add_typer(bench.app)
 
 
 def main() -> None:

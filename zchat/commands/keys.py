@@ -16,7 +16,7 @@ from zchat.envelope import (
     save_identity,
 )
 from zchat.envelope.limits import KEY_SIZES
-from zchat.peer.home import default_home, unlock
+from zchat.home import default_home, unlock
 from zchat.peer.pins import PinsError, PinStore
 
 app = typer.Typer(name="keys", help="Your identity key and the keys you have pinned.")

@@ -1,4 +1,5 @@
-"""Where a peer keeps its identity and pins, and how it unlocks them.
+"""Where a peer keeps its identity and pins, and how the shell unlocks them: asking
+for a passphrase on a terminal, and saying what went wrong otherwise.
 
 The default identity directory is the per-user data directory (XDG on Linux:
 ``~/.local/share/zchat``), overridden by ``--home`` or ``ZCHAT_HOME``.

@@ -11,13 +11,26 @@ from typing import Annotated
 import typer
 import zmq
 
-from zchat.console import EXIT_INTERRUPTED, EXIT_USAGE, fail
+from zchat.console import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_NICK_TAKEN,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_UNDELIVERED,
+    EXIT_USAGE,
+    error,
+    fail,
+)
 from zchat.envelope import is_valid_nick
+from zchat.envelope.nick import NICK_RULES
+from zchat.home import default_home, unlock
 from zchat.peer.client import Client, CurveKeys
 from zchat.peer.core import PeerConfig, PeerCore
-from zchat.peer.home import default_home, unlock
 from zchat.peer.pins import PinsError, PinStore
+from zchat.peer.sanitize import for_terminal
 from zchat.peer.scripted import run_scripted
+from zchat.peer.session import Closed, Left, NoAnswer, NotAdmitted, Outcome, TransportFailed
 from zchat.wire.curve import read_public_key
 from zchat.wire.transport import TransportError
 
@@ -81,11 +94,7 @@ def peer(
     home = home or default_home()
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not json_mode
     if nick is not None and not is_valid_nick(nick):
-        fail(
-            f"invalid nickname {nick!r}",
-            "use 1-32 ASCII letters, digits, '_', '-' or '.'",
-            EXIT_USAGE,
-        )
+        fail(f"invalid nickname {nick!r}", NICK_RULES, EXIT_USAGE)
     if nick is None and not interactive:
         fail(
             "--nick is required in scripted mode (--json, or input or output not a terminal)",
@@ -98,31 +107,74 @@ def peer(
     except PinsError as exc:
         fail(str(exc), "fix or remove the file; it only holds pins")
     config = PeerConfig(trust_new_keys=trust_new_keys, absent_grace=absent_grace)
+
+    def make_client(nick: str) -> Client:
+        return Client(PeerCore(nick, identity, pins, config), connect, curve=curve)
+
     try:
         if interactive:
-            from zchat.peer.interactive import run_interactive  # noqa: PLC0415 (loads prompt_toolkit only here)
+            from zchat.peer.interactive import chat  # noqa: PLC0415 (loads prompt_toolkit only here)
 
-            code = run_interactive(nick, identity, pins, config, connect, curve)
+            outcome = asyncio.run(chat(nick, make_client))
         else:
             assert nick is not None
             # Text from the network may not fit a narrow locale: escape it rather
             # than die on it (JSON output is ASCII anyway).
             if isinstance(sys.stdout, io.TextIOWrapper):
                 sys.stdout.reconfigure(errors="backslashreplace")
-
-            async def main() -> int:
-                client = Client(PeerCore(nick, identity, pins, config), connect, curve=curve)
-                return await run_scripted(
-                    client, json_mode=json_mode, connect_timeout=connect_timeout
+            outcome = asyncio.run(
+                run_scripted(
+                    make_client(nick), json_mode=json_mode, connect_timeout=connect_timeout
                 )
-
-            try:
-                code = asyncio.run(main())
-            except KeyboardInterrupt:
-                code = EXIT_INTERRUPTED
+            )
+            report(outcome)
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except TransportError as exc:
         fail(str(exc), "an endpoint looks like tcp://HOST:PORT or ipc:///PATH", EXIT_USAGE)
-    raise typer.Exit(code)
+    raise typer.Exit(exit_code(outcome))
+
+
+def exit_code(outcome: Outcome) -> int:
+    """How a session ended, for scripts (the README lists these)."""
+    match outcome:
+        case Left(unacked) if unacked:
+            return EXIT_UNDELIVERED
+        case Left():
+            return EXIT_OK
+        case NotAdmitted(code) if code == "nick-taken":
+            return EXIT_NICK_TAKEN
+        case NotAdmitted():
+            return EXIT_REFUSED
+        case NoAnswer() | TransportFailed() | Closed():
+            return EXIT_ERROR
+
+
+def report(outcome: Outcome) -> None:
+    """Say on standard error why a scripted session ended badly (the events said the rest)."""
+    match outcome:
+        case Left(unacked, unreadable):
+            if unreadable:
+                error(
+                    f"cannot read standard input: {unreadable}",
+                    "send UTF-8 text, one message a line",
+                )
+            if unacked:
+                error(
+                    f"{len(unacked)} message(s) were not acknowledged by the broker: "
+                    + "; ".join(repr(text[:40]) for text in unacked[:5])
+                )
+        case NoAnswer(endpoint, waited):
+            error(
+                f"no answer from a broker at {endpoint} within {waited:g} s",
+                "start one with 'make broker' or point --connect at it",
+            )
+        case NotAdmitted(_, reason):
+            error(f"the broker refused us: {for_terminal(reason)}")
+        case TransportFailed(reason, hint):
+            error(reason, hint or None)
+        case Closed(reason):
+            error(reason)
 
 
 def _curve_keys(broker_key: str) -> CurveKeys:

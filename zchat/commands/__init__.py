@@ -1,0 +1,1 @@
+"""The ``zchat`` subcommands, one module each; `zchat.cli` joins them into one program."""
