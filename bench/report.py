@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from zchat.bench.run import Results, RoomResult
+from zchat.bench.results import Results, RoomResult
 
 #: The issue's targets, checked for a room of this size.
 TARGET_ROOM = 10

@@ -2,7 +2,7 @@
 
     python -m zchat.bench.worker CONTROL INDEX ROOM WORKDIR
 
-The parent (`bench.run`) speaks to every worker over a DEALER socket on loopback, one
+The parent (`bench.fleet`) speaks to every worker over a DEALER socket on loopback, one
 JSON object per message; each command is answered when it is done::
 
     worker -> {"ready": true}                       key loaded
@@ -13,222 +13,66 @@ JSON object per message; each command is answered when it is done::
     parent -> {"cmd": "open", "rate": ...}          <- Opened   (end to end, fixed schedule)
     parent -> {"cmd": "quit"}                       <- {}       then BYE and exit
 
-Times are `time.monotonic_ns()`: CLOCK_MONOTONIC is one clock for every process on a
-Linux machine, so a send time stamped here can be subtracted from an open time
-stamped in another worker.
-
+Times are `time.monotonic_ns()`, one clock for every process (`bench.clock`).
 Progress shared between workers goes through a small memory-mapped file instead of
-messages, so that counting costs no CPU the measurement needs (see `Board`).
+messages, so that counting costs no CPU the measurement needs (`bench.board`).
+The bare fan-out is `bench.bare`'s, the replay `bench.replay`'s; the end-to-end
+phases, which open every message, are here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import mmap
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import zmq
 import zmq.asyncio
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from zchat.bench.ceilings import Counts, connect_bare_peer, run_bare_peer
-from zchat.envelope import Envelope, Identity, Recipient, seal
+from zchat.bench.bare import connect_bare_peer, run_bare_peer
+from zchat.bench.board import Board, board_path
+from zchat.bench.clock import asleep_until
+from zchat.bench.keys import key_path, read_key
+from zchat.bench.messages import bench_text, due_time
+from zchat.bench.replay import BenchCore, replay
+from zchat.bench.results import Opened
+from zchat.envelope import Envelope, Recipient, seal
 from zchat.peer import events as ev
 from zchat.peer.client import Client
-from zchat.peer.core import PeerConfig, PeerCore
+from zchat.peer.core import PeerConfig
 from zchat.wire import protocol as p
 
 #: A worker whose parent is gone, or that has lived this long, exits on its own.
 MAX_LIFETIME_S = 600.0
-#: The size of every benchmark message's text, in bytes: a line of chat.
-PAYLOAD_BYTES = 100
-
-_DELIVER = bytes([p.Command.DELIVER])
-_ACK = bytes([p.Command.ACK])
 
 
 def nick_for(room: int, index: int) -> str:
     return f"r{room}p{index:02d}"
 
 
-def key_path(workdir: Path, index: int) -> Path:
-    return workdir / f"key{index:02d}.pem"
-
-
-def board_path(workdir: Path, room: int) -> Path:
-    return workdir / f"board{room}"
-
-
-def bench_text(sched_ns: int) -> str:
-    """A message carrying the time it was due, padded to PAYLOAD_BYTES."""
-    head = f"{sched_ns} "
-    return head + "x" * (PAYLOAD_BYTES - len(head))
-
-
-def due_time(text: str) -> int | None:
-    head, _, _ = text.partition(" ")
-    return int(head) if head.isdigit() else None
-
-
-class Board:
-    """Counters in a shared memory-mapped file, each written by one process only.
-
-    `opened[r][s]`: messages of sender s that recipient r opened, since the start.
-    `sent[s]`: end-to-end messages s has sent. `done[s]`: the last phase s finished.
-    Aligned 8-byte stores are atomic on the machines this runs on, and each cell has
-    one writer, so readers need no lock; they may only see a count a moment late.
-    """
-
-    def __init__(self, path: Path, room: int) -> None:
-        self.room = room
-        with path.open("r+b") as f:
-            self._map = mmap.mmap(f.fileno(), self.size(room))
-        self._cells = memoryview(self._map).cast("Q")
-
-    @staticmethod
-    def size(room: int) -> int:
-        return 8 * (room * room + 3 * room)
-
-    def opened(self, recipient: int, sender: int) -> int:
-        return self._cells[recipient * self.room + sender]
-
-    def add_opened(self, recipient: int, sender: int) -> None:
-        self._cells[recipient * self.room + sender] += 1
-
-    def sent(self, sender: int) -> int:
-        return self._cells[self.room * self.room + sender]
-
-    def add_sent(self, sender: int) -> None:
-        self._cells[self.room * self.room + sender] += 1
-
-    def done(self, sender: int) -> int:
-        return self._cells[self.room * self.room + self.room + sender]
-
-    def set_done(self, sender: int, phase: int) -> None:
-        self._cells[self.room * self.room + self.room + sender] = phase
-
-    def set_replayed(self, sender: int, count: int) -> None:
-        """Publish how many envelopes `sender` replayed (stored + 1: 0 is "not yet")."""
-        self._cells[self.room * self.room + 2 * self.room + sender] = count + 1
-
-    def replayed_to(self, recipient: int) -> int | None:
-        """Replayed envelopes addressed to `recipient`, once every sender published."""
-        base = self.room * self.room + 2 * self.room
-        counts = [self._cells[base + s] for s in range(self.room) if s != recipient]
-        return None if 0 in counts else sum(counts) - len(counts)
-
-    def outstanding(self, sender: int) -> float:
-        """Messages of `sender` not opened yet, on average over its recipients.
-
-        The average, not the slowest recipient: with 50 processes on 2 cores any one
-        of them may wait a whole scheduler round (tens of ms) for the CPU, and a
-        closed loop gated on the slowest would measure the scheduler, not zchat.
-        """
-        others = [r for r in range(self.room) if r != sender]
-        return self.sent(sender) - sum(self.opened(r, sender) for r in others) / len(others)
-
-    def caught_up(self, recipient: int, phase: int) -> bool:
-        """Every other sender finished `phase`, and `recipient` opened all they sent."""
-        return all(
-            self.done(s) >= phase and self.opened(recipient, s) >= self.sent(s)
-            for s in range(self.room)
-            if s != recipient
-        )
-
-
-class Tap:
-    """Counts DELIVER and ACK frames before the core parses them (the replay phase).
-
-    Replay measures the broker, so recipients must not spend the CPU it needs on
-    signatures: deliveries are counted and dropped. While a tap is installed every
-    delivery is dropped, also the stragglers after the measuring window.
-    """
-
-    def __init__(self, measure_ns: int, end_ns: int, on_ack: Callable[[], None]) -> None:
-        self.measure_ns = measure_ns
-        self.end_ns = end_ns
-        self.on_ack = on_ack
-        self.acked = 0
-        self.deliveries = 0
-        self.received = 0
-        self.wire_bytes = 0
-
-    def take(self, frames: list[bytes]) -> bool:
-        command = frames[1]
-        if command == _DELIVER:
-            now = time.monotonic_ns()
-            self.received += 1
-            self.wire_bytes += sum(len(f) for f in frames)
-            if self.measure_ns <= now < self.end_ns:
-                self.deliveries += 1
-            return True
-        if command == _ACK:
-            self.acked += 1
-            self.on_ack()
-            return True
-        return False
-
-
-class BenchCore(PeerCore):
-    """The peer core, with a tap in front of it for the replay phase."""
-
-    tap: Tap | None = None
-
-    def receive(self, frames: list[bytes], now: float) -> None:
-        tap = self.tap
-        if tap is not None and len(frames) > 1 and tap.take(frames):
-            return
-        super().receive(frames, now)
-
-
-class BenchClient(Client):
-    """The peer client, able to send frames it did not seal (pre-sealed envelopes)."""
-
-    def queue_raw(self, frames: list[bytes]) -> None:
-        """Queue frames as they are; they leave with the next flush."""
-        self._backlog.append(frames)
-
-    def flush(self) -> None:
-        self._flush()
-
-
-@dataclass
-class Opened:
-    """What one recipient saw in an end-to-end phase."""
-
-    sent: int
-    opened: int  # messages opened inside the measuring window
-    latencies_us: list[int]  # open time minus due time, for messages due in the window
-    problems: list[str]
-
-
 class Worker:
+    """One seat in the room: answers the parent's commands, one at a time, until told to quit."""
+
     def __init__(self, control: str, index: int, room: int, workdir: Path) -> None:
         self.index = index
         self.room = room
         self.workdir = workdir
         self.nick = nick_for(room, index)
         self.nicks = {nick_for(room, i): i for i in range(room)}
-        pem = key_path(workdir, index).read_bytes()
-        key = serialization.load_pem_private_key(pem, password=None)
-        assert isinstance(key, rsa.RSAPrivateKey)
-        self.identity = Identity(key)
+        self.identity = read_key(key_path(workdir, index))
         self.board = Board(board_path(workdir, room), room)
         self.ctx = zmq.asyncio.Context()
         self.control: zmq.asyncio.Socket = self.ctx.socket(zmq.DEALER)
         self.control.setsockopt(zmq.LINGER, 1000)
         self.control.setsockopt(zmq.IDENTITY, f"r{room}w{index}".encode())
         self.control.connect(control)
-        self.client: BenchClient | None = None
+        self.client: Client | None = None
         self.core: BenchCore | None = None
         self.consumer: asyncio.Task[None] | None = None
         self.recorder: _Recorder | None = None
@@ -290,7 +134,7 @@ class Worker:
         # of CPU by its 49 neighbours from being taken for dead.
         config = PeerConfig(heartbeat_timeout=60.0, trust_new_keys=True)
         self.core = BenchCore(self.nick, self.identity, config=config)
-        self.client = BenchClient(self.core, cmd["endpoint"])
+        self.client = Client(self.core, cmd["endpoint"])
         self.client.start()
         deadline = time.monotonic() + cmd["timeout"]
         while len(self.core.members) < self.room - 1:
@@ -305,57 +149,13 @@ class Worker:
 
     async def cmd_replay(self, cmd: dict[str, Any]) -> dict[str, Any]:
         client, core = self._joined()
-        # A few envelopes, sealed by us (the broker checks the sender) before the clock
-        # starts, replayed in turn: the broker does not look at message ids or sequence.
-        recipients = [Recipient(m.nick, m.public_key) for m in core.members.values()]
-        payload = bench_text(0).encode()
-        sealed = [
-            p.encode(
-                p.Send(
-                    seal(
-                        payload,
-                        sender=self.identity,
-                        sender_nick=core.nick,
-                        recipients=recipients,
-                        seq=core.seq + k,
-                    )
-                )
-            )
-            for k in range(4)
-        ]
-        end_ns, cap = cmd["end_ns"], cmd["max_messages"]
-        sent = 0
-
-        def refill() -> None:
-            nonlocal sent
-            if sent < cap and time.monotonic_ns() < end_ns:
-                client.queue_raw(sealed[sent % len(sealed)])
-                sent += 1
-
-        tap = Tap(cmd["measure_ns"], end_ns, refill)
-        core.tap = tap  # stays until the next phase: stragglers are dropped too
-        await _sleep_until(cmd["start_ns"])
-        for _ in range(cmd["window"]):
-            refill()
-        client.flush()
-        await _sleep_until(end_ns)
-        self.board.set_replayed(self.index, sent)  # refill sends nothing after end_ns
-        # Every envelope replayed to us must have come in before the next phase: left
-        # in the socket, the end-to-end phase would spend its CPU rejecting them.
-        drain_until = time.monotonic_ns() + int(cmd["drain_s"] * 1e9)
-        while time.monotonic_ns() < drain_until:
-            expected = self.board.replayed_to(self.index)
-            if tap.acked >= sent and expected is not None and tap.received >= expected:
-                break
-            await asyncio.sleep(0.02)
-        counts = Counts(sent, tap.acked, tap.deliveries, tap.received, tap.wire_bytes)
-        return asdict(counts)
+        return asdict(await replay(client, core, self.identity, self.board, self.index, cmd))
 
     async def cmd_closed(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """As fast as the recipients open: at most `window` of ours unopened at once."""
         client, _ = self._start_e2e(cmd)
         window, end_ns = cmd["window"], cmd["end_ns"]
-        await _sleep_until(cmd["start_ns"])
+        await asleep_until(cmd["start_ns"])
         sent = 0
         while time.monotonic_ns() < end_ns and sent < cmd["max_messages"]:
             if self.board.outstanding(self.index) < window:
@@ -382,7 +182,7 @@ class Worker:
             due = first_ns + sent * period_ns
             if due >= end_ns:
                 break
-            await _sleep_until(due)
+            await asleep_until(due)
             client.send_text(bench_text(due))
             self.board.add_sent(self.index)
             sent += 1
@@ -390,12 +190,12 @@ class Worker:
 
     # --- helpers ---------------------------------------------------------------------
 
-    def _joined(self) -> tuple[BenchClient, BenchCore]:
+    def _joined(self) -> tuple[Client, BenchCore]:
         if self.client is None or self.core is None:
             raise RuntimeError("join first")
         return self.client, self.core
 
-    def _start_e2e(self, cmd: dict[str, Any]) -> tuple[BenchClient, BenchCore]:
+    def _start_e2e(self, cmd: dict[str, Any]) -> tuple[Client, BenchCore]:
         client, core = self._joined()
         core.tap = None
         self.phase += 1
@@ -466,12 +266,6 @@ class _Recorder:
                 self.latencies_us.append((now - due) // 1000)
         elif self.measure_ns <= now < self.end_ns:
             self.opened += 1
-
-
-async def _sleep_until(deadline_ns: int) -> None:
-    delay = (deadline_ns - time.monotonic_ns()) / 1e9
-    if delay > 0:
-        await asyncio.sleep(delay)
 
 
 def main(argv: list[str]) -> int:

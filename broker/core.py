@@ -33,8 +33,8 @@ from zchat.envelope import (
     nick_key,
 )
 from zchat.envelope.limits import MAX_ROOM
-from zchat.envelope.proof import verify_proof
 from zchat.envelope.nick import NICK_RULES
+from zchat.envelope.proof import verify_proof
 from zchat.wire import protocol as p
 from zchat.wire.errors import ProtocolError, UnsupportedProtocol
 

@@ -19,9 +19,11 @@ from typing import cast
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from zchat.envelope import Envelope
 from zchat.peer import events as ev
 from zchat.peer.core import PeerCore, Phase
 from zchat.peer.outbox import Entry
+from zchat.wire import protocol as p
 from zchat.wire.transport import LINGER_MS, TransportError, configure, recv_bounded
 
 log = logging.getLogger("zchat.peer")
@@ -133,6 +135,18 @@ class Client:
         self.core.rename(nick)
         self.core.start(time.monotonic())
         self._flush()
+
+    def send_envelope(self, envelope: Envelope, *, flush: bool = True) -> None:
+        """Send an envelope sealed beforehand, as it is (the benchmark replays a few).
+
+        It waits in the same queue as the core's frames. The core does not know of it:
+        it is never resent, and its acknowledgement is no event. With `flush=False` it
+        leaves with the next flush, which ends every batch of input read (so a hook
+        called from the core on input sends all it queued in one flush) and every tick.
+        """
+        self._backlog.append(p.encode(p.Send(envelope)))
+        if flush:
+            self._flush()
 
     # --- the loop --------------------------------------------------------------------
 

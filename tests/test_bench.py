@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from zchat.bench.ceilings import (
+from zchat.bench.crypto import (
     crypto_ceiling,
     crypto_seconds_per_message,
     envelope_overhead,

@@ -1,0 +1,112 @@
+"""Process supervision: every child of a run is started here, and ended when it ends.
+
+Children are our own interpreter running one of our modules (`python -m ...`), with
+standard input closed and output going to a log file, whose last lines explain a
+child that died. `Children` is a context manager: however the run ends, by a result,
+an error or Ctrl-C, every child it started is terminated, and killed if it lingers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+from zchat.bench.errors import BenchError
+
+
+class Children:
+    """Every process the run started; all of them are ended when the run ends."""
+
+    def __init__(self) -> None:
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._logs: list[IO[bytes]] = []
+
+    def __enter__(self) -> Children:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 3
+        for proc in self._procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+        for log in self._logs:
+            log.close()
+
+    def spawn(self, module_args: list[str], log: Path) -> subprocess.Popen[bytes]:
+        out = log.open("wb")
+        self._logs.append(out)
+        proc = subprocess.Popen(  # noqa: S603  our own interpreter and modules
+            [sys.executable, "-m", *module_args],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        self._procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes], grace: float = 0.0) -> None:
+        """Give `proc` `grace` seconds to finish by itself, then end it."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(grace)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(3)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def start_broker(children: Children, workdir: Path) -> tuple[str, int]:
+    """A real `zchat broker` on a free loopback port: its endpoint and pid, once it listens."""
+    port = free_port()
+    endpoint = f"tcp://127.0.0.1:{port}"
+    log = workdir / "broker.log"
+    proc = children.spawn(
+        [
+            "zchat",
+            "broker",
+            "--bind",
+            endpoint,
+            "--heartbeat-interval",
+            "1",
+            # Generous: a peer starved of CPU by 49 busy neighbours is not dead.
+            "--heartbeat-timeout",
+            "60",
+        ],
+        log,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"the broker exited ({proc.returncode}): {tail(log)}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return endpoint, proc.pid
+        time.sleep(0.05)
+    raise BenchError(f"the broker did not listen on {endpoint} within 20 s")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def tail(log: Path, lines: int = 5) -> str:
+    """The last lines of a child's log, on one line, for an error message."""
+    with contextlib.suppress(OSError):
+        text = log.read_text(errors="replace").strip().splitlines()
+        return " | ".join(text[-lines:]) or "no output"
+    return "no output"
