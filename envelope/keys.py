@@ -238,11 +238,11 @@ def load_identity(home: Path, passphrase: bytes | None = None) -> Identity:
 def scrypt_problem(n: int, r: int, p: int) -> str:
     """Why scrypt with these parameters is refused, or "" when it is not."""
     if n < 2 or n & (n - 1) or n > MAX_SCRYPT_N:
-        return f"n={n} is not a power of two from 2 to {MAX_SCRYPT_N:,}"
+        return f"n={n} must be a power of two from 2 to {MAX_SCRYPT_N:,}"
     if not 1 <= r <= MAX_SCRYPT_R:
-        return f"r={r} is not from 1 to {MAX_SCRYPT_R}"
+        return f"r={r} must be from 1 to {MAX_SCRYPT_R}"
     if not 1 <= p <= MAX_SCRYPT_P:
-        return f"p={p} is not from 1 to {MAX_SCRYPT_P}"
+        return f"p={p} must be from 1 to {MAX_SCRYPT_P}"
     if 128 * n * r > MAX_SCRYPT_MEMORY:
         mib = 128 * n * r // 2**20
         return f"n={n}, r={r} need {mib:,} MiB; the limit is {MAX_SCRYPT_MEMORY // 2**20} MiB"
