@@ -10,8 +10,9 @@
      ├── NotForMe              a genuine message whose signed recipients do not name us
      ├── UnknownSessionKey     sealed to a session key we no longer hold (expired)
      ├── DecryptionFailed      unwrap or decrypt failed (deliberately opaque)
-     └── IdentityError         key files on disk
-          ├── InsecureKeyFile      a private key readable by group or others
+     └── IdentityError         key files on disk (also: cannot be read at all)
+          ├── InsecureKeyFile      a private key others could read or replace
+          ├── MalformedKeyFile     a private key file that does not parse, or asks too much
           ├── PassphraseRequired   the key is encrypted and no passphrase was given
           └── WrongPassphrase      the passphrase does not open the key
 
@@ -91,15 +92,18 @@ class IdentityError(EnvelopeError):
 
 
 class InsecureKeyFile(IdentityError):
-    """The private key file can be read by group or others; refused as ssh does."""
+    """Someone else could read or replace the private key file: group or others have
+    permissions on it, another user owns it, or it is a symbolic link or no regular
+    file. Refused, as ssh refuses one. `problem` says which, with the fix."""
 
-    def __init__(self, path: Path, mode: int) -> None:
-        super().__init__(
-            f"private key {path} is readable by others (mode {mode:04o}); "
-            f"fix it with: chmod 600 {path}",
-            path,
-        )
+    def __init__(self, path: Path, problem: str, mode: int | None = None) -> None:
+        super().__init__(f"private key {path} {problem}", path)
         self.mode = mode
+
+
+class MalformedKeyFile(IdentityError):
+    """The private key file does not parse, holds no acceptable RSA key, or asks for
+    scrypt parameters beyond the bounds (which would exhaust memory or time)."""
 
 
 class PassphraseRequired(IdentityError):

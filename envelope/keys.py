@@ -13,28 +13,38 @@ and its parameters travel as RFC 7468 explanatory text above the PEM block::
 
     zchat-kdf: scrypt n=65536 r=8 p=1 salt=<base64>
     -----BEGIN ENCRYPTED PRIVATE KEY-----
+
+The file is read through `envelope._files.read_secret_file` (no symbolic link, ours,
+0600, at most `MAX_KEY_FILE_BYTES`), and the scrypt parameters it names are bounded
+before any work: whatever is in the file, loading it ends in an `Identity` or an
+`IdentityError`, never in a traceback or an exhausted machine.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import os
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from zchat.envelope._files import ExposedSecretFile, SecretFileRefused, read_secret_file
+
+# Re-exported (PEP 484's `as` form, which mypy --strict honours): code that imports it
+# from here, where it was first written, keeps working.
+from zchat.envelope._files import write_secret_file as write_secret_file  # noqa: PLC0414
 from zchat.envelope.errors import (
     BadPublicKey,
     IdentityError,
     InsecureKeyFile,
+    MalformedKeyFile,
     PassphraseRequired,
     WrongPassphrase,
 )
@@ -53,7 +63,27 @@ PUBLIC_KEY_FILE = "public_key.pem"
 SCRYPT_N = 2**16
 SCRYPT_R = 8
 SCRYPT_P = 1
-_KDF_LINE = re.compile(rb"zchat-kdf: scrypt n=(\d+) r=(\d+) p=(\d+) salt=([A-Za-z0-9+/=]+)\n")
+
+#: The most a key file may ask of scrypt. The file names its own parameters, and scrypt
+#: takes 128·n·r bytes of memory and time in proportion to n·r·p, so a corrupt or
+#: planted file could otherwise ask for 4 GiB (n=2**22, r=8: a MemoryError) or hours.
+#: The bounds leave headroom above what zchat writes (n=2**16, r=8, p=1: 64 MiB, 0.1 s)
+#: for a future, costlier default: n and r may each grow 16 and 2 times, p 4 times,
+#: but memory only 4 times, to 256 MiB, which any machine that runs zchat can lend.
+MAX_SCRYPT_N: Final = 2**20
+MAX_SCRYPT_R: Final = 16
+MAX_SCRYPT_P: Final = 4
+MAX_SCRYPT_MEMORY: Final = 256 * 2**20
+#: A 4096-bit key, encrypted, with its zchat-kdf line, is about 3.4 KB of PEM.
+MAX_KEY_FILE_BYTES: Final = 16 * 1024
+
+_KDF_PREFIX: Final = b"zchat-kdf:"
+# Digit counts are bounded so that no number is ever parsed from thousands of digits
+# (int() refuses more than 4,300, with a ValueError of its own).
+_KDF_LINE: Final = re.compile(
+    rb"zchat-kdf: scrypt n=([0-9]{1,10}) r=([0-9]{1,10}) p=([0-9]{1,10}) "
+    rb"salt=([A-Za-z0-9+/=]{1,256})\n"
+)
 
 
 @dataclass(frozen=True)
@@ -141,6 +171,9 @@ def save_identity(
     scrypt_n: int = SCRYPT_N,
 ) -> None:
     """Write the key pair into `home` (created 0700); the private key is written 0600."""
+    problem = scrypt_problem(scrypt_n, SCRYPT_R, SCRYPT_P)
+    if problem:
+        raise ValueError(f"scrypt parameters that load_identity would refuse: {problem}")
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     home.chmod(0o700)
     if passphrase:
@@ -167,52 +200,76 @@ def save_identity(
 
 
 def load_identity(home: Path, passphrase: bytes | None = None) -> Identity:
+    """The identity in `home`. Every way the file can be wrong is an `IdentityError`."""
     path = home / PRIVATE_KEY_FILE
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise InsecureKeyFile(path, mode)
-        pem = path.read_bytes()
+        pem = read_secret_file(path, MAX_KEY_FILE_BYTES)
+    except ExposedSecretFile as exc:
+        raise InsecureKeyFile(path, exc.problem, exc.mode) from exc
+    except SecretFileRefused as exc:
+        raise MalformedKeyFile(f"private key {path} {exc.problem}", path) from exc
     except OSError as exc:
         raise IdentityError(f"cannot read {path}: {exc.strerror}", path) from exc
     password = None
-    match = _KDF_LINE.match(pem)
-    if match:
+    if pem.startswith(_KDF_PREFIX):
+        n, r, p, salt = _kdf_parameters(pem, path)
         if not passphrase:
             raise PassphraseRequired(f"{path} is protected by a passphrase", path)
-        n, r, p = (int(g) for g in match.groups()[:3])
-        try:  # binascii.Error (a bad salt) is a ValueError too
-            salt = base64.b64decode(match.group(4), validate=True)
-            password = _derive(passphrase, salt, n, r, p)
-        except ValueError as exc:
-            raise IdentityError(f"{path} has unusable scrypt parameters", path) from exc
+        password = _derive(passphrase, salt, n, r, p)
     try:
         key = serialization.load_pem_private_key(pem, password=password)
     except TypeError as exc:  # encrypted without our preamble, or vice versa
         raise PassphraseRequired(f"{path} is encrypted in a way zchat cannot open", path) from exc
+    except UnsupportedAlgorithm as exc:  # no ValueError: it would escape the next clause
+        raise MalformedKeyFile(f"{path} holds a key of a kind zchat cannot read", path) from exc
     except ValueError as exc:
         if password is not None:
             raise WrongPassphrase(f"wrong passphrase for {path}", path) from exc
-        raise IdentityError(f"{path} is not a PEM private key", path) from exc
+        raise MalformedKeyFile(f"{path} is not a PEM private key", path) from exc
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise IdentityError(f"{path} is not an RSA private key", path)
+        raise MalformedKeyFile(f"{path} is not an RSA private key", path)
+    try:  # the key peers will be given: refuse here what they would refuse there
+        load_public_key(public_der(key.public_key()))
+    except BadPublicKey as exc:
+        raise MalformedKeyFile(f"{path} holds a key peers refuse: {exc}", path) from exc
     return Identity(key)
+
+
+def scrypt_problem(n: int, r: int, p: int) -> str:
+    """Why scrypt with these parameters is refused, or "" when it is not."""
+    if n < 2 or n & (n - 1) or n > MAX_SCRYPT_N:
+        return f"n={n} must be a power of two from 2 to {MAX_SCRYPT_N:,}"
+    if not 1 <= r <= MAX_SCRYPT_R:
+        return f"r={r} must be from 1 to {MAX_SCRYPT_R}"
+    if not 1 <= p <= MAX_SCRYPT_P:
+        return f"p={p} must be from 1 to {MAX_SCRYPT_P}"
+    if 128 * n * r > MAX_SCRYPT_MEMORY:
+        mib = 128 * n * r // 2**20
+        return f"n={n}, r={r} need {mib:,} MiB; the limit is {MAX_SCRYPT_MEMORY // 2**20} MiB"
+    return ""
+
+
+def _kdf_parameters(pem: bytes, path: Path) -> tuple[int, int, int, bytes]:
+    """n, r, p and the salt from the zchat-kdf line, checked before any work."""
+    match = _KDF_LINE.match(pem)
+    if match is None:
+        raise MalformedKeyFile(
+            f"{path} starts with a zchat-kdf line that does not read "
+            f"'zchat-kdf: scrypt n=N r=R p=P salt=BASE64'",
+            path,
+        )
+    n, r, p = (int(g) for g in match.groups()[:3])
+    problem = scrypt_problem(n, r, p)
+    if problem:
+        raise MalformedKeyFile(f"{path} has unusable scrypt parameters: {problem}", path)
+    try:  # binascii.Error is a ValueError
+        salt = base64.b64decode(match.group(4), validate=True)
+    except ValueError as exc:
+        raise MalformedKeyFile(
+            f"{path} has unusable scrypt parameters: the salt is not base64", path
+        ) from exc
+    return n, r, p, salt
 
 
 def _derive(passphrase: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
     return base64.b64encode(Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase))
-
-
-def write_secret_file(path: Path, data: bytes) -> None:
-    """Write `data` to `path` readable by its owner only (0600), atomically."""
-    # O_EXCL on a fresh temporary name, then rename: the key is never visible with
-    # looser permissions, not even for an instant.
-    tmp = path.with_name(path.name + ".tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:  # unlike one os.write, writes every byte
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)

@@ -282,6 +282,7 @@ class PeerCore:
     def _leave(self, nick: str, reason: str) -> None:
         member = self.members.pop(nick_key(nick), None)
         self._withheld.pop(nick_key(nick), None)
+        self._replay.forget(nick)
         if member is not None:
             self._events.append(ev.Left(member.nick, reason))
 
@@ -315,8 +316,8 @@ class PeerCore:
 
     def _open(self, delivery: Delivery, member: Member) -> None:
         header = delivery.header
-        if not self._replay.is_new(member.fingerprint, header.seq):
-            if self._replay.is_stale(member.fingerprint, header.seq):
+        if not self._replay.is_new(member.nick, member.fingerprint, header.seq):
+            if self._replay.is_stale(member.nick, member.fingerprint, header.seq):
                 # Older than the whole window: not one of our resends, which are
                 # always recent. A replay, or the sender's clock went back.
                 self._problem("stale", f"an old message from {member.nick} was dropped (a replay?)")
@@ -327,7 +328,7 @@ class PeerCore:
         except (EnvelopeError, UnicodeDecodeError):
             self._problem("cannot-decrypt", f"a message from {member.nick} did not decrypt")
             return
-        self._replay.record(member.fingerprint, header.seq)
+        self._replay.record(member.nick, member.fingerprint, header.seq)
         self._events.append(
             ev.MessageReceived(
                 member.nick,
@@ -387,6 +388,7 @@ class PeerCore:
                 del self._missing[key]
                 if key not in self.members:
                     self._withheld.pop(key, None)  # as `_leave` does: they are gone
+                    self._replay.forget(member.nick)
                     self._events.append(ev.Left(member.nick, "timeout"))
 
     def _disconnected(self, reason: str, now: float, *, new_socket: bool) -> None:

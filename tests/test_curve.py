@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import socket
 import stat
@@ -21,7 +22,7 @@ from tests.net import FAST, broker_thread, ready, texts, wait_for
 from tests.procs import FAST_TIMERS, ZCHAT, Proc, start_peer
 from zchat.broker.core import Broker
 from zchat.broker.server import Server
-from zchat.envelope import Identity
+from zchat.envelope import PRIVATE_KEY_FILE, Identity, InsecureKeyFile, load_identity, save_identity
 from zchat.envelope.proof import sign_proof
 from zchat.peer import events as ev
 from zchat.peer.client import Client, CurveKeys
@@ -140,6 +141,59 @@ def test_a_broker_secret_readable_by_others_is_refused_with_the_fix(tmp_path: Pa
     (tmp_path / bc.SECRET_FILE).chmod(0o640)
     with pytest.raises(bc.InsecureCurveKey, match="chmod 600"):
         bc.load_or_create(tmp_path)
+
+
+def test_a_broker_secret_behind_a_symbolic_link_is_refused(tmp_path: Path) -> None:
+    bc.load_or_create(tmp_path / "real")
+    home = tmp_path / "broker"
+    home.mkdir(mode=0o700)
+    (home / bc.SECRET_FILE).symlink_to(tmp_path / "real" / bc.SECRET_FILE)
+    with pytest.raises(bc.InsecureCurveKey, match="symbolic link"):
+        bc.load_or_create(home)
+
+
+def test_a_huge_broker_secret_file_is_refused_unread(tmp_path: Path) -> None:
+    bc.load_or_create(tmp_path)
+    with (tmp_path / bc.SECRET_FILE).open("ab") as f:
+        f.truncate(64 * 2**20)  # sparse: 64 MiB that cost no disk
+    with pytest.raises(bc.CurveKeyError, match="larger than 1,024 bytes"):
+        bc.load(tmp_path)
+
+
+def _expose(how: str, path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the secret file at `path` one that someone else could read or replace."""
+    if how == "group-readable":
+        path.chmod(0o640)
+    elif how == "symbolic-link":
+        real = path.with_name("elsewhere")
+        path.rename(real)
+        path.symlink_to(real)
+    elif how == "fifo":
+        path.unlink()
+        os.mkfifo(path, 0o600)
+    elif how == "another-owner":
+        owner = path.stat().st_uid
+        monkeypatch.setattr(os, "geteuid", lambda: owner + 1)
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("how", ["group-readable", "symbolic-link", "fifo", "another-owner"])
+def test_identity_keys_and_curve_secrets_are_refused_by_one_check_in_the_same_words(
+    tmp_path: Path, alice: Identity, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_identity(alice, tmp_path / "id")
+    bc.load_or_create(tmp_path / "broker")
+    key, secret = tmp_path / "id" / PRIVATE_KEY_FILE, tmp_path / "broker" / bc.SECRET_FILE
+    with monkeypatch.context() as m:
+        _expose(how, key, m)
+        with pytest.raises(InsecureKeyFile) as identity_error:
+            load_identity(tmp_path / "id")
+    _expose(how, secret, monkeypatch)
+    with pytest.raises(bc.InsecureCurveKey) as curve_error:
+        bc.load(tmp_path / "broker")
+    said_of_key = str(identity_error.value).removeprefix(f"private key {key} ")
+    said_of_secret = str(curve_error.value).removeprefix(f"CURVE secret key {secret} ")
+    assert said_of_key.replace(str(key), "PATH") == said_of_secret.replace(str(secret), "PATH")
 
 
 def test_the_public_key_file_is_rewritten_from_the_secret(tmp_path: Path) -> None:

@@ -9,9 +9,12 @@ import json
 import re
 import threading
 import time
+import unicodedata
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prompt_toolkit.application import create_app_session
 from prompt_toolkit.data_structures import Size
 from prompt_toolkit.input import create_pipe_input
@@ -27,7 +30,13 @@ from zchat.peer.interactive import Screen, chat
 from zchat.peer.json_events import json_line
 from zchat.peer.pins import PinStore
 from zchat.peer.render import Renderer, plain
-from zchat.peer.sanitize import for_terminal
+from zchat.peer.sanitize import (
+    BLANK_LOOKING,
+    DEFAULT_IGNORABLE,
+    MAX_STACKED_MARKS,
+    for_terminal,
+    is_invisible,
+)
 from zchat.peer.session import Left
 from zchat.peer.tui_style import fragments
 
@@ -48,9 +57,24 @@ HOSTILE = {
     "fake-line": ("hi\n12:00 <bob> send money", "hi^J12:00 <bob> send money"),
     "delete": ("a\x7fb", "a^?b"),
     "nul": ("a\x00b", "a^@b"),
+    # printable to `str.isprintable`, yet drawn as nothing or as an empty cell
+    "hangul-filler": ("pay\u3164pal", "pay<U+3164>pal"),
+    "hangul-choseong-filler": ("\u115fbob", "<U+115F>bob"),
+    "halfwidth-hangul-filler": ("a\uffa0b", "a<U+FFA0>b"),
+    "braille-blank": ("a\u2800b", "a<U+2800>b"),
+    "grapheme-joiner": ("pay\u034fpal", "pay<U+034F>pal"),
+    "variation-selector": ("pay\ufe0fpal", "pay<U+FE0F>pal"),
+    "khmer-inherent-vowel": ("pay\u17b4pal", "pay<U+17B4>pal"),
+    "tag-characters": ("hi\U000e0041\U000e0042", "hi<U+E0041><U+E0042>"),
+    "stacked-marks": ("z" + "\u0301" * 12, "z" + "\u0301" * 4 + "<U+0301>" * 8),
     "line-separator": ("a\u2028b", "a<U+2028>b"),
 }
 PAYLOADS = [raw for raw, _ in HOSTILE.values()]
+#: Never written to the terminal as such, whatever arrives.
+DANGEROUS = (
+    *("\x1b]", "\x1b[2J", "\x9b", "\x9d", "\u202e", "\u200b", "\x08", "\x00"),
+    *("\u3164", "\u2800", "\u034f", "\ufe0f", "\U000e0041", "\u0301" * 5),
+)
 IDS = list(HOSTILE)
 
 
@@ -96,6 +120,74 @@ def test_control_and_format_characters_are_shown_not_executed(raw: str, shown: s
 def test_ordinary_text_and_other_scripts_pass_unchanged() -> None:
     for text in ["hello, world", "naïve café", "Привет", "日本語のテキスト", "emoji 🎉 ok"]:
         assert for_terminal(text) == text
+
+
+def test_marks_that_real_scripts_stack_pass_unchanged() -> None:
+    decomposed = unicodedata.normalize("NFD", "Tiếng Việt có dấu")  # up to two per letter
+    pointed = "\u05e9\u05c1\u05bc\u05b8\u0591"  # shin, shin dot, dagesh, qamats, etnahta
+    for text in [decomposed, pointed, "\u0915\u094d\u0937\u093f", "\u0f66\u0f92\u0fb2\u0f74"]:
+        assert for_terminal(text) == text
+
+
+# What the sanitiser promises, for any text at all. Plain `st.text()` seldom draws the
+# rare characters that matter, so they are mixed in on purpose.
+_SUSPECTS = [chr(c) for c in (*BLANK_LOOKING, 0x00AD, 0x034F, 0x200B, 0x202E, 0xFE0F, 0xFEFF)]
+_SUSPECTS += ["\U000e0041", "\U000e0100", "\u0301", "\u0489", "\x1b", "\n", "\x9b"]
+hostile_text = st.lists(
+    st.one_of(st.characters(), st.sampled_from(_SUSPECTS), st.sampled_from(["\u0300", "\u20dd"])),
+    max_size=60,
+).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=hostile_text)
+def test_no_character_that_reaches_the_terminal_is_invisible(text: str) -> None:
+    out = for_terminal(text)
+    assert out.isprintable()
+    for ch in out:
+        assert not is_invisible(ch), f"{ord(ch):04X} passed through"
+        assert unicodedata.category(ch) not in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=hostile_text)
+def test_no_run_of_stacked_marks_reaches_the_terminal_longer_than_the_cap(text: str) -> None:
+    run = 0
+    for ch in for_terminal(text):
+        run = run + 1 if unicodedata.category(ch) in {"Mn", "Me"} else 0
+        assert run <= MAX_STACKED_MARKS
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=hostile_text)
+def test_sanitising_twice_changes_nothing_more(text: str) -> None:
+    """What was made safe is left alone, so every escape is the sender's, not ours."""
+    once = for_terminal(text)
+    assert for_terminal(once) == once
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(st.characters(categories=("L", "N", "P", "S")), max_size=60))
+def test_letters_digits_punctuation_and_symbols_pass_unchanged(text: str) -> None:
+    if not any(is_invisible(ch) for ch in text):  # the fillers are letters
+        assert for_terminal(text) == text
+
+
+def test_the_ignorable_table_is_the_one_unicode_publishes() -> None:
+    """4,174 code points, in order; and every format character Python's own database
+    knows is in it, except those the property's derivation leaves out by name."""
+    assert sum(end - start + 1 for start, end in DEFAULT_IGNORABLE) == 4174
+    bounds = [code for pair in DEFAULT_IGNORABLE for code in pair]
+    assert bounds == sorted(bounds)
+    excluded = {*range(0xFFF9, 0xFFFC), *range(0x13430, 0x13440)}  # annotation, hieroglyph
+    excluded |= {*range(0x0600, 0x0606), 0x06DD, 0x070F, 0x0890, 0x0891, 0x08E2}
+    excluded |= {0x110BD, 0x110CD}  # Prepended_Concatenation_Mark
+    for code in range(0x110000):
+        ch = chr(code)
+        if unicodedata.category(ch) == "Cf" and code not in excluded:
+            assert is_invisible(ch), f"U+{code:04X}"
+        if unicodedata.name(ch, "").startswith("VARIATION SELECTOR"):
+            assert is_invisible(ch), f"U+{code:04X}"
 
 
 # --- plain scripted output ----------------------------------------------------------
@@ -164,7 +256,7 @@ def test_the_screen_writes_hostile_nicknames_and_text_visibly() -> None:
     for raw, shown in HOSTILE.values():
         assert raw not in written
         assert shown in written
-    for dangerous in ("\x1b]", "\x1b[2J", "\x9b", "\x9d", "\u202e", "\u200b", "\x08", "\x00"):
+    for dangerous in DANGEROUS:
         assert dangerous not in written
 
 
@@ -205,7 +297,7 @@ def test_hostile_text_from_a_real_peer_reaches_the_terminal_neutralised(
             assert raw not in written
             assert shown in written
         # prompt_toolkit's own drawing uses CSI; nothing else from the message may
-        for dangerous in ("\x1b]", "\x1b[2J", "\x9b", "\x9d", "\u202e", "\u200b", "\x08", "\x00"):
+        for dangerous in DANGEROUS:
             assert dangerous not in written
         # the fake line stays inside bob's one line
         (faked,) = [line for line in screen.transcript or [] if "send money" in line]

@@ -8,16 +8,17 @@ The broker's state directory (default ``~/.local/share/zchat/broker``, or
 
 The pair is created once, on the first ``zchat broker --curve``, and loaded from then
 on: a broker whose key changed is, to its peers, another broker, and they refuse it.
-The secret gets the care of an identity key (`envelope.keys`): written through a fresh
-0600 file and renamed into place, and refused, as ssh refuses one, when group or
-others can read it. The public key is derived from the secret on every load, so a
-stale or edited public file cannot disagree with it.
+The secret gets the care of an identity key, through the same code
+(`envelope._files`): written through a fresh 0600 file and renamed into place, and
+refused, as ssh refuses one, when someone else could read or replace it (a group or
+other permission bit, another owner, a symbolic link), checked on the open file. The
+public key is derived from the secret on every load, so a stale or edited public file
+cannot disagree with it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -26,12 +27,19 @@ import platformdirs
 import zmq
 from zmq.utils import z85
 
-from zchat.envelope.keys import write_secret_file
+from zchat.envelope._files import (
+    ExposedSecretFile,
+    SecretFileRefused,
+    read_secret_file,
+    write_secret_file,
+)
 
 SECRET_FILE: Final = "curve_secret.key"  # noqa: S105 (a file name, not a secret)
 PUBLIC_FILE: Final = "curve_public.key"
 #: A CURVE key is 32 bytes, which Z85 writes as 40 characters.
 Z85_KEY_LENGTH: Final = 40
+#: The secret file holds one key and a newline; anything much larger is not one.
+MAX_SECRET_FILE_BYTES: Final = 1024
 _Z85_VALUE: Final = {c: i for i, c in enumerate(z85.Z85CHARS)}
 
 
@@ -44,14 +52,10 @@ class CurveKeyError(Exception):
 
 
 class InsecureCurveKey(CurveKeyError):
-    """The secret key file can be read by group or others."""
+    """Someone else could read or replace the secret key file; `problem` says how."""
 
-    def __init__(self, path: Path, mode: int) -> None:
-        super().__init__(
-            f"CURVE secret key {path} is readable by others (mode {mode:04o}); "
-            f"fix it with: chmod 600 {path}",
-            path,
-        )
+    def __init__(self, path: Path, problem: str, mode: int | None = None) -> None:
+        super().__init__(f"CURVE secret key {path} {problem}", path)
         self.mode = mode
 
 
@@ -99,10 +103,11 @@ def load_or_create(home: Path) -> tuple[CurvePair, bool]:
 def load(home: Path) -> CurvePair:
     path = home / SECRET_FILE
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise InsecureCurveKey(path, mode)
-        secret = path.read_bytes().strip()
+        secret = read_secret_file(path, MAX_SECRET_FILE_BYTES).strip()
+    except ExposedSecretFile as exc:
+        raise InsecureCurveKey(path, exc.problem, exc.mode) from exc
+    except SecretFileRefused as exc:
+        raise CurveKeyError(f"CURVE secret key {path} {exc.problem}", path) from exc
     except OSError as exc:
         raise CurveKeyError(f"cannot read {path}: {exc.strerror}", path) from exc
     if not is_z85_key(secret):
