@@ -1,10 +1,12 @@
 """A room in memory: one broker core and peer cores wired back to back, no sockets.
 
-Time is a number the test moves. `pump` carries frames both ways until nothing moves.
+Time is a number the test moves, and randomness a seeded generator, so a run repeats
+exactly. `pump` carries frames both ways until nothing moves.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,9 +20,14 @@ from zchat.peer.pins import PinStore
 FAST_CORE = BrokerConfig(heartbeat_interval=0.1, heartbeat_timeout=0.5)
 
 
+def seeded(seed: int) -> Callable[[int], bytes]:
+    """Random bytes a test can repeat: the same seed gives the same bytes."""
+    return random.Random(seed).randbytes
+
+
 @dataclass
 class MemoryRoom:
-    broker: Broker = field(default_factory=lambda: Broker(BrokerConfig()))
+    broker: Broker = field(default_factory=lambda: Broker(BrokerConfig(), random=seeded(0)))
     now: float = 1000.0
     peers: dict[bytes, PeerCore] = field(default_factory=dict)
     events: dict[bytes, list[ev.Event]] = field(default_factory=dict)

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import KeyPool
-from tests.memory import MemoryRoom
+from tests.memory import MemoryRoom, seeded
 from tests.net import FAST, broker_thread, joined, make_client, ready, texts, wait_for
 from zchat.broker.core import Broker, Outgoing
 from zchat.broker.server import Server
@@ -101,7 +101,7 @@ class LyingBroker(Broker):
 
 @contextlib.contextmanager
 def lying_broker(endpoint: str = "tcp://127.0.0.1:*") -> Iterator[tuple[Server, LyingBroker]]:
-    core = LyingBroker(FAST)
+    core = LyingBroker(FAST, random=seeded(0))
     with broker_thread(FAST, endpoint, core=core) as server:
         yield server, core
 

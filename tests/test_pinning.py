@@ -256,14 +256,14 @@ def test_keys_pins_lists_and_forget_removes_a_pin(tmp_path: Path, bob: Identity)
 def test_a_changed_key_is_warned_about_once_not_at_every_reconnect(
     alice: Identity, bob: Identity, carol: Identity
 ) -> None:
-    from tests.memory import FAST_CORE
+    from tests.memory import FAST_CORE, seeded
     from zchat.broker.core import Broker
 
-    room = MemoryRoom(broker=Broker(FAST_CORE))
+    room = MemoryRoom(broker=Broker(FAST_CORE, random=seeded(1)))
     a = room.join("alice", alice, pins=pinned_to("bob", carol))  # pinned another key
     room.join("bob", bob)
     assert len(room.of_type(a, ev.KeyChanged)) == 1
-    room.broker = Broker(FAST_CORE)  # a broker restart: everyone says hello again
+    room.broker = Broker(FAST_CORE, random=seeded(2))  # a broker restart: everyone says hello again
     room.advance(1.5)
     assert len(room.of_type(a, ev.KeyChanged)) == 1
     assert room.peers[a].members["bob"].trust is ev.Trust.CHANGED  # still untrusted
