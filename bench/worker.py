@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from zchat.bench.ceilings import Counts, connect_bare_peer, run_bare_peer
 from zchat.envelope import Envelope, Identity, Recipient, seal
 from zchat.peer import events as ev
-from zchat.peer.client import Client
+from zchat.peer.client import Client, initial_seq
 from zchat.peer.core import PeerConfig, PeerCore
 from zchat.wire import protocol as p
 
@@ -289,7 +289,13 @@ class Worker:
         # Heartbeats stay at the broker's pace; a generous timeout keeps a peer starved
         # of CPU by its 49 neighbours from being taken for dead.
         config = PeerConfig(heartbeat_timeout=60.0, trust_new_keys=True)
-        self.core = BenchCore(self.nick, self.identity, config=config)
+        self.core = BenchCore(
+            self.nick,
+            self.identity,
+            config=config,
+            seq=initial_seq(time.time()),
+            random=os.urandom,
+        )
         self.client = BenchClient(self.core, cmd["endpoint"])
         self.client.start()
         deadline = time.monotonic() + cmd["timeout"]

@@ -14,9 +14,10 @@ import zmq
 from zchat.console import EXIT_INTERRUPTED, EXIT_USAGE, fail
 from zchat.envelope import is_valid_nick
 from zchat.peer.client import Client, CurveKeys
-from zchat.peer.core import PeerConfig, PeerCore
+from zchat.peer.core import PeerConfig
 from zchat.peer.home import default_home, unlock
-from zchat.peer.pins import PinsError, PinStore
+from zchat.peer.pinfile import PinFile
+from zchat.peer.pins import PinsError
 from zchat.peer.scripted import run_scripted
 from zchat.wire.curve import read_public_key
 from zchat.wire.transport import TransportError
@@ -94,7 +95,7 @@ def peer(
     curve = None if broker_key is None else _curve_keys(broker_key)
     identity = unlock(home)
     try:
-        pins = PinStore.open(home)
+        pins = PinFile.open(home)
     except PinsError as exc:
         fail(str(exc), "fix or remove the file; it only holds pins")
     config = PeerConfig(trust_new_keys=trust_new_keys, absent_grace=absent_grace)
@@ -111,7 +112,9 @@ def peer(
                 sys.stdout.reconfigure(errors="backslashreplace")
 
             async def main() -> int:
-                client = Client(PeerCore(nick, identity, pins, config), connect, curve=curve)
+                client = Client.create(
+                    nick, identity, connect, pin_file=pins, config=config, curve=curve
+                )
                 return await run_scripted(
                     client, json_mode=json_mode, connect_timeout=connect_timeout
                 )

@@ -39,8 +39,8 @@ from zchat.peer import events as ev
 from zchat.peer.actions import execute
 from zchat.peer.client import Client, CurveKeys
 from zchat.peer.commands import Quit, parse_line
-from zchat.peer.core import PeerConfig, PeerCore, Phase
-from zchat.peer.pins import PinStore
+from zchat.peer.core import PeerConfig, Phase
+from zchat.peer.pinfile import PinFile
 from zchat.peer.sanitize import for_terminal
 from zchat.peer.tui_render import STYLE, ChatView, info, nick_fragment, plain, problem
 
@@ -83,7 +83,7 @@ class Screen:
 def run_interactive(
     nick: str | None,
     identity: Identity,
-    pins: PinStore,
+    pins: PinFile | None,
     config: PeerConfig,
     endpoint: str,
     curve: CurveKeys | None = None,
@@ -97,7 +97,7 @@ def run_interactive(
 async def chat(
     nick: str | None,
     identity: Identity,
-    pins: PinStore,
+    pins: PinFile | None,
     config: PeerConfig,
     endpoint: str,
     curve: CurveKeys | None = None,
@@ -114,7 +114,7 @@ async def chat(
         nick = await ask_nick(asker, screen)
         if nick is None:
             return EXIT_OK
-    client = Client(PeerCore(nick, identity, pins, config), endpoint, curve=curve)
+    client = Client.create(nick, identity, endpoint, pin_file=pins, config=config, curve=curve)
     view = ChatView(nick)
     client.start()
     try:

@@ -1,7 +1,7 @@
 """Replay and duplicate detection: a sliding window of sequence numbers per sender key.
 
 Every sender numbers its messages with a strictly increasing sequence (see
-`peer.core.initial_seq`); resends reuse the number. A recipient accepts each
+`peer.client.initial_seq`); resends reuse the number. A recipient accepts each
 (sender key, seq) once. The window is bounded, as IPsec's anti-replay window is: a
 number older than the newest by more than WINDOW is refused too, so memory stays
 bounded whatever an attacker replays.

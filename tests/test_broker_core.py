@@ -128,7 +128,7 @@ def test_room_message_reaches_everyone_but_the_sender_each_with_one_wrapped_key(
 ) -> None:
     room = MemoryRoom()
     conns = [room.join(f"p{i}", keys.get(i)) for i in range(4)]
-    room.peers[conns[0]].send_text("hello room", room.now)
+    room.send(conns[0], "hello room")
     room.pump()
     for conn in conns[1:]:
         assert messages(room, conn) == ["hello room"]
@@ -168,7 +168,7 @@ def test_a_direct_message_reaches_only_its_target(
     a = room.join("alice", alice)
     b = room.join("bob", bob)
     c = room.join("carol", carol)
-    room.peers[a].send_text("just for bob", room.now, to=["bob"])
+    room.send(a, "just for bob", to=["bob"])
     room.pump()
     (got,) = room.of_type(b, ev.MessageReceived)
     assert got.direct
@@ -272,10 +272,10 @@ def test_after_a_broker_restart_peers_rejoin_and_resend_without_duplicates(
     room = MemoryRoom(broker=Broker(FAST_CORE, random=seeded(3)))
     a = room.join("alice", alice)
     b = room.join("bob", bob)
-    room.peers[a].send_text("before", room.now)
+    room.send(a, "before")
     room.pump()
     room.broker = Broker(FAST_CORE, random=seeded(4))  # the broker restarts and forgets everything
-    room.peers[a].send_text("during", room.now)  # sent into the void: no ack
+    room.send(a, "during")  # sent into the void: no ack
     room.pump()
     room.advance(1.0)  # heartbeats meet HELLO_FIRST; both handshake again
     assert messages(room, b) == ["before", "during"]
@@ -288,7 +288,7 @@ def test_a_replayed_delivery_is_dropped(alice: Identity, bob: Identity) -> None:
     room = MemoryRoom()
     a = room.join("alice", alice)
     b = room.join("bob", bob)
-    room.peers[a].send_text("once", room.now)
+    room.send(a, "once")
     room.pump()
     (captured,) = sent_to(room, b, p.Command.DELIVER)
     room.peers[b].receive(captured, room.now)
@@ -306,7 +306,7 @@ def test_a_message_sent_before_a_member_rejoins_after_a_restart_still_reaches_it
     bob_core = room.peers.pop(b)  # bob is slow to notice the restart
     room.advance(0.3)  # alice alone re-handshakes
     assert room.of_type(a, ev.Ready)[-1].reconnected
-    room.peers[a].send_text("are you back?", room.now)  # bob is only 'missing'
+    room.send(a, "are you back?")  # bob is only 'missing'
     room.pump()
     room.peers[b] = bob_core
     room.advance(0.5)  # bob reconnects; alice resends what he missed
@@ -360,7 +360,7 @@ def test_a_resend_to_a_returning_member_lost_in_a_crash_is_sent_again(
     room.broker = Broker(FAST_CORE, random=seeded(10))  # a restart; bob is slow to come back
     bob_core = room.peers.pop(b)
     room.advance(0.3)
-    room.peers[a].send_text("while bob was away", room.now)  # absent: waits for him
+    room.send(a, "while bob was away")  # absent: waits for him
     room.pump()
     # bob comes back and alice resends to him, but the broker dies before it reads
     # that resend

@@ -25,7 +25,7 @@ from zchat.broker.server import Server
 from zchat.envelope import Identity
 from zchat.peer import events as ev
 from zchat.peer.client import Client, CurveKeys
-from zchat.peer.core import PeerConfig, PeerCore
+from zchat.peer.core import PeerConfig
 from zchat.peer.render import to_json, to_text
 from zchat.wire import curve as bc
 from zchat.wire import protocol as p
@@ -68,7 +68,7 @@ def client(
     if server_public is not None:
         public, secret = zmq.curve_keypair()
         curve = CurveKeys(server_public, public, secret)
-    return Client(PeerCore(nick, identity, config=PeerConfig()), endpoint, context=ctx, curve=curve)
+    return Client.create(nick, identity, endpoint, config=PeerConfig(), context=ctx, curve=curve)
 
 
 async def transport_failure(c: Client, timeout: float = 3.0) -> ev.TransportFailed:

@@ -22,9 +22,8 @@ from zchat.broker.server import Server
 from zchat.envelope import Identity
 from zchat.peer import events as ev
 from zchat.peer.client import Client
-from zchat.peer.core import PeerConfig, PeerCore
+from zchat.peer.core import PeerConfig
 from zchat.peer.interactive import Screen, chat
-from zchat.peer.pins import PinStore
 from zchat.peer.render import json_line, to_text
 from zchat.peer.sanitize import for_terminal
 from zchat.peer.tui_render import ChatView, plain
@@ -173,9 +172,9 @@ def test_hostile_text_from_a_real_peer_reaches_the_terminal_neutralised(
         screen = Screen(keep=True)
         with create_pipe_input() as keys, create_app_session(input=keys, output=output):
             task = asyncio.create_task(
-                chat("alice", alice, PinStore(None, {}), PeerConfig(), endpoint, screen=screen)
+                chat("alice", alice, None, PeerConfig(), endpoint, screen=screen)
             )
-            b = Client(PeerCore("bob", bob, PinStore(None, {}), PeerConfig()), endpoint)
+            b = Client.create("bob", bob, endpoint)
             b.start()
             await _until(lambda: "alice" in b.core.members)
             for raw in PAYLOADS:
