@@ -76,7 +76,13 @@ class PeerConfig:
 
 
 @dataclass
-class Member:
+class Contact:
+    """Someone in the room as we see them: their key, checked against our pin.
+
+    Not `wire.protocol.Member`, which is only what the broker claims (a nickname
+    and a key); a contact is what we made of that claim.
+    """
+
     nick: str
     public_key: rsa.RSAPublicKey
     public_der: bytes
@@ -107,7 +113,7 @@ class PeerCore:
     random: Callable[[int], bytes] = field(kw_only=True)
 
     phase: Phase = Phase.IDLE
-    members: dict[str, Member] = field(default_factory=dict)
+    members: dict[str, Contact] = field(default_factory=dict)
     outbox: Outbox = field(default_factory=Outbox)
     reconnect_wanted: bool = False
     closed_reason: str = ""
@@ -116,7 +122,7 @@ class PeerCore:
     _events: list[ev.Event] = field(default_factory=list)
     _replay: ReplayGuard = field(default_factory=ReplayGuard)
     _withheld: dict[str, deque[Delivery]] = field(default_factory=dict)
-    _missing: dict[str, tuple[Member, float]] = field(default_factory=dict)
+    _missing: dict[str, tuple[Contact, float]] = field(default_factory=dict)
     _pins_changed: bool = False
     _welcomed_once: bool = False
     _welcomed: bool = False  # WELCOME received for the current hello
@@ -261,7 +267,7 @@ class PeerCore:
 
     def _admit(
         self, wire: p.Member, *, announce: bool, already_here: bool = False
-    ) -> Member | None:
+    ) -> Contact | None:
         """Add a member to the directory, checking its key against our pin."""
         try:
             key = load_public_key(wire.public_der)
@@ -277,7 +283,7 @@ class PeerCore:
             trust = ev.Trust.PINNED
         else:
             trust = ev.Trust.CHANGED
-        member = Member(wire.nick, key, wire.public_der, fp, trust)
+        member = Contact(wire.nick, key, wire.public_der, fp, trust)
         self.members[nick_key(wire.nick)] = member
         # `announce` is False for a member we already list with this very key (back
         # after a reconnect): it was warned about then, and a warning repeated at
@@ -327,7 +333,7 @@ class PeerCore:
             return
         self._open(delivery, member)
 
-    def _open(self, delivery: Delivery, member: Member) -> None:
+    def _open(self, delivery: Delivery, member: Contact) -> None:
         header = delivery.header
         if not self._replay.is_new(member.fingerprint, header.seq):
             if self._replay.is_stale(member.fingerprint, header.seq):
@@ -465,7 +471,7 @@ class PeerCore:
             self._send(p.Send(envelope))
         return entry.msg_id
 
-    def _recipients(self, to: list[str] | None) -> list[Member]:
+    def _recipients(self, to: list[str] | None) -> list[Contact]:
         if to is None:
             # Members missing since a broker restart are still addressed: they are
             # most likely reconnecting, and the outbox delivers when they are back.
@@ -474,7 +480,7 @@ class PeerCore:
             if not members:
                 raise NobodyHere("nobody else is here (or trusted): message not sent")
             return members
-        chosen: dict[str, Member] = {}
+        chosen: dict[str, Contact] = {}
         for nick in to:
             member = self.members.get(nick_key(nick))
             if member is None:
@@ -530,7 +536,7 @@ class PeerCore:
             if member.trust is not ev.Trust.CHANGED:
                 self._resend_to(member, now)
 
-    def _resend_to(self, member: Member, now: float) -> None:
+    def _resend_to(self, member: Contact, now: float) -> None:
         for entry in self.outbox.waiting_for(member.nick):
             entry.absent_since.pop(nick_key(member.nick), None)
             # Awaiting an answer again: should this resend be lost with the broker,
