@@ -44,7 +44,7 @@ from zchat.bench.replay import BenchCore, replay
 from zchat.bench.results import Opened
 from zchat.envelope import Envelope, Recipient, seal
 from zchat.peer import events as ev
-from zchat.peer.client import Client
+from zchat.peer.client import Client, initial_seq
 from zchat.peer.core import PeerConfig
 from zchat.wire import protocol as p
 
@@ -133,7 +133,13 @@ class Worker:
         # Heartbeats stay at the broker's pace; a generous timeout keeps a peer starved
         # of CPU by its 49 neighbours from being taken for dead.
         config = PeerConfig(heartbeat_timeout=60.0, trust_new_keys=True)
-        self.core = BenchCore(self.nick, self.identity, config=config)
+        self.core = BenchCore(
+            self.nick,
+            self.identity,
+            config=config,
+            seq=initial_seq(time.time()),
+            random=os.urandom,
+        )
         self.client = Client(self.core, cmd["endpoint"])
         self.client.start()
         deadline = time.monotonic() + cmd["timeout"]

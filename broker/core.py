@@ -18,7 +18,6 @@ cleartext header to route, and cuts the envelope into one delivery per recipient
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -89,7 +88,9 @@ class Broker:
     """The room: sessions by connection, and connections by case-folded nickname."""
 
     config: BrokerConfig = field(default_factory=BrokerConfig)
-    random: Callable[[int], bytes] = os.urandom
+    #: Where challenge nonces come from: `os.urandom` in the server, a seeded
+    #: generator in tests. Required, so the core never reaches for the OS itself.
+    random: Callable[[int], bytes] = field(kw_only=True)
     counters: Counters = field(default_factory=Counters)
     #: Two tables, so that no state can outlive its timer: every listed member is in
     #: `_sessions` (and `_by_nick`) and every unfinished handshake in `_pending`.

@@ -12,6 +12,7 @@ the core binds to the session that HELLO opened.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -55,7 +56,7 @@ class Server:
     _own_context: zmq.Context[zmq.Socket[bytes]] | None = None
 
     def __post_init__(self) -> None:
-        self.core = Broker(self.config)
+        self.core = Broker(self.config, random=os.urandom)
 
     def open(self) -> list[str]:
         ctx = self.context

@@ -1,9 +1,10 @@
 """The peer's socket loop: a DEALER socket driven by `PeerCore`, inside asyncio.
 
-Thin on purpose: it moves frames between the socket and the core, runs the core's
-clock, and replaces the socket when the core asks for a reconnect. Front ends (the
-scripted mode, the terminal UI, the benchmark, tests) call `send_text`, `trust`, read
-`events`, and finish with `close`.
+Thin on purpose: it moves frames between the socket and the core, feeds the core the
+time and randomness it needs, saves the pins the core hands out, and replaces the
+socket when the core asks for a reconnect. Front ends (the scripted mode, the terminal
+UI, the benchmark, tests) make one with `Client.create`, call `send_text`, `trust`,
+read `events`, and finish with `close`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -19,10 +21,12 @@ from typing import cast
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from zchat.envelope import Envelope
+from zchat.envelope import Envelope, Identity
 from zchat.peer import events as ev
-from zchat.peer.core import PeerCore, Phase
+from zchat.peer.core import PeerConfig, PeerCore, Phase
 from zchat.peer.outbox import Entry
+from zchat.peer.pinfile import PinFile
+from zchat.peer.pins import Pins, PinsError
 from zchat.wire import protocol as p
 from zchat.wire.transport import LINGER_MS, TransportError, configure, recv_bounded
 
@@ -47,6 +51,16 @@ _HANDSHAKE_FAILED = (
 )
 
 
+def initial_seq(wall: float) -> int:
+    """The first sequence number of a run: the wall clock in microseconds.
+
+    So numbers keep increasing across restarts of the sender, and a recipient never
+    takes a new message for a replay of an old one (unless the sender averaged a
+    million messages a second).
+    """
+    return int(wall * 1_000_000)
+
+
 @dataclass(frozen=True, slots=True)
 class CurveKeys:
     """CURVE transport keys (Z85): the broker's public key and our own pair."""
@@ -64,10 +78,13 @@ class Client:
         *,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
         curve: CurveKeys | None = None,
+        pin_file: PinFile | None = None,
     ) -> None:
         self.core = core
         self.endpoint = endpoint
         self.curve = curve
+        #: Where the pins the core hands out are saved; None keeps them in memory.
+        self.pin_file = pin_file
         self.events: asyncio.Queue[ev.Event] = asyncio.Queue()
         self._context = context or zmq.Context.instance()
         self._sock: zmq.Socket[bytes] | None = None
@@ -79,6 +96,31 @@ class Client:
         self._ticker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_progress = 0.0
+
+    @classmethod
+    def create(
+        cls,
+        nick: str,
+        identity: Identity,
+        endpoint: str,
+        *,
+        pin_file: PinFile | None = None,
+        config: PeerConfig | None = None,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        curve: CurveKeys | None = None,
+    ) -> Client:
+        """A client for `nick`, its core fed from the real world: the first sequence
+        number from the wall clock, message ids from `os.urandom`, and the pins
+        `pin_file` held (saved back there as they change; None keeps them in memory)."""
+        core = PeerCore(
+            nick,
+            identity,
+            Pins(pin_file.pins if pin_file is not None else ()),
+            config or PeerConfig(),
+            seq=initial_seq(time.time()),
+            random=os.urandom,
+        )
+        return cls(core, endpoint, context=context, curve=curve, pin_file=pin_file)
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -118,7 +160,7 @@ class Client:
     # --- user actions (they raise peer.errors.PeerError for people to read) ----------
 
     def send_text(self, text: str, to: list[str] | None = None) -> bytes:
-        msg_id = self.core.send_text(text, time.monotonic(), to)
+        msg_id = self.core.send_text(text, time.monotonic(), to, wall=time.time())
         self._flush()
         return msg_id
 
@@ -275,6 +317,20 @@ class Client:
             if isinstance(event, ev.Acked):
                 self._last_progress = time.monotonic()
             self.events.put_nowait(event)
+        self._save_pins()
+
+    def _save_pins(self) -> None:
+        """Write the pins, if the core changed any: at most once per flush, that is
+        once per batch of input, tick or user action."""
+        pins = self.core.take_pins()
+        if pins is None or self.pin_file is None:
+            return
+        try:
+            self.pin_file.save(pins)
+        except PinsError as exc:
+            # The pins still hold in the core's memory, so this session stays
+            # protected; only the record for later sessions is lost.
+            self.events.put_nowait(ev.Problem("pins", f"{exc}; the pins hold until you leave"))
 
 
 #: Plain ints: pyzmq's `send_multipart` ORs enum flags for every frame, which costs

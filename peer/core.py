@@ -1,9 +1,15 @@
-"""The peer's protocol logic, sans I/O: frames and the time in; frames and events out.
+"""The peer's protocol logic, sans I/O: frames, time and randomness in; frames,
+events and pins out.
 
 Call `start`, `receive`, `tick`, `send_text`, `trust` and `leave`; after each call
-send what `take_outgoing` returns and show what `take_events` returns. When
-`reconnect_wanted` is set, the I/O layer replaces its socket (dropping whatever
-libzmq still queued for the dead connection) and calls `start` again.
+send what `take_outgoing` returns, show what `take_events` returns and save what
+`take_pins` returns. When `reconnect_wanted` is set, the I/O layer replaces its
+socket (dropping whatever libzmq still queued for the dead connection) and calls
+`start` again.
+
+Nothing here reads a clock, the OS's randomness or a file: the loop (`peer.client`)
+passes the time into every call, and at construction the first sequence number and
+a source of random bytes.
 
 Trust (as ssh's known_hosts): the first key seen for a nickname is pinned. A later,
 different key is CHANGED: nothing is encrypted to it and messages signed by it are
@@ -12,8 +18,8 @@ held back, until the user trusts it.
 
 from __future__ import annotations
 
-import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -34,7 +40,7 @@ from zchat.envelope import (
     seal,
     verify_delivery,
 )
-from zchat.envelope.limits import MAX_TEXT_BYTES
+from zchat.envelope.limits import MAX_TEXT_BYTES, MSG_ID_BYTES
 from zchat.envelope.proof import sign_proof
 from zchat.peer import events as ev
 from zchat.peer.errors import (
@@ -46,7 +52,7 @@ from zchat.peer.errors import (
     UntrustedRecipient,
 )
 from zchat.peer.outbox import MAX_OUTBOX, Entry, Outbox
-from zchat.peer.pins import PinsError, PinStore
+from zchat.peer.pins import Pin, Pins
 from zchat.peer.replay import ReplayGuard
 from zchat.wire import protocol as p
 from zchat.wire.errors import ProtocolError
@@ -56,13 +62,6 @@ MAX_WITHHELD = 100
 #: Bounds on the timers a broker may impose on us in WELCOME.
 _MIN_TIMER = 0.01
 _MAX_TIMER = 3600.0
-
-
-def initial_seq() -> int:
-    """Sequence numbers start at the clock in microseconds, so they keep increasing
-    across restarts of the sender and a recipient never takes a new message for a
-    replay of an old one (unless the sender averaged a million messages a second)."""
-    return int(time.time() * 1_000_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +77,13 @@ class PeerConfig:
 
 
 @dataclass
-class Member:
+class Contact:
+    """Someone in the room as we see them: their key, checked against our pin.
+
+    Not `wire.protocol.Member`, which is only what the broker claims (a nickname
+    and a key); a contact is what we made of that claim.
+    """
+
     nick: str
     public_key: rsa.RSAPublicKey
     public_der: bytes
@@ -98,12 +103,18 @@ class Phase(Enum):
 class PeerCore:
     nick: str
     identity: Identity
-    pins: PinStore = field(default_factory=lambda: PinStore(None, {}))
+    #: The pins as loaded; the core updates them in memory and hands them out.
+    pins: Pins = field(default_factory=Pins)
     config: PeerConfig = field(default_factory=PeerConfig)
-    seq: int = field(default_factory=initial_seq)
+    #: The first sequence number to seal with. The loop derives it from the wall
+    #: clock (`peer.client.initial_seq`), so numbers keep increasing across restarts.
+    seq: int = field(kw_only=True)
+    #: Where message ids come from: `os.urandom` in the client, a seeded generator
+    #: in tests. Required, so the core never reaches for the OS itself.
+    random: Callable[[int], bytes] = field(kw_only=True)
 
     phase: Phase = Phase.IDLE
-    members: dict[str, Member] = field(default_factory=dict)
+    members: dict[str, Contact] = field(default_factory=dict)
     outbox: Outbox = field(default_factory=Outbox)
     reconnect_wanted: bool = False
     closed_reason: str = ""
@@ -112,7 +123,8 @@ class PeerCore:
     _events: list[ev.Event] = field(default_factory=list)
     _replay: ReplayGuard = field(default_factory=ReplayGuard)
     _withheld: dict[str, deque[Delivery]] = field(default_factory=dict)
-    _missing: dict[str, tuple[Member, float]] = field(default_factory=dict)
+    _missing: dict[str, tuple[Contact, float]] = field(default_factory=dict)
+    _pins_changed: bool = False
     _welcomed_once: bool = False
     _welcomed: bool = False  # WELCOME received for the current hello
     #: When we last heard the broker that went away; None while connected. Set from
@@ -138,6 +150,19 @@ class PeerCore:
     def take_events(self) -> list[ev.Event]:
         events, self._events = self._events, []
         return events
+
+    def take_pins(self) -> tuple[Pin, ...] | None:
+        """Every pin, when any changed since the last call (None otherwise).
+
+        The loop writes them to the pins file. They come out whole rather than as
+        changes because the file holds them whole, and so that a batch of input
+        that pinned many members (a room's snapshot, a flood of joins) costs one
+        write, not one a member.
+        """
+        if not self._pins_changed:
+            return None
+        self._pins_changed = False
+        return self.pins.items()
 
     # --- session ---------------------------------------------------------------------
 
@@ -208,18 +233,14 @@ class PeerCore:
         self.members = {}
         announce = self._events
         self._events = []  # the Ready event goes first; joins and key news follow
-        self.pins.hold()  # one write of the pins file for the whole room
-        try:
-            for wire in members:
-                key = nick_key(wire.nick)
-                if key == nick_key(self.nick):
-                    continue  # a lying broker listing us: ignore
-                missing = self._missing.pop(key, None)
-                known = previous.get(key) or (missing[0] if missing else None)
-                new = known is None or known.public_der != wire.public_der
-                self._admit(wire, announce=new, already_here=True)
-        finally:
-            self._release_pins()
+        for wire in members:
+            key = nick_key(wire.nick)
+            if key == nick_key(self.nick):
+                continue  # a lying broker listing us: ignore
+            missing = self._missing.pop(key, None)
+            known = previous.get(key) or (missing[0] if missing else None)
+            new = known is None or known.public_der != wire.public_der
+            self._admit(wire, announce=new, already_here=True)
         # Members we knew who are not back yet (after a broker restart everyone
         # reconnects at once): wait a little before saying they left.
         for key, known_member in previous.items():
@@ -247,7 +268,7 @@ class PeerCore:
 
     def _admit(
         self, wire: p.Member, *, announce: bool, already_here: bool = False
-    ) -> Member | None:
+    ) -> Contact | None:
         """Add a member to the directory, checking its key against our pin."""
         try:
             key = load_public_key(wire.public_der)
@@ -263,7 +284,7 @@ class PeerCore:
             trust = ev.Trust.PINNED
         else:
             trust = ev.Trust.CHANGED
-        member = Member(wire.nick, key, wire.public_der, fp, trust)
+        member = Contact(wire.nick, key, wire.public_der, fp, trust)
         self.members[nick_key(wire.nick)] = member
         # `announce` is False for a member we already list with this very key (back
         # after a reconnect): it was warned about then, and a warning repeated at
@@ -314,7 +335,7 @@ class PeerCore:
             return
         self._open(delivery, member)
 
-    def _open(self, delivery: Delivery, member: Member) -> None:
+    def _open(self, delivery: Delivery, member: Contact) -> None:
         header = delivery.header
         if not self._replay.is_new(member.nick, member.fingerprint, header.seq):
             if self._replay.is_stale(member.nick, member.fingerprint, header.seq):
@@ -403,11 +424,20 @@ class PeerCore:
 
     # --- user actions ----------------------------------------------------------------
 
-    def send_text(self, text: str, now: float, to: list[str] | None = None) -> bytes:
+    def send_text(
+        self, text: str, now: float, to: list[str] | None = None, *, wall: float
+    ) -> bytes:
         """Seal `text` for the room, or for the nicknames in `to`; return its id.
 
         Sealed at once for the members present now; sent at once when connected,
         otherwise when the broker welcomes us back.
+
+        Two clocks here, where every other call takes one: `now` is the monotonic
+        time that runs the timers (here the outbox's grace period), `wall` the date
+        (seconds since the epoch) the envelope tells its recipients. Only sealing
+        needs the date, so only this call takes it, rather than a (monotonic, wall)
+        pair on every call; and a date derived from `now` plus an offset fixed at
+        start would drift from the real one whenever the system clock is set.
         """
         try:
             raw = text.encode("utf-8")
@@ -432,7 +462,8 @@ class PeerCore:
             recipients=[Recipient(m.nick, m.public_key, m.fingerprint) for m in recipients],
             seq=self.seq,
             kind=kind,
-            now=time.time(),
+            now=wall,
+            msg_id=self.random(MSG_ID_BYTES),
         )
         self.seq += 1
         entry = self.outbox.add(envelope, text, now)
@@ -443,7 +474,7 @@ class PeerCore:
             self._send(p.Send(envelope))
         return entry.msg_id
 
-    def _recipients(self, to: list[str] | None) -> list[Member]:
+    def _recipients(self, to: list[str] | None) -> list[Contact]:
         if to is None:
             # Members missing since a broker restart are still addressed: they are
             # most likely reconnecting, and the outbox delivers when they are back.
@@ -452,7 +483,7 @@ class PeerCore:
             if not members:
                 raise NobodyHere("nobody else is here (or trusted): message not sent")
             return members
-        chosen: dict[str, Member] = {}
+        chosen: dict[str, Contact] = {}
         for nick in to:
             member = self.members.get(nick_key(nick))
             if member is None:
@@ -508,7 +539,7 @@ class PeerCore:
             if member.trust is not ev.Trust.CHANGED:
                 self._resend_to(member, now)
 
-    def _resend_to(self, member: Member, now: float) -> None:
+    def _resend_to(self, member: Contact, now: float) -> None:
         for entry in self.outbox.waiting_for(member.nick):
             entry.absent_since.pop(nick_key(member.nick), None)
             # Awaiting an answer again: should this resend be lost with the broker,
@@ -524,16 +555,8 @@ class PeerCore:
         self._out.append(p.encode(msg))
 
     def _pin(self, nick: str, fp: bytes) -> None:
-        try:
-            self.pins.pin(nick, fp)
-        except PinsError as exc:  # the pin still holds for this session
-            self._problem("pins", f"{exc}; the pin holds until you leave")
-
-    def _release_pins(self) -> None:
-        try:
-            self.pins.release()
-        except PinsError as exc:
-            self._problem("pins", f"{exc}; the pins hold until you leave")
+        if self.pins.pin(nick, fp):
+            self._pins_changed = True
 
     def _problem(self, code: str, message: str) -> None:
         self._events.append(ev.Problem(code, message))

@@ -1,94 +1,70 @@
-"""Key pins: nickname -> fingerprint, trust on first use, kept across runs.
+"""Key pins: nickname -> fingerprint, trust on first use, in memory.
 
-Stored as ``pins.json`` in the identity directory, written atomically (temporary file
-and rename) so a crash never leaves half a file.
+`Pins` is the map the peer core consults and updates; `parse_pins` and `encode_pins`
+turn it into the bytes of ``pins.json`` and back. Nothing here touches a file: the
+loop reads and writes the file through `peer.pinfile`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterable
+from typing import NamedTuple
 
 from zchat.envelope import nick_key
-
-PINS_FILE = "pins.json"
 
 
 class PinsError(Exception):
     """The pins file cannot be read, parsed or written."""
 
 
-@dataclass
-class PinStore:
-    path: Path | None  # None keeps pins in memory only (tests, benchmarks)
-    _pins: dict[str, tuple[str, bytes]]
-    _held: bool = False  # saving waits for `release` (a snapshot pins many at once)
-    _dirty: bool = False
+class Pin(NamedTuple):
+    """One pinned key. A named tuple, so `for nick, fp in pins` reads naturally."""
 
-    @classmethod
-    def open(cls, home: Path | None) -> PinStore:
-        if home is None:
-            return cls(None, {})
-        path = home / PINS_FILE
-        try:
-            raw = json.loads(path.read_text())
-            pins = {nick_key(nick): (nick, bytes.fromhex(fp)) for nick, fp in raw["pins"].items()}
-        except FileNotFoundError:
-            pins = {}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise PinsError(f"cannot read {path}: {exc}") from exc
-        return cls(path, pins)
+    nick: str  # as first seen; lookups fold case
+    fingerprint: bytes
+
+
+class Pins:
+    """The pins of one identity; nicknames compare case-folded, as the room does."""
+
+    def __init__(self, pins: Iterable[Pin] = ()) -> None:
+        self._pins = {nick_key(pin.nick): pin for pin in pins}
 
     def get(self, nick: str) -> bytes | None:
-        entry = self._pins.get(nick_key(nick))
-        return None if entry is None else entry[1]
+        pin = self._pins.get(nick_key(nick))
+        return None if pin is None else pin.fingerprint
 
-    def pin(self, nick: str, fingerprint: bytes) -> None:
-        """Pin `nick` to `fingerprint`. The pin holds in memory even when saving it
-        fails (PinsError): this session stays protected, only the record is lost."""
-        self._pins[nick_key(nick)] = (nick, fingerprint)
-        self._save()
-
-    def hold(self) -> None:
-        """Save nothing until `release`: one write for a whole room, not one a member."""
-        self._held = True
-
-    def release(self) -> None:
-        """Save what was pinned since `hold` (may raise PinsError)."""
-        self._held = False
-        if self._dirty:
-            self._save()
-
-    def forget(self, nick: str) -> bool:
-        if self._pins.pop(nick_key(nick), None) is None:
+    def pin(self, nick: str, fingerprint: bytes) -> bool:
+        """Pin `nick` to `fingerprint`; True when that changed anything."""
+        pin = Pin(nick, fingerprint)
+        if self._pins.get(nick_key(nick)) == pin:
             return False
-        self._save()
+        self._pins[nick_key(nick)] = pin
         return True
 
-    def items(self) -> list[tuple[str, bytes]]:
-        return sorted(self._pins.values(), key=lambda item: nick_key(item[0]))
+    def forget(self, nick: str) -> bool:
+        """Drop the pin for `nick`; False when there was none."""
+        return self._pins.pop(nick_key(nick), None) is not None
 
-    def _save(self) -> None:
-        if self.path is None:
-            return
-        if self._held:
-            self._dirty = True
-            return
-        self._dirty = False
-        data = {"pins": {nick: fp.hex() for nick, fp in self.items()}}
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        # Translated here: the core pins from inside the socket loop, where a bare
-        # OSError (a full disk, a read-only home) would escape the event loop.
-        try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=2, sort_keys=True)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())  # the rename must not land before the data
-            tmp.replace(self.path)
-        except OSError as exc:
-            raise PinsError(f"cannot save {self.path}: {exc}") from exc
+    def items(self) -> tuple[Pin, ...]:
+        """Every pin, in case-folded nickname order: a value, safe to keep."""
+        return tuple(sorted(self._pins.values(), key=lambda pin: nick_key(pin.nick)))
+
+    def __len__(self) -> int:
+        return len(self._pins)
+
+
+def parse_pins(data: bytes) -> tuple[Pin, ...]:
+    """The pins in the bytes of a pins file (PinsError if they are not one)."""
+    try:
+        raw = json.loads(data)
+        return tuple(Pin(nick, bytes.fromhex(fp)) for nick, fp in raw["pins"].items())
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise PinsError(str(exc)) from exc
+
+
+def encode_pins(pins: Iterable[Pin]) -> bytes:
+    """The bytes of a pins file: JSON, sorted, one pin a line, for people to read."""
+    data = {"pins": {pin.nick: pin.fingerprint.hex() for pin in pins}}
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()

@@ -1,7 +1,7 @@
 """Replay and duplicate detection: a sliding window of sequence numbers per sender.
 
 Every sender numbers its messages with a strictly increasing sequence (see
-`peer.core.initial_seq`); resends reuse the number. A recipient accepts each
+`peer.client.initial_seq`); resends reuse the number. A recipient accepts each
 (sender, seq) once. The window is bounded, as IPsec's anti-replay window is (RFC 4303
 §3.4.3): a number older than the newest by `WINDOW` or more is refused too, and the
 numbers inside the window are one bit each in a fixed bitmap, so a window costs

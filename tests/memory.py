@@ -1,10 +1,13 @@
 """A room in memory: one broker core and peer cores wired back to back, no sockets.
 
-Time is a number the test moves. `pump` carries frames both ways until nothing moves.
+Time is a number the test moves, and randomness a seeded generator, so a run repeats
+exactly. `pump` carries frames both ways until nothing moves, doing for each core
+what its loop would: send its frames, show its events, save its pins.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -12,18 +15,30 @@ from zchat.broker.core import Broker, BrokerConfig, Outgoing
 from zchat.envelope import Identity
 from zchat.peer import events as ev
 from zchat.peer.core import PeerConfig, PeerCore
-from zchat.peer.pins import PinStore
+from zchat.peer.pins import Pin, Pins
 
 #: Short liveness timers for rooms whose clock a test moves.
 FAST_CORE = BrokerConfig(heartbeat_interval=0.1, heartbeat_timeout=0.5)
+#: The date when the room's clock reads 0 (14 November 2023): envelopes carry dates.
+WALL_AT_ZERO = 1_700_000_000.0
+#: Each connection seals from a block of sequence numbers of its own, as a real run
+#: starts from the wall clock: a peer back under the same key never reuses a number.
+SEQ_BLOCK = 1 << 32
+
+
+def seeded(seed: int) -> Callable[[int], bytes]:
+    """Random bytes a test can repeat: the same seed gives the same bytes."""
+    return random.Random(seed).randbytes
 
 
 @dataclass
 class MemoryRoom:
-    broker: Broker = field(default_factory=lambda: Broker(BrokerConfig()))
+    broker: Broker = field(default_factory=lambda: Broker(BrokerConfig(), random=seeded(0)))
     now: float = 1000.0
     peers: dict[bytes, PeerCore] = field(default_factory=dict)
     events: dict[bytes, list[ev.Event]] = field(default_factory=dict)
+    #: the pins each core handed out for its loop to write, one entry per write
+    saved: dict[bytes, list[tuple[Pin, ...]]] = field(default_factory=dict)
     #: frames the broker sent to each connection, for inspection
     wire: dict[bytes, list[list[bytes]]] = field(default_factory=dict)
     #: a test may make the network lose some of what the broker sends...
@@ -37,15 +52,23 @@ class MemoryRoom:
         nick: str,
         identity: Identity,
         *,
-        pins: PinStore | None = None,
+        pins: Pins | None = None,
         config: PeerConfig | None = None,
     ) -> bytes:
         """Connect a new peer core under a fresh connection id; returns the id."""
         self._next_conn += 1
         conn = b"conn-%d" % self._next_conn
-        core = PeerCore(nick, identity, pins or PinStore(None, {}), config or PeerConfig())
+        core = PeerCore(
+            nick,
+            identity,
+            Pins() if pins is None else pins,
+            config or PeerConfig(),
+            seq=self._next_conn * SEQ_BLOCK,
+            random=seeded(self._next_conn),
+        )
         self.peers[conn] = core
         self.events[conn] = []
+        self.saved[conn] = []
         self.wire[conn] = []
         core.start(self.now)
         self.pump()
@@ -61,9 +84,21 @@ class MemoryRoom:
                         continue
                     self.deliver(self.broker.handle(conn, frames, self.now))
                 self.events[conn] += core.take_events()
+                pins = core.take_pins()
+                if pins is not None:
+                    self.saved[conn].append(pins)
             if not moved:
                 return
         raise AssertionError("the room never went quiet")
+
+    @property
+    def wall(self) -> float:
+        """The date on the room's clock: it moves with `now`."""
+        return WALL_AT_ZERO + self.now
+
+    def send(self, sender: bytes, text: str, to: list[str] | None = None) -> bytes:
+        """`sender` seals `text` at the room's time; `pump` carries it. Returns its id."""
+        return self.peers[sender].send_text(text, self.now, to, wall=self.wall)
 
     def send_by_hand(
         self, sender: bytes, text: str, to: list[str] | None = None
@@ -73,7 +108,7 @@ class MemoryRoom:
         Returns the SEND's frames and what the broker answered, for the test to
         deliver, lose or tamper with as it wants.
         """
-        self.peers[sender].send_text(text, self.now, to)
+        self.send(sender, text, to)
         (frames,) = self.peers[sender].take_outgoing()
         return frames, self.broker.handle(sender, frames, self.now)
 

@@ -16,8 +16,8 @@ from zchat.broker.server import Server
 from zchat.envelope import Identity
 from zchat.peer import events as ev
 from zchat.peer.client import Client
-from zchat.peer.core import PeerConfig, PeerCore
-from zchat.peer.pins import PinStore
+from zchat.peer.core import PeerConfig
+from zchat.peer.pinfile import PinFile
 
 FAST = BrokerConfig(
     heartbeat_interval=0.1, heartbeat_timeout=0.6, handshake_timeout=0.6, backlog_timeout=0.6
@@ -51,14 +51,13 @@ def make_client(
     identity: Identity,
     endpoint: str,
     config: PeerConfig | None = None,
-    pins: PinStore | None = None,
+    pins: PinFile | None = None,
 ) -> Client:
-    core = PeerCore(nick, identity, pins or PinStore(None, {}), config or PeerConfig())
-    return Client(core, endpoint)
+    return Client.create(nick, identity, endpoint, pin_file=pins, config=config)
 
 
 async def joined(
-    nick: str, identity: Identity, endpoint: str, pins: PinStore | None = None
+    nick: str, identity: Identity, endpoint: str, pins: PinFile | None = None
 ) -> Client:
     """A client that has finished its handshake (and fails the test if refused)."""
     client = make_client(nick, identity, endpoint, pins=pins)

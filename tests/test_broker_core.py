@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from tests.conftest import KeyPool
-from tests.memory import FAST_CORE, MemoryRoom
+from tests.memory import FAST_CORE, MemoryRoom, seeded
 from zchat.broker.core import Broker
 from zchat.envelope import Identity, Recipient, seal
 from zchat.envelope.proof import sign_proof
@@ -58,7 +58,7 @@ def test_a_duplicate_nickname_is_refused_even_in_another_case(
     "nick", ["", "x" * 33, "x" * 300, "bad nick", "b\u043eb", "evil\x1b[2J", "a,b"]
 )
 def test_invalid_nicknames_are_refused_with_the_rules(alice: Identity, nick: str) -> None:
-    broker = Broker()
+    broker = Broker(random=seeded(0))
     out = broker.handle(b"c1", p.encode(p.Hello(nick.encode(), alice.public_der)), 0.0)
     reply = p.parse_from_broker(out[-1].frames)
     assert isinstance(reply, p.Refuse)
@@ -67,7 +67,7 @@ def test_invalid_nicknames_are_refused_with_the_rules(alice: Identity, nick: str
 
 
 def test_a_wrong_proof_is_refused(alice: Identity, bob: Identity) -> None:
-    broker = Broker()
+    broker = Broker(random=seeded(0))
     broker.handle(b"c1", p.encode(p.Hello(b"alice", alice.public_der)), 0.0)
     # sign the right bytes with the wrong key
     out = broker.handle(b"c1", p.encode(p.Proof(b"\x00" * 256)), 0.0)
@@ -78,7 +78,7 @@ def test_a_wrong_proof_is_refused(alice: Identity, bob: Identity) -> None:
 
 
 def test_a_proof_for_another_challenge_is_refused(alice: Identity) -> None:
-    broker = Broker()
+    broker = Broker(random=seeded(0))
     broker.handle(b"c1", p.encode(p.Hello(b"alice", alice.public_der)), 0.0)
     stale = sign_proof(alice.private_key, b"\x00" * 32, b"alice", alice.public_der)
     reply = p.parse_from_broker(broker.handle(b"c1", p.encode(p.Proof(stale)), 0.0)[-1].frames)
@@ -87,7 +87,9 @@ def test_a_proof_for_another_challenge_is_refused(alice: Identity) -> None:
 
 
 def test_an_unsupported_protocol_version_is_refused(alice: Identity) -> None:
-    out = Broker().handle(b"c1", [b"ZCHAT9", b"\x01", b"alice", alice.public_der], 0.0)
+    out = Broker(random=seeded(0)).handle(
+        b"c1", [b"ZCHAT9", b"\x01", b"alice", alice.public_der], 0.0
+    )
     reply = p.parse_from_broker(out[0].frames)
     assert isinstance(reply, p.Refuse)
     assert reply.code is p.RefuseCode.UNSUPPORTED_VERSION
@@ -108,13 +110,13 @@ def test_same_nick_and_key_takes_its_old_place_at_once(alice: Identity, bob: Ide
 
 
 def test_a_message_before_the_handshake_gets_hello_first(alice: Identity) -> None:
-    broker = Broker()
+    broker = Broker(random=seeded(0))
     out = broker.handle(b"stranger", p.encode(p.Heartbeat()), 0.0)
     assert p.parse_from_broker(out[0].frames).code is p.ErrorCode.HELLO_FIRST  # type: ignore[union-attr]
 
 
 def test_junk_from_a_stranger_gets_no_answer_and_is_counted() -> None:
-    broker = Broker()
+    broker = Broker(random=seeded(0))
     assert broker.handle(b"stranger", [b"GET / HTTP/1.1"], 0.0) == []
     assert broker.counters.errors == 1
 
@@ -127,7 +129,7 @@ def test_room_message_reaches_everyone_but_the_sender_each_with_one_wrapped_key(
 ) -> None:
     room = MemoryRoom()
     conns = [room.join(f"p{i}", keys.get(i)) for i in range(4)]
-    room.peers[conns[0]].send_text("hello room", room.now)
+    room.send(conns[0], "hello room")
     room.pump()
     for conn in conns[1:]:
         assert messages(room, conn) == ["hello room"]
@@ -167,7 +169,7 @@ def test_a_direct_message_reaches_only_its_target(
     a = room.join("alice", alice)
     b = room.join("bob", bob)
     c = room.join("carol", carol)
-    room.peers[a].send_text("just for bob", room.now, to=["bob"])
+    room.send(a, "just for bob", to=["bob"])
     room.pump()
     (got,) = room.of_type(b, ev.MessageReceived)
     assert got.direct
@@ -245,7 +247,7 @@ def test_a_blank_wrapped_key_means_do_not_deliver(
 def test_a_silent_peer_is_evicted_and_its_nickname_freed(
     alice: Identity, bob: Identity, carol: Identity
 ) -> None:
-    room = MemoryRoom(broker=Broker(FAST_CORE))
+    room = MemoryRoom(broker=Broker(FAST_CORE, random=seeded(1)))
     a = room.join("alice", alice)
     b = room.join("bob", bob)
     del room.peers[b]  # bob's process dies without a word
@@ -256,7 +258,7 @@ def test_a_silent_peer_is_evicted_and_its_nickname_freed(
 
 
 def test_heartbeats_keep_an_idle_room_alive(alice: Identity, bob: Identity) -> None:
-    room = MemoryRoom(broker=Broker(FAST_CORE))
+    room = MemoryRoom(broker=Broker(FAST_CORE, random=seeded(2)))
     a = room.join("alice", alice)
     room.join("bob", bob)
     room.advance(3.0)
@@ -268,13 +270,13 @@ def test_heartbeats_keep_an_idle_room_alive(alice: Identity, bob: Identity) -> N
 def test_after_a_broker_restart_peers_rejoin_and_resend_without_duplicates(
     alice: Identity, bob: Identity
 ) -> None:
-    room = MemoryRoom(broker=Broker(FAST_CORE))
+    room = MemoryRoom(broker=Broker(FAST_CORE, random=seeded(3)))
     a = room.join("alice", alice)
     b = room.join("bob", bob)
-    room.peers[a].send_text("before", room.now)
+    room.send(a, "before")
     room.pump()
-    room.broker = Broker(FAST_CORE)  # the broker restarts and forgets everything
-    room.peers[a].send_text("during", room.now)  # sent into the void: no ack
+    room.broker = Broker(FAST_CORE, random=seeded(4))  # the broker restarts and forgets everything
+    room.send(a, "during")  # sent into the void: no ack
     room.pump()
     room.advance(1.0)  # heartbeats meet HELLO_FIRST; both handshake again
     assert messages(room, b) == ["before", "during"]
@@ -287,7 +289,7 @@ def test_a_replayed_delivery_is_dropped(alice: Identity, bob: Identity) -> None:
     room = MemoryRoom()
     a = room.join("alice", alice)
     b = room.join("bob", bob)
-    room.peers[a].send_text("once", room.now)
+    room.send(a, "once")
     room.pump()
     (captured,) = sent_to(room, b, p.Command.DELIVER)
     room.peers[b].receive(captured, room.now)
@@ -298,14 +300,14 @@ def test_a_replayed_delivery_is_dropped(alice: Identity, bob: Identity) -> None:
 def test_a_message_sent_before_a_member_rejoins_after_a_restart_still_reaches_it(
     alice: Identity, bob: Identity
 ) -> None:
-    room = MemoryRoom(broker=Broker(FAST_CORE))
+    room = MemoryRoom(broker=Broker(FAST_CORE, random=seeded(5)))
     a = room.join("alice", alice)
     b = room.join("bob", bob)
-    room.broker = Broker(FAST_CORE)
+    room.broker = Broker(FAST_CORE, random=seeded(6))
     bob_core = room.peers.pop(b)  # bob is slow to notice the restart
     room.advance(0.3)  # alice alone re-handshakes
     assert room.of_type(a, ev.Ready)[-1].reconnected
-    room.peers[a].send_text("are you back?", room.now)  # bob is only 'missing'
+    room.send(a, "are you back?")  # bob is only 'missing'
     room.pump()
     room.peers[b] = bob_core
     room.advance(0.5)  # bob reconnects; alice resends what he missed
@@ -316,7 +318,7 @@ def test_a_message_sent_before_a_member_rejoins_after_a_restart_still_reaches_it
 def test_deliveries_a_crashing_broker_acknowledged_but_lost_are_resent(
     alice: Identity, bob: Identity
 ) -> None:
-    room = MemoryRoom(broker=Broker(FAST_CORE))
+    room = MemoryRoom(broker=Broker(FAST_CORE, random=seeded(7)))
     a = room.join("alice", alice)
     b = room.join("bob", bob)
     _, out = room.send_by_hand(a, "queued when the broker died")
@@ -325,7 +327,7 @@ def test_deliveries_a_crashing_broker_acknowledged_but_lost_are_resent(
     room.deliver([o for o in out if o.conn == a])
     room.pump()
     assert room.peers[a].pending_acks() == []
-    room.broker = Broker(FAST_CORE)
+    room.broker = Broker(FAST_CORE, random=seeded(8))
     room.advance(1.0)
     assert messages(room, b) == ["queued when the broker died"]
 
@@ -353,13 +355,13 @@ def test_a_delivery_the_broker_could_not_queue_is_corrected_and_resent_later(
 def test_a_resend_to_a_returning_member_lost_in_a_crash_is_sent_again(
     alice: Identity, bob: Identity
 ) -> None:
-    room = MemoryRoom(broker=Broker(FAST_CORE))
+    room = MemoryRoom(broker=Broker(FAST_CORE, random=seeded(9)))
     a = room.join("alice", alice)
     b = room.join("bob", bob)
-    room.broker = Broker(FAST_CORE)  # a restart; bob is slow to come back
+    room.broker = Broker(FAST_CORE, random=seeded(10))  # a restart; bob is slow to come back
     bob_core = room.peers.pop(b)
     room.advance(0.3)
-    room.peers[a].send_text("while bob was away", room.now)  # absent: waits for him
+    room.send(a, "while bob was away")  # absent: waits for him
     room.pump()
     # bob comes back and alice resends to him, but the broker dies before it reads
     # that resend
@@ -367,7 +369,7 @@ def test_a_resend_to_a_returning_member_lost_in_a_crash_is_sent_again(
     room.lose = lambda conn, frames: conn == a and frames[1] == bytes([p.Command.SEND])
     room.advance(1.0)
     room.lose = None
-    room.broker = Broker(FAST_CORE)
+    room.broker = Broker(FAST_CORE, random=seeded(11))
     room.advance(1.5)
     assert messages(room, b) == ["while bob was away"]
 
@@ -390,7 +392,7 @@ def test_a_room_that_filled_up_during_the_proof_refuses(
     keys: KeyPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("zchat.broker.core.MAX_ROOM", 2)
-    broker = Broker()
+    broker = Broker(random=seeded(0))
 
     def hello(conn: bytes, ident: Identity) -> p.Challenge:
         out = broker.handle(conn, p.encode(p.Hello(conn, ident.public_der)), 0.0)
@@ -415,7 +417,7 @@ def test_a_room_that_filled_up_during_the_proof_refuses(
 def test_a_member_that_says_hello_again_and_leaves_is_gone(alice: Identity) -> None:
     """No half-finished handshake can keep a nickname listed: it was a way to hold one
     forever (HELLO again on the same connection, then BYE)."""
-    broker = Broker(dataclasses.replace(FAST_CORE, handshake_timeout=0.5))
+    broker = Broker(dataclasses.replace(FAST_CORE, handshake_timeout=0.5), random=seeded(0))
     room = MemoryRoom(broker=broker)
     a = room.join("alice", alice)
     broker.handle(a, p.encode(p.Hello(b"alice", alice.public_der)), room.now)
@@ -441,7 +443,7 @@ def test_a_key_with_another_public_exponent_is_refused_at_hello() -> None:
     from zchat.envelope import public_der
 
     odd = public_der(rsa.generate_private_key(3, 2048).public_key())
-    out = Broker().handle(b"c1", p.encode(p.Hello(b"odd", odd)), 0.0)
+    out = Broker(random=seeded(0)).handle(b"c1", p.encode(p.Hello(b"odd", odd)), 0.0)
     reply = p.parse_from_broker(out[0].frames)
     assert isinstance(reply, p.Refuse)
     assert reply.code is p.RefuseCode.BAD_KEY

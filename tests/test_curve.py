@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import zmq
 
+from tests.memory import seeded
 from tests.net import FAST, broker_thread, ready, texts, wait_for
 from tests.procs import FAST_TIMERS, ZCHAT, Proc, start_peer
 from zchat.broker.core import Broker
@@ -26,7 +27,7 @@ from zchat.envelope import PRIVATE_KEY_FILE, Identity, InsecureKeyFile, load_ide
 from zchat.envelope.proof import sign_proof
 from zchat.peer import events as ev
 from zchat.peer.client import Client, CurveKeys
-from zchat.peer.core import PeerConfig, PeerCore
+from zchat.peer.core import PeerConfig
 from zchat.peer.json_events import to_json
 from zchat.peer.render import Renderer, plain
 from zchat.wire import curve as bc
@@ -70,7 +71,7 @@ def client(
     if server_public is not None:
         public, secret = zmq.curve_keypair()
         curve = CurveKeys(server_public, public, secret)
-    return Client(PeerCore(nick, identity, config=PeerConfig()), endpoint, context=ctx, curve=curve)
+    return Client.create(nick, identity, endpoint, config=PeerConfig(), context=ctx, curve=curve)
 
 
 async def transport_failure(c: Client, timeout: float = 3.0) -> ev.TransportFailed:
@@ -224,7 +225,7 @@ def test_anything_else_is_not_a_broker_key(tmp_path: Path, value: str) -> None:
 
 
 def test_a_session_speaks_only_with_the_transport_key_that_opened_it(alice: Identity) -> None:
-    broker = Broker()
+    broker = Broker(random=seeded(0))
     out = broker.handle(b"c1", p.encode(p.Hello(b"alice", alice.public_der)), 0.0, b"K" * 40)
     challenge = p.parse_from_broker(out[-1].frames)
     assert isinstance(challenge, p.Challenge)

@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -23,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import KeyPool
-from tests.memory import MemoryRoom
+from tests.memory import MemoryRoom, seeded
 from tests.net import FAST, broker_thread, joined, make_client, ready, texts, wait_for
 from zchat.broker.core import Broker, Outgoing
 from zchat.broker.server import Server
@@ -41,7 +42,7 @@ from zchat.peer import events as ev
 from zchat.peer.client import Client
 from zchat.peer.core import Phase
 from zchat.peer.errors import UntrustedRecipient
-from zchat.peer.pins import PinStore
+from zchat.peer.pinfile import PinFile
 from zchat.wire import protocol as p
 from zchat.wire.errors import ProtocolError
 
@@ -101,7 +102,7 @@ class LyingBroker(Broker):
 
 @contextlib.contextmanager
 def lying_broker(endpoint: str = "tcp://127.0.0.1:*") -> Iterator[tuple[Server, LyingBroker]]:
-    core = LyingBroker(FAST)
+    core = LyingBroker(FAST, random=seeded(0))
     with broker_thread(FAST, endpoint, core=core) as server:
         yield server, core
 
@@ -169,10 +170,10 @@ def substitute(core: LyingBroker, victim: str, target: str, fake_der: bytes) -> 
 
 @pytest.mark.parametrize("via", ["join", "snapshot"])
 def test_a_substituted_key_is_flagged_and_nothing_is_encrypted_to_it(
-    via: str, keys: KeyPool
+    via: str, keys: KeyPool, tmp_path: Path
 ) -> None:
     alice, bob, carol, evil = keys.many(4)
-    pins = {n: PinStore(None, {}) for n in ("alice", "bob", "carol")}
+    homes = {n: tmp_path / n for n in ("alice", "bob", "carol")}
 
     async def main() -> None:
         crashes = watch_crashes()
@@ -180,22 +181,22 @@ def test_a_substituted_key_is_flagged_and_nothing_is_encrypted_to_it(
         with lying_broker() as (server, _core):
             ep = server.bound[0]
             first = [
-                make_client(n, i, ep, pins=pins[n])
+                make_client(n, i, ep, pins=PinFile.open(homes[n]))
                 for n, i in (("alice", alice), ("bob", bob), ("carol", carol))
             ]
             for c in first:
                 await ready(c)
             await wait_for(first[0], lambda e: isinstance(e, ev.Joined) and e.nick == "carol")
             await close_all(*first)
-        assert pins["alice"].get("bob") == bob.fingerprint
+        assert ("bob", bob.fingerprint) in PinFile.open(homes["alice"]).pins
 
         # Second session: the broker hands alice its own key as bob's.
         with lying_broker() as (server, core):
             ep = server.bound[0]
             core.lie = substitute(core, "alice", "bob", evil.public_der)
-            a = make_client("alice", alice, ep, pins=pins["alice"])
-            b = make_client("bob", bob, ep, pins=pins["bob"])
-            c = make_client("carol", carol, ep, pins=pins["carol"])
+            a = make_client("alice", alice, ep, pins=PinFile.open(homes["alice"]))
+            b = make_client("bob", bob, ep, pins=PinFile.open(homes["bob"]))
+            c = make_client("carol", carol, ep, pins=PinFile.open(homes["carol"]))
             order = (b, c, a) if via == "snapshot" else (a, c, b)
             for x in order:
                 await ready(x)
@@ -570,7 +571,7 @@ def genuine_room(keys: KeyPool) -> tuple[MemoryRoom, bytes, list[list[bytes]]]:
         b = room.join("bob", keys.get(1))
         room.join("carol", keys.get(2))
         for i in range(3):
-            room.peers[b].send_text(f"genuine {i}", room.now, to=["alice"])
+            room.send(b, f"genuine {i}", to=["alice"])
         room.pump()
         assert len(room.of_type(a, ev.MessageReceived)) == 3
         room.take(a)

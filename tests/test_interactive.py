@@ -30,7 +30,8 @@ from zchat.peer import events as ev
 from zchat.peer.client import Client
 from zchat.peer.core import PeerConfig
 from zchat.peer.interactive import Screen, chat
-from zchat.peer.pins import PinStore
+from zchat.peer.pinfile import PINS_FILE, PinFile
+from zchat.peer.pins import Pin
 from zchat.peer.session import Outcome
 
 UP = "\x1b[A"
@@ -89,7 +90,7 @@ async def terminal(
     endpoint: str,
     identity: Identity,
     nick: str | None = "alice",
-    pins: PinStore | None = None,
+    pins: PinFile | None = None,
     config: PeerConfig | None = None,
     hint_after: float = 5.0,
 ) -> AsyncIterator[Terminal]:
@@ -356,11 +357,11 @@ def test_messages_the_broker_never_acknowledged_are_named_on_leaving(
 
 
 def test_a_changed_key_is_a_prominent_warning_and_trust_releases_held_messages(
-    alice: Identity, bob: Identity, carol: Identity
+    tmp_path: Path, alice: Identity, bob: Identity, carol: Identity
 ) -> None:
     async def scenario() -> None:
-        pins = PinStore(None, {})
-        pins.pin("bob", carol.fingerprint)  # we met "bob" before, with another key
+        # we met "bob" before, with another key
+        pins = PinFile(tmp_path / PINS_FILE, (Pin("bob", carol.fingerprint),))
         with broker() as endpoint:
             b = await joined("bob", bob, endpoint)
             async with terminal(endpoint, alice, pins=pins) as term:
@@ -376,7 +377,8 @@ def test_a_changed_key_is_a_prominent_warning_and_trust_releases_held_messages(
                 term.type("/trust bob\r")
                 await term.shows(r"you now trust bob's key .*; 1 held message\(s\) follow")
                 await term.shows(r"<bob> it is really me")
-                assert pins.get("bob") == fingerprint(bob.public_der)
+                saved = PinFile.open(tmp_path).pins  # and /trust is kept
+                assert saved == (Pin("bob", fingerprint(bob.public_der)),)
                 term.type("/quit\r")
                 assert await term.exit_status() == EXIT_OK
             await b.close()

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from tests.memory import MemoryRoom
-from zchat.envelope import Identity, generate_identity
+from tests.memory import WALL_AT_ZERO, MemoryRoom, seeded
+from zchat.envelope import Header, Identity, generate_identity
 from zchat.peer import events as ev
 from zchat.peer.core import PeerCore
 from zchat.peer.errors import NotText
-from zchat.peer.pins import PINS_FILE, PinStore
+from zchat.peer.pins import Pin
 from zchat.wire import protocol as p
 
 
@@ -23,8 +21,8 @@ def test_a_line_that_is_not_text_is_refused_and_the_session_goes_on(
     b = room.join("bob", bob)
     # standard input hands undecodable bytes over as lone surrogates
     with pytest.raises(NotText):
-        room.peers[a].send_text("caf\udce9", room.now)
-    room.peers[a].send_text("café", room.now)
+        room.send(a, "caf\udce9")
+    room.send(a, "café")
     room.pump()
     assert [e.text for e in room.of_type(b, ev.MessageReceived)] == ["café"]
 
@@ -36,7 +34,7 @@ def test_a_recipient_whose_key_changes_before_the_ack_is_reported_undelivered(
     a = room.join("alice", alice)
     room.join("bob", bob)
     core = room.peers[a]
-    core.send_text("for the old bob", room.now, to=["bob"])
+    room.send(a, "for the old bob", to=["bob"])
     core.take_outgoing()  # the SEND never reaches the broker
     msg_id = core.outbox.unacked()[0].msg_id
     impostor = generate_identity()
@@ -46,21 +44,6 @@ def test_a_recipient_whose_key_changes_before_the_ack_is_reported_undelivered(
     assert len(core.outbox) == 0  # nobody left to wait for
 
 
-def test_a_pins_file_that_cannot_be_written_is_reported_not_raised(
-    tmp_path: Path, alice: Identity, bob: Identity
-) -> None:
-    pins = PinStore.open(tmp_path)
-    # A directory where the temporary file must go: no write can succeed, not even
-    # as root (a read-only mode would not stop root).
-    (tmp_path / (PINS_FILE + ".tmp")).mkdir()
-    room = MemoryRoom()
-    a = room.join("alice", alice, pins=pins)
-    room.join("bob", bob)
-    assert [e.code for e in room.of_type(a, ev.Problem)] == ["pins"]
-    assert pins.get("bob") == bob.fingerprint  # the pin holds for the session
-    assert [e.nick for e in room.of_type(a, ev.Joined)] == ["bob"]
-
-
 def test_a_message_older_than_the_replay_window_is_reported_stale(
     alice: Identity, bob: Identity
 ) -> None:
@@ -68,11 +51,11 @@ def test_a_message_older_than_the_replay_window_is_reported_stale(
     a = room.join("alice", alice)
     b = room.join("bob", bob)
     sender = room.peers[a]
-    sender.send_text("first", room.now)
+    room.send(a, "first")
     room.pump()
     (old,) = [f for f in room.wire[b] if f[1] == bytes([p.Command.DELIVER])]
     sender.seq += 1_000_000  # far ahead: the first message is now outside the window
-    sender.send_text("much later", room.now)
+    room.send(a, "much later")
     room.pump()
     room.peers[b].receive(old, room.now)  # a replay of the first
     events = room.peers[b].take_events()
@@ -84,7 +67,7 @@ def test_a_resent_duplicate_is_dropped_silently(alice: Identity, bob: Identity) 
     room = MemoryRoom()
     a = room.join("alice", alice)
     b = room.join("bob", bob)
-    room.peers[a].send_text("once", room.now)
+    room.send(a, "once")
     room.pump()
     (copy,) = [f for f in room.wire[b] if f[1] == bytes([p.Command.DELIVER])]
     room.peers[b].receive(copy, room.now)
@@ -92,7 +75,7 @@ def test_a_resent_duplicate_is_dropped_silently(alice: Identity, bob: Identity) 
 
 
 def test_a_snapshot_before_any_welcome_is_ignored(alice: Identity, bob: Identity) -> None:
-    core = PeerCore("alice", alice)
+    core = PeerCore("alice", alice, seq=1, random=seeded(1))
     core.start(0.0)
     core.receive(p.encode(p.Snapshot((p.Member("bob", bob.public_der),))), 0.0)
     assert [type(e) for e in core.take_events()] == [ev.Problem]
@@ -119,3 +102,48 @@ def test_a_delivery_with_a_damaged_wrapped_key_does_not_use_up_its_number(
     assert [e.text for e in recipient.take_events() if isinstance(e, ev.MessageReceived)] == [
         "the real one"
     ]
+
+
+# --- inputs and outputs: the time, randomness and pins are values --------------------
+
+
+def test_a_core_seals_with_the_clock_numbers_and_randomness_it_is_given(
+    alice: Identity, bob: Identity
+) -> None:
+    """The same room run twice seals the same header: nothing in it comes from the
+    machine's clock or randomness, only from what the room handed the core."""
+
+    def first_header() -> tuple[int, Header]:
+        room = MemoryRoom()
+        a = room.join("alice", alice)
+        room.join("bob", bob)
+        room.now += 7.25  # the date moves with the room's clock
+        seq = room.peers[a].seq
+        frames, _ = room.send_by_hand(a, "hello")
+        send = p.parse_from_peer(frames)
+        assert isinstance(send, p.Send)
+        return seq, send.envelope.header
+
+    (seq, header), (_, again) = first_header(), first_header()
+    assert header == again
+    assert header.seq == seq
+    assert header.timestamp_ms == int((WALL_AT_ZERO + 1000.0 + 7.25) * 1000)
+
+
+def test_pins_come_out_as_one_value_however_many_joins_pinned_them(
+    alice: Identity, bob: Identity
+) -> None:
+    room = MemoryRoom()
+    core = room.peers[room.join("alice", alice)]
+    assert core.take_pins() is None  # nobody else here: nothing pinned
+    joins = [p.encode(p.Join(p.Member(f"m{i:02}", bob.public_der))) for i in range(30)]
+    for frames in joins:  # one batch of input, as a loop reads it
+        core.receive(frames, room.now)
+    pins = core.take_pins()
+    assert pins == tuple(Pin(f"m{i:02}", bob.fingerprint) for i in range(30))
+    assert core.take_pins() is None  # handed out once
+    core.trust("m00")  # the same key again: nothing new to save
+    assert core.take_pins() is None
+    core.receive(p.encode(p.Join(p.Member("carol", alice.public_der))), room.now)
+    assert core.take_pins() == (Pin("carol", alice.fingerprint), *pins)  # every pin, sorted
+    assert len(pins) == 30  # a value: what was handed out before stays as it was

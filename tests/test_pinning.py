@@ -21,7 +21,8 @@ from zchat.peer import events as ev
 from zchat.peer.core import PeerConfig
 from zchat.peer.errors import NobodyHere, UntrustedRecipient
 from zchat.peer.json_events import json_line
-from zchat.peer.pins import PINS_FILE, PinStore
+from zchat.peer.pinfile import PinFile
+from zchat.peer.pins import Pin, Pins
 from zchat.peer.render import Renderer, plain
 from zchat.wire import protocol as p
 
@@ -52,10 +53,8 @@ def to_text(event: ev.Event) -> str:
     return "\n".join(plain(line) for line in Renderer("alice").render(event, 0.0))
 
 
-def pinned_to(nick: str, identity: Identity) -> PinStore:
-    pins = PinStore(None, {})
-    pins.pin(nick, identity.fingerprint)
-    return pins
+def pinned_to(nick: str, identity: Identity) -> Pins:
+    return Pins([Pin(nick, identity.fingerprint)])
 
 
 # --- first use and the same key -----------------------------------------------------
@@ -63,12 +62,11 @@ def pinned_to(nick: str, identity: Identity) -> PinStore:
 
 def test_first_sight_pins_the_key_and_says_so_once(alice: Identity, bob: Identity) -> None:
     room = MemoryRoom()
-    pins = PinStore(None, {})
-    a = room.join("alice", alice, pins=pins)
+    a = room.join("alice", alice)
     b = room.join("bob", bob)
     (joined,) = room.of_type(a, ev.Joined)
     assert (joined.nick, joined.trust) == ("bob", ev.Trust.NEW)
-    assert pins.get("bob") == bob.fingerprint
+    assert room.saved[a] == [(Pin("bob", bob.fingerprint),)]  # handed out to be saved
     assert "first time seen: key" in to_text(joined)
     room.take(a)
     room.peers[b].leave()
@@ -128,7 +126,7 @@ def test_nothing_is_encrypted_to_a_changed_key(
     assert room.of_type(a, ev.Sent)[-1].recipients == ("carol",)
     assert texts(room, b) == []
     with pytest.raises(UntrustedRecipient, match=r"bob's key changed; check it and /trust bob"):
-        room.peers[a].send_text("psst", room.now, ["bob"])
+        room.send(a, "psst", ["bob"])
 
 
 def test_a_room_of_only_changed_keys_gets_nothing(
@@ -138,7 +136,7 @@ def test_a_room_of_only_changed_keys_gets_nothing(
     a = room.join("alice", alice, pins=pinned_to("bob", carol))
     room.join("bob", bob)
     with pytest.raises(NobodyHere):
-        room.peers[a].send_text("anyone?", room.now)
+        room.send(a, "anyone?")
     assert room.peers[a].take_outgoing() == []
 
 
@@ -149,7 +147,7 @@ def test_messages_signed_by_a_changed_key_are_held_back_until_trust(
     pins = pinned_to("bob", carol)
     a = room.join("alice", alice, pins=pins)
     b = room.join("bob", bob)
-    room.peers[b].send_text("it's me, new laptop", room.now)
+    room.send(b, "it's me, new laptop")
     room.pump()
     assert texts(room, a) == []
     (held,) = room.of_type(a, ev.Untrusted)
@@ -162,11 +160,12 @@ def test_messages_signed_by_a_changed_key_are_held_back_until_trust(
     assert trusted == ev.Trusted("bob", bob.fingerprint, released=1)
     assert texts(room, a) == ["it's me, new laptop"]
     assert pins.get("bob") == bob.fingerprint
+    assert room.saved[a] == [(Pin("bob", bob.fingerprint),)]  # and handed out to be kept
     # trusted now: included in what alice sends, and believed at once
     send = send_and_capture(room, a, "welcome back")
     assert recipients_with_keys(send) == {"bob"}
     assert texts(room, b) == ["welcome back"]
-    room.peers[b].send_text("thanks", room.now)
+    room.send(b, "thanks")
     room.pump()
     assert texts(room, a)[-1] == "thanks"
 
@@ -177,7 +176,7 @@ def test_a_resent_held_message_is_reported_and_released_once(
     room = MemoryRoom()
     a = room.join("alice", alice, pins=pinned_to("bob", carol))
     b = room.join("bob", bob)
-    room.peers[b].send_text("once", room.now)
+    room.send(b, "once")
     room.pump()
     (deliver,) = [f for f in room.wire[a] if f[1] == bytes([p.Command.DELIVER])]
     room.peers[a].receive(deliver, room.now)  # the same message again (a resend)
@@ -194,7 +193,7 @@ def test_trust_releases_only_what_the_trusted_key_signed(
     room = MemoryRoom()
     a = room.join("alice", alice, pins=pinned_to("bob", bob))
     impostor = room.join("bob", carol)  # the broker lets another key use bob's name
-    room.peers[impostor].send_text("send me your password", room.now)
+    room.send(impostor, "send me your password")
     room.pump()
     assert len(room.of_type(a, ev.Untrusted)) == 1
     # The broker now shows the real key again; the user, still alarmed, trusts bob.
@@ -217,7 +216,7 @@ def test_trust_new_keys_accepts_a_changed_key_but_still_reports_it(
     ]
     assert room.of_type(a, ev.Trusted)[0].nick == "bob"
     assert pins.get("bob") == bob.fingerprint
-    room.peers[b].send_text("hello bot", room.now)
+    room.send(b, "hello bot")
     room.pump()
     assert texts(room, a) == ["hello bot"]
 
@@ -229,24 +228,25 @@ def test_pins_survive_a_restart(
     tmp_path: Path, alice: Identity, bob: Identity, carol: Identity
 ) -> None:
     room = MemoryRoom()
-    room.join("alice", alice, pins=PinStore.open(tmp_path))
+    a = room.join("alice", alice)
     room.join("bob", bob)
-    assert (tmp_path / PINS_FILE).exists()
+    PinFile.open(tmp_path).save(room.saved[a][-1])  # as alice's loop does
 
-    restarted = PinStore.open(tmp_path)  # a new run of the program
-    assert restarted.get("bob") == bob.fingerprint
+    restarted = PinFile.open(tmp_path)  # a new run of the program
+    assert restarted.pins == (Pin("bob", bob.fingerprint),)
     room = MemoryRoom()
     room.join("bob", carol)  # and now "bob" has another key
-    a = room.join("alice", alice, pins=restarted)
+    a = room.join("alice", alice, pins=Pins(restarted.pins))
     assert room.of_type(a, ev.KeyChanged) == [
         ev.KeyChanged("bob", bob.fingerprint, carol.fingerprint)
     ]
     room.peers[a].trust("bob")
-    assert PinStore.open(tmp_path).get("bob") == carol.fingerprint  # /trust is kept too
+    room.pump()
+    assert room.saved[a][-1] == (Pin("bob", carol.fingerprint),)  # /trust is kept too
 
 
 def test_keys_pins_lists_and_forget_removes_a_pin(tmp_path: Path, bob: Identity) -> None:
-    PinStore.open(tmp_path).pin("bob", bob.fingerprint)
+    PinFile.open(tmp_path).save([Pin("bob", bob.fingerprint)])
     runner = CliRunner()
     listed = runner.invoke(app, ["keys", "pins", "--home", str(tmp_path)])
     assert listed.exit_code == 0
@@ -254,7 +254,7 @@ def test_keys_pins_lists_and_forget_removes_a_pin(tmp_path: Path, bob: Identity)
     assert format_fingerprint(bob.fingerprint) in listed.output
     forgot = runner.invoke(app, ["keys", "forget", "bob", "--home", str(tmp_path)])
     assert forgot.exit_code == 0
-    assert PinStore.open(tmp_path).get("bob") is None
+    assert PinFile.open(tmp_path).pins == ()
     again = runner.invoke(app, ["keys", "forget", "bob", "--home", str(tmp_path)])
     assert again.exit_code != 0
 
@@ -262,35 +262,24 @@ def test_keys_pins_lists_and_forget_removes_a_pin(tmp_path: Path, bob: Identity)
 def test_a_changed_key_is_warned_about_once_not_at_every_reconnect(
     alice: Identity, bob: Identity, carol: Identity
 ) -> None:
-    from tests.memory import FAST_CORE
+    from tests.memory import FAST_CORE, seeded
     from zchat.broker.core import Broker
 
-    room = MemoryRoom(broker=Broker(FAST_CORE))
+    room = MemoryRoom(broker=Broker(FAST_CORE, random=seeded(1)))
     a = room.join("alice", alice, pins=pinned_to("bob", carol))  # pinned another key
     room.join("bob", bob)
     assert len(room.of_type(a, ev.KeyChanged)) == 1
-    room.broker = Broker(FAST_CORE)  # a broker restart: everyone says hello again
+    room.broker = Broker(FAST_CORE, random=seeded(2))  # a broker restart: everyone says hello again
     room.advance(1.5)
     assert len(room.of_type(a, ev.KeyChanged)) == 1
     assert room.peers[a].members["bob"].trust is ev.Trust.CHANGED  # still untrusted
 
 
-def test_a_snapshot_of_many_members_writes_the_pins_file_once(
-    tmp_path: Path, keys: KeyPool, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_snapshot_of_many_members_hands_out_the_pins_once(keys: KeyPool) -> None:
     room = MemoryRoom()
     for i in range(6):
         room.join(f"p{i}", keys.get(i))
-    writes: list[Path] = []
-    real_replace = Path.replace
-
-    def counting_replace(self: Path, target: Path) -> Path:  # type: ignore[override]
-        writes.append(Path(target))
-        return real_replace(self, target)
-
-    monkeypatch.setattr(Path, "replace", counting_replace)
-    pins = PinStore.open(tmp_path)
-    newcomer = room.join("newcomer", keys.get(7), pins=pins)
+    newcomer = room.join("newcomer", keys.get(7))
     assert len(room.of_type(newcomer, ev.Joined)) == 6  # six keys pinned...
-    assert writes == [tmp_path / PINS_FILE]  # ...in one write
-    assert len(json.loads((tmp_path / PINS_FILE).read_text())["pins"]) == 6
+    (saved,) = room.saved[newcomer]  # ...handed out for one write
+    assert [pin.nick for pin in saved] == [f"p{i}" for i in range(6)]

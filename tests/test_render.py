@@ -99,7 +99,7 @@ def test_the_label_comes_from_the_signed_recipient_list(
     a = room.join("alice", alice)
     b = room.join("bob", bob)
     room.join("carol", carol)
-    room.peers[b].send_text("just us three", room.now, ["alice", "carol"])
+    room.send(b, "just us three", ["alice", "carol"])
     room.pump()
     (got,) = room.of_type(a, ev.MessageReceived)
     assert got.direct

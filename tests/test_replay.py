@@ -9,6 +9,7 @@ import tracemalloc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.memory import seeded
 from zchat.envelope import Identity, MessageKind, Recipient, seal
 from zchat.peer import events as ev
 from zchat.peer.core import PeerCore
@@ -136,7 +137,7 @@ def test_a_window_set_aside_comes_back_with_its_numbers() -> None:
 
 def ready_peer(nick: str, identity: Identity, members: dict[str, Identity]) -> PeerCore:
     """A peer core welcomed by a broker (any broker) that lists `members`."""
-    core = PeerCore(nick, identity)
+    core = PeerCore(nick, identity, seq=1, random=seeded(len(nick)))
     core.start(0.0)
     core.receive(p.encode(p.Welcome(nick, 1000, 5000)), 0.0)
     listed = tuple(p.Member(n, i.public_der) for n, i in members.items())

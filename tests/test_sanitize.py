@@ -25,10 +25,9 @@ from zchat.broker.server import Server
 from zchat.envelope import Identity
 from zchat.peer import events as ev
 from zchat.peer.client import Client
-from zchat.peer.core import PeerConfig, PeerCore
+from zchat.peer.core import PeerConfig
 from zchat.peer.interactive import Screen, chat
 from zchat.peer.json_events import json_line
-from zchat.peer.pins import PinStore
 from zchat.peer.render import Renderer, plain
 from zchat.peer.sanitize import (
     BLANK_LOOKING,
@@ -276,13 +275,13 @@ def test_hostile_text_from_a_real_peer_reaches_the_terminal_neutralised(
             task = asyncio.create_task(
                 chat(
                     "alice",
-                    lambda nick: Client(
-                        PeerCore(nick, alice, PinStore(None, {}), PeerConfig()), endpoint
+                    lambda nick: Client.create(
+                        nick, alice, endpoint, pin_file=None, config=PeerConfig()
                     ),
                     screen=screen,
                 )
             )
-            b = Client(PeerCore("bob", bob, PinStore(None, {}), PeerConfig()), endpoint)
+            b = Client.create("bob", bob, endpoint)
             b.start()
             await _until(lambda: "alice" in b.core.members)
             for raw in PAYLOADS:

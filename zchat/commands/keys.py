@@ -17,7 +17,8 @@ from zchat.envelope import (
 )
 from zchat.envelope.limits import KEY_SIZES
 from zchat.home import default_home, unlock
-from zchat.peer.pins import PinsError, PinStore
+from zchat.peer.pinfile import PinFile
+from zchat.peer.pins import PinsError
 
 app = typer.Typer(name="keys", help="Your identity key and the keys you have pinned.")
 
@@ -63,7 +64,7 @@ def init(
 @app.command()
 def pins(home: HomeOption = None) -> None:
     """List the nicknames whose keys you have pinned."""
-    for nick, fp in _pins(home).items():
+    for nick, fp in _pins(home).pins:
         print(f"{nick:<32}  {format_fingerprint(fp)}")
 
 
@@ -82,8 +83,8 @@ def forget(
     info(f"forgot the pin for {nick}")
 
 
-def _pins(home: Path | None) -> PinStore:
+def _pins(home: Path | None) -> PinFile:
     try:
-        return PinStore.open(home or default_home())
+        return PinFile.open(home or default_home())
     except PinsError as exc:
         fail(str(exc))

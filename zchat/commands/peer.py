@@ -26,8 +26,9 @@ from zchat.envelope import is_valid_nick
 from zchat.envelope.nick import NICK_RULES
 from zchat.home import default_home, unlock
 from zchat.peer.client import Client, CurveKeys
-from zchat.peer.core import PeerConfig, PeerCore
-from zchat.peer.pins import PinsError, PinStore
+from zchat.peer.core import PeerConfig
+from zchat.peer.pinfile import PinFile
+from zchat.peer.pins import PinsError
 from zchat.peer.sanitize import for_terminal
 from zchat.peer.scripted import run_scripted
 from zchat.peer.session import Closed, Left, NoAnswer, NotAdmitted, Outcome, TransportFailed
@@ -103,13 +104,13 @@ def peer(
     curve = None if broker_key is None else _curve_keys(broker_key)
     identity = unlock(home)
     try:
-        pins = PinStore.open(home)
+        pins = PinFile.open(home)
     except PinsError as exc:
         fail(str(exc), "fix or remove the file; it only holds pins")
     config = PeerConfig(trust_new_keys=trust_new_keys, absent_grace=absent_grace)
 
     def make_client(nick: str) -> Client:
-        return Client(PeerCore(nick, identity, pins, config), connect, curve=curve)
+        return Client.create(nick, identity, connect, pin_file=pins, config=config, curve=curve)
 
     try:
         if interactive:

@@ -1,0 +1,195 @@
+"""The pins file: written owner-only, and by the client's loop once per batch of input.
+
+The core hands out its pins as a value (`take_pins`); these tests follow that value
+to the disk. The loop's tests play the broker by hand on an inproc ROUTER socket, so
+that they decide exactly what arrives in one batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zmq
+
+from tests.net import run, wait_for
+from zchat.envelope import Identity
+from zchat.peer import events as ev
+from zchat.peer import pinfile
+from zchat.peer.client import Client
+from zchat.peer.pinfile import PINS_FILE, PinFile
+from zchat.peer.pins import Pin, PinsError
+from zchat.wire import protocol as p
+
+FP_BOB = bytes(range(32))
+FP_CAROL = bytes(range(32, 64))
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+# --- the file -----------------------------------------------------------------------
+
+
+def test_pins_read_back_as_they_were_saved(tmp_path: Path) -> None:
+    PinFile.open(tmp_path).save([Pin("bob", FP_BOB), Pin("Carol", FP_CAROL)])
+    assert PinFile.open(tmp_path).pins == (Pin("bob", FP_BOB), Pin("Carol", FP_CAROL))
+
+
+def test_no_pins_file_yet_means_no_pins(tmp_path: Path) -> None:
+    assert PinFile.open(tmp_path / "fresh").pins == ()
+
+
+def test_a_pins_file_that_does_not_parse_is_an_error_that_names_it(tmp_path: Path) -> None:
+    (tmp_path / PINS_FILE).write_text('{"pins": {"bob": "not hex"}}')
+    with pytest.raises(PinsError, match=f"cannot read {tmp_path / PINS_FILE}"):
+        PinFile.open(tmp_path)
+
+
+def test_a_leftover_temporary_file_cannot_lend_the_pins_file_its_loose_mode(
+    tmp_path: Path,
+) -> None:
+    """Issue 11, defect 9: a crash can leave pins.json.tmp behind; reused as it was
+    (O_TRUNC without O_EXCL), its mode became the pins file's, world-writable."""
+    leftover = tmp_path / (PINS_FILE + ".tmp")
+    leftover.write_text("half a file")
+    leftover.chmod(0o666)
+    PinFile.open(tmp_path).save([Pin("bob", FP_BOB)])
+    assert mode(tmp_path / PINS_FILE) == 0o600
+    assert not leftover.exists()
+
+
+def test_a_loose_pins_file_is_replaced_by_an_owner_only_one(tmp_path: Path) -> None:
+    (tmp_path / PINS_FILE).write_text('{"pins": {}}')
+    (tmp_path / PINS_FILE).chmod(0o666)
+    PinFile.open(tmp_path).save([Pin("bob", FP_BOB)])
+    assert mode(tmp_path / PINS_FILE) == 0o600
+
+
+def test_forget_removes_one_pin_from_the_file(tmp_path: Path) -> None:
+    PinFile.open(tmp_path).save([Pin("bob", FP_BOB), Pin("carol", FP_CAROL)])
+    assert PinFile.open(tmp_path).forget("BOB")  # nicknames fold case
+    assert not PinFile.open(tmp_path).forget("bob")
+    assert PinFile.open(tmp_path).pins == (Pin("carol", FP_CAROL),)
+
+
+# --- the loop writes ----------------------------------------------------------------
+
+
+class HandBroker:
+    """Just enough broker, answered by hand, to let one peer in and then flood it."""
+
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str) -> None:
+        self.sock = ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.bind(endpoint)
+        self.conn = b""
+
+    async def expect(self, kind: type, timeout: float = 5.0) -> None:
+        """Wait (yielding to the client's loop) for the peer's next message of `kind`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.sock.poll(0):
+                self.conn, *frames = self.sock.recv_multipart()
+                if isinstance(p.parse_from_peer(frames), kind):
+                    return
+            else:
+                await asyncio.sleep(0.005)
+        raise AssertionError(f"no {kind.__name__} from the peer within {timeout} s")
+
+    def send(self, *msgs: p.BrokerMessage) -> None:
+        """Send at once, without yielding: the client reads them all in one batch."""
+        for msg in msgs:
+            self.sock.send_multipart([self.conn, *p.encode(msg)])
+
+    async def admit(self, nick: str, members: tuple[p.Member, ...] = ()) -> None:
+        await self.expect(p.Hello)
+        self.send(p.Challenge(bytes(p.CHALLENGE_BYTES)))
+        await self.expect(p.Proof)  # not checked: this broker lets anyone in
+        self.send(p.Welcome(nick, 1000, 5000), p.Snapshot(members))
+
+
+@contextlib.contextmanager
+def counted_writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Path]]:
+    """Every write of a pins file, as it happens."""
+    writes: list[Path] = []
+    real = pinfile.write_secret_file
+
+    def counting(path: Path, data: bytes) -> None:
+        writes.append(path)
+        real(path, data)
+
+    monkeypatch.setattr(pinfile, "write_secret_file", counting)
+    yield writes
+
+
+FLOOD = 50
+
+
+@pytest.mark.parametrize("via", ["snapshot", "joins"])
+def test_a_room_of_many_newcomers_is_written_to_the_pins_file_once(
+    via: str, tmp_path: Path, alice: Identity, bob: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    members = tuple(p.Member(f"m{i:02}", bob.public_der) for i in range(FLOOD))
+    last = members[-1].nick
+
+    async def scenario() -> None:
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        broker = HandBroker(ctx, "inproc://pins-flood")
+        client = Client.create(
+            "alice", alice, "inproc://pins-flood", pin_file=PinFile.open(tmp_path), context=ctx
+        )
+        try:
+            with counted_writes(monkeypatch) as writes:
+                client.start()
+                await broker.admit("alice", members if via == "snapshot" else ())
+                await wait_for(client, lambda e: isinstance(e, ev.Ready))
+                if via == "joins":
+                    broker.send(*(p.Join(m) for m in members))
+                await wait_for(client, lambda e: isinstance(e, ev.Joined) and e.nick == last)
+                assert writes == [tmp_path / PINS_FILE]  # one write, not FLOOD
+            assert len(PinFile.open(tmp_path).pins) == FLOOD
+        finally:
+            await client.close(max_idle=0)
+            broker.sock.close()
+            ctx.term()
+
+    run(scenario())
+
+
+def test_a_pins_file_that_cannot_be_written_is_reported_and_the_session_goes_on(
+    tmp_path: Path, alice: Identity, bob: Identity
+) -> None:
+    # A directory where the temporary file must go: no write can succeed, not even
+    # as root (a read-only mode would not stop root).
+    (tmp_path / (PINS_FILE + ".tmp")).mkdir()
+
+    async def scenario() -> None:
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        broker = HandBroker(ctx, "inproc://pins-unwritable")
+        client = Client.create(
+            "alice", alice, "inproc://pins-unwritable", pin_file=PinFile.open(tmp_path), context=ctx
+        )
+        try:
+            client.start()
+            await broker.admit("alice", (p.Member("bob", bob.public_der),))
+            seen = await wait_for(client, lambda e: isinstance(e, ev.Problem))
+            assert [e.nick for e in seen if isinstance(e, ev.Joined)] == ["bob"]
+            assert isinstance(seen[-1], ev.Problem)
+            assert seen[-1].code == "pins"
+            assert "the pins hold until you leave" in seen[-1].message
+            assert client.core.pins.get("bob") == bob.fingerprint  # held for the session
+            client.send_text("still here", to=["bob"])  # and the session goes on
+            await broker.expect(p.Send)
+        finally:
+            await client.close(max_idle=0)
+            broker.sock.close()
+            ctx.term()
+
+    run(scenario())
