@@ -72,7 +72,8 @@ def seal(
 ) -> Envelope:
     """Encrypt `plaintext` once and wrap its key for every recipient. Signs the result.
 
-    `now` and `msg_id` exist so tests can fix them; leave them out otherwise.
+    `now` and `msg_id` come from the caller when it keeps its own clock and randomness
+    (the sans-I/O peer core, tests); left out, they are read from the system.
     """
     if len(plaintext) > MAX_TEXT_BYTES:
         raise ValueError(f"message is {len(plaintext)} bytes; the limit is {MAX_TEXT_BYTES}")
