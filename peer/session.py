@@ -48,7 +48,7 @@ class NoAnswer:
 
 
 @dataclass(frozen=True, slots=True)
-class NotAdmitted:
+class Refused:
     """The broker refused our handshake; `code` is a `wire.protocol.RefuseCode` name."""
 
     code: str
@@ -70,7 +70,7 @@ class Closed:
     reason: str
 
 
-Outcome = Left | NoAnswer | NotAdmitted | TransportFailed | Closed
+Outcome = Left | NoAnswer | Refused | TransportFailed | Closed
 
 
 class FrontEnd(Protocol):
@@ -118,7 +118,7 @@ async def _join(client: Client, front: FrontEnd, patience: float) -> Outcome | N
         if isinstance(event, ev.Refused):
             nick = await front.refused(event)
             if nick is None:
-                return NotAdmitted(event.code, event.reason)
+                return Refused(event.code, event.reason)
             client.retry_handshake(nick)
             continue
         front.show([event])

@@ -15,7 +15,7 @@ from zchat.commands.peer import exit_code
 from zchat.envelope import Identity
 from zchat.peer import events as ev
 from zchat.peer.scripted import run_scripted
-from zchat.peer.session import Closed, Left, NoAnswer, NotAdmitted, Outcome, TransportFailed
+from zchat.peer.session import Closed, Left, NoAnswer, Refused, Outcome, TransportFailed
 
 
 @pytest.mark.parametrize(
@@ -26,8 +26,8 @@ from zchat.peer.session import Closed, Left, NoAnswer, NotAdmitted, Outcome, Tra
         (NoAnswer("tcp://127.0.0.1:9", 1.0), 1),
         (TransportFailed("the broker's key differs"), 1),
         (Closed("this nickname logged in again elsewhere with our key"), 1),
-        (NotAdmitted("nick-taken", "carol is taken"), 3),
-        (NotAdmitted("bad-proof", "proof of key does not verify"), 4),
+        (Refused("nick-taken", "carol is taken"), 3),
+        (Refused("bad-proof", "proof of key does not verify"), 4),
         (Left(unacked=("into the void",)), 5),
     ],
 )
@@ -81,7 +81,7 @@ def test_a_taken_nickname_ends_a_scripted_session_not_admitted(
                 stdin=io.StringIO("never sent\n"),
                 stdout=out,
             )
-            assert isinstance(outcome, NotAdmitted)
+            assert isinstance(outcome, Refused)
             assert outcome.code == "nick-taken"
             assert '"event": "error", "code": "nick-taken"' in out.getvalue()
             await b.close()

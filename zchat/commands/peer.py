@@ -31,7 +31,7 @@ from zchat.peer.pinfile import PinFile
 from zchat.peer.pins import PinsError
 from zchat.peer.sanitize import for_terminal
 from zchat.peer.scripted import run_scripted
-from zchat.peer.session import Closed, Left, NoAnswer, NotAdmitted, Outcome, TransportFailed
+from zchat.peer.session import Closed, Left, NoAnswer, Refused, Outcome, TransportFailed
 from zchat.wire.curve import read_public_key
 from zchat.wire.transport import TransportError
 
@@ -143,9 +143,9 @@ def exit_code(outcome: Outcome) -> int:
             return EXIT_UNDELIVERED
         case Left():
             return EXIT_OK
-        case NotAdmitted(code) if code == "nick-taken":
+        case Refused(code) if code == "nick-taken":
             return EXIT_NICK_TAKEN
-        case NotAdmitted():
+        case Refused():
             return EXIT_REFUSED
         case NoAnswer() | TransportFailed() | Closed():
             return EXIT_ERROR
@@ -170,7 +170,7 @@ def report(outcome: Outcome) -> None:
                 f"no answer from a broker at {endpoint} within {waited:g} s",
                 "start one with 'make broker' or point --connect at it",
             )
-        case NotAdmitted(_, reason):
+        case Refused(_, reason):
             error(f"the broker refused us: {for_terminal(reason)}")
         case TransportFailed(reason, hint):
             error(reason, hint or None)
