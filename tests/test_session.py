@@ -15,7 +15,7 @@ from zchat.commands.peer import exit_code
 from zchat.envelope import Identity
 from zchat.peer import events as ev
 from zchat.peer.scripted import run_scripted
-from zchat.peer.session import Closed, Left, NoAnswer, Refused, Outcome, TransportFailed
+from zchat.peer.session import Closed, Left, NoAnswer, Outcome, Refused, TransportFailed
 
 
 @pytest.mark.parametrize(

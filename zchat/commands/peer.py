@@ -31,7 +31,7 @@ from zchat.peer.pinfile import PinFile
 from zchat.peer.pins import PinsError
 from zchat.peer.sanitize import for_terminal
 from zchat.peer.scripted import run_scripted
-from zchat.peer.session import Closed, Left, NoAnswer, Refused, Outcome, TransportFailed
+from zchat.peer.session import Closed, Left, NoAnswer, Outcome, Refused, TransportFailed
 from zchat.wire.curve import read_public_key
 from zchat.wire.transport import TransportError
 
