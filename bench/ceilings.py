@@ -226,7 +226,7 @@ def run_bare_router(endpoint: str, room: int) -> None:
         send(BARE_ACK, 0)
 
 
-#: The fastest way pyzmq has to move frames (see `broker.server._send_nowait`): one
+#: The fastest way pyzmq has to move frames (see `wire.transport.send_nowait`): one
 #: `send` per frame with plain int flags, and `recv` while RCVMORE says so.
 _MORE = int(zmq.SNDMORE)
 _RCVMORE = int(zmq.RCVMORE)
