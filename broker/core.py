@@ -96,6 +96,8 @@ class Broker:
     _sessions: dict[bytes, _Session] = field(default_factory=dict)
     _pending: dict[bytes, _Session] = field(default_factory=dict)
     _by_nick: dict[str, _Session] = field(default_factory=dict)
+    #: Listed sessions by key fingerprint: a key holds one nickname at a time.
+    _by_key: dict[bytes, _Session] = field(default_factory=dict)
     _next_heartbeat: float = 0.0
 
     # --- input -----------------------------------------------------------------------
@@ -167,7 +169,8 @@ class Broker:
         return [_to(conn, p.Challenge(nonce))]
 
     def _check_room(self, conn: bytes, nick: str, fp: bytes) -> Outgoing | None:
-        """A refusal if `nick` is taken by another key or the room is full, else None.
+        """A refusal if `nick` is taken by another key, the key holds another nickname,
+        or the room is full; else None.
 
         Checked at HELLO, to answer at once, and again at PROOF: other handshakes may
         have finished in between.
@@ -177,6 +180,14 @@ class Broker:
             if holder.fingerprint != fp:
                 return self._refuse(conn, p.RefuseCode.NICK_TAKEN, f"{nick} is taken")
             return None
+        owner = self._by_key.get(fp)
+        if owner is not None and owner.conn != conn:
+            # One key, one member: recipients keep their replay windows by key, and a
+            # second name would let one member's messages pass for another's. A member
+            # may still change its name on its own connection. The other name is not
+            # given: a HELLO proves nothing yet, and anyone may send a public key.
+            reason = "this key is in the room under another nickname"
+            return self._refuse(conn, p.RefuseCode.KEY_IN_USE, reason)
         leaving = 1 if conn in self._sessions else 0  # this connection changes its name
         if len(self._by_nick) - leaving >= MAX_ROOM:
             return self._refuse(conn, p.RefuseCode.ROOM_FULL, "the room is full")
@@ -214,6 +225,7 @@ class Broker:
             out += [_to(s.conn, p.Join(member)) for s in self._by_nick.values()]
         self._sessions[conn] = session
         self._by_nick[nick_key(session.nick)] = session
+        self._by_key[session.fingerprint] = session
         self.counters.handshakes += 1
         cfg = self.config
         welcome = p.Welcome(
@@ -320,6 +332,8 @@ class Broker:
     def _remove(self, session: _Session, reason: p.LeaveReason) -> list[Outgoing]:
         if self._sessions.get(session.conn) is session:
             del self._sessions[session.conn]
+        if self._by_key.get(session.fingerprint) is session:
+            del self._by_key[session.fingerprint]
         key = nick_key(session.nick)
         if self._by_nick.get(key) is not session:
             return []

@@ -106,6 +106,53 @@ def test_same_nick_and_key_takes_its_old_place_at_once(alice: Identity, bob: Ide
     assert room.broker.counters.peers == 2
 
 
+def test_a_key_that_holds_one_nickname_is_refused_under_another(
+    alice: Identity, bob: Identity
+) -> None:
+    room = MemoryRoom()
+    a = room.join("alice", alice)
+    b = room.join("bob", bob)
+    twin = room.join("alice-bot", alice)  # alice's key, another name, another connection
+    refused = room.of_type(twin, ev.Refused)
+    assert [e.code for e in refused] == ["key-in-use"]
+    assert "alice" not in refused[0].reason  # a HELLO proves nothing: it names nobody
+    assert sorted(room.broker.nicks) == ["alice", "bob"]
+    assert [e.nick for e in room.of_type(b, ev.Joined) if not e.already_here] == []
+    # the member itself may change its name on its own connection...
+    renamed = room.broker.handle(a, p.encode(p.Hello(b"alice2", alice.public_der)), room.now)
+    challenge = p.parse_from_broker(renamed[-1].frames)
+    assert isinstance(challenge, p.Challenge)
+    # ...and once it is gone, its key may come back under any name
+    room.peers[a].leave()
+    room.pump()
+    assert room.broker.nicks == ["bob"]
+    again = room.join("alice-bot", alice)
+    assert room.of_type(again, ev.Ready)
+
+
+def test_of_two_handshakes_with_one_key_under_two_names_only_the_first_to_prove_gets_in(
+    alice: Identity,
+) -> None:
+    broker = Broker()
+    nonces = {}
+    for conn, nick in ((b"c1", b"alice"), (b"c2", b"alice-bot")):
+        out = broker.handle(conn, p.encode(p.Hello(nick, alice.public_der)), 0.0)
+        challenge = p.parse_from_broker(out[-1].frames)
+        assert isinstance(challenge, p.Challenge)  # neither name is taken yet
+        nonces[conn] = (nick, challenge.nonce)
+
+    def prove(conn: bytes) -> p.BrokerMessage:
+        nick, nonce = nonces[conn]
+        proof = p.sign_proof(alice.private_key, nonce, nick, alice.public_der)
+        return p.parse_from_broker(broker.handle(conn, p.encode(p.Proof(proof)), 0.0)[-1].frames)
+
+    assert isinstance(prove(b"c2"), p.Snapshot)
+    late = prove(b"c1")
+    assert isinstance(late, p.Refuse)
+    assert late.code is p.RefuseCode.KEY_IN_USE
+    assert broker.nicks == ["alice-bot"]
+
+
 def test_a_message_before_the_handshake_gets_hello_first(alice: Identity) -> None:
     broker = Broker()
     out = broker.handle(b"stranger", p.encode(p.Heartbeat()), 0.0)
