@@ -17,6 +17,14 @@ from zchat.wire.protocol import MAX_MESSAGE_FRAMES
 #: bursts; shallow enough that a stalled peer is noticed and costs bounded memory.
 SEND_HWM: Final = 10_000
 RECV_HWM: Final = 10_000
+#: The broker's ROUTER queues far fewer messages per connection, because libzmq counts
+#: messages and cannot say how many bytes it holds: 10,000 messages of a 22 KB token
+#: are 220 MB. 64 deliveries of at most 32 KiB are 2 MiB; beyond that the broker holds
+#: messages itself, counted in bytes (`broker.held`, PROTOCOL.md §3.9).
+ROUTER_SEND_HWM: Final = 64
+#: And it reads ahead at most this many messages per connection: a sender faster than
+#: the broker waits in its own queue (TCP pushes back), not in the broker's memory.
+ROUTER_RECV_HWM: Final = 64
 #: Linger on close: long enough to flush a goodbye, never forever (the default is
 #: infinite, which hangs a peer that exits while the broker is down).
 LINGER_MS: Final = 200
