@@ -82,7 +82,7 @@ class Counters:
     messages: int = 0
     deliveries: int = 0
     absent: int = 0
-    dropped: int = 0  # deliveries that could not be queued (full or unroutable)
+    dropped: int = 0  # messages dropped: held for a reader that stopped, or unroutable
     errors: int = 0  # malformed or out-of-order input
     evicted: int = 0
     foreign_key: int = 0  # messages dropped: another CURVE key than the session's
