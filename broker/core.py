@@ -14,7 +14,7 @@ bound at HELLO to the key that opened it, and another key never speaks for it.
 The broker never holds a private key and never decrypts: it reads the envelope's
 cleartext header to route, and cuts the envelope into one delivery per recipient.
 
-Memory is bounded in bytes, not in messages. The socket takes only a few dozen messages
+Memory is bounded in bytes, not in messages. The socket takes only a few hundred messages
 per connection; what it will not take now is *held* here (`hold`), counted in bytes. A
 connection whose held bytes pass `max_held_bytes`, or whose held queue does not move
 for `backlog_timeout`, has stopped reading: it is evicted and what it held is dropped

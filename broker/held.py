@@ -2,7 +2,7 @@
 
 libzmq queues a bounded number of *messages* per connection (`ROUTER_SEND_HWM`) and
 cannot say how many bytes that is: 10,000 deliveries of 22 KB tokens are 220 MB. So the
-broker's ROUTER queues only a few dozen messages per connection, and what does not fit
+broker's ROUTER queues only a few hundred messages per connection, and what does not fit
 waits here, where every byte is counted, per connection and in total. The core
 (`broker.core`) decides what happens when a budget is exceeded; this module only keeps
 the books. No sockets, no clock of its own: `now` comes in as an argument.

@@ -2,7 +2,7 @@
 
 All protocol decisions live in `broker.core`; this file only moves frames and time.
 
-Memory is bounded in bytes. The ROUTER queues and reads ahead only a few dozen messages
+Memory is bounded in bytes. The ROUTER queues and reads ahead only a few hundred messages
 per connection (`ROUTER_SEND_HWM`, `ROUTER_RECV_HWM`). A message it will not take
 (zmq.Again), and every later one to the same connection, goes to the core's held queue,
 counted in bytes, so the order per connection never changes; the loop retries the

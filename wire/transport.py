@@ -19,9 +19,12 @@ SEND_HWM: Final = 10_000
 RECV_HWM: Final = 10_000
 #: The broker's ROUTER queues far fewer messages per connection, because libzmq counts
 #: messages and cannot say how many bytes it holds: 10,000 messages of a 22 KB token
-#: are 220 MB. 64 deliveries of at most 32 KiB are 2 MiB; beyond that the broker holds
-#: messages itself, counted in bytes (`broker.held`, PROTOCOL.md §3.9).
-ROUTER_SEND_HWM: Final = 64
+#: are 220 MB. 256 deliveries of at most 32 KiB are 8 MiB; beyond that the broker holds
+#: messages itself, counted in bytes (`broker.held`, PROTOCOL.md §3.9). Not lower:
+#: libzmq learns what a reader took only every HWM/2 messages, so with 64 an honest
+#: room of 5 already spilled 9% of its deliveries into the slower held path; with 256,
+#: `make bench` holds none, up to rooms of 50.
+ROUTER_SEND_HWM: Final = 256
 #: And it reads ahead at most this many messages per connection: a sender faster than
 #: the broker waits in its own queue (TCP pushes back), not in the broker's memory.
 ROUTER_RECV_HWM: Final = 64
