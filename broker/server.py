@@ -2,6 +2,15 @@
 
 All protocol decisions live in `broker.core`; this file only moves frames and time.
 
+Memory is bounded in bytes. The ROUTER queues and reads ahead only a few hundred messages
+per connection (`ROUTER_SEND_HWM`, `ROUTER_RECV_HWM`). A message it will not take
+(zmq.Again), and every later one to the same connection, goes to the core's held queue,
+counted in bytes, so the order per connection never changes; the loop retries the
+oldest held messages every few milliseconds while any are held. Freed memory is given
+back to the system after the core drops a large backlog, and every few seconds while
+the broker is busy: glibc's malloc would otherwise keep it for reuse, and the broker's
+RSS would stay at its peak long after an attack.
+
 With CURVE on (`curve_secret`), only peers that complete a CURVE handshake with our
 key get in: plain ZMTP and raw TCP never reach the parser. A ZAP handler lets every
 client key in (peers prove who they are with their RSA key at HELLO, not with their
@@ -11,12 +20,14 @@ the core binds to the session that HELLO opened.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import zmq
@@ -25,11 +36,14 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from zchat.broker.core import Broker, BrokerConfig, Outgoing
 from zchat.wire.transport import (
+    ROUTER_RECV_HWM,
+    ROUTER_SEND_HWM,
     TransportError,
     bind_all,
     configure,
     recv_bounded,
     recv_bounded_with_user,
+    send_nowait,
 )
 
 log = logging.getLogger("zchat.broker")
@@ -38,6 +52,11 @@ log = logging.getLogger("zchat.broker")
 #: heartbeats go out on time under load.
 _BATCH = 512
 _STATS_EVERY = 5.0
+#: While messages are held, the loop wakes this often to retry them: libzmq does not
+#: say when one connection's queue has room again.
+_RETRY_MS = 2
+#: Give freed memory back to the system once this much held data has been dropped.
+_TRIM_AFTER_BYTES = 4 * 2**20
 
 
 @dataclass
@@ -54,6 +73,7 @@ class Server:
     _sock: zmq.Socket[bytes] | None = None
     _auth: ThreadAuthenticator | None = None
     _own_context: zmq.Context[zmq.Socket[bytes]] | None = None
+    _trimmed_at: int = 0  # `core.held.dropped_bytes` when memory was last given back
 
     def __post_init__(self) -> None:
         self.core = Broker(self.config, random=os.urandom)
@@ -70,6 +90,10 @@ class Server:
             self._auth = _start_zap(ctx)
         sock = ctx.socket(zmq.ROUTER)
         configure(sock)
+        # Few messages in libzmq, which counts only messages; the rest are held by the
+        # core, which counts bytes (broker.held, PROTOCOL.md §3.9).
+        sock.setsockopt(zmq.SNDHWM, ROUTER_SEND_HWM)
+        sock.setsockopt(zmq.RCVHWM, ROUTER_RECV_HWM)
         # Report unroutable and full peers instead of dropping silently.
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         if self.curve_secret is not None:
@@ -94,18 +118,24 @@ class Server:
         poll_ms = max(1, int(self.config.heartbeat_interval * 250))
         next_stats = time.monotonic() + _STATS_EVERY
         last = _format(self.core)
+        held = self.core.held
         try:
             while not self.stop.is_set():
-                if poller.poll(poll_ms):
+                if poller.poll(min(poll_ms, _RETRY_MS) if held else poll_ms):
                     self._drain(sock)
                 now = time.monotonic()
+                if held:
+                    self._retry_held(sock, now)
                 self._send(sock, self.core.tick(now), now)
+                if held.dropped_bytes - self._trimmed_at >= _TRIM_AFTER_BYTES:
+                    self._give_back_memory()
                 if now >= next_stats:
                     next_stats = now + _STATS_EVERY
                     current = _format(self.core)
-                    if current != last:  # an idle broker logs nothing
+                    if current != last:  # an idle broker logs nothing, and has nothing to give back
                         log.info("stats %s", current)
                         last = current
+                        self._give_back_memory()
         finally:
             sock.close(linger=0)
             self._sock = None
@@ -135,39 +165,61 @@ class Server:
 
     def _send(self, sock: zmq.Socket[bytes], outgoing: Iterable[Outgoing], now: float) -> None:
         core = self.core
+        held = core.held.by_conn
         # A deque: a message to a room of 256 is 257 sends, and list.pop(0) is O(n).
         pending = deque(outgoing)
         while pending:
             out = pending.popleft()
+            if held and out.conn in held:  # behind what already waits: order per peer
+                pending += core.hold(out, now)
+                continue
             try:
-                _send_nowait(sock, out.conn, out.frames)
+                send_nowait(sock, out.frames, out.conn)
             except zmq.Again:
-                pending += core.undeliverable(out, now, backlogged=True)
+                pending += core.hold(out, now)
             except zmq.ZMQError as exc:
                 if exc.errno != zmq.EHOSTUNREACH:
                     raise
-                pending += core.undeliverable(out, now, backlogged=False)
-            else:
-                core.delivered(out.conn)
+                pending += core.unroutable(out.conn, now, out)
+
+    def _retry_held(self, sock: zmq.Socket[bytes], now: float) -> None:
+        """Send what is held, oldest first, until each connection's queue is full again."""
+        core = self.core
+        more: list[Outgoing] = []
+        for conn in core.held:
+            while (out := core.held.head(conn)) is not None:
+                try:
+                    send_nowait(sock, out.frames, conn)
+                except zmq.Again:
+                    break
+                except zmq.ZMQError as exc:
+                    if exc.errno != zmq.EHOSTUNREACH:
+                        raise
+                    more += core.unroutable(conn, now)
+                    break
+                core.sent_held(conn, now)
+        self._send(sock, more, now)
+
+    def _give_back_memory(self) -> None:
+        """Return the pages malloc holds free to the system (about 1 ms; glibc only)."""
+        self._trimmed_at = self.core.held.dropped_bytes
+        if _malloc_trim is not None:
+            _malloc_trim(0)
 
 
-#: Plain ints: pyzmq's `send_multipart` ORs enum flags for every frame, which costs
-#: more than libzmq's send itself (`make bench` profile: a third of the broker's time).
-_MORE_NOWAIT = int(zmq.SNDMORE | zmq.NOBLOCK)
-_NOWAIT = int(zmq.NOBLOCK)
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's `malloc_trim`, where the C library has it (not musl, macOS, Windows)."""
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
 
 
-def _send_nowait(sock: zmq.Socket[bytes], conn: bytes, frames: list[bytes]) -> None:
-    """`send_multipart([conn, *frames], NOBLOCK)`, frame by frame as pyzmq does it.
-
-    libzmq decides at the first frame (the routing id) whether the message can be
-    queued, so zmq.Again and EHOSTUNREACH come from there, before anything is sent.
-    """
-    send = sock.send
-    send(conn, _MORE_NOWAIT)
-    for frame in frames[:-1]:
-        send(frame, _MORE_NOWAIT)
-    send(frames[-1], _NOWAIT)
+_malloc_trim = _find_malloc_trim()
 
 
 def _start_zap(ctx: zmq.Context[zmq.Socket[bytes]]) -> ThreadAuthenticator:
@@ -186,5 +238,6 @@ def _format(core: Broker) -> str:
     return (
         f"peers={c.peers} messages={c.messages} deliveries={c.deliveries} "
         f"absent={c.absent} dropped={c.dropped} errors={c.errors} "
-        f"refused={c.refused} evicted={c.evicted} foreign_key={c.foreign_key}"
+        f"refused={c.refused} evicted={c.evicted} foreign_key={c.foreign_key} "
+        f"held={c.held} held_bytes={core.held.total}"
     )

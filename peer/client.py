@@ -28,7 +28,7 @@ from zchat.peer.outbox import Entry
 from zchat.peer.pinfile import PinFile
 from zchat.peer.pins import Pins, PinsError
 from zchat.wire import protocol as p
-from zchat.wire.transport import LINGER_MS, TransportError, configure, recv_bounded
+from zchat.wire.transport import LINGER_MS, TransportError, configure, recv_bounded, send_nowait
 
 log = logging.getLogger("zchat.peer")
 
@@ -305,7 +305,7 @@ class Client:
         sent = False
         while sock is not None and self._backlog:
             try:
-                _send_nowait(sock, self._backlog[0])
+                send_nowait(sock, self._backlog[0])
             except zmq.Again:
                 break  # the broker is not reading; try again on the next tick
             self._backlog.popleft()
@@ -333,24 +333,8 @@ class Client:
             self.events.put_nowait(ev.Problem("pins", f"{exc}; the pins hold until you leave"))
 
 
-#: Plain ints: pyzmq's `send_multipart` ORs enum flags for every frame, which costs
-#: more than libzmq's send itself (see the `make bench` profiles in the README).
-_MORE_NOWAIT = int(zmq.SNDMORE | zmq.NOBLOCK)
-_NOWAIT = int(zmq.NOBLOCK)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
-
-
-def _send_nowait(sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
-    """`send_multipart(frames, NOBLOCK)`, frame by frame as pyzmq does it.
-
-    libzmq decides at the first frame whether the message can be queued, so
-    zmq.Again comes from there, before any frame is sent.
-    """
-    send = sock.send
-    for frame in frames[:-1]:
-        send(frame, _MORE_NOWAIT)
-    send(frames[-1], _NOWAIT)
 
 
 def _readable(sock: zmq.Socket[bytes]) -> bool:

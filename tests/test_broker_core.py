@@ -8,8 +8,9 @@ import pytest
 
 from tests.conftest import KeyPool
 from tests.memory import FAST_CORE, MemoryRoom, seeded
-from zchat.broker.core import Broker
-from zchat.envelope import Identity, Recipient, seal
+from zchat.broker.core import Broker, Outgoing
+from zchat.broker.held import held_size
+from zchat.envelope import Header, Identity, Recipient, seal
 from zchat.envelope.proof import sign_proof
 from zchat.peer import events as ev
 from zchat.peer.core import Phase
@@ -107,6 +108,53 @@ def test_same_nick_and_key_takes_its_old_place_at_once(alice: Identity, bob: Ide
     assert p.parse_from_broker(replaced[-1]) == p.Error(p.ErrorCode.REPLACED, "logged in elsewhere")
     assert room.peers[b].phase is Phase.CLOSED
     assert room.broker.counters.peers == 2
+
+
+def test_a_key_that_holds_one_nickname_is_refused_under_another(
+    alice: Identity, bob: Identity
+) -> None:
+    room = MemoryRoom()
+    a = room.join("alice", alice)
+    b = room.join("bob", bob)
+    twin = room.join("alice-bot", alice)  # alice's key, another name, another connection
+    refused = room.of_type(twin, ev.Refused)
+    assert [e.code for e in refused] == ["key-in-use"]
+    assert "alice" not in refused[0].reason  # a HELLO proves nothing: it names nobody
+    assert sorted(room.broker.nicks) == ["alice", "bob"]
+    assert [e.nick for e in room.of_type(b, ev.Joined) if not e.already_here] == []
+    # the member itself may change its name on its own connection...
+    renamed = room.broker.handle(a, p.encode(p.Hello(b"alice2", alice.public_der)), room.now)
+    challenge = p.parse_from_broker(renamed[-1].frames)
+    assert isinstance(challenge, p.Challenge)
+    # ...and once it is gone, its key may come back under any name
+    room.peers[a].leave()
+    room.pump()
+    assert room.broker.nicks == ["bob"]
+    again = room.join("alice-bot", alice)
+    assert room.of_type(again, ev.Ready)
+
+
+def test_of_two_handshakes_with_one_key_under_two_names_only_the_first_to_prove_gets_in(
+    alice: Identity,
+) -> None:
+    broker = Broker(random=seeded(0))
+    nonces = {}
+    for conn, nick in ((b"c1", b"alice"), (b"c2", b"alice-bot")):
+        out = broker.handle(conn, p.encode(p.Hello(nick, alice.public_der)), 0.0)
+        challenge = p.parse_from_broker(out[-1].frames)
+        assert isinstance(challenge, p.Challenge)  # neither name is taken yet
+        nonces[conn] = (nick, challenge.nonce)
+
+    def prove(conn: bytes) -> p.BrokerMessage:
+        nick, nonce = nonces[conn]
+        proof = sign_proof(alice.private_key, nonce, nick, alice.public_der)
+        return p.parse_from_broker(broker.handle(conn, p.encode(p.Proof(proof)), 0.0)[-1].frames)
+
+    assert isinstance(prove(b"c2"), p.Snapshot)
+    late = prove(b"c1")
+    assert isinstance(late, p.Refuse)
+    assert late.code is p.RefuseCode.KEY_IN_USE
+    assert broker.nicks == ["alice-bot"]
 
 
 def test_a_message_before_the_handshake_gets_hello_first(alice: Identity) -> None:
@@ -335,21 +383,29 @@ def test_deliveries_a_crashing_broker_acknowledged_but_lost_are_resent(
 def test_a_delivery_the_broker_could_not_queue_is_corrected_and_resent_later(
     alice: Identity, bob: Identity
 ) -> None:
-    room = MemoryRoom()
+    room = MemoryRoom(
+        broker=Broker(dataclasses.replace(FAST_CORE, backlog_timeout=0.3), random=seeded(0))
+    )
     a = room.join("alice", alice)
     b = room.join("bob", bob)
+    room.take(a)
     _, out = room.send_by_hand(a, "for bob")
     deliver = next(o for o in out if o.conn == b)
     room.deliver([o for o in out if o.conn == a])  # alice hears "delivered to bob"
-    # ...but bob's queue was full: the broker corrects its acknowledgement
-    room.deliver(room.broker.undeliverable(deliver, room.now, backlogged=True))
-    room.pump()
+    # ...but bob's socket queue was full: the broker holds the delivery, bob reads
+    # nothing more, and the broker evicts him and corrects its acknowledgement
+    assert room.broker.hold(deliver, room.now) == []
+    room.advance(1.0)
+    assert [(e.nick, e.reason) for e in room.of_type(a, ev.Left)] == [("bob", "backlog")]
+    # bob, who was only slow, says hello again, and alice resends what he missed
+    assert [e.nick for e in room.of_type(a, ev.Joined)] == ["bob"]
     acks = room.of_type(a, ev.Acked)
-    assert [(x.delivered, x.absent) for x in acks] == [(("bob",), ()), ((), ("bob",))]
-    room.peers[b].leave()  # bob goes, then comes back with the same key
-    room.pump()
-    again = room.join("bob", bob)
-    assert messages(room, again) == ["for bob"]
+    assert [(x.delivered, x.absent) for x in acks] == [
+        (("bob",), ()),
+        ((), ("bob",)),  # the correction
+        (("bob",), ()),  # the resend
+    ]
+    assert messages(room, b) == ["for bob"]
 
 
 def test_a_resend_to_a_returning_member_lost_in_a_crash_is_sent_again(
@@ -382,7 +438,7 @@ def test_a_delivery_to_a_vanished_connection_is_reported_absent(
     b = room.join("bob", bob)
     _, out = room.send_by_hand(a, "into the void")
     deliver = next(o for o in out if o.conn == b)
-    corrections = room.broker.undeliverable(deliver, room.now, backlogged=False)
+    corrections = room.broker.unroutable(b, room.now, deliver)
     msg_id = room.peers[a].outbox.unacked()[0].msg_id
     assert p.Ack(msg_id, (), ("bob",)) in [p.parse_from_broker(o.frames) for o in corrections]
     assert room.broker.nicks == ["alice"]  # and bob's session is gone
@@ -447,3 +503,119 @@ def test_a_key_with_another_public_exponent_is_refused_at_hello() -> None:
     reply = p.parse_from_broker(out[0].frames)
     assert isinstance(reply, p.Refuse)
     assert reply.code is p.RefuseCode.BAD_KEY
+
+
+# --- memory: what the socket would not take, held and counted in bytes ---------------
+
+
+def held_deliveries(room: MemoryRoom, sender: bytes, to: bytes, count: int) -> list[Outgoing]:
+    """`count` messages from `sender`; the broker handles them, and the deliveries to
+    `to` are returned undelivered (for the test to hold), the rest delivered."""
+    held = []
+    for i in range(count):
+        _, out = room.send_by_hand(sender, f"m{i}")
+        held += [o for o in out if o.conn == to]
+        room.deliver([o for o in out if o.conn != to])
+    return held
+
+
+def parsed(out: list[Outgoing]) -> list[tuple[bytes, p.BrokerMessage]]:
+    return [(o.conn, p.parse_from_broker(o.frames)) for o in out]
+
+
+def test_a_member_whose_held_bytes_pass_the_budget_is_evicted_at_once_and_corrected(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    room = MemoryRoom()
+    a, b, c = room.join("alice", alice), room.join("bob", bob), room.join("carol", carol)
+    deliveries = held_deliveries(room, a, b, 3)
+    size = held_size(deliveries[0].frames)  # the three are the same size
+    broker = room.broker
+    broker.config = dataclasses.replace(broker.config, max_held_bytes=int(size * 2.5))
+    assert broker.hold(deliveries[0], room.now) == []
+    assert broker.hold(deliveries[1], room.now) == []
+    assert broker.held.bytes_for(b) == 2 * size
+    evicted = parsed(broker.hold(deliveries[2], room.now))  # past 2.5 deliveries' worth
+    msg_ids = [d.header.msg_id for d in deliveries if d.header is not None]
+    assert evicted == [
+        *[(a, p.Ack(msg_id, (), ("bob",))) for msg_id in msg_ids],  # all three corrected
+        (a, p.Leave("bob", p.LeaveReason.BACKLOG)),
+        (c, p.Leave("bob", p.LeaveReason.BACKLOG)),
+    ]
+    assert b not in broker.held  # dropped at once, not when some timer runs
+    assert broker.held.total == 0
+    assert sorted(broker.nicks) == ["alice", "carol"]
+
+
+def test_when_all_that_is_held_passes_the_total_the_member_furthest_behind_goes(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    room = MemoryRoom()
+    a, b, c = room.join("alice", alice), room.join("bob", bob), room.join("carol", carol)
+    to_bob = held_deliveries(room, a, b, 3)
+    to_carol = held_deliveries(room, a, c, 2)
+    size = held_size(to_bob[0].frames)
+    broker = room.broker
+    broker.config = dataclasses.replace(broker.config, max_held_total=int(size * 4.5))
+    for out in [*to_bob, to_carol[0]]:
+        assert broker.hold(out, room.now) == []
+    evicted = parsed(broker.hold(to_carol[1], room.now))  # carol's pushes the total over
+    assert [(conn, m) for conn, m in evicted if isinstance(m, p.Leave)] == [
+        (a, p.Leave("bob", p.LeaveReason.BACKLOG)),  # bob held three, carol two
+        (c, p.Leave("bob", p.LeaveReason.BACKLOG)),
+    ]
+    assert sorted(broker.nicks) == ["alice", "carol"]
+    assert broker.held.bytes_for(c) == broker.held.total == 2 * size
+
+
+def test_held_messages_leave_oldest_first_and_only_a_queue_that_stops_moving_is_evicted(
+    alice: Identity, bob: Identity
+) -> None:
+    room = MemoryRoom()
+    a, b = room.join("alice", alice), room.join("bob", bob)
+    first, second = held_deliveries(room, a, b, 2)
+    broker = room.broker
+    broker.config = dataclasses.replace(broker.config, backlog_timeout=0.3)
+    t = room.now
+    broker.hold(first, t)
+    broker.hold(second, t)
+    assert broker.held.head(b) is first
+    broker.sent_held(b, t + 0.2)  # bob read one: his queue moved
+    assert broker.held.head(b) is second
+    broker.tick(t + 0.4)
+    assert broker.nicks == ["alice", "bob"]  # 0.2 s since it moved
+    left = parsed(broker.tick(t + 0.6))  # 0.4 s: stuck
+    assert (a, p.Leave("bob", p.LeaveReason.BACKLOG)) in left
+    assert broker.nicks == ["alice"]
+    assert b not in broker.held
+
+
+def test_a_correction_goes_only_to_the_key_that_sent_the_lost_delivery(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    room = MemoryRoom()
+    a, b = room.join("alice", alice), room.join("bob", bob)
+    (lost,) = held_deliveries(room, a, b, 1)
+    room.broker.hold(lost, room.now)
+    room.peers[a].leave()
+    room.pump()
+    room.join("alice", carol)  # another key takes the name while bob's queue is stuck
+    sent = parsed(room.broker.unroutable(b, room.now))
+    assert [m for _, m in sent if isinstance(m, p.Ack)] == []
+    assert [m for _, m in sent] == [p.Leave("bob", p.LeaveReason.TIMEOUT)]
+
+
+def test_a_lost_delivery_is_corrected_without_parsing_what_the_broker_sent(
+    alice: Identity, bob: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    room = MemoryRoom()
+    a, b = room.join("alice", alice), room.join("bob", bob)
+    (lost,) = held_deliveries(room, a, b, 1)
+    msg_id = Header.parse(lost.frames[2]).msg_id
+
+    def no_parsing(cls: type[Header], data: bytes) -> Header:
+        raise AssertionError("the broker parsed a header it had already parsed")
+
+    monkeypatch.setattr(Header, "parse", classmethod(no_parsing))
+    sent = parsed(room.broker.unroutable(b, room.now, lost))
+    assert (a, p.Ack(msg_id, (), ("bob",))) in sent

@@ -82,6 +82,7 @@ class RefuseCode(IntEnum):
     BAD_KEY = 5
     ROOM_FULL = 6
     NOT_AUTHORIZED = 7  # CURVE: this transport key may not use this nickname
+    KEY_IN_USE = 8  # this key already holds another nickname in the room
 
 
 class ErrorCode(IntEnum):

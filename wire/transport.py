@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 import zmq
@@ -16,6 +17,17 @@ from zchat.wire.protocol import MAX_MESSAGE_FRAMES
 #: bursts; shallow enough that a stalled peer is noticed and costs bounded memory.
 SEND_HWM: Final = 10_000
 RECV_HWM: Final = 10_000
+#: The broker's ROUTER queues far fewer messages per connection, because libzmq counts
+#: messages and cannot say how many bytes it holds: 10,000 messages of a 22 KB token
+#: are 220 MB. 256 deliveries of at most 32 KiB are 8 MiB; beyond that the broker holds
+#: messages itself, counted in bytes (`broker.held`, PROTOCOL.md §3.9). Not lower:
+#: libzmq learns what a reader took only every HWM/2 messages, so with 64 an honest
+#: room of 5 already spilled 9% of its deliveries into the slower held path; with 256,
+#: `make bench` holds none, up to rooms of 50.
+ROUTER_SEND_HWM: Final = 256
+#: And it reads ahead at most this many messages per connection: a sender faster than
+#: the broker waits in its own queue (TCP pushes back), not in the broker's memory.
+ROUTER_RECV_HWM: Final = 64
 #: Linger on close: long enough to flush a goodbye, never forever (the default is
 #: infinite, which hangs a peer that exits while the broker is down).
 LINGER_MS: Final = 200
@@ -37,6 +49,29 @@ def configure(sock: zmq.Socket[bytes]) -> None:
 
 #: A ROUTER prepends a routing-id frame; one frame more than that is always illegal.
 _RECV_LIMIT = MAX_MESSAGE_FRAMES + 2
+
+
+#: Plain ints: pyzmq's `send_multipart` ORs enum flags for every frame, which costs
+#: more than libzmq's send itself (`make bench` profile: a third of the broker's time).
+_MORE_NOWAIT: Final = int(zmq.SNDMORE | zmq.NOBLOCK)
+_NOWAIT: Final = int(zmq.NOBLOCK)
+
+
+def send_nowait(
+    sock: zmq.Socket[bytes], frames: Sequence[bytes], routing_id: bytes | None = None
+) -> None:
+    """`send_multipart([routing_id, *frames], NOBLOCK)`, frame by frame as pyzmq does it.
+
+    `routing_id` is the connection a ROUTER sends to (no list is built to prepend it).
+    libzmq decides at the first frame whether the message can be queued, so zmq.Again
+    (and a ROUTER's EHOSTUNREACH) come from there, before anything is sent.
+    """
+    send = sock.send
+    if routing_id is not None:
+        send(routing_id, _MORE_NOWAIT)
+    for frame in frames[:-1]:
+        send(frame, _MORE_NOWAIT)
+    send(frames[-1], _NOWAIT)
 
 
 def recv_bounded(sock: zmq.Socket[bytes], limit: int = _RECV_LIMIT) -> list[bytes]:
