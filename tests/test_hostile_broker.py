@@ -34,13 +34,14 @@ from zchat.envelope import (
     Envelope,
     Identity,
     Recipient,
+    format_fingerprint,
     public_der,
     seal,
 )
 from zchat.envelope import _primitives as prim
 from zchat.peer import events as ev
 from zchat.peer.client import Client
-from zchat.peer.core import Phase
+from zchat.peer.core import PeerConfig, Phase
 from zchat.peer.errors import UntrustedRecipient
 from zchat.peer.pinfile import PinFile
 from zchat.wire import protocol as p
@@ -177,24 +178,34 @@ def test_a_substituted_key_is_flagged_and_nothing_is_encrypted_to_it(
 
     async def main() -> None:
         crashes = watch_crashes()
-        # First session: an honest broker, so everyone pins everyone's real key.
+        # First session: an honest broker, so everyone pins everyone's real key, and
+        # alice, who runs a closed room, admits bob and carol by their fingerprints.
         with lying_broker() as (server, _core):
             ep = server.bound[0]
             first = [
-                make_client(n, i, ep, pins=PinFile.open(homes[n]))
-                for n, i in (("alice", alice), ("bob", bob), ("carol", carol))
+                make_client(n, i, ep, pins=PinFile.open(homes[n]), config=config)
+                for n, i, config in (
+                    ("alice", alice, PeerConfig()),
+                    ("bob", bob, None),
+                    ("carol", carol, None),
+                )
             ]
             for c in first:
                 await ready(c)
             await wait_for(first[0], lambda e: isinstance(e, ev.Joined) and e.nick == "carol")
+            first[0].admit("bob", format_fingerprint(bob.fingerprint)[:9])
+            first[0].admit("carol", format_fingerprint(carol.fingerprint)[:9])
             await close_all(*first)
-        assert ("bob", bob.fingerprint) in PinFile.open(homes["alice"]).pins
+        pins = {
+            (pin.nick, pin.fingerprint, pin.admitted) for pin in PinFile.open(homes["alice"]).pins
+        }
+        assert ("bob", bob.fingerprint, True) in pins
 
         # Second session: the broker hands alice its own key as bob's.
         with lying_broker() as (server, core):
             ep = server.bound[0]
             core.lie = substitute(core, "alice", "bob", evil.public_der)
-            a = make_client("alice", alice, ep, pins=PinFile.open(homes["alice"]))
+            a = make_client("alice", alice, ep, PeerConfig(), PinFile.open(homes["alice"]))
             b = make_client("bob", bob, ep, pins=PinFile.open(homes["bob"]))
             c = make_client("carol", carol, ep, pins=PinFile.open(homes["carol"]))
             order = (b, c, a) if via == "snapshot" else (a, c, b)
