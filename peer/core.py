@@ -706,6 +706,8 @@ class PeerCore:
                 continue
             if nick_key(vouch.nick) == nick_key(self.nick):
                 continue  # a vouch for us, with our key: nothing to do
+            # Whoever vouches for a member knows of it: we need not tell them.
+            self.gate.tell(sender.nick, vouch.nick, vouch.vouched_fingerprint)
             fact = Held(sender.fingerprint, vouch.nick, vouch.vouched_fingerprint)
             if not sender.vouches_count:
                 if self.gate.hold(sender.nick, fact):

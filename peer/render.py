@@ -204,15 +204,15 @@ class Renderer:
         if remembered is None:
             return []
         sent, sent_at = remembered
+        # Count only whom it was sealed to: a broker's acknowledgement is its word.
+        sealed = {nick_key(n) for n in sent.recipients}
+        delivered = tuple(n for n in delivered if nick_key(n) in sealed)
         if msg_id in self._shown:
             # A later acknowledgement: someone who was away got it after all.
             if not delivered:
                 return []
             return [info(f"your message {_quote(sent.text)} reached {_nicks(delivered)}")]
         self._shown.add(msg_id)
-        # Count only whom it was sealed to: a broker's acknowledgement is its word.
-        sealed = {nick_key(n) for n in sent.recipients}
-        delivered = tuple(n for n in delivered if nick_key(n) in sealed)
         if sent.direct:
             note = "delivered" if delivered else "not here yet: will be delivered on return"
         else:
