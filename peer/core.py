@@ -710,6 +710,9 @@ class PeerCore:
             self.gate.tell(sender.nick, vouch.nick, vouch.vouched_fingerprint)
             fact = Held(sender.fingerprint, vouch.nick, vouch.vouched_fingerprint)
             if not sender.vouches_count:
+                target = self.members.get(nick_key(vouch.nick))
+                if target is not None and target.vouches_count:
+                    continue  # admitted already: it would change nothing later either
                 if self.gate.hold(sender.nick, fact):
                     held.append(vouch.nick)
                 continue
