@@ -1,7 +1,7 @@
 """The peer's protocol logic, sans I/O: frames, time and randomness in; frames,
 events and pins out.
 
-Call `start`, `receive`, `tick`, `send_text`, `trust` and `leave`; after each call
+Call `start`, `receive`, `tick`, `send_text`, `admit`, `trust` and `leave`; after each call
 send what `take_outgoing` returns, show what `take_events` returns and save what
 `take_pins` returns. When `reconnect_wanted` is set, the I/O layer replaces its
 socket (dropping whatever libzmq still queued for the dead connection) and calls
@@ -297,7 +297,7 @@ class PeerCore:
             missing = self._missing.pop(key, None)
             known = previous.get(key) or (missing[0] if missing else None)
             new = known is None or known.public_der != wire.public_der
-            self._admit(wire, now, announce=new, already_here=True)
+            self._admit(wire, now, announce=new, already_here=True, known=known)
         # Members we knew who are not back yet (after a broker restart everyone
         # reconnects at once): wait a little before saying they left.
         for key, known_member in previous.items():
@@ -319,17 +319,25 @@ class PeerCore:
             return
         missing = self._missing.pop(nick_key(wire.nick), None)
         quiet = missing is not None and missing[0].public_der == wire.public_der
-        member = self._admit(wire, now, announce=not quiet)
+        known = self.members.get(nick_key(wire.nick)) or (missing[0] if missing else None)
+        member = self._admit(wire, now, announce=not quiet, known=known)
         if member is not None and member.may_read:
             self._resend_to(member, now)
 
     def _admit(
-        self, wire: p.Member, now: float, *, announce: bool, already_here: bool = False
+        self,
+        wire: p.Member,
+        now: float,
+        *,
+        announce: bool,
+        already_here: bool = False,
+        known: Contact | None = None,
     ) -> Contact | None:
         """Add a member to the directory, checking its key against our pin.
 
         (Into the directory: who may read is `member.admission`, decided here from the
-        pin or the open room, and later by /admit and vouches.)
+        pin, from `known` (how we listed them until now), or the open room; later by
+        /admit and vouches.)
         """
         try:
             key = load_public_key(wire.public_der)
@@ -349,8 +357,17 @@ class PeerCore:
         else:
             trust = ev.Trust.CHANGED
         member = Contact(wire.nick, key, wire.public_der, fp, trust)
+        if known is not None and known.public_der != wire.public_der:
+            self.gate.leave(wire.nick)  # another key: what we told the old one is not known
         if record is not None and record.fingerprint == fp and record.admitted:
             member.admission = record.admission  # a returning member: admitted at once
+        elif (
+            known is not None
+            and known.fingerprint == fp
+            and known.may_read
+            and trust is not ev.Trust.CHANGED
+        ):
+            member.admission = known.admission  # admitted this session (the pins were full)
         elif self.config.admit_all and trust is not ev.Trust.CHANGED:
             member.admission = Admission(How.OPEN, "", self._date_ms())
         self.members[nick_key(wire.nick)] = member

@@ -584,3 +584,29 @@ def test_an_open_room_takes_no_vouches_and_sends_none(scene: Scene, keys: KeyPoo
     assert [e for e in room.events[a] if isinstance(e, ev.VouchRejected | ev.Problem)] == []
     assert room.of_type(a, ev.Admitted) == []  # an open room's admission is not news
     assert [s.envelope.header.kind for s in tap.take(a)] == []
+
+
+def test_a_new_key_the_user_trusts_is_told_everything_again_but_vouches_never_accept_it(
+    keys: KeyPool,
+) -> None:
+    room, conns = closed_room(["alice", "bob", "carol"], keys)
+    room.peers[conns["bob"]].leave()
+    room.pump()
+    laptop = keys.get(7)  # bob, on a new laptop, with a new key
+    b = room.join("bob", laptop, config=CLOSED)
+    for name in ("alice", "carol"):
+        assert "bob" not in readers(room.peers[conns[name]]), name
+    room.peers[b].admit("alice", typed(keys.get(0)), room.now)
+    room.peers[conns["alice"]].trust("bob", typed(laptop), room.now)
+    room.pump()
+    # alice told the new key what she had told the old one: bob reads carol again...
+    assert readers(room.peers[b]) == {"alice", "carol"}
+    # ...but carol, whose pin holds the old key, accepts the new one only herself.
+    carol = room.peers[conns["carol"]]
+    assert "bob" not in readers(carol)
+    (refused,) = room.of_type(conns["carol"], ev.VouchRejected)
+    assert (refused.voucher, refused.nicks) == ("alice", ("bob",))
+    assert f"only you can accept a new key (/trust bob {typed(laptop)})" in refused.reason
+    carol.trust("bob", typed(laptop), room.now)
+    room.pump()
+    assert "bob" in readers(carol)
