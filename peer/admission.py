@@ -32,18 +32,35 @@ nickname it names is not here yet. Held facts are bounded per voucher and droppe
 the voucher leaves. Everything else that admits nobody (a bad signature, another
 voucher, another room, another key, another nickname) is reported, never silent.
 
-This module keeps the state and makes the checks; `peer.core` seals and sends.
+This module keeps the state (`Gate`) and the rules (`AdmissionMixin`, the part of
+`peer.core.PeerCore` that admits); the core seals and sends.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from zchat.envelope import Identity, Vouch, format_fingerprint, make_vouch, nick_key
+from zchat.envelope import (
+    BadVouch,
+    EnvelopeError,
+    Identity,
+    Vouch,
+    check_vouch,
+    format_fingerprint,
+    make_vouch,
+    nick_key,
+    parse_vouches,
+)
 from zchat.envelope.limits import MAX_ROOM
+from zchat.peer import events as ev
 from zchat.peer.errors import FingerprintMismatch
+from zchat.peer.pins import Admission, How, Pins
+
+if TYPE_CHECKING:  # the core imports this module: its types, for the checker only
+    from zchat.peer.core import Contact, PeerConfig
 
 #: The fewest fingerprint characters /admit and /trust accept: 8 of base32, 40 bits.
 #: Enough that no one finds a key matching what a user compared by chance or by
@@ -195,3 +212,233 @@ class Gate:
             while len(self._signed) > MAX_SIGNED:
                 self._signed.popitem(last=False)
         return vouch
+
+
+class AdmissionMixin:
+    """The admission rules of `peer.core.PeerCore`, which inherits them: who is
+    admitted when a member appears, what a VOUCH message does, whom we tell what.
+
+    Kept apart from the core's protocol handling so that the rules read in one place
+    (docs/PROTOCOL.md §4.5); they work on the core's directory and pins, and ask the
+    core to seal (`_seal_vouches`).
+    """
+
+    if TYPE_CHECKING:  # provided by PeerCore
+        nick: str
+        identity: Identity
+        room: str
+        config: PeerConfig
+        members: dict[str, Contact]
+        _missing: dict[str, tuple[Contact, float]]
+        pins: Pins
+        gate: Gate
+        date: Callable[[], float]
+        _events: list[ev.Event]
+        _pins_changed: bool
+        _pins_full_said: bool
+        _welcomed_once: bool
+
+        def _problem(self, code: str, message: str) -> None: ...
+
+        def _seal_vouches(
+            self, vouches: list[Vouch], recipients: list[Contact], now: float
+        ) -> None: ...
+
+    def _arrived(self, member: Contact, now: float, *, announce: bool, already_here: bool) -> None:
+        """A member appeared in the directory: admitted, waiting, or vouched for already."""
+        if member.trust is ev.Trust.CHANGED:
+            return  # the key-change warning says what to do
+        if member.admission is None:
+            for voucher, fact in self.gate.held_for(member.nick):
+                self._weigh(voucher, fact, now)  # vouches that came before the member
+        if member.admission is None:
+            if announce:
+                command = admit_command("admit", member.nick, member.fingerprint)
+                self._events.append(
+                    ev.AdmitNeeded(member.nick, member.fingerprint, already_here, command)
+                )
+            return
+        if not member.vouches_count:
+            return
+        at_start = already_here and not self._welcomed_once
+        self.gate.arrive(member.nick, at_start=at_start)
+        if announce and not already_here:
+            # Back after leaving: what we admitted meanwhile, to them; them, to those
+            # who arrived while they were away.
+            self._share_with(member, now)
+            others = [
+                r
+                for r in self._readers()
+                if r is not member and self.gate.arrived_since_left(member.nick, r.nick)
+            ]
+            self._vouch_to(member, others, now)
+
+    def _grant(self, member: Contact, admission: Admission, now: float) -> None:
+        """Admit `member`, record it, spread the word, and act on what it vouched for."""
+        work = [(member, admission)]
+        while work:
+            m, granted = work.pop(0)
+            if m.vouches_count and granted.how is not How.YOU:
+                continue  # admitted already: nothing to do, nothing to send (no loops)
+            m.admission = granted
+            if not self.pins.admit(m.nick, m.fingerprint, granted, seen_ms=self._date_ms()):
+                self._pins_full()
+            self._pins_changed = True
+            self._events.append(ev.Admitted(m.nick, m.fingerprint, granted.how.value, granted.by))
+            self.gate.arrive(m.nick)
+            if granted.how is How.YOU:
+                self._vouch_to(m, [r for r in self._readers() if r is not m], now)
+            self._share_with(m, now)
+            # What it vouched for while we had not admitted it counts now.
+            for fact in self.gate.release_from(m.nick, m.fingerprint):
+                target = self._weigh_target(m, fact)
+                if target is not None:
+                    work.append((target, Admission(How.VOUCH, m.nick, self._date_ms())))
+
+    def _take_vouches(self, sender: Contact, plaintext: bytes, now: float) -> None:
+        """A VOUCH message from `sender` (its envelope verified and opened)."""
+        if self.config.admit_all:
+            return  # an open room admits everyone already, and vouches for nobody
+        try:
+            vouches = parse_vouches(plaintext)
+        except EnvelopeError as exc:
+            self._events.append(ev.VouchRejected(sender.nick, (), f"unreadable vouches: {exc}"))
+            return
+        held: list[str] = []
+        seen: set[str] = set()
+        for vouch in vouches:
+            if nick_key(vouch.nick) in seen:
+                continue  # one vouch a nickname and message: a repeat costs no signature check
+            seen.add(nick_key(vouch.nick))
+            reason = self._refusal(sender, vouch)
+            if reason:
+                self._events.append(ev.VouchRejected(sender.nick, (vouch.nick,), reason))
+                continue
+            if nick_key(vouch.nick) == nick_key(self.nick):
+                continue  # a vouch for us, with our key: nothing to do
+            # Whoever vouches for a member knows of it: we need not tell them.
+            self.gate.tell(sender.nick, vouch.nick, vouch.vouched_fingerprint)
+            fact = Held(sender.fingerprint, vouch.nick, vouch.vouched_fingerprint)
+            if not sender.vouches_count:
+                target = self.members.get(nick_key(vouch.nick))
+                if target is not None and target.vouches_count:
+                    continue  # admitted already: it would change nothing later either
+                if self.gate.hold(sender.nick, fact):
+                    held.append(vouch.nick)
+                continue
+            self._weigh(sender.nick, fact, now)
+        if held:
+            reason = f"you have not admitted {sender.nick}"
+            self._events.append(ev.VouchRejected(sender.nick, tuple(held), reason, held=True))
+
+    def _refusal(self, sender: Contact, vouch: Vouch) -> str:
+        """Why `vouch` from `sender` can never count, or "" when it may."""
+        try:
+            check_vouch(
+                vouch,
+                room=self.room,
+                voucher_key=sender.public_key,
+                voucher_fingerprint=sender.fingerprint,
+            )
+        except BadVouch as exc:
+            return str(exc)
+        if nick_key(vouch.nick) == nick_key(self.nick):
+            if vouch.vouched_fingerprint != self.identity.fingerprint:
+                return "it vouches for another key under your nickname"
+            return ""
+        target = self.members.get(nick_key(vouch.nick))
+        if target is None:
+            # Not here: a newcomer the JOIN of whom is still on its way, or that key
+            # announced under another nickname (a vouch replayed for someone else).
+            for other in self.members.values():
+                if other.fingerprint == vouch.vouched_fingerprint:
+                    return f"it names {vouch.nick}, but that key is here as {other.nick}"
+            return ""
+        if target.fingerprint != vouch.vouched_fingerprint:
+            return f"it is for another key than the one {target.nick} has here"
+        if target.trust is ev.Trust.CHANGED:
+            return (
+                f"{target.nick}'s key changed: only you can accept a new key"
+                f" ({admit_command('trust', target.nick, target.fingerprint)})"
+            )
+        return ""
+
+    def _weigh(self, voucher_nick: str, fact: Held, now: float) -> None:
+        """Act on a checked vouch from an admitted voucher, or keep it for later."""
+        voucher = self.members.get(nick_key(voucher_nick))
+        if voucher is None or voucher.fingerprint != fact.voucher_fp:
+            return  # its voucher left or changed key: the vouch goes with it
+        if not voucher.vouches_count:
+            self.gate.hold(voucher.nick, fact)
+            return
+        target = self._weigh_target(voucher, fact)
+        if target is not None:
+            self._grant(target, Admission(How.VOUCH, voucher.nick, self._date_ms()), now)
+
+    def _weigh_target(self, voucher: Contact, fact: Held) -> Contact | None:
+        """The member an admitted voucher's vouch admits now, if any; held if not here."""
+        target = self.members.get(nick_key(fact.nick))
+        if target is None:
+            self.gate.hold(voucher.nick, fact)  # counts when they arrive
+            return None
+        if target.fingerprint != fact.fingerprint:
+            reason = f"it is for another key than the one {target.nick} has here"
+            self._events.append(ev.VouchRejected(voucher.nick, (fact.nick,), reason))
+            return None
+        if target.trust is ev.Trust.CHANGED or target.vouches_count:
+            return None
+        return target
+
+    def _readers(self) -> list[Contact]:
+        """Who may read what we seal for the room: admitted, key unchanged. Members
+        missing since a broker restart too: they are most likely reconnecting, and
+        the outbox delivers when they are back."""
+        present = [*self.members.values(), *(m for m, _ in self._missing.values())]
+        return [m for m in present if m.may_read]
+
+    def _share_with(self, member: Contact, now: float) -> None:
+        """Send `member` our vouches for the members we admitted, not told before."""
+        subjects = [
+            m
+            for m in self._readers()
+            if m.vouches_count
+            and nick_key(m.nick) != nick_key(member.nick)
+            and not self.gate.told(member.nick, m.nick, m.fingerprint)
+        ]
+        for m in subjects:
+            self.gate.tell(member.nick, m.nick, m.fingerprint)
+        self._seal_vouches([self._my_vouch(m) for m in subjects], [member], now)
+
+    def _vouch_to(self, subject: Contact, recipients: list[Contact], now: float) -> None:
+        """Send our vouch for `subject` to those of `recipients` not told of it yet."""
+        if not subject.vouches_count:
+            return
+        told = [
+            r for r in recipients if not self.gate.told(r.nick, subject.nick, subject.fingerprint)
+        ]
+        for r in told:
+            self.gate.tell(r.nick, subject.nick, subject.fingerprint)
+        if told:
+            self._seal_vouches([self._my_vouch(subject)], told, now)
+
+    def _my_vouch(self, member: Contact) -> Vouch:
+        assert member.admission is not None
+        return self.gate.signed(
+            self.identity,
+            room=self.room,
+            nick=member.nick,
+            fingerprint=member.fingerprint,
+            time_ms=member.admission.at_ms,
+        )
+
+    def _pins_full(self) -> None:
+        if not self._pins_full_said:
+            self._pins_full_said = True
+            self._problem(
+                "pins",
+                "the pins file is full of admitted keys: new ones hold for this session only"
+                " ('zchat keys forget NICK' makes room)",
+            )
+
+    def _date_ms(self) -> int:
+        return max(0, int(self.date() * 1000))
