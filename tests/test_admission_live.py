@@ -3,9 +3,10 @@ one fingerprint comparison admits a newcomer everywhere, both ways."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
-from tests.procs import Peer, running, start_broker, start_peer
+from tests.procs import ZCHAT, Peer, running, start_broker, start_peer
 from zchat.envelope import format_fingerprint, load_identity
 
 
@@ -68,3 +69,41 @@ def test_a_newcomer_admitted_with_one_comparison_is_admitted_by_everyone(tmp_pat
             for peer in (alice, bob, carol):
                 peer.close_stdin()
                 assert peer.wait() == 0, peer.stderr_lines
+
+
+def test_an_open_room_needs_no_admission_and_trust_new_keys_is_its_hidden_old_name(
+    tmp_path: Path,
+) -> None:
+    helped = subprocess.run(
+        [*ZCHAT, "peer", "--help"], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert "--admit-all" in helped.stdout
+    assert "--trust-new-keys" not in helped.stdout
+    broker, ep = start_broker(env={"ZCHAT_ROOM": "bots only"})
+    broker.line(broker.err, lambda s: "room 'bots only'" in s, timeout=5)
+    bot = start_peer("bot", ep, tmp_path / "bot", "--trust-new-keys", admit_all=False)
+    other = start_peer(
+        "other", ep, tmp_path / "other", env={"ZCHAT_ADMIT_ALL": "1"}, admit_all=False
+    )
+    with running(broker, bot, other):
+        bot.wait_event("ready")
+        other.wait_event("ready")
+        bot.wait_event("join", nick="other")
+        bot.send("no comparison needed")
+        assert other.wait_event("message")["text"] == "no comparison needed"
+        other.send("nor here")  # ZCHAT_ADMIT_ALL: other admitted bot at first sight too
+        got = bot.wait_event("message")
+        assert (got["text"], got["admitted"]) == ("nor here", True)
+        assert [e for e in bot.history if e["event"] in ("admit-needed", "admitted")] == []
+
+
+def test_a_room_name_that_is_not_one_is_a_usage_error() -> None:
+    out = subprocess.run(
+        [*ZCHAT, "broker", "--room", "caf\u00e9"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert out.stderr.startswith("zchat: error: invalid room name")
