@@ -578,10 +578,14 @@ class PeerCore(AdmissionMixin):
                     if m.admission is None and m.trust is not ev.Trust.CHANGED
                 ]
                 if waiting:
+                    waiting.sort(key=nick_key)
+                    named = ", ".join(waiting[:5]) + (
+                        f" and {len(waiting) - 5} more" * (len(waiting) > 5)
+                    )
                     raise NobodyHere(
-                        f"nobody here is admitted yet ({', '.join(sorted(waiting, key=nick_key))}):"
-                        " message not sent; compare fingerprints with someone you know"
-                        " (/who shows them), then /admit NICK FINGERPRINT"
+                        f"nobody here is admitted yet ({named}): message not sent; compare"
+                        " fingerprints with someone you know (/who shows them), then"
+                        " /admit NICK FINGERPRINT"
                     )
                 raise NobodyHere("nobody else is here (or trusted): message not sent")
             return members
