@@ -579,9 +579,8 @@ class PeerCore(AdmissionMixin):
                 ]
                 if waiting:
                     waiting.sort(key=nick_key)
-                    named = ", ".join(waiting[:5]) + (
-                        f" and {len(waiting) - 5} more" * (len(waiting) > 5)
-                    )
+                    more = f" and {len(waiting) - 5} more" if len(waiting) > 5 else ""
+                    named = ", ".join(waiting[:5]) + more
                     raise NobodyHere(
                         f"nobody here is admitted yet ({named}): message not sent; compare"
                         " fingerprints with someone you know (/who shows them), then"
