@@ -36,6 +36,7 @@ from zchat.envelope import (
     Header,
     fingerprint,
     is_valid_nick,
+    is_valid_room,
     load_public_key,
     nick_key,
 )
@@ -64,6 +65,13 @@ class BrokerConfig:
     #: Bytes held for all connections together: past this, the connection holding the
     #: most is evicted, so that many slow readers cannot add up to unbounded memory.
     max_held_total: int = 64 * 2**20
+    #: The room's name, told to every peer in WELCOME: members' vouches name it, so
+    #: a vouch made in one room is worth nothing in another (docs/SECURITY.md).
+    room: str = p.DEFAULT_ROOM
+
+    def __post_init__(self) -> None:
+        if not is_valid_room(self.room):
+            raise ValueError(f"invalid room name {self.room!r}: 1-64 printable ASCII characters")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +119,9 @@ class Broker:
     #: generator in tests. Required, so the core never reaches for the OS itself.
     random: Callable[[int], bytes] = field(kw_only=True)
     counters: Counters = field(default_factory=Counters)
+    #: Our own CURVE public key (Z85) when the transport is CURVE, else empty: a proof
+    #: must name it, so a proof made for another broker is refused here.
+    curve_public: bytes = b""
     #: Two tables, so that no state can outlive its timer: every listed member is in
     #: `_sessions` (and `_by_nick`) and every unfinished handshake in `_pending`.
     #: A member may have a handshake pending on its own connection (it says HELLO
@@ -222,8 +233,17 @@ class Broker:
         conn = session.conn
         del self._pending[conn]
         nick = session.nick.encode()
+        # The proof names the broker its signer meant to reach and the transport key it
+        # connected with: a proof relayed from another connection (a hostile broker
+        # logging in elsewhere as one of its own peers) names neither of ours.
         if not verify_proof(
-            session.public_key, proof.signature, session.nonce, nick, session.public_der
+            session.public_key,
+            proof.signature,
+            session.nonce,
+            nick,
+            session.public_der,
+            broker_key=self.curve_public,
+            transport_key=session.transport_key or b"",
         ):
             # A member that fails to re-prove stays listed: its session is still good.
             return [self._refuse(conn, p.RefuseCode.BAD_PROOF, "proof of key does not verify")]
@@ -254,7 +274,10 @@ class Broker:
         self.counters.handshakes += 1
         cfg = self.config
         welcome = p.Welcome(
-            session.nick, int(cfg.heartbeat_interval * 1000), int(cfg.heartbeat_timeout * 1000)
+            session.nick,
+            int(cfg.heartbeat_interval * 1000),
+            int(cfg.heartbeat_timeout * 1000),
+            cfg.room,
         )
         members = tuple(
             p.Member(s.nick, s.public_der) for s in self._by_nick.values() if s is not session

@@ -88,6 +88,8 @@ class Server:
             ctx = zmq.Context.instance()
         if self.curve_secret is not None:
             self._auth = _start_zap(ctx)
+            # Proofs of key name the broker they were made for (broker.core).
+            self.core.curve_public = zmq.curve_public(self.curve_secret)
         sock = ctx.socket(zmq.ROUTER)
         configure(sock)
         # Few messages in libzmq, which counts only messages; the rest are held by the

@@ -22,7 +22,7 @@ from zchat.envelope.limits import FERNET_KEY_BYTES
 # taken for another, whatever the bytes after the prefix.
 SIGNATURE_CONTEXT = b"zchat/2 envelope signature\x00"
 WRAP_CONTEXT = b"zchat/2 wrapped key\x00"
-PROOF_CONTEXT = b"zchat/1 hello proof\x00"
+PROOF_CONTEXT = b"zchat/2 hello proof\x00"
 CERT_CONTEXT = b"zchat/2 session key certificate\x00"
 VOUCH_CONTEXT = b"zchat/2 vouch\x00"
 

@@ -10,7 +10,8 @@ from zchat.envelope import nick_key
 from zchat.peer import commands as c
 from zchat.peer import events as ev
 from zchat.peer.client import Client
-from zchat.peer.errors import PeerError
+from zchat.peer.core import Contact
+from zchat.peer.errors import FingerprintMismatch, PeerError
 
 
 def execute(cmd: c.Command, client: Client) -> list[ev.Event]:
@@ -25,7 +26,7 @@ def execute(cmd: c.Command, client: Client) -> list[ev.Event]:
             case c.WhoCommand():
                 me = ev.WhoEntry(core.nick, core.identity.fingerprint, ev.Trust.PINNED)
                 members = tuple(
-                    ev.WhoEntry(m.nick, m.fingerprint, m.trust)
+                    _who_entry(m)
                     for m in sorted(core.members.values(), key=lambda m: nick_key(m.nick))
                 )
                 return [ev.Who(me, members)]
@@ -36,14 +37,29 @@ def execute(cmd: c.Command, client: Client) -> list[ev.Event]:
                 if member is None:
                     return [ev.Problem("unknown-nick", f"{nick} is not in the room")]
                 return [ev.FingerprintShown(member.nick, member.fingerprint, mine=False)]
-            case c.TrustCommand(nick):
-                client.trust(nick)
+            case c.TrustCommand(nick, fingerprint):
+                client.trust(nick, fingerprint)
+            case c.AdmitCommand(nick, fingerprint):
+                client.admit(nick, fingerprint)
             case c.Help():
                 return [ev.Notice(c.HELP)]
             case c.Invalid(hint):
                 return [ev.Problem("usage", hint)]
             case c.Empty() | c.Quit():
                 pass
+    except FingerprintMismatch as exc:
+        return [ev.Problem("fingerprint-mismatch", str(exc))]
     except PeerError as exc:
         return [ev.Problem("not-sent", str(exc))]
     return []
+
+
+def _who_entry(member: Contact) -> ev.WhoEntry:
+    admission = member.admission if member.may_read else None
+    return ev.WhoEntry(
+        member.nick,
+        member.fingerprint,
+        member.trust,
+        "" if admission is None else admission.how.value,
+        "" if admission is None else admission.by,
+    )

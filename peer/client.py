@@ -3,8 +3,8 @@
 Thin on purpose: it moves frames between the socket and the core, feeds the core the
 time and randomness it needs, saves the pins the core hands out, and replaces the
 socket when the core asks for a reconnect. Front ends (the scripted mode, the terminal
-UI, the benchmark, tests) make one with `Client.create`, call `send_text`, `trust`,
-read `events`, and finish with `close`.
+UI, the benchmark, tests) make one with `Client.create`, call `send_text`, `admit`,
+`trust`, read `events`, and finish with `close`.
 """
 
 from __future__ import annotations
@@ -110,8 +110,9 @@ class Client:
         curve: CurveKeys | None = None,
     ) -> Client:
         """A client for `nick`, its core fed from the real world: the first sequence
-        number from the wall clock, message ids from `os.urandom`, and the pins
-        `pin_file` held (saved back there as they change; None keeps them in memory)."""
+        number from the wall clock, message ids from `os.urandom`, dates from
+        `time.time`, the CURVE keys its proof of key names, and the pins `pin_file`
+        held (saved back there as they change; None keeps them in memory)."""
         core = PeerCore(
             nick,
             identity,
@@ -119,6 +120,9 @@ class Client:
             config or PeerConfig(),
             seq=initial_seq(time.time()),
             random=os.urandom,
+            date=time.time,
+            broker_key=b"" if curve is None else curve.server_public,
+            transport_key=b"" if curve is None else curve.public,
         )
         return cls(core, endpoint, context=context, curve=curve, pin_file=pin_file)
 
@@ -164,10 +168,20 @@ class Client:
         self._flush()
         return msg_id
 
-    def trust(self, nick: str) -> ev.Trusted:
-        trusted = self.core.trust(nick)
-        self._flush()
-        return trusted
+    def admit(self, nick: str, fingerprint: str) -> None:
+        """Let `nick` read what we send, once the user compared `fingerprint` (at least
+        its first 8 characters) with them; raises PeerError when it does not match."""
+        try:
+            self.core.admit(nick, fingerprint, time.monotonic())
+        finally:
+            self._flush()
+
+    def trust(self, nick: str, fingerprint: str) -> None:
+        """Accept `nick`'s changed key, as `admit` does."""
+        try:
+            self.core.trust(nick, fingerprint, time.monotonic())
+        finally:
+            self._flush()
 
     def retry_handshake(self, nick: str) -> None:
         """After a refusal (nickname taken or invalid): say hello again as `nick`.

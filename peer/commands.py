@@ -11,9 +11,11 @@ from dataclasses import dataclass
 HELP = """\
 commands:
   /msg NICK TEXT      send TEXT to NICK only (a direct message)
-  /who                who is here, with fingerprints and trust
+  /who                who is here, with fingerprints and who admitted them
   /fingerprint [NICK] your fingerprint, or NICK's, to compare aloud
-  /trust NICK         accept NICK's new key after you checked its fingerprint
+  /admit NICK FP      let NICK read the room, once FP (at least its first 8
+                      characters) matches the fingerprint NICK reads out to you
+  /trust NICK FP      accept NICK's changed key, the same way
   /quit  or  exit     leave (after the broker has everything you sent)
   /help               this list
   //text              send a line that starts with a slash"""
@@ -43,6 +45,13 @@ class FingerprintCommand:
 @dataclass(frozen=True, slots=True)
 class TrustCommand:
     nick: str
+    fingerprint: str = ""  # as typed; the core refuses it unless it matches
+
+
+@dataclass(frozen=True, slots=True)
+class AdmitCommand:
+    nick: str
+    fingerprint: str  # as typed, spaces and all: "7CM5 TFYE" and "7cm5tfye" are one
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +82,7 @@ Command = (
     | WhoCommand
     | FingerprintCommand
     | TrustCommand
+    | AdmitCommand
     | Quit
     | Help
     | Empty
@@ -106,9 +116,16 @@ def parse_line(line: str) -> Command:
                 return Invalid("usage: /fingerprint [NICK]")
             return FingerprintCommand(args[0] if args else None)
         case "trust":
-            if len(args) != 1:
-                return Invalid("usage: /trust NICK")
-            return TrustCommand(args[0])
+            if not args:
+                return Invalid("usage: /trust NICK FINGERPRINT (at least its first 8 characters)")
+            return TrustCommand(args[0], " ".join(args[1:]))
+        case "admit":
+            if len(args) < 2:
+                return Invalid(
+                    "usage: /admit NICK FINGERPRINT (at least its first 8 characters, "
+                    "as NICK reads it out to you; /who shows what you have)"
+                )
+            return AdmitCommand(args[0], " ".join(args[1:]))
         case "quit" | "exit" | "q":
             return Quit()
         case "help" | "h" | "?":

@@ -1,7 +1,7 @@
 """The peer's protocol logic, sans I/O: frames, time and randomness in; frames,
 events and pins out.
 
-Call `start`, `receive`, `tick`, `send_text`, `trust` and `leave`; after each call
+Call `start`, `receive`, `tick`, `send_text`, `admit`, `trust` and `leave`; after each call
 send what `take_outgoing` returns, show what `take_events` returns and save what
 `take_pins` returns. When `reconnect_wanted` is set, the I/O layer replaces its
 socket (dropping whatever libzmq still queued for the dead connection) and calls
@@ -14,6 +14,10 @@ a source of random bytes.
 Trust (as ssh's known_hosts): the first key seen for a nickname is pinned. A later,
 different key is CHANGED: nothing is encrypted to it and messages signed by it are
 held back, until the user trusts it.
+
+Admission (`peer.admission`): nothing is sealed to a member, whatever the broker
+announced, until the user admitted it by fingerprint or a member the user admitted
+vouched for it (or, in an open room, at first sight).
 """
 
 from __future__ import annotations
@@ -33,26 +37,30 @@ from zchat.envelope import (
     MessageKind,
     NotForMe,
     Recipient,
+    Vouch,
     decrypt_verified,
+    encode_vouches,
     fingerprint,
     load_public_key,
     nick_key,
     seal,
     verify_delivery,
 )
-from zchat.envelope.limits import MAX_TEXT_BYTES, MSG_ID_BYTES
+from zchat.envelope.limits import MAX_TEXT_BYTES, MAX_VOUCHES_PER_MESSAGE, MSG_ID_BYTES
 from zchat.envelope.proof import sign_proof
 from zchat.peer import events as ev
+from zchat.peer.admission import AdmissionMixin, Gate, admit_command, check_fingerprint
 from zchat.peer.errors import (
     MessageTooLong,
     NobodyHere,
+    NotAdmitted,
     NotText,
     OutboxFull,
     UnknownRecipient,
     UntrustedRecipient,
 )
 from zchat.peer.outbox import MAX_OUTBOX, Entry, Outbox
-from zchat.peer.pins import Pin, Pins
+from zchat.peer.pins import Admission, How, Pin, Pins
 from zchat.peer.replay import ReplayGuard
 from zchat.wire import protocol as p
 from zchat.wire.errors import ProtocolError
@@ -70,8 +78,10 @@ class PeerConfig:
     heartbeat_timeout: float = 5.0
     #: How long a message waits for a recipient who was away to come back.
     absent_grace: float = 30.0
-    #: Accept a changed key without asking (scripts): still reported, never silent.
-    trust_new_keys: bool = False
+    #: An open room: admit every key at first sight, a changed one too (still
+    #: reported, never silent). For bots, the benchmark and load tests: the broker
+    #: then decides who reads (README, "Admitting people").
+    admit_all: bool = False
     reconnect_min: float = 0.1
     reconnect_max: float = 5.0
 
@@ -89,6 +99,21 @@ class Contact:
     public_der: bytes
     fingerprint: bytes
     trust: ev.Trust
+    #: How we admitted them; None: not admitted, so nothing is sealed to them.
+    admission: Admission | None = None
+
+    @property
+    def may_read(self) -> bool:
+        return self.admission is not None and self.trust is not ev.Trust.CHANGED
+
+    @property
+    def vouches_count(self) -> bool:
+        """Whether their vouches admit: we admitted them ourselves or by a vouch."""
+        return self.may_read and self.admission is not None and self.admission.how is not How.OPEN
+
+
+def _no_calendar() -> float:
+    return 0.0
 
 
 class Phase(Enum):
@@ -100,7 +125,7 @@ class Phase(Enum):
 
 
 @dataclass
-class PeerCore:
+class PeerCore(AdmissionMixin):
     nick: str
     identity: Identity
     #: The pins as loaded; the core updates them in memory and hands them out.
@@ -112,12 +137,24 @@ class PeerCore:
     #: Where message ids come from: `os.urandom` in the client, a seeded generator
     #: in tests. Required, so the core never reaches for the OS itself.
     random: Callable[[int], bytes] = field(kw_only=True)
+    #: Today's date, in seconds since the epoch (`time.time` in the client): pins note
+    #: when a key was last seen and admitted, and vouches carry it. Without one, every
+    #: date reads 1970 and no pin expires.
+    date: Callable[[], float] = field(default=_no_calendar, kw_only=True)
+    #: The CURVE keys of our connection, Z85, empty without CURVE: the broker's public
+    #: key we were told to expect (`--broker-key`) and our own transport key. The proof
+    #: of key names both, so a proof relayed to another broker does not verify there.
+    broker_key: bytes = field(default=b"", kw_only=True)
+    transport_key: bytes = field(default=b"", kw_only=True)
 
     phase: Phase = Phase.IDLE
     members: dict[str, Contact] = field(default_factory=dict)
     outbox: Outbox = field(default_factory=Outbox)
     reconnect_wanted: bool = False
     closed_reason: str = ""
+    #: The room's name, as the broker's WELCOME gives it: vouches are bound to it.
+    room: str = p.DEFAULT_ROOM
+    gate: Gate = field(default_factory=Gate)
 
     _out: list[list[bytes]] = field(default_factory=list)
     _events: list[ev.Event] = field(default_factory=list)
@@ -127,6 +164,10 @@ class PeerCore:
     _pins_changed: bool = False
     _welcomed_once: bool = False
     _welcomed: bool = False  # WELCOME received for the current hello
+    #: A CHALLENGE answered for the current hello: one signature per HELLO, or the
+    #: broker could have us sign whatever nonces it likes, at RSA cost each.
+    _answered: bool = False
+    _pins_full_said: bool = False
     #: When we last heard the broker that went away; None while connected. Set from
     #: noticing a dead broker until the next welcome, which resends what it may have lost.
     _lost_at: float | None = None
@@ -171,7 +212,10 @@ class PeerCore:
         self.phase = Phase.HANDSHAKING
         self.reconnect_wanted = False
         self._welcomed = False
+        self._answered = False
         self._last_heard = now
+        if self.pins.expire(self._date_ms()):
+            self._pins_changed = True
         self._send(p.Hello(self.nick.encode("ascii", "replace"), self.identity.public_der))
 
     def rename(self, nick: str) -> None:
@@ -193,10 +237,19 @@ class PeerCore:
             return
         self._last_heard = now
         match msg:
-            case p.Challenge(nonce) if self.phase is Phase.HANDSHAKING:
+            case p.Challenge(nonce) if self.phase is Phase.HANDSHAKING and not self._answered:
+                self._answered = True
                 nick = self.nick.encode("ascii", "replace")
                 der = self.identity.public_der
-                self._send(p.Proof(sign_proof(self.identity.private_key, nonce, nick, der)))
+                proof = sign_proof(
+                    self.identity.private_key,
+                    nonce,
+                    nick,
+                    der,
+                    broker_key=self.broker_key,
+                    transport_key=self.transport_key,
+                )
+                self._send(p.Proof(proof))
             case p.Welcome() if self.phase is Phase.HANDSHAKING:
                 self._welcome(msg)
             case p.Snapshot(members) if self.phase is Phase.HANDSHAKING and self._welcomed:
@@ -209,7 +262,7 @@ class PeerCore:
             case p.Leave(nick, reason) if self.phase is Phase.READY:
                 self._leave(nick, reason.name.lower())
             case p.Deliver(delivery) if self.phase is Phase.READY:
-                self._deliver(delivery)
+                self._deliver(delivery, now)
             case p.Ack(msg_id, delivered, absent):
                 self._ack(msg_id, delivered, absent, now)
             case p.Error(code, reason, msg_id):
@@ -224,6 +277,7 @@ class PeerCore:
             self._problem("unexpected", "the broker welcomed us under another nickname")
             return
         self.nick = welcome.nick
+        self.room = welcome.room
         self._welcomed = True  # a snapshot counts only after a welcome to this hello
         self._interval = _clamp(welcome.heartbeat_ms / 1000)
         self._timeout = _clamp(welcome.timeout_ms / 1000)
@@ -240,7 +294,7 @@ class PeerCore:
             missing = self._missing.pop(key, None)
             known = previous.get(key) or (missing[0] if missing else None)
             new = known is None or known.public_der != wire.public_der
-            self._admit(wire, announce=new, already_here=True)
+            self._admit(wire, now, announce=new, already_here=True, known=known)
         # Members we knew who are not back yet (after a broker restart everyone
         # reconnects at once): wait a little before saying they left.
         for key, known_member in previous.items():
@@ -262,29 +316,57 @@ class PeerCore:
             return
         missing = self._missing.pop(nick_key(wire.nick), None)
         quiet = missing is not None and missing[0].public_der == wire.public_der
-        member = self._admit(wire, announce=not quiet)
-        if member is not None and member.trust is not ev.Trust.CHANGED:
+        known = self.members.get(nick_key(wire.nick)) or (missing[0] if missing else None)
+        member = self._admit(wire, now, announce=not quiet, known=known)
+        if member is not None and member.may_read:
             self._resend_to(member, now)
 
     def _admit(
-        self, wire: p.Member, *, announce: bool, already_here: bool = False
+        self,
+        wire: p.Member,
+        now: float,
+        *,
+        announce: bool,
+        already_here: bool = False,
+        known: Contact | None = None,
     ) -> Contact | None:
-        """Add a member to the directory, checking its key against our pin."""
+        """Add a member to the directory, checking its key against our pin.
+
+        (Into the directory: who may read is `member.admission`, decided here from the
+        pin, from `known` (how we listed them until now), or the open room; later by
+        /admit and vouches.)
+        """
         try:
             key = load_public_key(wire.public_der)
         except BadPublicKey as exc:
             self._problem("bad-key", f"{wire.nick} announced an unusable key: {exc}")
             return None
         fp = fingerprint(wire.public_der)
-        pinned = self.pins.get(wire.nick)
+        record = self.pins.record(wire.nick)
+        pinned = None if record is None else record.fingerprint
         if pinned is None:
             self._pin(wire.nick, fp)
             trust = ev.Trust.NEW
         elif pinned == fp:
             trust = ev.Trust.PINNED
+            if self.pins.seen(wire.nick, self._date_ms()):
+                self._pins_changed = True
         else:
             trust = ev.Trust.CHANGED
         member = Contact(wire.nick, key, wire.public_der, fp, trust)
+        if known is not None and known.public_der != wire.public_der:
+            self.gate.leave(wire.nick)  # another key: what we told the old one is not known
+        if record is not None and record.fingerprint == fp and record.admitted:
+            member.admission = record.admission  # a returning member: admitted at once
+        elif (
+            known is not None
+            and known.fingerprint == fp
+            and known.may_read
+            and trust is not ev.Trust.CHANGED
+        ):
+            member.admission = known.admission  # admitted this session (the pins were full)
+        elif self.config.admit_all and trust is not ev.Trust.CHANGED:
+            member.admission = Admission(How.OPEN, "", self._date_ms())
         self.members[nick_key(wire.nick)] = member
         # `announce` is False for a member we already list with this very key (back
         # after a reconnect): it was warned about then, and a warning repeated at
@@ -293,21 +375,25 @@ class PeerCore:
             assert pinned is not None
             self._events.append(ev.KeyChanged(wire.nick, pinned, fp))
             for entry, nicks in self.outbox.forget_recipient(wire.nick):
-                self._events.append(ev.Undelivered(entry.msg_id, nicks))
-            if self.config.trust_new_keys:
-                self.trust(wire.nick)
+                if not _quiet(entry):
+                    self._events.append(ev.Undelivered(entry.msg_id, nicks))
+            if self.config.admit_all:
+                self._accept_key(member, now)
+                member.admission = Admission(How.OPEN, "", self._date_ms())
         if announce:
             self._events.append(ev.Joined(wire.nick, fp, member.trust, already_here))
+        self._arrived(member, now, announce=announce, already_here=already_here)
         return member
 
     def _leave(self, nick: str, reason: str) -> None:
         member = self.members.pop(nick_key(nick), None)
         self._withheld.pop(nick_key(nick), None)
         self._replay.forget(nick)
+        self.gate.leave(nick)
         if member is not None:
             self._events.append(ev.Left(member.nick, reason))
 
-    def _deliver(self, delivery: Delivery) -> None:
+    def _deliver(self, delivery: Delivery, now: float) -> None:
         header = delivery.header
         member = self.members.get(nick_key(header.sender))
         if member is None:
@@ -333,9 +419,9 @@ class PeerCore:
                 held.append(delivery)
                 self._events.append(ev.Untrusted(member.nick, member.fingerprint, header.msg_id))
             return
-        self._open(delivery, member)
+        self._open(delivery, member, now)
 
-    def _open(self, delivery: Delivery, member: Contact) -> None:
+    def _open(self, delivery: Delivery, member: Contact, now: float) -> None:
         header = delivery.header
         if not self._replay.is_new(member.nick, member.fingerprint, header.seq):
             if self._replay.is_stale(member.nick, member.fingerprint, header.seq):
@@ -345,11 +431,14 @@ class PeerCore:
             return  # a duplicate (a resend) is silent: it was shown once
         try:
             plaintext = decrypt_verified(delivery, me=self.nick, keys=(self.identity,))
-            text = plaintext.decode("utf-8")
+            text = "" if header.kind is MessageKind.VOUCH else plaintext.decode("utf-8")
         except (EnvelopeError, UnicodeDecodeError):
             self._problem("cannot-decrypt", f"a message from {member.nick} did not decrypt")
             return
         self._replay.record(member.nick, member.fingerprint, header.seq)
+        if header.kind is MessageKind.VOUCH:
+            self._take_vouches(member, plaintext, now)  # never shown as text
+            return
         self._events.append(
             ev.MessageReceived(
                 member.nick,
@@ -358,6 +447,7 @@ class PeerCore:
                 header.timestamp_ms,
                 header.kind is MessageKind.DIRECT,
                 header.recipients,
+                admitted=member.may_read,
             )
         )
 
@@ -365,7 +455,7 @@ class PeerCore:
         self, msg_id: bytes, delivered: tuple[str, ...], absent: tuple[str, ...], now: float
     ) -> None:
         entry = self.outbox.acknowledge(msg_id, delivered, absent, now)
-        if entry is not None:
+        if entry is not None and not _quiet(entry):
             self._events.append(ev.Acked(msg_id, delivered, absent))
 
     def _error(self, code: p.ErrorCode, reason: str, msg_id: bytes, now: float) -> None:
@@ -374,16 +464,18 @@ class PeerCore:
                 self._disconnected("the broker restarted", now, new_socket=False)
             return
         if code is p.ErrorCode.REPLACED:
+            # Final: two clients with one key would take the place from each other
+            # forever. The session ends, and says why (`zchat: error: ...`).
             self.phase = Phase.CLOSED
             self.closed_reason = "this nickname logged in again elsewhere with our key"
-            self._events.append(ev.Disconnected(self.closed_reason))
+            self._events.append(ev.Disconnected(self.closed_reason, final=True))
             return
         if code is p.ErrorCode.EVICTED:
             self._disconnected("evicted by the broker", now, new_socket=True)
             return
         if msg_id:
             entry = self.outbox.drop(msg_id)
-            if entry is not None:
+            if entry is not None and not _quiet(entry):
                 self._events.append(ev.Undelivered(msg_id, entry.envelope.header.recipients))
         self._problem(code.name.lower().replace("_", "-"), f"the broker said: {reason}")
 
@@ -403,13 +495,15 @@ class PeerCore:
             self._next_beat = now + self._interval
             self._send(p.Heartbeat())
         for entry, nicks in self.outbox.expire(now, self.config.absent_grace):
-            self._events.append(ev.Undelivered(entry.msg_id, nicks))
+            if not _quiet(entry):
+                self._events.append(ev.Undelivered(entry.msg_id, nicks))
         for key, (member, since) in list(self._missing.items()):
             if now - since > self._timeout * 2:
                 del self._missing[key]
                 if key not in self.members:
                     self._withheld.pop(key, None)  # as `_leave` does: they are gone
                     self._replay.forget(member.nick)
+                    self.gate.leave(member.nick)
                     self._events.append(ev.Left(member.nick, "timeout"))
 
     def _disconnected(self, reason: str, now: float, *, new_socket: bool) -> None:
@@ -476,11 +570,22 @@ class PeerCore:
 
     def _recipients(self, to: list[str] | None) -> list[Contact]:
         if to is None:
-            # Members missing since a broker restart are still addressed: they are
-            # most likely reconnecting, and the outbox delivers when they are back.
-            present = [*self.members.values(), *(m for m, _ in self._missing.values())]
-            members = [m for m in present if m.trust is not ev.Trust.CHANGED]
+            members = self._readers()
             if not members:
+                waiting = [
+                    m.nick
+                    for m in self.members.values()
+                    if m.admission is None and m.trust is not ev.Trust.CHANGED
+                ]
+                if waiting:
+                    waiting.sort(key=nick_key)
+                    more = f" and {len(waiting) - 5} more" if len(waiting) > 5 else ""
+                    named = ", ".join(waiting[:5]) + more
+                    raise NobodyHere(
+                        f"nobody here is admitted yet ({named}): message not sent; compare"
+                        " fingerprints with someone you know (/who shows them), then"
+                        " /admit NICK FINGERPRINT"
+                    )
                 raise NobodyHere("nobody else is here (or trusted): message not sent")
             return members
         chosen: dict[str, Contact] = {}
@@ -492,30 +597,85 @@ class PeerCore:
                 raise UntrustedRecipient(
                     f"{member.nick}'s key changed; check it and /trust {member.nick} first"
                 )
+            if not member.may_read:
+                raise NotAdmitted(
+                    f"{member.nick} is not admitted: nothing is sent to them until you compare"
+                    f" fingerprints (/fingerprint {member.nick}) and type"
+                    f" {admit_command('admit', member.nick, member.fingerprint)}"
+                )
             chosen[nick_key(nick)] = member
         if not chosen:
             raise UnknownRecipient("no recipient given")
         return list(chosen.values())
 
-    def trust(self, nick: str) -> ev.Trusted:
-        """Accept a member's current key: pin it, and show the messages held back."""
+    def admit(self, nick: str, typed: str, now: float, *, command: str = "admit") -> None:
+        """Let `nick` read what we send: the user compared `typed`, at least the first
+        8 characters of their fingerprint as shown (spaces and case do not matter),
+        and it must match their key *now*. A changed key is accepted this way too.
+
+        Raises UnknownRecipient, or FingerprintMismatch with what to do instead.
+        """
         member = self.members.get(nick_key(nick))
         if member is None:
             raise UnknownRecipient(f"{nick} is not in the room")
+        check_fingerprint(member.nick, typed, member.fingerprint, command=command)
+        if member.may_read and member.admission is not None and member.admission.how is How.YOU:
+            self._events.append(ev.Notice(f"{member.nick} is already admitted (by you)"))
+            return
+        held: list[Delivery] = []
+        if member.trust is ev.Trust.CHANGED:
+            held = self._accept_key(member, now)
+        self._grant(member, Admission(How.YOU, self.nick, self._date_ms()), now)
+        for delivery in held:
+            self._open(delivery, member, now)
+
+    def trust(self, nick: str, typed: str, now: float) -> None:
+        """Accept `nick`'s changed key: `admit`, under the name the user knows for it."""
+        self.admit(nick, typed, now, command="trust")
+
+    def _accept_key(self, member: Contact, now: float) -> list[Delivery]:
+        """Pin a changed key; return the messages held back that it signed, to open.
+
+        Only what the key being trusted signed: if the key changed again meanwhile (or
+        back to the pin), messages held under another key stay unread.
+        """
         self._pin(member.nick, member.fingerprint)
         member.trust = ev.Trust.PINNED
-        # Release only what the key being trusted signed: if the key changed again
-        # meanwhile (or back to the pin), messages held under another key stay unread.
         held = [
             d
-            for d in self._withheld.pop(nick_key(nick), deque())
+            for d in self._withheld.pop(nick_key(member.nick), deque())
             if d.header.sender_fingerprint == member.fingerprint
         ]
-        trusted = ev.Trusted(member.nick, member.fingerprint, len(held))
-        self._events.append(trusted)
-        for delivery in held:
-            self._open(delivery, member)
-        return trusted
+        self._events.append(ev.Trusted(member.nick, member.fingerprint, len(held)))
+        return held
+
+    # --- admission: the rules are peer.admission's; sealing is ours -------------------
+
+    def _seal_vouches(self, vouches: list[Vouch], recipients: list[Contact], now: float) -> None:
+        """Seal `vouches` to `recipients`, `MAX_VOUCHES_PER_MESSAGE` a message.
+
+        Like a message: its own sequence number, kept in the outbox and resent until
+        acknowledged; unlike one, never shown, and its acknowledgement is no event.
+        """
+        if not vouches or not recipients:
+            return
+        sealed_to = [Recipient(m.nick, m.public_key, m.fingerprint) for m in recipients]
+        for i in range(0, len(vouches), MAX_VOUCHES_PER_MESSAGE):
+            envelope = seal(
+                encode_vouches(vouches[i : i + MAX_VOUCHES_PER_MESSAGE]),
+                sender=self.identity,
+                sender_nick=self.nick,
+                recipients=sealed_to,
+                seq=self.seq,
+                kind=MessageKind.VOUCH,
+                now=self.date(),
+                msg_id=self.random(MSG_ID_BYTES),
+            )
+            self.seq += 1
+            if len(self.outbox) < MAX_OUTBOX:  # a full outbox holds what people typed
+                self.outbox.add(envelope, "", now)
+            if self.phase is Phase.READY:
+                self._send(p.Send(envelope))
 
     # --- helpers ---------------------------------------------------------------------
 
@@ -536,7 +696,7 @@ class PeerCore:
                 entry.sent_at = now
                 self._send(p.Send(entry.envelope.only_for(keep)))
         for member in self.members.values():
-            if member.trust is not ev.Trust.CHANGED:
+            if member.may_read:
                 self._resend_to(member, now)
 
     def _resend_to(self, member: Contact, now: float) -> None:
@@ -549,21 +709,29 @@ class PeerCore:
 
     def _sendable(self, key: str) -> bool:
         member = self.members.get(key)
-        return member is None or member.trust is not ev.Trust.CHANGED
+        return member is None or member.may_read
 
     def _send(self, msg: p.PeerMessage) -> None:
         self._out.append(p.encode(msg))
 
     def _pin(self, nick: str, fp: bytes) -> None:
-        if self.pins.pin(nick, fp):
+        if self.pins.pin(nick, fp, seen_ms=self._date_ms()):
             self._pins_changed = True
+        elif self.pins.get(nick) != fp:
+            self._pins_full()
 
     def _problem(self, code: str, message: str) -> None:
         self._events.append(ev.Problem(code, message))
 
     def pending_acks(self) -> list[Entry]:
-        return self.outbox.unacked()
+        """What people typed that the broker has not acknowledged yet (not vouches)."""
+        return [entry for entry in self.outbox.unacked() if not _quiet(entry)]
 
 
 def _clamp(seconds: float) -> float:
     return min(max(seconds, _MIN_TIMER), _MAX_TIMER)
+
+
+def _quiet(entry: Entry) -> bool:
+    """Vouches are sent, resent and acknowledged as messages are, but never shown."""
+    return entry.envelope.header.kind is MessageKind.VOUCH

@@ -5,8 +5,10 @@ PeerError
  ├── NotText             the text holds undecodable input (stray bytes, not UTF-8)
  ├── UnknownRecipient    /msg to someone who is not in the room
  ├── UntrustedRecipient  /msg to someone whose key changed and is not yet trusted
- ├── NobodyHere          a room message with nobody else in the room
- └── OutboxFull          too many messages wait for acknowledgement
+ ├── NobodyHere          a room message with nobody else in the room (or nobody admitted)
+ ├── OutboxFull          too many messages wait for acknowledgement
+ ├── NotAdmitted         /msg to someone we have not admitted (issue 12)
+ └── FingerprintMismatch /admit or /trust with a fingerprint that is not the key's (issue 12)
 """
 
 
@@ -35,4 +37,15 @@ class NobodyHere(PeerError):
 
 
 class OutboxFull(PeerError):
+    pass
+
+
+# --- issue 12: admission -------------------------------------------------------------
+
+
+class NotAdmitted(PeerError):
+    pass
+
+
+class FingerprintMismatch(PeerError):
     pass

@@ -61,6 +61,9 @@ class MessageReceived:
     timestamp_ms: int
     direct: bool
     recipients: tuple[str, ...]
+    #: False when we have not admitted the sender: the message is signed by the key
+    #: the broker announced for them, which neither we nor a member we admitted vouched for.
+    admitted: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,8 @@ class Problem:
 @dataclass(frozen=True, slots=True)
 class Disconnected:
     reason: str
+    #: True when the session is over (our nickname logged in elsewhere): no reconnect.
+    final: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +142,9 @@ class WhoEntry:
     nick: str
     fingerprint: bytes
     trust: Trust
+    #: How we admitted them: "you", "vouch" (by `by`), "open", or "" (not admitted).
+    admission: str = ""
+    by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +171,45 @@ class Notice:
     text: str
 
 
+# --- issue 12: admission -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AdmitNeeded:
+    """Someone is here whom we have not admitted: they receive nothing from us until
+    the user compares fingerprints and runs `command` (or a member we admitted vouches)."""
+
+    nick: str
+    fingerprint: bytes
+    already_here: bool  # listed in the room snapshot when we arrived
+    command: str  # what to type once the fingerprint matches: "/admit NICK XXXX XXXX"
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A member may read what we send from now on."""
+
+    nick: str
+    fingerprint: bytes
+    how: str  # "you" (fingerprint compared) or "vouch"
+    by: str  # the voucher's nickname, or ours for "you"
+
+
+@dataclass(frozen=True, slots=True)
+class VouchRejected:
+    """A member's vouches that admitted nobody.
+
+    `held`: they come from a member we have not admitted; they are kept, and count once
+    we admit that member. Otherwise they were refused for good (`reason`): a bad
+    signature, another voucher, another room, another key or another nickname.
+    """
+
+    voucher: str
+    nicks: tuple[str, ...]  # whom they named
+    reason: str
+    held: bool = False
+
+
 Event = (
     Ready
     | Joined
@@ -181,4 +228,7 @@ Event = (
     | Who
     | FingerprintShown
     | Notice
+    | AdmitNeeded
+    | Admitted
+    | VouchRejected
 )

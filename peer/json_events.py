@@ -47,7 +47,7 @@ def to_json(event: ev.Event) -> dict[str, Any]:
             }
         case ev.Left(nick, reason):
             return {"event": "leave", "nick": nick, "reason": reason}
-        case ev.MessageReceived(sender, text, msg_id, ts, direct, recipients):
+        case ev.MessageReceived(sender, text, msg_id, ts, direct, recipients, admitted):
             return {
                 "event": "message",
                 "from": sender,
@@ -56,6 +56,7 @@ def to_json(event: ev.Event) -> dict[str, Any]:
                 "ts": ts,
                 "direct": direct,
                 "to": list(recipients),
+                "admitted": admitted,
             }
         case ev.Untrusted(sender, fp, msg_id):
             return {
@@ -85,8 +86,8 @@ def to_json(event: ev.Event) -> dict[str, Any]:
             return {"event": "error", "code": code, "message": reason}
         case ev.Problem(code, message):
             return {"event": "error", "code": code, "message": message}
-        case ev.Disconnected(reason):
-            return {"event": "disconnected", "reason": reason}
+        case ev.Disconnected(reason, final):
+            return {"event": "disconnected", "reason": reason, "final": final}
         case ev.TransportFailed(reason, hint):
             return {"event": "error", "code": "transport-failed", "message": reason, "hint": hint}
         case ev.Who(me, members):
@@ -100,6 +101,30 @@ def to_json(event: ev.Event) -> dict[str, Any]:
             }
         case ev.Notice(text):
             return {"event": "notice", "text": text}
+        case ev.AdmitNeeded(nick, fp, already_here, command):
+            return {
+                "event": "admit-needed",
+                "nick": nick,
+                "fingerprint": format_fingerprint(fp),
+                "already_here": already_here,
+                "command": command,
+            }
+        case ev.Admitted(nick, fp, how, by):
+            return {
+                "event": "admitted",
+                "nick": nick,
+                "fingerprint": format_fingerprint(fp),
+                "how": how,
+                "by": by,
+            }
+        case ev.VouchRejected(voucher, nicks, reason, held):
+            return {
+                "event": "vouch-rejected",
+                "from": voucher,
+                "nicks": list(nicks),
+                "reason": reason,
+                "held": held,
+            }
 
 
 def _who(entry: ev.WhoEntry) -> dict[str, str]:
@@ -107,6 +132,8 @@ def _who(entry: ev.WhoEntry) -> dict[str, str]:
         "nick": entry.nick,
         "fingerprint": format_fingerprint(entry.fingerprint),
         "trust": entry.trust.value,
+        "admission": entry.admission or "none",
+        "by": entry.by,
     }
 
 

@@ -1,51 +1,156 @@
-"""Key pins: nickname -> fingerprint, trust on first use, in memory.
+"""Key pins: nickname -> fingerprint, and whether (how, by whom, when) it was admitted.
 
 `Pins` is the map the peer core consults and updates; `parse_pins` and `encode_pins`
-turn it into the bytes of ``pins.json`` and back. Nothing here touches a file: the
-loop reads and writes the file through `peer.pinfile`.
+turn it into the bytes of ``pins.json`` and back. Nothing here touches a file or a
+clock: the loop reads and writes the file through `peer.pinfile`, and the core passes
+the date (milliseconds since the epoch) into every call that needs one.
+
+Two kinds of pin live here. An *admitted* pin records a key someone let read the room
+(the user, after comparing fingerprints, or a member the user admitted, by a vouch):
+it is kept until the user forgets it, and never pushed out by others. A pin that was
+never admitted only remembers the first key seen for a nickname, so that a later,
+different key is warned about; those are what a broker can make up by the thousand
+(a flood of JOINs), so they expire (`UNADMITTED_LIFETIME_MS` after they were last
+seen) and give way, oldest first, when the store is full (`MAX_PINS`).
 """
 
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Iterable
-from typing import NamedTuple
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Final, NamedTuple
 
-from zchat.envelope import nick_key
+from zchat.envelope import is_valid_nick, nick_key
+from zchat.envelope.limits import FINGERPRINT_BYTES
+
+#: The most pins kept. Admitted pins are never pushed out to make room; when they
+#: alone fill the store, a new key is not pinned (and the core says so).
+MAX_PINS: Final = 4096
+#: A pin that was never admitted is forgotten this long after its key was last seen.
+UNADMITTED_LIFETIME_MS: Final = 30 * 24 * 3600 * 1000
+#: The last-seen date moves in steps of this size: a member who comes and goes all
+#: day costs one write of the pins file a day, not one a visit.
+SEEN_STEP_MS: Final = 24 * 3600 * 1000
 
 
 class PinsError(Exception):
     """The pins file cannot be read, parsed or written."""
 
 
+class How(Enum):
+    """How a key came to be admitted."""
+
+    YOU = "you"  # the user compared fingerprints: /admit or /trust with a fingerprint
+    VOUCH = "vouch"  # a member the user admitted vouched for it
+    OPEN = "open"  # --admit-all: first sight; never stored, never vouched for
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Who let a key read the room, and when (milliseconds since the epoch)."""
+
+    how: How
+    by: str = ""  # the voucher's nickname, for How.VOUCH
+    at_ms: int = 0
+
+
 class Pin(NamedTuple):
-    """One pinned key. A named tuple, so `for nick, fp in pins` reads naturally."""
+    """One pinned key, and its admission when it was admitted."""
 
     nick: str  # as first seen; lookups fold case
     fingerprint: bytes
+    admission: Admission | None = None
+    #: When the key was last announced: what an unadmitted pin expires by. 0 is a pin
+    #: from a file older than this field; it counts as seen when the store first expires.
+    seen_ms: int = 0
+
+    @property
+    def admitted(self) -> bool:
+        """Admitted for good: by the user or by a vouch (an open room's is not kept)."""
+        return self.admission is not None and self.admission.how is not How.OPEN
 
 
 class Pins:
     """The pins of one identity; nicknames compare case-folded, as the room does."""
 
     def __init__(self, pins: Iterable[Pin] = ()) -> None:
-        self._pins = {nick_key(pin.nick): pin for pin in pins}
+        self._pins: dict[str, Pin] = {}
+        #: The unadmitted pins, the one seen longest ago first: what gives way when
+        #: the store is full, in constant time (a flood of JOINs pins thousands).
+        self._unadmitted: OrderedDict[str, None] = OrderedDict()
+        for pin in sorted(pins, key=lambda pin: pin.seen_ms):
+            self._put(pin)
+        while len(self._pins) > MAX_PINS and self._evict_one():
+            pass  # a file that grew past the bound (written by hand?) is cut back
 
     def get(self, nick: str) -> bytes | None:
         pin = self._pins.get(nick_key(nick))
         return None if pin is None else pin.fingerprint
 
-    def pin(self, nick: str, fingerprint: bytes) -> bool:
-        """Pin `nick` to `fingerprint`; True when that changed anything."""
-        pin = Pin(nick, fingerprint)
-        if self._pins.get(nick_key(nick)) == pin:
+    def record(self, nick: str) -> Pin | None:
+        """The whole pin for `nick`: fingerprint, admission and last sight."""
+        return self._pins.get(nick_key(nick))
+
+    def pin(self, nick: str, fingerprint: bytes, *, seen_ms: int = 0) -> bool:
+        """Pin `nick` to `fingerprint` (unadmitted); True when that changed anything.
+
+        A pin for another key is replaced and its admission dropped: an admission
+        belongs to a key, not to a nickname. A new pin may push out the unadmitted
+        pin seen longest ago; when every pin is admitted it is not made (False).
+        """
+        key = nick_key(nick)
+        old = self._pins.get(key)
+        if old is not None and old.fingerprint == fingerprint:
+            return self.seen(nick, seen_ms)
+        if old is None and len(self._pins) >= MAX_PINS and not self._evict_one():
             return False
-        self._pins[nick_key(nick)] = pin
+        self._put(Pin(nick if old is None else old.nick, fingerprint, None, seen_ms))
         return True
+
+    def seen(self, nick: str, seen_ms: int) -> bool:
+        """Note that `nick`'s pinned key was announced at `seen_ms`; True when saved."""
+        key = nick_key(nick)
+        old = self._pins.get(key)
+        if old is None or seen_ms - old.seen_ms < SEEN_STEP_MS:
+            return False
+        self._put(old._replace(seen_ms=seen_ms))
+        return True
+
+    def admit(self, nick: str, fingerprint: bytes, admission: Admission, *, seen_ms: int) -> bool:
+        """Record that `nick`'s key `fingerprint` was admitted; False when it cannot be
+        kept (the store is full of admitted pins: the admission holds for this run).
+
+        An open room's admission is not recorded: it is granted again at every sight.
+        """
+        if admission.how is How.OPEN:
+            return self.pin(nick, fingerprint, seen_ms=seen_ms)
+        key = nick_key(nick)
+        old = self._pins.get(key)
+        if old is None and len(self._pins) >= MAX_PINS and not self._evict_one():
+            return False
+        self._put(Pin(nick if old is None else old.nick, fingerprint, admission, seen_ms))
+        return True
+
+    def expire(self, now_ms: int) -> bool:
+        """Forget unadmitted pins not seen for `UNADMITTED_LIFETIME_MS`; True if any went."""
+        changed = False
+        for key, pin in list(self._pins.items()):
+            if pin.admitted:
+                continue
+            if pin.seen_ms == 0:  # from an older pins file: its lifetime starts now
+                self._put(pin._replace(seen_ms=now_ms))
+                changed = True
+            elif now_ms - pin.seen_ms > UNADMITTED_LIFETIME_MS:
+                self._drop(key)
+                changed = True
+        return changed
 
     def forget(self, nick: str) -> bool:
         """Drop the pin for `nick`; False when there was none."""
-        return self._pins.pop(nick_key(nick), None) is not None
+        return self._drop(nick_key(nick))
 
     def items(self) -> tuple[Pin, ...]:
         """Every pin, in case-folded nickname order: a value, safe to keep."""
@@ -54,17 +159,81 @@ class Pins:
     def __len__(self) -> int:
         return len(self._pins)
 
+    def _put(self, pin: Pin) -> None:
+        key = nick_key(pin.nick)
+        self._pins[key] = pin
+        self._unadmitted.pop(key, None)
+        if not pin.admitted:
+            self._unadmitted[key] = None  # last: seen most recently
+
+    def _drop(self, key: str) -> bool:
+        self._unadmitted.pop(key, None)
+        return self._pins.pop(key, None) is not None
+
+    def _evict_one(self) -> bool:
+        """Drop the unadmitted pin seen longest ago; False when every pin is admitted."""
+        if not self._unadmitted:
+            return False
+        key, _ = self._unadmitted.popitem(last=False)
+        del self._pins[key]
+        return True
+
 
 def parse_pins(data: bytes) -> tuple[Pin, ...]:
-    """The pins in the bytes of a pins file (PinsError if they are not one)."""
+    """The pins in the bytes of a pins file (PinsError if they are not one).
+
+    A pin is ``"nick": {"fingerprint": HEX, "seen": MS, "admitted": {"how": ...,
+    "by": NICK, "at": MS}}``, or, as older files have it, ``"nick": HEX`` (a pin
+    that was never admitted).
+    """
     try:
         raw = json.loads(data)
-        return tuple(Pin(nick, bytes.fromhex(fp)) for nick, fp in raw["pins"].items())
+        return tuple(_parse_pin(nick, value) for nick, value in raw["pins"].items())
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise PinsError(str(exc)) from exc
 
 
+def _parse_pin(nick: str, value: Any) -> Pin:
+    if not isinstance(nick, str) or not is_valid_nick(nick):
+        raise ValueError(f"invalid nickname {nick!r}")
+    if isinstance(value, str):
+        return Pin(nick, _fingerprint(value))
+    admitted = value.get("admitted")
+    admission = None
+    if admitted is not None:
+        how = How(admitted["how"])
+        if how is How.OPEN:
+            raise ValueError("an open room's admission is never stored")
+        by = admitted.get("by", "")
+        if not isinstance(by, str) or (by and not is_valid_nick(by)):
+            raise ValueError(f"invalid nickname {by!r}")
+        admission = Admission(how, by, _millis(admitted.get("at", 0)))
+    return Pin(nick, _fingerprint(value["fingerprint"]), admission, _millis(value.get("seen", 0)))
+
+
+def _fingerprint(text: Any) -> bytes:
+    fp = bytes.fromhex(text)
+    if len(fp) != FINGERPRINT_BYTES:
+        raise ValueError(f"a fingerprint is {FINGERPRINT_BYTES} bytes")
+    return fp
+
+
+def _millis(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+        raise ValueError(f"not a date in milliseconds: {value!r}")
+    return value
+
+
 def encode_pins(pins: Iterable[Pin]) -> bytes:
-    """The bytes of a pins file: JSON, sorted, one pin a line, for people to read."""
-    data = {"pins": {pin.nick: pin.fingerprint.hex() for pin in pins}}
+    """The bytes of a pins file: JSON, sorted, for people to read."""
+    data = {"pins": {pin.nick: _encode_pin(pin) for pin in pins}}
     return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _encode_pin(pin: Pin) -> dict[str, Any]:
+    out: dict[str, Any] = {"fingerprint": pin.fingerprint.hex(), "seen": pin.seen_ms}
+    if pin.admitted:
+        assert pin.admission is not None
+        admission = pin.admission
+        out["admitted"] = {"how": admission.how.value, "by": admission.by, "at": admission.at_ms}
+    return out

@@ -23,6 +23,7 @@ from enum import Enum
 
 from zchat.envelope import format_fingerprint, nick_key
 from zchat.peer import events as ev
+from zchat.peer.admission import admit_command
 from zchat.peer.sanitize import for_terminal as safe
 
 
@@ -129,9 +130,9 @@ class Renderer:
             case ev.Left(name, reason):
                 why = {"bye": "", "timeout": " (timed out)"}.get(reason, f" ({safe(reason)})")
                 return [(Span(Role.INFO, "* "), nick(name), Span(Role.INFO, f" left{why}"))]
-            case ev.MessageReceived(sender, text, _, timestamp_ms, direct, recipients):
+            case ev.MessageReceived(sender, text, _, timestamp_ms, direct, recipients, admitted):
                 to = self._direct_to(recipients) if direct else ""
-                return [_message(sender, text, timestamp_ms / 1000, now, to)]
+                return [_message(sender, text, timestamp_ms / 1000, now, to, admitted=admitted)]
             case ev.Untrusted(sender, fp, _):
                 return [
                     (
@@ -140,7 +141,8 @@ class Renderer:
                         Span(
                             Role.WARNING,
                             f"'s UNTRUSTED new key {short(fp)} is held back; "
-                            f"check the key, then /trust {safe(sender)} to read it",
+                            f"check the key, then {safe(admit_command('trust', sender, fp))}"
+                            " to read it",
                         ),
                     )
                 ]
@@ -157,7 +159,9 @@ class Renderer:
                 return [problem(f"the broker refused us: {safe(reason)}")]
             case ev.Problem(_, message):
                 return [problem(safe(message))]
-            case ev.Disconnected(reason):
+            case ev.Disconnected(reason, final):
+                if final:  # the session is over: never say "reconnecting" then
+                    return [problem(f"the session ended: {safe(reason)}")]
                 return [info(f"connection lost ({safe(reason)}); reconnecting…")]
             case ev.TransportFailed(reason, hint):
                 lines = [problem(f"cannot connect: {safe(reason)}")]
@@ -173,6 +177,12 @@ class Renderer:
                 return [(*whose, Span(Role.FINGERPRINT, format_fingerprint(fp)))]
             case ev.Notice(text):
                 return [(Span(Role.TEXT, safe(row)),) for row in text.splitlines()]
+            case ev.AdmitNeeded(name, fp, already_here, command):
+                return _admit_needed(name, fp, already_here, command)
+            case ev.Admitted(name, fp, how, by):
+                return [_admitted(name, fp, how, by, self.me)]
+            case ev.VouchRejected(voucher, nicks, reason, held):
+                return [_vouch_rejected(voucher, nicks, reason, held)]
 
     def _direct_to(self, recipients: tuple[str, ...]) -> str:
         """Whom a direct message went to, from its signed recipient list."""
@@ -194,6 +204,9 @@ class Renderer:
         if remembered is None:
             return []
         sent, sent_at = remembered
+        # Count only whom it was sealed to: a broker's acknowledgement is its word.
+        sealed = {nick_key(n) for n in sent.recipients}
+        delivered = tuple(n for n in delivered if nick_key(n) in sealed)
         if msg_id in self._shown:
             # A later acknowledgement: someone who was away got it after all.
             if not delivered:
@@ -211,9 +224,20 @@ class Renderer:
 
 
 def _message(
-    sender: str, text: str, sent_at: float, now: float, direct_to: str, note: str = ""
+    sender: str,
+    text: str,
+    sent_at: float,
+    now: float,
+    direct_to: str,
+    note: str = "",
+    *,
+    admitted: bool = True,
 ) -> Line:
     line = [*stamp(sent_at, now), Span(Role.TEXT, "<"), nick(sender), Span(Role.TEXT, "> ")]
+    if not admitted:
+        # Signed by the key the broker announced for them, which nobody we admitted
+        # vouched for: the words are theirs, but who they are is unchecked.
+        line.append(Span(Role.WARNING, "[not admitted] "))
     if direct_to:
         line.append(Span(Role.INFO, f"[direct to {direct_to}] "))
     line.append(Span(Role.TEXT, safe(text)))
@@ -241,7 +265,7 @@ def _key_changed(name: str, old: bytes, new: bytes) -> list[Line]:
         f"  Either {shown} has a new device or key, or someone (the broker?) is pretending",
         f"  to be {shown} to read the room. Nothing is sent to {shown} and their messages",
         "  are held back. Compare the new fingerprint with them in person or by phone;",
-        f"  if it matches, type /trust {shown}.",
+        f"  if it matches, type {safe(admit_command('trust', name, new))}",
     ]
     return [
         (Span(Role.WARNING, f"! WARNING: {shown}'s KEY HAS CHANGED"),),
@@ -254,8 +278,8 @@ def _key_changed(name: str, old: bytes, new: bytes) -> list[Line]:
 def _who(me: ev.WhoEntry, members: tuple[ev.WhoEntry, ...]) -> list[Line]:
     lines = [info(f"{len(members) + 1} here:")]
     width = max(len(safe(e.nick)) for e in (me, *members))
-    for entry, note in [(me, "you"), *((m, m.trust.value) for m in members)]:
-        changed = entry.trust is ev.Trust.CHANGED and entry is not me
+    for entry, note in [(me, "you"), *((m, _admission(m)) for m in members)]:
+        changed = entry is not me and (entry.trust is ev.Trust.CHANGED or not entry.admission)
         lines.append(
             (
                 Span(Role.TEXT, "  "),
@@ -266,6 +290,78 @@ def _who(me: ev.WhoEntry, members: tuple[ev.WhoEntry, ...]) -> list[Line]:
             )
         )
     return lines
+
+
+def _admission(entry: ev.WhoEntry) -> str:
+    """What /who says of a member: admitted by you, vouched by NICK, not admitted, changed."""
+    if entry.trust is ev.Trust.CHANGED:
+        return "changed"
+    match entry.admission:
+        case "you":
+            return "admitted by you"
+        case "vouch":
+            return f"vouched by {safe(entry.by)}"
+        case "open":
+            return "open room"
+    return "not admitted"
+
+
+# --- issue 12: admission -------------------------------------------------------------
+
+
+def _admit_needed(name: str, fp: bytes, already_here: bool, command: str) -> list[Line]:
+    shown = safe(name)
+    verb = "is here" if already_here else "joined"
+    return [
+        (
+            Span(Role.WARNING, "! "),
+            nick(name),
+            Span(
+                Role.WARNING,
+                f" {verb}, NOT ADMITTED: {shown} receives nothing from you until you admit them",
+            ),
+        ),
+        (Span(Role.WARNING, "!   fingerprint: "), Span(Role.FINGERPRINT, format_fingerprint(fp))),
+        (
+            Span(
+                Role.WARNING,
+                f"!   compare it with {shown} (in person, by phone); if it matches, type "
+                f"{safe(command)}",
+            ),
+        ),
+    ]
+
+
+def _admitted(name: str, fp: bytes, how: str, by: str, me: str) -> Line:
+    if how == "vouch" and nick_key(by) != nick_key(me):
+        why = Span(Role.INFO, f" on {safe(by)}'s word (a vouch)")
+    else:
+        why = Span(Role.INFO, f" (key {short(fp)} compared)")
+    return (
+        Span(Role.INFO, "* admitted "),
+        nick(name),
+        why,
+        Span(Role.INFO, ": they read what you send from now on"),
+    )
+
+
+def _vouch_rejected(voucher: str, nicks: tuple[str, ...], reason: str, held: bool) -> Line:
+    named = _nicks(nicks) or "someone"
+    if held:
+        return (
+            Span(Role.INFO, "* "),
+            nick(voucher),
+            Span(
+                Role.INFO,
+                f" vouches for {named}, but you have not admitted {safe(voucher)}: "
+                "once you do, that vouch counts",
+            ),
+        )
+    return (
+        Span(Role.PROBLEM, "! a vouch from "),
+        nick(voucher),
+        Span(Role.PROBLEM, f" for {named} was rejected, nobody admitted: {safe(reason)}"),
+    )
 
 
 def _clock(moment: float, today: float) -> str:

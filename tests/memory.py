@@ -19,6 +19,10 @@ from zchat.peer.pins import Pin, Pins
 
 #: Short liveness timers for rooms whose clock a test moves.
 FAST_CORE = BrokerConfig(heartbeat_interval=0.1, heartbeat_timeout=0.5)
+#: A room where every key reads at first sight (`--admit-all`): the default here, for
+#: tests of everything but admission. Those of admission say `config=CLOSED`.
+OPEN = PeerConfig(admit_all=True)
+CLOSED = PeerConfig()
 #: The date when the room's clock reads 0 (14 November 2023): envelopes carry dates.
 WALL_AT_ZERO = 1_700_000_000.0
 #: Each connection seals from a block of sequence numbers of its own, as a real run
@@ -62,9 +66,10 @@ class MemoryRoom:
             nick,
             identity,
             Pins() if pins is None else pins,
-            config or PeerConfig(),
+            config or OPEN,
             seq=self._next_conn * SEQ_BLOCK,
             random=seeded(self._next_conn),
+            date=lambda: self.wall,
         )
         self.peers[conn] = core
         self.events[conn] = []

@@ -53,6 +53,8 @@ def make_client(
     config: PeerConfig | None = None,
     pins: PinFile | None = None,
 ) -> Client:
+    # An open room unless the test says otherwise: admission has tests of its own.
+    config = config or PeerConfig(admit_all=True)
     return Client.create(nick, identity, endpoint, pin_file=pins, config=config)
 
 

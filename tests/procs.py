@@ -126,10 +126,18 @@ def start_broker(
 
 
 def start_peer(
-    nick: str, endpoint: str, home: Path, *extra: str, env: dict[str, str] | None = None
+    nick: str,
+    endpoint: str,
+    home: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    admit_all: bool = True,
 ) -> Peer:
+    """`zchat peer --json`, in an open room (`--admit-all`) unless `admit_all` is False:
+    the tests of admission say so, the others test what happens once people read."""
+    opened = ["--admit-all"] if admit_all else []
     return Peer(
-        [*ZCHAT, "peer", "--nick", nick, "--connect", endpoint, "--json", *extra],
+        [*ZCHAT, "peer", "--nick", nick, "--connect", endpoint, "--json", *opened, *extra],
         {"ZCHAT_HOME": str(home), **(env or {})},
         stdin=True,
     )

@@ -21,7 +21,11 @@ from zchat.peer import commands as c
         ("/who", c.WhoCommand()),
         ("/fingerprint", c.FingerprintCommand(None)),
         ("/fingerprint carol", c.FingerprintCommand("carol")),
-        ("/trust  carol ", c.TrustCommand("carol")),
+        ("/trust  carol ", c.TrustCommand("carol")),  # the core refuses it, with the command
+        ("/trust carol 7CM5 TFYE", c.TrustCommand("carol", "7CM5 TFYE")),
+        ("/admit carol 7CM5 TFYE", c.AdmitCommand("carol", "7CM5 TFYE")),
+        ("/admit carol 7cm5tfye", c.AdmitCommand("carol", "7cm5tfye")),
+        ("/ADMIT\tcarol  7CM5\tTFYE XK4P", c.AdmitCommand("carol", "7CM5 TFYE XK4P")),
         ("/help", c.Help()),
         ("   ", c.Empty()),
     ],
@@ -35,7 +39,9 @@ def test_a_line_means_what_it_says(line: str, meaning: c.Command) -> None:
     [
         ("/msg", "usage: /msg NICK TEXT"),
         ("/msg bob", "usage: /msg NICK TEXT"),
-        ("/trust", "usage: /trust NICK"),
+        ("/trust", "usage: /trust NICK FINGERPRINT"),
+        ("/admit", "usage: /admit NICK FINGERPRINT"),
+        ("/admit carol", "usage: /admit NICK FINGERPRINT"),
         ("/fingerprint a b", "usage: /fingerprint [NICK]"),
         ("/", "unknown command /"),
         ("/shrug", "unknown command /shrug"),

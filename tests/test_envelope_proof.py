@@ -13,12 +13,62 @@ from zchat.envelope.proof import PROOF_CONTEXT, proof_bytes
 NONCE = bytes(range(32))
 
 
+#: Two CURVE public keys as Z85 text, as libzmq's socket options take them.
+BROKER_KEY = b"rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
+PEER_KEY = b"Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID"
+
+
 def test_the_signed_input_is_laid_out_as_the_protocol_document_says(alice: Identity) -> None:
     signed = proof_bytes(NONCE, b"alice", alice.public_der)
-    assert PROOF_CONTEXT == b"zchat/1 hello proof\x00"
-    assert signed == PROOF_CONTEXT + NONCE + b"\x05alice" + alice.public_der
-    # §3.4: 20 + 32 + 1 + n + d, which is 352 bytes for "alice" and an RSA-2048 key.
-    assert len(signed) == 352
+    assert PROOF_CONTEXT == b"zchat/2 hello proof\x00"
+    assert signed == PROOF_CONTEXT + NONCE + b"\x05alice" + b"\x00" + b"\x00" + alice.public_der
+    # §3.4: 20 + 32 + 1 + n + 1 + b + 1 + t + d, which is 354 bytes for "alice", an
+    # RSA-2048 key and no CURVE (b = t = 0), and 434 with CURVE (b = t = 40).
+    assert len(signed) == 354
+    curve = proof_bytes(
+        NONCE, b"alice", alice.public_der, broker_key=BROKER_KEY, transport_key=PEER_KEY
+    )
+    assert (
+        curve
+        == b"".join([PROOF_CONTEXT, NONCE, b"\x05alice", b"\x28", BROKER_KEY, b"\x28", PEER_KEY])
+        + alice.public_der
+    )
+    assert len(curve) == 434
+
+
+@pytest.mark.parametrize(
+    ("broker_key", "transport_key"),
+    [
+        (b"", b""),  # signed without CURVE, checked by a CURVE broker
+        (PEER_KEY, PEER_KEY),  # another broker's key: a proof relayed from elsewhere
+        (BROKER_KEY, BROKER_KEY),  # another transport key: the relay's own connection
+        (PEER_KEY, BROKER_KEY),  # the two swapped
+    ],
+)
+def test_a_proof_is_bound_to_the_broker_key_and_the_transport_key_it_was_made_on(
+    alice: Identity, broker_key: bytes, transport_key: bytes
+) -> None:
+    keys = {"broker_key": BROKER_KEY, "transport_key": PEER_KEY}
+    signature = sign_proof(alice.private_key, NONCE, b"alice", alice.public_der, **keys)
+    assert verify_proof(alice.public_key, signature, NONCE, b"alice", alice.public_der, **keys)
+    assert not verify_proof(
+        alice.public_key,
+        signature,
+        NONCE,
+        b"alice",
+        alice.public_der,
+        broker_key=broker_key,
+        transport_key=transport_key,
+    )
+
+
+def test_a_curve_key_that_is_not_40_characters_never_verifies(alice: Identity) -> None:
+    signature = sign_proof(alice.private_key, NONCE, b"alice", alice.public_der)
+    assert not verify_proof(
+        alice.public_key, signature, NONCE, b"alice", alice.public_der, transport_key=b"short"
+    )
+    with pytest.raises(ValueError, match="40 Z85 characters"):
+        sign_proof(alice.private_key, NONCE, b"alice", alice.public_der, broker_key=b"x" * 32)
 
 
 def test_a_proof_verifies_with_the_documented_pss_parameters(alice: Identity) -> None:

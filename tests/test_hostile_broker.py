@@ -33,16 +33,19 @@ from zchat.envelope import (
     Delivery,
     Envelope,
     Identity,
+    MessageKind,
     Recipient,
+    format_fingerprint,
     public_der,
     seal,
 )
 from zchat.envelope import _primitives as prim
 from zchat.peer import events as ev
 from zchat.peer.client import Client
-from zchat.peer.core import Phase
-from zchat.peer.errors import UntrustedRecipient
+from zchat.peer.core import PeerConfig, Phase
+from zchat.peer.errors import NotAdmitted, UntrustedRecipient
 from zchat.peer.pinfile import PinFile
+from zchat.peer.pins import Admission, How, Pin
 from zchat.wire import protocol as p
 from zchat.wire.errors import ProtocolError
 
@@ -177,24 +180,34 @@ def test_a_substituted_key_is_flagged_and_nothing_is_encrypted_to_it(
 
     async def main() -> None:
         crashes = watch_crashes()
-        # First session: an honest broker, so everyone pins everyone's real key.
+        # First session: an honest broker, so everyone pins everyone's real key, and
+        # alice, who runs a closed room, admits bob and carol by their fingerprints.
         with lying_broker() as (server, _core):
             ep = server.bound[0]
             first = [
-                make_client(n, i, ep, pins=PinFile.open(homes[n]))
-                for n, i in (("alice", alice), ("bob", bob), ("carol", carol))
+                make_client(n, i, ep, pins=PinFile.open(homes[n]), config=config)
+                for n, i, config in (
+                    ("alice", alice, PeerConfig()),
+                    ("bob", bob, None),
+                    ("carol", carol, None),
+                )
             ]
             for c in first:
                 await ready(c)
             await wait_for(first[0], lambda e: isinstance(e, ev.Joined) and e.nick == "carol")
+            first[0].admit("bob", format_fingerprint(bob.fingerprint)[:9])
+            first[0].admit("carol", format_fingerprint(carol.fingerprint)[:9])
             await close_all(*first)
-        assert ("bob", bob.fingerprint) in PinFile.open(homes["alice"]).pins
+        pins = {
+            (pin.nick, pin.fingerprint, pin.admitted) for pin in PinFile.open(homes["alice"]).pins
+        }
+        assert ("bob", bob.fingerprint, True) in pins
 
         # Second session: the broker hands alice its own key as bob's.
         with lying_broker() as (server, core):
             ep = server.bound[0]
             core.lie = substitute(core, "alice", "bob", evil.public_der)
-            a = make_client("alice", alice, ep, pins=PinFile.open(homes["alice"]))
+            a = make_client("alice", alice, ep, PeerConfig(), PinFile.open(homes["alice"]))
             b = make_client("bob", bob, ep, pins=PinFile.open(homes["bob"]))
             c = make_client("carol", carol, ep, pins=PinFile.open(homes["carol"]))
             order = (b, c, a) if via == "snapshot" else (a, c, b)
@@ -248,6 +261,94 @@ def test_a_substituted_key_is_flagged_and_nothing_is_encrypted_to_it(
             ]
             assert problems(events) == ["bad-signature"]
             await close_all(a, b, c)
+        assert crashes == []
+
+    asyncio.run(main())
+
+
+# --- (1b) a member the broker makes up (issue 12) ------------------------------------------
+
+
+def opens_for(identity: Identity, env: Envelope, nick: str) -> list[int]:
+    """The wrapped keys of `env` that `identity`'s private key unwraps, named `nick`
+    or as the recipient the header says the slot is for: every way it could try."""
+    opened = []
+    header = env.header
+    for i, (named, wrapped) in enumerate(zip(header.recipients, env.wrapped_keys, strict=True)):
+        if not wrapped:
+            continue  # blanked: a resend meant for someone else
+        for as_nick in {named, nick}:
+            try:
+                prim.unwrap(
+                    identity.private_key,
+                    wrapped,
+                    header.msg_id,
+                    header.sender_fingerprint,
+                    as_nick,
+                    identity.fingerprint,
+                )
+            except DecryptionFailed:
+                continue
+            opened.append(i)
+    return opened
+
+
+def test_a_member_the_broker_announces_can_open_nothing_until_admitted(
+    keys: KeyPool, tmp_path: Path
+) -> None:
+    """The attack of issue 12: the broker announces `bob_` with a key of its own. alice
+    (a closed room) chats, writes to carol directly, admits dave (vouches go out), loses
+    the broker and resends: not one wrapped key she sends opens with that key."""
+    alice, carol, dave, evil = keys.get(0), keys.get(2), keys.get(3), keys.get(5)
+    home = PinFile.open(tmp_path)
+    home.save([Pin("carol", carol.fingerprint, Admission(How.YOU, "alice", 1))])
+
+    async def main() -> None:
+        crashes = watch_crashes()
+        with lying_broker() as (server, core):
+            ep = server.bound[0]
+            c = await joined("carol", carol, ep)
+            a = make_client("alice", alice, ep, PeerConfig(), PinFile.open(tmp_path))
+            await ready(a)
+            core.inject("alice", p.encode(p.Join(p.Member("bob_", evil.public_der))))
+            notice = await wait_for(a, lambda e: isinstance(e, ev.AdmitNeeded))
+            assert notice[-1] == ev.AdmitNeeded(
+                "bob_",
+                evil.fingerprint,
+                False,
+                f"/admit bob_ {format_fingerprint(evil.fingerprint)[:9]}",
+            )
+            assert "bob_" in a.core.members
+            for i in range(3):
+                a.send_text(f"room message {i}")
+            a.send_text("for carol only", to=["carol"])
+            with pytest.raises(NotAdmitted):
+                a.send_text("for the newcomer", to=["bob_"])
+            d = await joined("dave", dave, ep)
+            await wait_for(a, lambda e: isinstance(e, ev.AdmitNeeded) and e.nick == "dave")
+            a.admit("dave", format_fingerprint(dave.fingerprint)[:9])  # vouches go out
+            # The broker "restarts": alice says hello again and resends all it may have lost.
+            core.inject("alice", p.encode(p.Error(p.ErrorCode.EVICTED, "go away")))
+            await wait_for(a, lambda e: isinstance(e, ev.Ready) and e.reconnected)
+            core.inject("alice", p.encode(p.Join(p.Member("bob_", evil.public_der))))
+            a.send_text("after the reconnect")
+            assert "after the reconnect" in await texts(c, 5)
+            await wait_for(a, lambda e: isinstance(e, ev.Acked))
+
+            # The check can fail: once alice admits bob_, the key opens what she sends.
+            before = [env for who, env in core.sends if who == "alice"]
+            a.admit("bob_", format_fingerprint(evil.fingerprint)[:9])
+            msg_id = a.send_text("now bob_ reads this")
+            await wait_for(a, lambda e: isinstance(e, ev.Acked) and e.msg_id == msg_id)
+            (last,) = [env for who, env in core.sends if env.header.msg_id == msg_id]
+            assert opens_for(evil, last, "bob_") == [last.header.recipients.index("bob_")]
+            await close_all(a, c, d)
+        kinds = {env.header.kind for env in before}
+        assert kinds == {MessageKind.ROOM, MessageKind.DIRECT, MessageKind.VOUCH}
+        assert len(before) >= 7
+        for env in before:  # every envelope alice sent until she admitted bob_
+            assert "bob_" not in env.header.recipients
+            assert opens_for(evil, env, "bob_") == []
         assert crashes == []
 
     asyncio.run(main())

@@ -25,13 +25,13 @@ from prompt_toolkit.output import DummyOutput
 from tests.net import FAST, broker_thread, joined, make_client
 from zchat.commands.peer import exit_code
 from zchat.console import EXIT_OK, EXIT_UNDELIVERED
-from zchat.envelope import Identity, fingerprint, format_fingerprint
+from zchat.envelope import Identity, fingerprint, format_fingerprint, load_identity
 from zchat.peer import events as ev
 from zchat.peer.client import Client
 from zchat.peer.core import PeerConfig
 from zchat.peer.interactive import Screen, chat
 from zchat.peer.pinfile import PINS_FILE, PinFile
-from zchat.peer.pins import Pin
+from zchat.peer.pins import Admission, How, Pin
 from zchat.peer.session import Outcome
 
 UP = "\x1b[A"
@@ -179,23 +179,33 @@ def test_arrivals_show_time_and_nickname_above_the_prompt(alice: Identity, bob: 
     run(scenario)
 
 
-def test_who_lists_everyone_with_fingerprints_and_trust(alice: Identity, bob: Identity) -> None:
+def test_who_lists_everyone_with_fingerprints_and_who_admitted_them(
+    alice: Identity, bob: Identity
+) -> None:
     async def scenario() -> None:
-        async with alice_at_a_terminal_with_bob(alice, bob) as (term, _):
-            term.type("/who\r")
-            await term.shows(r"\* 2 here:")
-            me = await term.shows("alice")
-            assert format_fingerprint(alice.fingerprint) in me
-            assert me.endswith("you")
-            other = await term.shows("bob")
-            assert format_fingerprint(bob.fingerprint) in other
-            assert other.endswith("new")
-            term.type("/fingerprint bob\r")
-            await term.shows(f"bob's fingerprint: {format_fingerprint(bob.fingerprint)}")
-            term.type("/fingerprint\r")
-            await term.shows(f"your fingerprint: {format_fingerprint(alice.fingerprint)}")
-            term.type("exit\r")
-            assert await term.exit_status() == EXIT_OK
+        with broker() as endpoint:
+            b = await joined("bob", bob, endpoint)
+            async with terminal(endpoint, alice, config=PeerConfig()) as term:
+                await term.shows("you are alice; here: bob")
+                term.type("/who\r")
+                await term.shows(r"\* 2 here:")
+                me = await term.shows("alice")
+                assert format_fingerprint(alice.fingerprint) in me
+                assert me.endswith("you")
+                other = await term.shows("bob")
+                assert format_fingerprint(bob.fingerprint) in other
+                assert other.endswith("not admitted")
+                term.type("/fingerprint bob\r")
+                await term.shows(f"bob's fingerprint: {format_fingerprint(bob.fingerprint)}")
+                term.type("/fingerprint\r")
+                await term.shows(f"your fingerprint: {format_fingerprint(alice.fingerprint)}")
+                term.type(f"/admit bob {format_fingerprint(bob.fingerprint)[:9].lower()}\r")
+                await term.shows(r"admitted bob \(key .* compared\)")
+                term.type("/who\r")
+                assert (await term.shows(r"^  bob ")).endswith("admitted by you")
+                term.type("exit\r")
+                assert await term.exit_status() == EXIT_OK
+            await b.close()
 
     run(scenario)
 
@@ -361,24 +371,33 @@ def test_a_changed_key_is_a_prominent_warning_and_trust_releases_held_messages(
 ) -> None:
     async def scenario() -> None:
         # we met "bob" before, with another key
-        pins = PinFile(tmp_path / PINS_FILE, (Pin("bob", carol.fingerprint),))
+        admitted = Admission(How.YOU, "alice", 1)
+        pins = PinFile(tmp_path / PINS_FILE, (Pin("bob", carol.fingerprint, admitted),))
+        new = format_fingerprint(bob.fingerprint)
         with broker() as endpoint:
             b = await joined("bob", bob, endpoint)
-            async with terminal(endpoint, alice, pins=pins) as term:
+            async with terminal(endpoint, alice, pins=pins, config=PeerConfig()) as term:
                 await term.shows(r"WARNING: bob's KEY HAS CHANGED")
                 await term.shows(f"pinned: {format_fingerprint(carol.fingerprint)}")
-                await term.shows(f"now:    {format_fingerprint(bob.fingerprint)}")
-                await term.shows(r"/trust bob")
+                await term.shows(f"now:    {new}")
+                await term.shows(f"/trust bob {new[:9]}")
                 term.type("/msg bob hi\r")
                 await term.shows(r"bob's key changed; check it and /trust bob first")
                 b.send_text("it is really me")
                 await term.shows(r"a message signed by bob's UNTRUSTED new key .* held back")
                 assert not any("it is really me" in line for line in term.lines)
-                term.type("/trust bob\r")
+                term.type("/trust bob\r")  # without the fingerprint: refused, with the command
+                await term.shows(f"bob's fingerprint is {new}; compare it .* /trust bob {new[:9]}")
+                term.type(f"/trust bob {format_fingerprint(carol.fingerprint)[:9]}\r")  # stale
+                await term.shows(f"bob's key is {new}, which does not start with what you typed")
+                assert not any("it is really me" in line for line in term.lines)
+                term.type(f"/trust bob {new[:14]}\r")
                 await term.shows(r"you now trust bob's key .*; 1 held message\(s\) follow")
                 await term.shows(r"<bob> it is really me")
-                saved = PinFile.open(tmp_path).pins  # and /trust is kept
-                assert saved == (Pin("bob", fingerprint(bob.public_der)),)
+                (saved,) = PinFile.open(tmp_path).pins  # and /trust is kept
+                assert (saved.nick, saved.fingerprint) == ("bob", fingerprint(bob.public_der))
+                assert saved.admission is not None
+                assert saved.admission.how is How.YOU
                 term.type("/quit\r")
                 assert await term.exit_status() == EXIT_OK
             await b.close()
@@ -444,7 +463,28 @@ def test_a_person_at_a_terminal_picks_a_free_nickname_chats_and_leaves(tmp_path:
         person.expect("nickname:")
         person.sendline("dave")
         person.expect(rf"you are {ESC}dave{ESC}; here: {ESC}carol")
+        # Neither has admitted the other: each is told, with the whole fingerprint and
+        # the command to type once it matches what the other reads out.
+        person.expect(
+            rf"{ESC}carol{ESC} is here, NOT ADMITTED: carol receives nothing from you"
+            " until you admit them"
+        )
+        person.expect(rf"fingerprint: {ESC}((?:\w{{4}} ){{12}}\w{{4}})")
+        carols = load_identity(tmp_path / "carol").fingerprint
+        assert person.match.group(1) == format_fingerprint(carols)
+        person.expect(rf"if it matches, type /admit carol {format_fingerprint(carols)[:9]}")
         person.expect(rf"dave{ESC}>")
+        person.sendline("anyone?")
+        person.expect(r"nobody here is admitted yet \(carol\): message not sent")
+
+        carol.expect(r'"event": "admit-needed", "nick": "dave", "fingerprint": "([A-Z2-7 ]+)"')
+        daves = load_identity(tmp_path / "dave").fingerprint
+        assert carol.match.group(1) == format_fingerprint(daves)
+        carol.sendline(f"/admit dave {format_fingerprint(daves)[:9]}")
+        carol.expect(r'"event": "admitted", "nick": "dave", .*"how": "you"')
+        # Spaces and case do not matter; eight characters are enough.
+        person.sendline(f"/admit carol {format_fingerprint(carols).replace(' ', '')[:8].lower()}")
+        person.expect(rf"admitted {ESC}carol{ESC} \(key \w{{4}} \w{{4}} \w{{4}} … compared\)")
 
         carol.sendline("hello whoever you are")
         person.expect(rf"<{ESC}carol{ESC}> hello whoever you are")
@@ -455,7 +495,7 @@ def test_a_person_at_a_terminal_picks_a_free_nickname_chats_and_leaves(tmp_path:
         person.sendline("/who")
         person.expect(r"2 here:")
         person.expect(rf"dave{ESC}\s+{ESC}(\w{{4}} ){{12}}\w{{4}}{ESC}  you")
-        person.expect(rf"carol{ESC}\s+{ESC}(\w{{4}} ){{12}}\w{{4}}{ESC}  new")
+        person.expect(rf"carol{ESC}\s+{ESC}(\w{{4}} ){{12}}\w{{4}}{ESC}  admitted by you")
 
         person.sendline("/msg carol just between us")
         person.expect(rf"\[direct to carol\] {ESC}just between us{ESC}  \(delivered\)")

@@ -22,6 +22,7 @@ from zchat.envelope import Identity
 from zchat.peer import events as ev
 from zchat.peer import pinfile
 from zchat.peer.client import Client
+from zchat.peer.core import PeerConfig
 from zchat.peer.pinfile import PINS_FILE, PinFile
 from zchat.peer.pins import Pin, PinsError
 from zchat.wire import protocol as p
@@ -174,7 +175,12 @@ def test_a_pins_file_that_cannot_be_written_is_reported_and_the_session_goes_on(
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         broker = HandBroker(ctx, "inproc://pins-unwritable")
         client = Client.create(
-            "alice", alice, "inproc://pins-unwritable", pin_file=PinFile.open(tmp_path), context=ctx
+            "alice",
+            alice,
+            "inproc://pins-unwritable",
+            pin_file=PinFile.open(tmp_path),
+            context=ctx,
+            config=PeerConfig(admit_all=True),  # an open room: bob reads at first sight
         )
         try:
             client.start()

@@ -2,7 +2,11 @@
 
 The broker is the attacker here: it could hand out its own key under a nickname we
 know, to read the room. A pinned key that changes must never be encrypted to, nor
-believed, until the user says so.
+believed, until the user says so (`/trust NICK FINGERPRINT`).
+
+alice runs a closed room here (`CLOSED`): the members she knows are admitted in her
+pins, as `/admit` would have left them. The others run open rooms (the default of
+`MemoryRoom`), so that they write to her whatever she thinks of them.
 """
 
 from __future__ import annotations
@@ -14,15 +18,15 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import KeyPool
-from tests.memory import MemoryRoom
+from tests.memory import CLOSED, MemoryRoom
 from zchat.cli import app
 from zchat.envelope import Identity, format_fingerprint
 from zchat.peer import events as ev
 from zchat.peer.core import PeerConfig
-from zchat.peer.errors import NobodyHere, UntrustedRecipient
+from zchat.peer.errors import FingerprintMismatch, NobodyHere, UntrustedRecipient
 from zchat.peer.json_events import json_line
 from zchat.peer.pinfile import PinFile
-from zchat.peer.pins import Pin, Pins
+from zchat.peer.pins import Admission, How, Pin, Pins
 from zchat.peer.render import Renderer, plain
 from zchat.wire import protocol as p
 
@@ -53,8 +57,24 @@ def to_text(event: ev.Event) -> str:
     return "\n".join(plain(line) for line in Renderer("alice").render(event, 0.0))
 
 
-def pinned_to(nick: str, identity: Identity) -> Pins:
-    return Pins([Pin(nick, identity.fingerprint)])
+def pinned_to(nick: str, identity: Identity, *also: tuple[str, Identity]) -> Pins:
+    """Pins as alice's /admit left them: `nick` admitted with `identity`'s key, and `also`."""
+    admitted = Admission(How.YOU, "alice", 1)
+    return Pins(Pin(n, i.fingerprint, admitted) for n, i in [(nick, identity), *also])
+
+
+def typed(identity: Identity) -> str:
+    """What alice types after comparing: the first two groups of the fingerprint."""
+    return format_fingerprint(identity.fingerprint)[:9]
+
+
+def kept(saved: tuple[Pin, ...]) -> list[tuple[str, bytes, str | None]]:
+    """The pins handed out to be saved: nickname, key, and how it was admitted."""
+    return [(p.nick, p.fingerprint, p.admission.how.value if p.admitted else None) for p in saved]
+
+
+def trusted(room: MemoryRoom, conn: bytes) -> list[ev.Trusted]:
+    return room.of_type(conn, ev.Trusted)
 
 
 # --- first use and the same key -----------------------------------------------------
@@ -66,7 +86,7 @@ def test_first_sight_pins_the_key_and_says_so_once(alice: Identity, bob: Identit
     b = room.join("bob", bob)
     (joined,) = room.of_type(a, ev.Joined)
     assert (joined.nick, joined.trust) == ("bob", ev.Trust.NEW)
-    assert room.saved[a] == [(Pin("bob", bob.fingerprint),)]  # handed out to be saved
+    assert [kept(s) for s in room.saved[a]] == [[("bob", bob.fingerprint, None)]]  # to be saved
     assert "first time seen: key" in to_text(joined)
     room.take(a)
     room.peers[b].leave()
@@ -81,7 +101,7 @@ def test_first_sight_pins_the_key_and_says_so_once(alice: Identity, bob: Identit
 def test_a_pinned_key_seen_again_is_silent_and_trusted(alice: Identity, bob: Identity) -> None:
     room = MemoryRoom()
     room.join("bob", bob)
-    a = room.join("alice", alice, pins=pinned_to("BOB", bob))  # pins ignore case
+    a = room.join("alice", alice, pins=pinned_to("BOB", bob), config=CLOSED)  # pins ignore case
     (joined,) = room.of_type(a, ev.Joined)
     assert joined.trust is ev.Trust.PINNED
     assert room.of_type(a, ev.KeyChanged) == []
@@ -96,7 +116,7 @@ def test_a_changed_key_is_reported_with_both_fingerprints(
     alice: Identity, bob: Identity, carol: Identity
 ) -> None:
     room = MemoryRoom()
-    a = room.join("alice", alice, pins=pinned_to("bob", carol))
+    a = room.join("alice", alice, pins=pinned_to("bob", carol), config=CLOSED)
     room.join("bob", bob)  # "bob" now comes with another key
     (changed,) = room.of_type(a, ev.KeyChanged)
     assert changed == ev.KeyChanged("bob", carol.fingerprint, bob.fingerprint)
@@ -110,7 +130,7 @@ def test_a_changed_key_is_reported_with_both_fingerprints(
     warning = to_text(changed)
     assert format_fingerprint(carol.fingerprint) in warning
     assert format_fingerprint(bob.fingerprint) in warning
-    assert "/trust bob" in warning
+    assert f"/trust bob {typed(bob)}" in warning  # the new key's, to type once compared
 
 
 def test_nothing_is_encrypted_to_a_changed_key(
@@ -118,7 +138,7 @@ def test_nothing_is_encrypted_to_a_changed_key(
 ) -> None:
     room = MemoryRoom()
     room.join("carol", carol)
-    a = room.join("alice", alice, pins=pinned_to("bob", carol))
+    a = room.join("alice", alice, pins=pinned_to("bob", carol, ("carol", carol)), config=CLOSED)
     b = room.join("bob", bob)
     send = send_and_capture(room, a, "for the room")
     assert send.envelope.header.recipients == ("carol",)
@@ -133,9 +153,9 @@ def test_a_room_of_only_changed_keys_gets_nothing(
     alice: Identity, bob: Identity, carol: Identity
 ) -> None:
     room = MemoryRoom()
-    a = room.join("alice", alice, pins=pinned_to("bob", carol))
+    a = room.join("alice", alice, pins=pinned_to("bob", carol), config=CLOSED)
     room.join("bob", bob)
-    with pytest.raises(NobodyHere):
+    with pytest.raises(NobodyHere, match="nobody else is here"):
         room.send(a, "anyone?")
     assert room.peers[a].take_outgoing() == []
 
@@ -145,22 +165,22 @@ def test_messages_signed_by_a_changed_key_are_held_back_until_trust(
 ) -> None:
     room = MemoryRoom()
     pins = pinned_to("bob", carol)
-    a = room.join("alice", alice, pins=pins)
+    a = room.join("alice", alice, pins=pins, config=CLOSED)
     b = room.join("bob", bob)
     room.send(b, "it's me, new laptop")
     room.pump()
     assert texts(room, a) == []
     (held,) = room.of_type(a, ev.Untrusted)
     assert (held.sender, held.fingerprint) == ("bob", bob.fingerprint)
-    assert "/trust bob" in to_text(held)
+    assert f"/trust bob {typed(bob)}" in to_text(held)
     assert json.loads(json_line(held))["event"] == "untrusted"
 
-    trusted = room.peers[a].trust("bob")
+    room.peers[a].trust("bob", typed(bob), room.now)
     room.pump()
-    assert trusted == ev.Trusted("bob", bob.fingerprint, released=1)
+    assert trusted(room, a) == [ev.Trusted("bob", bob.fingerprint, released=1)]
     assert texts(room, a) == ["it's me, new laptop"]
     assert pins.get("bob") == bob.fingerprint
-    assert room.saved[a] == [(Pin("bob", bob.fingerprint),)]  # and handed out to be kept
+    assert [kept(s) for s in room.saved[a]] == [[("bob", bob.fingerprint, "you")]]  # to keep
     # trusted now: included in what alice sends, and believed at once
     send = send_and_capture(room, a, "welcome back")
     assert recipients_with_keys(send) == {"bob"}
@@ -174,7 +194,7 @@ def test_a_resent_held_message_is_reported_and_released_once(
     alice: Identity, bob: Identity, carol: Identity
 ) -> None:
     room = MemoryRoom()
-    a = room.join("alice", alice, pins=pinned_to("bob", carol))
+    a = room.join("alice", alice, pins=pinned_to("bob", carol), config=CLOSED)
     b = room.join("bob", bob)
     room.send(b, "once")
     room.pump()
@@ -182,8 +202,9 @@ def test_a_resent_held_message_is_reported_and_released_once(
     room.peers[a].receive(deliver, room.now)  # the same message again (a resend)
     room.pump()
     assert len(room.of_type(a, ev.Untrusted)) == 1
-    assert room.peers[a].trust("bob").released == 1
+    room.peers[a].trust("bob", typed(bob), room.now)
     room.pump()
+    assert [t.released for t in trusted(room, a)] == [1]
     assert texts(room, a) == ["once"]
 
 
@@ -191,23 +212,29 @@ def test_trust_releases_only_what_the_trusted_key_signed(
     alice: Identity, bob: Identity, carol: Identity
 ) -> None:
     room = MemoryRoom()
-    a = room.join("alice", alice, pins=pinned_to("bob", bob))
+    a = room.join("alice", alice, pins=pinned_to("bob", bob), config=CLOSED)
     impostor = room.join("bob", carol)  # the broker lets another key use bob's name
     room.send(impostor, "send me your password")
     room.pump()
     assert len(room.of_type(a, ev.Untrusted)) == 1
     # The broker now shows the real key again; the user, still alarmed, trusts bob.
     room.peers[a].receive(p.encode(p.Join(p.Member("bob", bob.public_der))), room.now)
-    assert room.peers[a].trust("bob").released == 0
+    room.peers[a].trust("bob", typed(bob), room.now)
     room.pump()
+    assert [t.released for t in trusted(room, a)] in ([], [0])
     assert texts(room, a) == []  # the impostor's words are never shown as bob's
+    # Nor after trusting the impostor's key by a fingerprint that is not its own.
+    with pytest.raises(FingerprintMismatch):
+        room.peers[a].trust("bob", typed(carol), room.now)
+    room.pump()
+    assert texts(room, a) == []
 
 
-def test_trust_new_keys_accepts_a_changed_key_but_still_reports_it(
+def test_an_open_room_accepts_a_changed_key_but_still_reports_it(
     alice: Identity, bob: Identity, carol: Identity
 ) -> None:
     room = MemoryRoom()
-    config = PeerConfig(trust_new_keys=True)
+    config = PeerConfig(admit_all=True)  # --admit-all, and --trust-new-keys, its old name
     pins = pinned_to("bob", carol)
     a = room.join("alice", alice, pins=pins, config=config)
     b = room.join("bob", bob)
@@ -228,21 +255,24 @@ def test_pins_survive_a_restart(
     tmp_path: Path, alice: Identity, bob: Identity, carol: Identity
 ) -> None:
     room = MemoryRoom()
-    a = room.join("alice", alice)
+    a = room.join("alice", alice, config=CLOSED)
     room.join("bob", bob)
     PinFile.open(tmp_path).save(room.saved[a][-1])  # as alice's loop does
 
     restarted = PinFile.open(tmp_path)  # a new run of the program
-    assert restarted.pins == (Pin("bob", bob.fingerprint),)
+    assert kept(restarted.pins) == [("bob", bob.fingerprint, None)]
+    assert restarted.pins[0].seen_ms == int(room.wall * 1000)  # to expire by, unadmitted
     room = MemoryRoom()
     room.join("bob", carol)  # and now "bob" has another key
-    a = room.join("alice", alice, pins=Pins(restarted.pins))
+    a = room.join("alice", alice, pins=Pins(restarted.pins), config=CLOSED)
     assert room.of_type(a, ev.KeyChanged) == [
         ev.KeyChanged("bob", bob.fingerprint, carol.fingerprint)
     ]
-    room.peers[a].trust("bob")
+    room.peers[a].trust("bob", typed(carol), room.now)
     room.pump()
-    assert room.saved[a][-1] == (Pin("bob", carol.fingerprint),)  # /trust is kept too
+    assert kept(room.saved[a][-1]) == [("bob", carol.fingerprint, "you")]  # /trust is kept too
+    PinFile.open(tmp_path).save(room.saved[a][-1])
+    assert PinFile.open(tmp_path).pins == room.saved[a][-1]  # admission and all
 
 
 def test_keys_pins_lists_and_forget_removes_a_pin(tmp_path: Path, bob: Identity) -> None:
@@ -266,7 +296,7 @@ def test_a_changed_key_is_warned_about_once_not_at_every_reconnect(
     from zchat.broker.core import Broker
 
     room = MemoryRoom(broker=Broker(FAST_CORE, random=seeded(1)))
-    a = room.join("alice", alice, pins=pinned_to("bob", carol))  # pinned another key
+    a = room.join("alice", alice, pins=pinned_to("bob", carol), config=CLOSED)  # another key
     room.join("bob", bob)
     assert len(room.of_type(a, ev.KeyChanged)) == 1
     room.broker = Broker(FAST_CORE, random=seeded(2))  # a broker restart: everyone says hello again

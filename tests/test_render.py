@@ -162,6 +162,9 @@ def every_event() -> list[ev.Event]:
         ev.Who(me, (me,)),
         ev.FingerprintShown("alice", fp, mine=True),
         ev.Notice("commands: ..."),
+        ev.AdmitNeeded("bob", fp, False, "/admit bob AAAA AAAA"),
+        ev.Admitted("bob", fp, "vouch", "carol"),
+        ev.VouchRejected("carol", ("bob",), "you have not admitted carol", held=True),
     ]
 
 

@@ -276,12 +276,12 @@ def test_hostile_text_from_a_real_peer_reaches_the_terminal_neutralised(
                 chat(
                     "alice",
                     lambda nick: Client.create(
-                        nick, alice, endpoint, pin_file=None, config=PeerConfig()
+                        nick, alice, endpoint, pin_file=None, config=PeerConfig(admit_all=True)
                     ),
                     screen=screen,
                 )
             )
-            b = Client.create("bob", bob, endpoint)
+            b = Client.create("bob", bob, endpoint, config=PeerConfig(admit_all=True))
             b.start()
             await _until(lambda: "alice" in b.core.members)
             for raw in PAYLOADS:

@@ -14,6 +14,7 @@ from types import ModuleType
 import pytest
 
 from zchat.broker import core as broker_core
+from zchat.peer import admission as peer_admission
 from zchat.peer import core as peer_core
 
 #: What a core must not import: a clock, the OS (randomness, files), the network,
@@ -43,7 +44,9 @@ def io_in(source: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("module", [peer_core, broker_core], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module", [peer_core, peer_admission, broker_core], ids=lambda m: m.__name__
+)
 def test_a_protocol_core_imports_no_clock_os_socket_event_loop_or_file(
     module: ModuleType,
 ) -> None:

@@ -13,7 +13,7 @@ The dialog::
     peer -> HELLO nick, public key        (any time; starts or restarts a session)
     peer <- CHALLENGE nonce               or REFUSE code, reason
     peer -> PROOF signature(nonce ...)    (zchat.envelope.proof signs it)
-    peer <- WELCOME nick, timers          then SNAPSHOT of the room   (or REFUSE)
+    peer <- WELCOME nick, timers, room    then SNAPSHOT of the room   (or REFUSE)
     others <- JOIN nick, public key
     peer -> SEND envelope                 ->  each recipient <- DELIVER its delivery
     peer <- ACK id, delivered, absent
@@ -28,7 +28,14 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final, TypeVar
 
-from zchat.envelope import Delivery, Envelope, EnvelopeError, is_valid_nick, nick_key
+from zchat.envelope import (
+    Delivery,
+    Envelope,
+    EnvelopeError,
+    is_valid_nick,
+    is_valid_room,
+    nick_key,
+)
 from zchat.envelope.limits import (
     DELIVERY_FRAMES,
     MAX_ENVELOPE_FRAMES,
@@ -45,6 +52,8 @@ PROTOCOL_TAG: Final = b"ZCHAT1"
 _TAG_FAMILY: Final = b"ZCHAT"
 
 CHALLENGE_BYTES: Final = 32
+#: The room a broker names in WELCOME unless told another (`zchat broker --room`).
+DEFAULT_ROOM: Final = "zchat"
 #: Reasons in REFUSE and ERROR are for people, and short.
 MAX_REASON_BYTES: Final = 200
 #: SNAPSHOT: two frames (nick, key) per member.
@@ -143,6 +152,9 @@ class Welcome:
     nick: str
     heartbeat_ms: int
     timeout_ms: int
+    #: The room's name, which vouches are bound to (`envelope.vouch`). The broker's
+    #: word: it keeps one room's vouches out of another, nothing more.
+    room: str = DEFAULT_ROOM
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,8 +227,8 @@ def encode(msg: Message) -> list[bytes]:
             body = []
         case Challenge(nonce):
             body = [nonce]
-        case Welcome(nick, hb, timeout):
-            body = [nick.encode(), hb.to_bytes(4, "big"), timeout.to_bytes(4, "big")]
+        case Welcome(nick, hb, timeout, room):
+            body = [nick.encode(), hb.to_bytes(4, "big"), timeout.to_bytes(4, "big"), room.encode()]
         case Refuse(code, reason) | Error(code, reason, b""):
             body = [bytes([code]), _reason(reason)]
         case Error(code, reason, msg_id):
@@ -318,11 +330,14 @@ def parse_from_broker(frames: Sequence[bytes]) -> BrokerMessage:
                     raise ProtocolError("challenge has the wrong size")
                 return Challenge(nonce)
             case Command.WELCOME:
-                nick, hb, timeout = _exact(body, 3)
+                nick, hb, timeout, room = _exact(body, 4)
                 if len(hb) != 4 or len(timeout) != 4:
                     raise ProtocolError("bad timer fields")
                 return Welcome(
-                    _nick(nick), int.from_bytes(hb, "big"), int.from_bytes(timeout, "big")
+                    _nick(nick),
+                    int.from_bytes(hb, "big"),
+                    int.from_bytes(timeout, "big"),
+                    _room(room),
                 )
             case Command.REFUSE:
                 code, reason = _exact(body, 2)
@@ -411,6 +426,13 @@ def _nick(raw: bytes) -> str:
     text = bytes(raw).decode("ascii", "replace")
     if not is_valid_nick(text):
         raise ProtocolError("invalid nickname")
+    return text
+
+
+def _room(raw: bytes) -> str:
+    text = bytes(raw).decode("ascii", "replace")
+    if not is_valid_room(text):
+        raise ProtocolError("invalid room name")
     return text
 
 

@@ -15,7 +15,9 @@ import zmq
 from zchat.broker.core import BrokerConfig
 from zchat.broker.server import Server
 from zchat.console import EXIT_ERROR, EXIT_USAGE, fail, info
+from zchat.envelope import is_valid_room
 from zchat.wire import curve as bc
+from zchat.wire.protocol import DEFAULT_ROOM
 from zchat.wire.transport import TransportError
 
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
@@ -70,6 +72,13 @@ def broker(
             "--print-key", help="Print the CURVE public key (creating it if needed) and exit."
         ),
     ] = False,
+    room: Annotated[
+        str,
+        typer.Option(
+            envvar="ZCHAT_ROOM",
+            help="The room's name, told to every peer: their vouches are good for this room only.",
+        ),
+    ] = DEFAULT_ROOM,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every event.")] = False,
 ) -> None:
     """Run the broker: routes sealed messages between peers; never sees plaintext."""
@@ -78,6 +87,8 @@ def broker(
         assert keys is not None
         print(keys.public.decode("ascii"))
         raise typer.Exit
+    if not is_valid_room(room):
+        fail(f"invalid room name {room!r}", "1 to 64 printable ASCII characters", EXIT_USAGE)
     if heartbeat_timeout <= heartbeat_interval:
         # Otherwise every peer is evicted between two of its own heartbeats.
         fail(
@@ -97,6 +108,7 @@ def broker(
         heartbeat_timeout=heartbeat_timeout,
         handshake_timeout=heartbeat_timeout,
         backlog_timeout=heartbeat_timeout,
+        room=room,
     )
     server = Server(
         endpoints=bind or [DEFAULT_BIND],
@@ -116,6 +128,7 @@ def broker(
     log = logging.getLogger("zchat.broker")
     for endpoint in endpoints:
         log.info("listening on %s", endpoint)
+    log.info("room %r", room)
     if keys is not None:
         log.info("CURVE on; public key: %s", keys.public.decode("ascii"))
         # Z85 has shell metacharacters ($, &, !, ...) but never a single quote.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +19,8 @@ from zchat.envelope import (
 from zchat.envelope.limits import KEY_SIZES
 from zchat.home import default_home, unlock
 from zchat.peer.pinfile import PinFile
-from zchat.peer.pins import PinsError
+from zchat.peer.pins import How, Pin, PinsError
+from zchat.peer.sanitize import for_terminal
 
 app = typer.Typer(name="keys", help="Your identity key and the keys you have pinned.")
 
@@ -63,9 +65,9 @@ def init(
 
 @app.command()
 def pins(home: HomeOption = None) -> None:
-    """List the nicknames whose keys you have pinned."""
-    for nick, fp in _pins(home).pins:
-        print(f"{nick:<32}  {format_fingerprint(fp)}")
+    """List the nicknames whose keys you have pinned, and who admitted them."""
+    for pin in _pins(home).pins:
+        print(f"{pin.nick:<32}  {format_fingerprint(pin.fingerprint)}  {_admission(pin)}")
 
 
 @app.command()
@@ -81,6 +83,15 @@ def forget(
     if not forgotten:
         fail(f"no pin for {nick}", "'zchat keys pins' lists them")
     info(f"forgot the pin for {nick}")
+
+
+def _admission(pin: Pin) -> str:
+    if not pin.admitted or pin.admission is None:
+        return "not admitted"
+    when = time.strftime("%Y-%m-%d", time.localtime(pin.admission.at_ms / 1000))
+    if pin.admission.how is How.VOUCH:
+        return f"vouched by {for_terminal(pin.admission.by)} {when}"
+    return f"admitted by you {when}"
 
 
 def _pins(home: Path | None) -> PinFile:

@@ -62,9 +62,21 @@ def peer(
     json_mode: Annotated[
         bool, typer.Option("--json", help="Scripted mode: one JSON object per event.")
     ] = False,
+    admit_all: Annotated[
+        bool,
+        typer.Option(
+            "--admit-all",
+            envvar="ZCHAT_ADMIT_ALL",
+            help="An open room: let every key read at first sight, a changed one too (still "
+            "reported). For bots, benchmarks and load tests: the broker then decides who "
+            "reads. Without it, nobody reads until you /admit them or someone you admitted "
+            "vouches for them.",
+        ),
+    ] = False,
     trust_new_keys: Annotated[
         bool,
-        typer.Option(help="Accept changed keys without /trust (still reported). For bots."),
+        # The name before there was admission; it meant the same for changed keys.
+        typer.Option("--trust-new-keys", hidden=True, help="Another name for --admit-all."),
     ] = False,
     connect_timeout: Annotated[
         float,
@@ -107,7 +119,7 @@ def peer(
         pins = PinFile.open(home)
     except PinsError as exc:
         fail(str(exc), "fix or remove the file; it only holds pins")
-    config = PeerConfig(trust_new_keys=trust_new_keys, absent_grace=absent_grace)
+    config = PeerConfig(admit_all=admit_all or trust_new_keys, absent_grace=absent_grace)
 
     def make_client(nick: str) -> Client:
         return Client.create(nick, identity, connect, pin_file=pins, config=config, curve=curve)
@@ -117,6 +129,8 @@ def peer(
             from zchat.peer.interactive import chat  # noqa: PLC0415 (loads prompt_toolkit only here)
 
             outcome = asyncio.run(chat(nick, make_client))
+            if isinstance(outcome, Closed):
+                report(outcome)  # the chat said it too; this is what stays after it
         else:
             assert nick is not None
             # Text from the network may not fit a narrow locale: escape it rather
@@ -175,7 +189,11 @@ def report(outcome: Outcome) -> None:
         case TransportFailed(reason, hint):
             error(reason, hint or None)
         case Closed(reason):
-            error(reason)
+            error(
+                reason,
+                "another zchat with your key took your place; if that was not you, "
+                "someone else holds your key",
+            )
 
 
 def _curve_keys(broker_key: str) -> CurveKeys:

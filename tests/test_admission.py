@@ -1,0 +1,612 @@
+"""Admission (issue 12), cores back to back in memory: the broker announces members,
+but nothing is sealed to one until the user admits it by fingerprint or a member the
+user admitted vouches for it; and no vouch counts that the voucher did not sign, for
+this nickname, this key and this room.
+
+Everyone here runs a closed room (`CLOSED`) unless a test says otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+import pytest
+
+from tests.conftest import KeyPool
+from tests.memory import CLOSED, FAST_CORE, OPEN, MemoryRoom, seeded
+from zchat.broker.core import Broker, BrokerConfig
+from zchat.envelope import (
+    Identity,
+    MessageKind,
+    Recipient,
+    Vouch,
+    encode_vouches,
+    format_fingerprint,
+    make_vouch,
+    seal,
+)
+from zchat.peer import events as ev
+from zchat.peer.admission import MIN_PREFIX
+from zchat.peer.core import PeerCore
+from zchat.peer.errors import FingerprintMismatch, NobodyHere, NotAdmitted, UnknownRecipient
+from zchat.peer.json_events import to_json
+from zchat.peer.pins import Admission, How, Pin, Pins
+from zchat.peer.render import Renderer, plain
+from zchat.wire import protocol as p
+
+
+def typed(identity: Identity, chars: int = 9) -> str:
+    """What a user types after comparing: the start of the fingerprint as shown."""
+    return format_fingerprint(identity.fingerprint)[:chars]
+
+
+def admitted_by_alice(*members: tuple[str, Identity]) -> Pins:
+    """alice's pins as /admit left them in an earlier run."""
+    return Pins(Pin(n, i.fingerprint, Admission(How.YOU, "alice", 1)) for n, i in members)
+
+
+@dataclasses.dataclass
+class Tap:
+    """Every SEND each peer of `room` puts on the wire (as the room carries it on)."""
+
+    room: MemoryRoom
+    seen: dict[bytes, list[p.Send]] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.room.lose = self._record
+
+    def _record(self, conn: bytes, frames: list[bytes]) -> bool:
+        msg = p.parse_from_peer(frames)
+        if isinstance(msg, p.Send):
+            self.seen.setdefault(conn, []).append(msg)
+        return False  # nothing is lost: only watched
+
+    def take(self, conn: bytes) -> list[p.Send]:
+        """What `conn` sent since the last call, once the room went quiet."""
+        self.room.pump()
+        return self.seen.pop(conn, [])
+
+
+def readers(core: PeerCore) -> set[str]:
+    return {m.nick for m in core.members.values() if m.may_read}
+
+
+def lines(event: ev.Event, me: str = "alice") -> str:
+    return "\n".join(plain(line) for line in Renderer(me).render(event, 0.0))
+
+
+def vouch_delivery(
+    sealer: Identity,
+    sealer_nick: str,
+    to: tuple[str, Identity],
+    vouches: list[Vouch] | bytes,
+    seq: int,
+) -> list[bytes]:
+    """A DELIVER of a VOUCH message, sealed by `sealer` as `sealer_nick` to `to` alone."""
+    plaintext = vouches if isinstance(vouches, bytes) else encode_vouches(vouches)
+    envelope = seal(
+        plaintext,
+        sender=sealer,
+        sender_nick=sealer_nick,
+        recipients=[Recipient(to[0], to[1].public_key)],
+        seq=seq,
+        kind=MessageKind.VOUCH,
+    )
+    return p.encode(p.Deliver(envelope.delivery_for(0)))
+
+
+# --- the broker announces; nobody reads until admitted ---------------------------------
+
+
+def test_a_member_the_broker_announces_is_sealed_nothing_until_admitted(
+    alice: Identity, bob: Identity
+) -> None:
+    room = MemoryRoom()
+    tap = Tap(room)
+    b = room.join("bob", bob)  # an open room: bob writes to anyone
+    a = room.join("alice", alice, config=CLOSED)
+    (needed,) = room.of_type(a, ev.AdmitNeeded)
+    assert needed == ev.AdmitNeeded("bob", bob.fingerprint, True, f"/admit bob {typed(bob)}")
+    shown = lines(needed)
+    assert "NOT ADMITTED: bob receives nothing from you until you admit them" in shown
+    assert format_fingerprint(bob.fingerprint) in shown  # the whole fingerprint
+    assert f"type /admit bob {typed(bob)}" in shown  # and the exact command
+    with pytest.raises(NobodyHere, match=r"nobody here is admitted yet \(bob\)"):
+        room.send(a, "anyone?")
+    with pytest.raises(NotAdmitted, match=rf"bob is not admitted: .* /admit bob {typed(bob)}"):
+        room.send(a, "psst", to=["bob"])
+    assert tap.take(a) == []  # nothing at all, since alice came in
+    # What bob writes is shown, and marked: his key is the broker's word.
+    room.send(b, "hello, is this thing on?")
+    room.pump()
+    (got,) = room.of_type(a, ev.MessageReceived)
+    assert (got.text, got.admitted) == ("hello, is this thing on?", False)
+    assert "<bob> [not admitted] hello, is this thing on?" in lines(got)
+    assert to_json(got)["admitted"] is False
+
+    room.peers[a].admit("bob", typed(bob), room.now)
+    room.send(a, "now you read me")
+    (send,) = [s for s in tap.take(a) if s.envelope.header.kind is MessageKind.ROOM]
+    assert send.envelope.header.recipients == ("bob",)
+    assert [e.text for e in room.of_type(b, ev.MessageReceived)] == ["now you read me"]
+
+
+def test_to_n_counts_only_the_members_a_message_was_sealed_to(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    room = MemoryRoom()
+    room.join("bob", bob)
+    room.join("carol", carol)
+    a = room.join("alice", alice, pins=admitted_by_alice(("carol", carol)), config=CLOSED)
+    msg_id = room.send(a, "for those I admitted")
+    room.pump()
+    renderer = Renderer("alice")
+    shown = [plain(x) for e in room.events[a] for x in renderer.render(e, room.wall)]
+    assert any(line.endswith("for those I admitted  (to 1)") for line in shown)
+    (sent,) = room.of_type(a, ev.Sent)
+    assert sent.recipients == ("carol",)
+    # A broker that claims deliveries to members it was not sealed to counts for nothing.
+    assert renderer.render(ev.Acked(msg_id, ("bob",), ()), room.wall) == []
+    fresh = Renderer("alice")
+    fresh.render(sent, room.wall)
+    (line,) = fresh.render(ev.Acked(msg_id, ("bob", "carol", "mallory"), ()), room.wall)
+    assert plain(line).endswith("for those I admitted  (to 1)")
+
+
+# --- /admit and /trust take a fingerprint, and it must match ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("what", "expected"),
+    [
+        ("", "bob's fingerprint is .*; compare it with bob .* then type /admit bob "),
+        ("short", f"give at least {MIN_PREFIX} characters"),
+        ("7chars_", f"give at least {MIN_PREFIX} characters"),
+        ("wrong", "does not start with what you typed: nothing changed"),
+        ("whole-and-more", "does not start with what you typed"),
+    ],
+)
+def test_admit_with_a_missing_short_or_wrong_fingerprint_is_refused(
+    alice: Identity, bob: Identity, carol: Identity, what: str, expected: str
+) -> None:
+    room = MemoryRoom()
+    room.join("bob", bob)
+    a = room.join("alice", alice, config=CLOSED)
+    fp = format_fingerprint(bob.fingerprint)
+    text = {
+        "": "",
+        "short": fp[:4],
+        "7chars_": fp.replace(" ", "")[: MIN_PREFIX - 1],
+        "wrong": typed(carol),
+        "whole-and-more": fp + " AAAA",
+    }[what]
+    with pytest.raises(FingerprintMismatch, match=expected):
+        room.peers[a].admit("bob", text, room.now)
+    assert readers(room.peers[a]) == set()
+    assert room.peers[a].take_pins() is None or all(
+        not pin.admitted for pin in room.peers[a].pins.items()
+    )
+
+
+def test_spaces_and_case_do_not_matter_and_eight_characters_are_enough(
+    alice: Identity, bob: Identity
+) -> None:
+    room = MemoryRoom()
+    room.join("bob", bob)
+    a = room.join("alice", alice, config=CLOSED)
+    first8 = format_fingerprint(bob.fingerprint).replace(" ", "")[:MIN_PREFIX]
+    spaced = " ".join(first8.lower())  # "7 c m 5 t f y e"
+    room.peers[a].admit("BOB", spaced, room.now)
+    room.pump()
+    assert readers(room.peers[a]) == {"bob"}
+    (admitted,) = room.of_type(a, ev.Admitted)
+    assert admitted == ev.Admitted("bob", bob.fingerprint, "you", "alice")
+    with pytest.raises(UnknownRecipient):
+        room.peers[a].admit("nobody", spaced, room.now)
+
+
+def test_a_stale_fingerprint_is_refused_when_the_key_changed_again(
+    alice: Identity, bob: Identity, carol: Identity, keys: KeyPool
+) -> None:
+    """The user compared the key the warning showed; meanwhile the broker swapped it
+    for another. /trust with what they compared must not accept the key there now."""
+    room = MemoryRoom()
+    a = room.join("alice", alice, pins=admitted_by_alice(("bob", bob)), config=CLOSED)
+    core = room.peers[a]
+    core.receive(p.encode(p.Join(p.Member("bob", carol.public_der))), room.now)  # changed
+    (warning,) = [e for e in core.take_events() if isinstance(e, ev.KeyChanged)]
+    assert warning.new == carol.fingerprint
+    evil = keys.get(5)
+    core.receive(p.encode(p.Join(p.Member("bob", evil.public_der))), room.now)  # again
+    with pytest.raises(FingerprintMismatch, match="does not start with what you typed"):
+        core.trust("bob", typed(carol), room.now)
+    with pytest.raises(FingerprintMismatch, match=f"/trust bob {typed(evil)}"):
+        core.trust("bob", "", room.now)  # /trust NICK alone: refused, with the command
+    assert readers(core) == set()
+    assert core.pins.get("bob") == bob.fingerprint  # the pin is untouched
+    core.trust("bob", typed(evil), room.now)  # what the user compares now
+    assert readers(core) == {"bob"}
+
+
+# --- one comparison per newcomer --------------------------------------------------------
+
+
+def closed_room(names: Iterable[str], keys: KeyPool) -> tuple[MemoryRoom, dict[str, bytes]]:
+    """A room whose members all admitted each other: the first by fingerprint with
+    everyone, the others by its vouches."""
+    room = MemoryRoom()
+    conns: dict[str, bytes] = {}
+    ids: dict[str, Identity] = {}
+    for i, name in enumerate(names):
+        ids[name] = keys.get(i)
+        conns[name] = room.join(name, ids[name], config=CLOSED)
+    first, *rest = conns
+    for name in rest:
+        room.peers[conns[first]].admit(name, typed(ids[name]), room.now)
+        room.peers[conns[name]].admit(first, typed(ids[first]), room.now)
+        room.pump()
+    for name, conn in conns.items():
+        assert readers(room.peers[conn]) == set(conns) - {name}, name
+    return room, conns
+
+
+@pytest.mark.parametrize("first", ["newcomer", "member"])
+def test_a_newcomer_admitted_with_one_comparison_is_admitted_by_everyone(
+    keys: KeyPool, first: str
+) -> None:
+    room, conns = closed_room(["alice", "bob", "carol", "dave"], keys)
+    erin = keys.get(6)
+    e = room.join("erin", erin, config=CLOSED)
+    for name, conn in conns.items():
+        assert room.of_type(conn, ev.AdmitNeeded)[-1].nick == "erin", name
+    # erin knows alice, and only alice: they compare fingerprints, both ways.
+    steps = [
+        lambda: room.peers[e].admit("alice", typed(keys.get(0)), room.now),
+        lambda: room.peers[conns["alice"]].admit("erin", typed(erin), room.now),
+    ]
+    for step in steps if first == "newcomer" else steps[::-1]:
+        step()
+        room.pump()
+    assert readers(room.peers[e]) == set(conns)
+    for name, conn in conns.items():
+        assert "erin" in readers(room.peers[conn]), name
+    # Who admitted whom, as each says it.
+    by = {x.nick: (x.how, x.by) for x in room.of_type(e, ev.Admitted)}
+    assert by == {
+        "alice": ("you", "erin"),
+        "bob": ("vouch", "alice"),
+        "carol": ("vouch", "alice"),
+        "dave": ("vouch", "alice"),
+    }
+    for name in ("bob", "carol", "dave"):
+        (x,) = [x for x in room.of_type(conns[name], ev.Admitted) if x.nick == "erin"]
+        assert (x.how, x.by) == ("vouch", "alice")
+        assert lines(x, name) == (
+            "* admitted erin on alice's word (a vouch): they read what you send from now on"
+        )
+    # And they read each other.
+    room.send(e, "hello all")
+    room.send(conns["dave"], "welcome erin")
+    room.pump()
+    for name, conn in conns.items():
+        assert "hello all" in [m.text for m in room.of_type(conn, ev.MessageReceived)], name
+    assert "welcome erin" in [m.text for m in room.of_type(e, ev.MessageReceived)]
+    # The vouches themselves are never shown, nor their sending or acknowledgement.
+    for conn in [e, *conns.values()]:
+        assert all(m.text for m in room.of_type(conn, ev.MessageReceived))
+        assert all(s.text for s in room.of_type(conn, ev.Sent))
+        assert room.peers[conn].pending_acks() == []
+
+
+def test_vouch_messages_per_event_are_bounded_by_the_room_and_a_restart_sends_none(
+    keys: KeyPool,
+) -> None:
+    names = [f"m{i:02}" for i in range(20)]
+    room, conns = closed_room(names, keys)
+    tap = Tap(room)
+    newcomer = keys.get(len(names))
+    n = room.join("newcomer", newcomer, config=CLOSED)
+    for conn in conns.values():
+        assert tap.take(conn) == []  # an unadmitted newcomer is told nothing
+    room.peers[conns["m00"]].admit("newcomer", typed(newcomer), room.now)
+    vouched = tap.take(conns["m00"])
+    # One VOUCH to the room about the newcomer; to the newcomer, 19 vouches: two messages.
+    assert [len(s.envelope.header.recipients) for s in vouched] == [19, 1, 1]
+    assert all(s.envelope.header.kind is MessageKind.VOUCH for s in vouched)
+    for name, conn in conns.items():
+        if name != "m00":  # admitted by vouch: what it admitted, to the newcomer alone
+            told = tap.take(conn)
+            assert [s.envelope.header.recipients for s in told] == [("newcomer",)] * 2, name
+    # The newcomer admits m00, and takes the word of those m00 vouched for.
+    room.peers[n].admit("m00", typed(keys.get(0)), room.now)
+    assert readers(room.peers[n]) == set(names)
+    # Each of them vouched to the newcomer for all the others: there is nothing to tell
+    # them back, and nobody answers anything.
+    assert tap.take(n) == []
+    for conn in conns.values():
+        assert tap.take(conn) == []
+
+    # A broker restart brings everyone back at once: nobody is told anything again.
+    before = {conn: room.peers[conn].seq for conn in [n, *conns.values()]}
+    room.broker = Broker(FAST_CORE, random=seeded(9))
+    room.advance(2.0)
+    assert {conn: room.peers[conn].seq for conn in before} == before  # nothing sealed
+
+
+def test_a_member_who_was_away_and_a_newcomer_admitted_meanwhile_admit_each_other(
+    keys: KeyPool,
+) -> None:
+    room, conns = closed_room(["alice", "bob", "carol"], keys)
+    carol = keys.get(2)
+    room.peers[conns["carol"]].leave()
+    room.pump()
+    dave = keys.get(3)
+    d = room.join("dave", dave, config=CLOSED)
+    room.peers[d].admit("alice", typed(keys.get(0)), room.now)
+    room.peers[conns["alice"]].admit("dave", typed(dave), room.now)
+    room.pump()
+    assert readers(room.peers[d]) == {"alice", "bob"}
+    # carol comes back, with the pins of her earlier run: nobody compares anything.
+    back = room.join("carol", carol, pins=room.peers[conns["carol"]].pins, config=CLOSED)
+    assert "dave" in readers(room.peers[back])
+    assert "carol" in readers(room.peers[d])
+    (x,) = [x for x in room.of_type(back, ev.Admitted) if x.nick == "dave"]
+    assert x.how == "vouch"
+
+
+def test_a_returning_member_with_the_same_key_is_admitted_at_once(
+    alice: Identity, bob: Identity
+) -> None:
+    room = MemoryRoom()
+    b = room.join("bob", bob)
+    a = room.join("alice", alice, config=CLOSED)
+    room.peers[a].admit("bob", typed(bob), room.now)
+    room.pump()
+    (saved,) = room.saved[a][-1]
+    assert saved.admission == Admission(How.YOU, "alice", int(room.wall * 1000))
+    room.peers[b].leave()
+    room.pump()
+    room.join("bob", bob)
+    assert readers(room.peers[a]) == {"bob"}
+    assert [x.nick for x in room.of_type(a, ev.AdmitNeeded)] == ["bob"]  # only the first time
+    # A new run of alice, with those pins: bob is admitted, and /who says by whom.
+    again = MemoryRoom()
+    again.join("bob", bob)
+    a2 = again.join("alice", alice, pins=Pins(room.saved[a][-1]), config=CLOSED)
+    assert readers(again.peers[a2]) == {"bob"}
+    assert again.of_type(a2, ev.AdmitNeeded) == []
+
+
+# --- vouches that admit nobody ------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Scene:
+    """alice (closed) admitted carol earlier; mallory is here, not admitted; dave too."""
+
+    room: MemoryRoom
+    a: bytes
+    alice: Identity
+    carol: Identity
+    mallory: Identity
+    dave: Identity
+    evil: Identity
+    seq: int = 1 << 40
+
+    def deliver(self, sealer: Identity, sealer_nick: str, vouches: list[Vouch] | bytes) -> None:
+        self.seq += 1
+        frames = vouch_delivery(sealer, sealer_nick, ("alice", self.alice), vouches, self.seq)
+        self.room.peers[self.a].receive(frames, self.room.now)
+        self.room.pump()
+
+    def vouch(self, by: Identity, nick: str = "mallory", **change: object) -> Vouch:
+        fields: dict[str, object] = {
+            "room": "zchat",
+            "nick": nick,
+            "fingerprint": self.mallory.fingerprint,
+            "time_ms": 1,
+        }
+        fields.update(change)
+        return make_vouch(by, **fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def scene(keys: KeyPool) -> Scene:
+    alice, carol, mallory, dave, evil = (keys.get(i) for i in (0, 2, 3, 4, 5))
+    room = MemoryRoom()
+    room.join("carol", carol)
+    room.join("mallory", mallory)
+    room.join("dave", dave)
+    a = room.join("alice", alice, pins=admitted_by_alice(("carol", carol)), config=CLOSED)
+    assert readers(room.peers[a]) == {"carol"}
+    room.take(a)
+    return Scene(room, a, alice, carol, mallory, dave, evil)
+
+
+def forged(s: Scene) -> list[Vouch]:
+    """Signed by the broker's key, naming carol as the voucher."""
+    real = s.vouch(s.carol)
+    fake = s.vouch(s.evil)
+    return [dataclasses.replace(real, signature=fake.signature)]
+
+
+REJECTIONS = {
+    "a forged signature": (forged, "signature does not verify"),
+    "another fingerprint": (
+        lambda s: [s.vouch(s.carol, fingerprint=s.evil.fingerprint)],
+        "another key than the one mallory has here",
+    ),
+    "another nickname (the key is here as mallory)": (
+        lambda s: [s.vouch(s.carol, nick="mallory2")],
+        "it names mallory2, but that key is here as mallory",
+    ),
+    "another room": (lambda s: [s.vouch(s.carol, room="elsewhere")], "another room"),
+    "another voucher inside carol's message": (
+        lambda s: [s.vouch(s.dave)],
+        "names another voucher than its sender",
+    ),
+    "another key under our own nickname": (
+        lambda s: [s.vouch(s.carol, nick="alice", fingerprint=s.evil.fingerprint)],
+        "another key under your nickname",
+    ),
+    "bytes that are no vouches": (lambda s: b"\x01\x00\x05junk", "unreadable vouches"),
+}
+
+
+@pytest.mark.parametrize("case", REJECTIONS)
+def test_a_vouch_that_is_not_what_carol_signed_for_mallory_here_admits_nobody(
+    scene: Scene, case: str
+) -> None:
+    make, reason = REJECTIONS[case]
+    scene.deliver(scene.carol, "carol", make(scene))
+    core = scene.room.peers[scene.a]
+    assert readers(core) == {"carol"}  # nobody admitted
+    (rejected,) = scene.room.of_type(scene.a, ev.VouchRejected)
+    assert rejected.voucher == "carol"
+    assert not rejected.held
+    assert reason in rejected.reason
+    assert lines(rejected).startswith("! a vouch from carol for ")
+    assert "was rejected, nobody admitted" in lines(rejected)
+    assert to_json(rejected)["event"] == "vouch-rejected"
+    tap = Tap(scene.room)
+    scene.room.send(scene.a, "still only carol")
+    (send,) = tap.take(scene.a)
+    assert send.envelope.header.recipients == ("carol",)
+
+
+def test_a_vouch_the_broker_seals_in_carols_name_is_a_bad_signature(scene: Scene) -> None:
+    scene.deliver(scene.evil, "carol", [scene.vouch(scene.evil)])
+    problems = [e.code for e in scene.room.of_type(scene.a, ev.Problem)]
+    assert problems == ["bad-signature"]
+    assert readers(scene.room.peers[scene.a]) == {"carol"}
+
+
+def test_a_vouch_from_a_member_not_admitted_is_held_visibly_and_counts_once_admitted(
+    scene: Scene,
+) -> None:
+    scene.deliver(scene.dave, "dave", [scene.vouch(scene.dave)])
+    core = scene.room.peers[scene.a]
+    assert readers(core) == {"carol"}
+    (held,) = scene.room.of_type(scene.a, ev.VouchRejected)
+    assert held == ev.VouchRejected("dave", ("mallory",), "you have not admitted dave", True)
+    assert "dave vouches for mallory, but you have not admitted dave" in lines(held)
+    # The user admits dave (fingerprint compared): dave's word now counts.
+    core.admit("dave", typed(scene.dave), scene.room.now)
+    scene.room.pump()
+    assert readers(core) == {"carol", "dave", "mallory"}
+    by = {x.nick: (x.how, x.by) for x in scene.room.of_type(scene.a, ev.Admitted)}
+    assert by == {"dave": ("you", "alice"), "mallory": ("vouch", "dave")}
+
+
+def test_a_self_vouch_never_admits_its_voucher(scene: Scene) -> None:
+    scene.deliver(
+        scene.dave,
+        "dave",
+        [scene.vouch(scene.dave, nick="dave", fingerprint=scene.dave.fingerprint)],
+    )
+    assert readers(scene.room.peers[scene.a]) == {"carol"}
+
+
+def test_a_vouch_for_a_changed_key_leaves_it_to_the_user(scene: Scene) -> None:
+    core = scene.room.peers[scene.a]
+    core.receive(p.encode(p.Join(p.Member("carol", scene.evil.public_der))), scene.room.now)
+    scene.room.pump()
+    # dave, whom alice admits, vouches for the new key: still only /trust accepts it.
+    core.admit("dave", typed(scene.dave), scene.room.now)
+    scene.deliver(
+        scene.dave,
+        "dave",
+        [scene.vouch(scene.dave, nick="carol", fingerprint=scene.evil.fingerprint)],
+    )
+    assert "carol" not in readers(core)
+    (rejected,) = scene.room.of_type(scene.a, ev.VouchRejected)
+    assert f"only you can accept a new key (/trust carol {typed(scene.evil)})" in rejected.reason
+
+
+def test_a_vouch_for_someone_not_here_yet_counts_when_they_arrive_with_that_key(
+    scene: Scene, keys: KeyPool
+) -> None:
+    frank, impostor = keys.get(6), keys.get(7)
+    scene.deliver(
+        scene.carol,
+        "carol",
+        [scene.vouch(scene.carol, nick="frank", fingerprint=frank.fingerprint)],
+    )
+    assert scene.room.of_type(scene.a, ev.VouchRejected) == []  # a JOIN still on its way
+    scene.room.join("frank", frank)
+    assert "frank" in readers(scene.room.peers[scene.a])
+    # The same for a nickname the broker then announces with its own key: refused.
+    grace = keys.get(8)
+    scene.deliver(
+        scene.carol,
+        "carol",
+        [scene.vouch(scene.carol, nick="grace", fingerprint=grace.fingerprint)],
+    )
+    scene.room.join("grace", impostor)
+    assert "grace" not in readers(scene.room.peers[scene.a])
+    (rejected,) = scene.room.of_type(scene.a, ev.VouchRejected)
+    assert rejected.nicks == ("grace",)
+    assert "another key than the one grace has here" in rejected.reason
+
+
+def test_a_room_name_the_broker_gives_binds_the_vouches(keys: KeyPool) -> None:
+    """The same vouch is good in the room it names, and nowhere else."""
+    alice, carol, mallory = keys.get(0), keys.get(2), keys.get(3)
+    for room_name, counts in (("zchat", False), ("work", True)):
+        room = MemoryRoom(broker=Broker(BrokerConfig(room="work"), random=seeded(0)))
+        room.join("carol", carol)
+        room.join("mallory", mallory)
+        a = room.join("alice", alice, pins=admitted_by_alice(("carol", carol)), config=CLOSED)
+        assert room.peers[a].room == "work"
+        vouch = make_vouch(
+            carol, room=room_name, nick="mallory", fingerprint=mallory.fingerprint, time_ms=1
+        )
+        room.peers[a].receive(
+            vouch_delivery(carol, "carol", ("alice", alice), [vouch], 1 << 40), room.now
+        )
+        room.pump()
+        assert ("mallory" in readers(room.peers[a])) is counts
+
+
+def test_an_open_room_takes_no_vouches_and_sends_none(scene: Scene, keys: KeyPool) -> None:
+    room = MemoryRoom()
+    tap = Tap(room)
+    room.join("carol", scene.carol)
+    a = room.join("alice", scene.alice, config=OPEN)
+    assert readers(room.peers[a]) == {"carol"}
+    room.join("mallory", scene.mallory)
+    for vouches in ([scene.vouch(scene.carol, room="elsewhere")], b"junk"):
+        frames = vouch_delivery(scene.carol, "carol", ("alice", scene.alice), vouches, scene.seq)
+        scene.seq += 1
+        room.peers[a].receive(frames, room.now)
+    room.pump()
+    assert [e for e in room.events[a] if isinstance(e, ev.VouchRejected | ev.Problem)] == []
+    assert room.of_type(a, ev.Admitted) == []  # an open room's admission is not news
+    assert [s.envelope.header.kind for s in tap.take(a)] == []
+
+
+def test_a_new_key_the_user_trusts_is_told_everything_again_but_vouches_never_accept_it(
+    keys: KeyPool,
+) -> None:
+    room, conns = closed_room(["alice", "bob", "carol"], keys)
+    room.peers[conns["bob"]].leave()
+    room.pump()
+    laptop = keys.get(7)  # bob, on a new laptop, with a new key
+    b = room.join("bob", laptop, config=CLOSED)
+    for name in ("alice", "carol"):
+        assert "bob" not in readers(room.peers[conns[name]]), name
+    room.peers[b].admit("alice", typed(keys.get(0)), room.now)
+    room.peers[conns["alice"]].trust("bob", typed(laptop), room.now)
+    room.pump()
+    # alice told the new key what she had told the old one: bob reads carol again...
+    assert readers(room.peers[b]) == {"alice", "carol"}
+    # ...but carol, whose pin holds the old key, accepts the new one only herself.
+    carol = room.peers[conns["carol"]]
+    assert "bob" not in readers(carol)
+    (refused,) = room.of_type(conns["carol"], ev.VouchRejected)
+    assert (refused.voucher, refused.nicks) == ("alice", ("bob",))
+    assert f"only you can accept a new key (/trust bob {typed(laptop)})" in refused.reason
+    carol.trust("bob", typed(laptop), room.now)
+    room.pump()
+    assert "bob" in readers(carol)

@@ -1,0 +1,109 @@
+"""Admission between real `zchat peer --json` processes and a real broker (issue 12):
+one fingerprint comparison admits a newcomer everywhere, both ways."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from tests.procs import ZCHAT, Peer, running, start_broker, start_peer
+from zchat.envelope import format_fingerprint, load_identity
+
+
+def compared(home: Path) -> str:
+    """What someone reads out from `zchat keys show` and the other types: 2 groups."""
+    return format_fingerprint(load_identity(home).fingerprint)[:9]
+
+
+def admits(peer: Peer, nick: str, home: Path) -> None:
+    peer.send(f"/admit {nick} {compared(home)}")
+    peer.wait_event("admitted", nick=nick, how="you")
+
+
+def test_a_newcomer_admitted_with_one_comparison_is_admitted_by_everyone(tmp_path: Path) -> None:
+    homes = {n: tmp_path / n for n in ("alice", "bob", "carol")}
+    broker, ep = start_broker()
+    alice = start_peer("alice", ep, homes["alice"], admit_all=False)
+    bob = start_peer("bob", ep, homes["bob"], admit_all=False)
+    with running(broker, alice, bob):
+        alice.wait_event("ready")
+        bob.wait_event("ready")
+        alice.wait_event("admit-needed", nick="bob")
+        # alice and bob met before: they compare once, each admits the other.
+        admits(alice, "bob", homes["bob"])
+        admits(bob, "alice", homes["alice"])
+
+        carol = start_peer("carol", ep, homes["carol"], admit_all=False)
+        with running(carol):
+            carol.wait_event("ready")
+            needed = [carol.wait_event("admit-needed") for _ in range(2)]  # in any order
+            assert sorted((e["nick"], e["already_here"]) for e in needed) == [
+                ("alice", True),
+                ("bob", True),
+            ]
+            bob.wait_event("admit-needed", nick="carol")
+            carol.send("anyone?")  # nobody admitted yet: refused, not sent to nobody
+            refused = carol.wait_event("error", code="not-sent")
+            assert refused["message"].startswith("nobody here is admitted yet (alice, bob)")
+
+            # carol knows alice, and only alice: one comparison, both ways.
+            admits(carol, "alice", homes["alice"])
+            admits(alice, "carol", homes["carol"])
+            by_vouch = bob.wait_event("admitted", nick="carol")
+            assert (by_vouch["how"], by_vouch["by"]) == ("vouch", "alice")
+            back = carol.wait_event("admitted", nick="bob")
+            assert (back["how"], back["by"]) == ("vouch", "alice")
+
+            carol.send("hello, room")
+            for peer in (alice, bob):
+                got = peer.wait_event("message", text="hello, room")
+                assert (got["from"], got["admitted"]) == ("carol", True)
+            ack = carol.wait_event("ack")
+            assert sorted(ack["delivered"]) == ["alice", "bob"]
+            bob.send("welcome, carol")
+            assert carol.wait_event("message", text="welcome, carol")["from"] == "bob"
+            # What each side saw of the vouches: nothing but the admissions.
+            assert [
+                e for e in carol.history if e["event"] == "vouch-rejected" and not e["held"]
+            ] == []
+            for peer in (alice, bob, carol):
+                peer.close_stdin()
+                assert peer.wait() == 0, peer.stderr_lines
+
+
+def test_an_open_room_needs_no_admission_and_trust_new_keys_is_its_hidden_old_name(
+    tmp_path: Path,
+) -> None:
+    helped = subprocess.run(
+        [*ZCHAT, "peer", "--help"], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert "--admit-all" in helped.stdout
+    assert "--trust-new-keys" not in helped.stdout
+    broker, ep = start_broker(env={"ZCHAT_ROOM": "bots only"})
+    broker.line(broker.err, lambda s: "room 'bots only'" in s, timeout=5)
+    bot = start_peer("bot", ep, tmp_path / "bot", "--trust-new-keys", admit_all=False)
+    other = start_peer(
+        "other", ep, tmp_path / "other", env={"ZCHAT_ADMIT_ALL": "1"}, admit_all=False
+    )
+    with running(broker, bot, other):
+        bot.wait_event("ready")
+        other.wait_event("ready")
+        bot.wait_event("join", nick="other")
+        bot.send("no comparison needed")
+        assert other.wait_event("message")["text"] == "no comparison needed"
+        other.send("nor here")  # ZCHAT_ADMIT_ALL: other admitted bot at first sight too
+        got = bot.wait_event("message")
+        assert (got["text"], got["admitted"]) == ("nor here", True)
+        assert [e for e in bot.history if e["event"] in ("admit-needed", "admitted")] == []
+
+
+def test_a_room_name_that_is_not_one_is_a_usage_error() -> None:
+    out = subprocess.run(
+        [*ZCHAT, "broker", "--room", "caf\u00e9"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert out.stderr.startswith("zchat: error: invalid room name")
