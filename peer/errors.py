@@ -6,7 +6,8 @@ PeerError
  ├── UnknownRecipient    /msg to someone who is not in the room
  ├── UntrustedRecipient  /msg to someone whose key changed and is not yet trusted
  ├── NobodyHere          a room message with nobody else in the room
- └── OutboxFull          too many messages wait for acknowledgement
+ ├── OutboxFull          too many messages wait for acknowledgement
+ └── CannotSeal          the message cannot be sealed for these recipients (too many)
 """
 
 
@@ -35,4 +36,8 @@ class NobodyHere(PeerError):
 
 
 class OutboxFull(PeerError):
+    pass
+
+
+class CannotSeal(PeerError):
     pass
