@@ -484,6 +484,12 @@ class PeerCore:
                 if key not in self.members:
                     self._gone(key, member, "timeout")
 
+    def connection_lost(self, reason: str, now: float) -> None:
+        """The I/O layer saw the connection dropped for good (its transport refused
+        what the broker sent): reconnect now, rather than after the heartbeat timeout."""
+        if self.phase in (Phase.READY, Phase.HANDSHAKING):
+            self._disconnected(reason, now, new_socket=True)
+
     def _disconnected(self, reason: str, now: float, *, new_socket: bool) -> None:
         if self._lost_at is None:
             self._events.append(ev.Disconnected(reason))
