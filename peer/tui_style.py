@@ -7,9 +7,9 @@ and would let ``\\r``, backspace, C1 controls and bidi overrides through.
 
 Long lines are wrapped here, not by the terminal: a terminal wraps without a trace,
 so a message padded to the width could start a row with a fake ``12:00 <bob> ...``.
-Every row a line wraps onto starts with `CONTINUATION` instead, and no line of ours
-starts that way (they start with a time, ``*`` or ``!``), nor can network text reach
-the start of a row any other way: line breaks in it are shown escaped.
+Every row a line wraps onto starts with `CONTINUATION` instead. No line starts that
+way, and network text reaches the start of a row no other way: each line starts with
+words of ours (a time, ``*``, ``!``), and line breaks in network text are shown escaped.
 """
 
 from __future__ import annotations
