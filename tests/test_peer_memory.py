@@ -78,6 +78,14 @@ class HostileBroker:
         self.send(p.Snapshot(()))
         return hello.public_der
 
+    def acknowledge_next_send(self, timeout_ms: int = 15_000) -> p.Send:
+        """Wait for the peer's next SEND (skipping its heartbeats); say it was delivered."""
+        while not isinstance(msg := self._receive(timeout_ms), p.Send):
+            pass
+        header = msg.envelope.header
+        self.send(p.Ack(header.msg_id, header.recipients, ()))
+        return msg
+
     def send(self, msg: p.BrokerMessage) -> None:
         self._router.send_multipart([self._conn, *p.encode(msg)])
 
@@ -139,6 +147,11 @@ def test_a_join_flood_and_a_held_back_flood_leave_the_peers_memory_bounded(
             assert count(peer, "error", code="room-full") == 1  # one line, not 9,745
             pins = (tmp_path / "alice" / "pins.json").read_text()
             assert pins.count('"j') < MAX_ROOM
+            # A line typed now goes to the whole (full) room: no crash, no lost message.
+            peer.send("hello, all of you")
+            send = broker.acknowledge_next_send()
+            assert len(send.envelope.header.recipients) == MAX_ROOM - 1
+            peer.wait_event("ack", timeout=15)
 
             # 2. The room empties; CHANGED members come back with new keys, and each
             # sends EACH messages of the largest size, all held back.
