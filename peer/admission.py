@@ -185,6 +185,10 @@ class Gate:
         since = self._gone.get(nick_key(member), 0)
         return self._arrived.get(nick_key(other), 0) > since
 
+    def saw_leave(self, member: str) -> bool:
+        """Whether we saw `member` leave (and remember it: the newest MAX_GONE)."""
+        return nick_key(member) in self._gone
+
     def leave(self, member: str) -> None:
         """`member` left: forget what it was told and what it vouched for."""
         key = nick_key(member)
@@ -262,10 +266,12 @@ class AdmissionMixin:
             return
         at_start = already_here and not self._welcomed_once
         self.gate.arrive(member.nick, at_start=at_start)
-        if announce and not already_here:
-            # Back after leaving: what we admitted meanwhile, to them; them, to those
-            # who arrived while they were away.
-            self._share_with(member, now)
+        if announce and not already_here and self.gate.saw_leave(member.nick):
+            # Back after leaving while we were here: what we admitted meanwhile, to them;
+            # them, to those who arrived while they were away. Only what changed while
+            # they were away: a broker announcing every member we ever admitted must not
+            # make us sign a vouch for each pair of them (quadratic in the room).
+            self._share_with(member, now, since_left=True)
             others = [
                 r
                 for r in self._readers()
@@ -396,14 +402,16 @@ class AdmissionMixin:
         present = [*self.members.values(), *(m for m, _ in self._missing.values())]
         return [m for m in present if m.may_read]
 
-    def _share_with(self, member: Contact, now: float) -> None:
-        """Send `member` our vouches for the members we admitted, not told before."""
+    def _share_with(self, member: Contact, now: float, *, since_left: bool = False) -> None:
+        """Send `member` our vouches for the members we admitted, not told before (with
+        `since_left`, only those who arrived after `member` last left)."""
         subjects = [
             m
             for m in self._readers()
             if m.vouches_count
             and nick_key(m.nick) != nick_key(member.nick)
             and not self.gate.told(member.nick, m.nick, m.fingerprint)
+            and (not since_left or self.gate.arrived_since_left(member.nick, m.nick))
         ]
         for m in subjects:
             self.gate.tell(member.nick, m.nick, m.fingerprint)

@@ -22,6 +22,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from zchat.envelope import Envelope, Identity
+from zchat.envelope.limits import MAX_FRAME_BYTES
 from zchat.peer import events as ev
 from zchat.peer.core import PeerConfig, PeerCore, Phase
 from zchat.peer.outbox import Entry
@@ -48,6 +49,17 @@ _HANDSHAKE_FAILED = (
     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
     | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
+#: libzmq drops a connection that breaks the transport's rules, above all one that
+#: carries a frame over MAXMSGSIZE, and then does not reconnect it: the socket stays
+#: dead, and the core would only notice when the heartbeat timeout ran out. The monitor
+#: tells the two kinds of loss apart: a lost connection is retried (CONNECT_RETRIED
+#: follows DISCONNECTED at once, from the same libzmq call), a refused one is not. A
+#: disconnect with no retry within this many seconds is taken as refused.
+DROP_GRACE = 0.05
+REFUSED = (
+    f"the broker sent a frame over the {MAX_FRAME_BYTES // 1024} KiB limit "
+    "(or other data the transport refuses), so the connection was dropped"
 )
 
 
@@ -90,6 +102,8 @@ class Client:
         self._sock: zmq.Socket[bytes] | None = None
         self._monitor: zmq.Socket[bytes] | None = None
         self._handshake_failures = 0
+        #: When the monitor saw the connection drop, until it sees libzmq retry it.
+        self._dropped_at: float | None = None
         #: Set when the transport cannot work (wrong broker key): the client stopped.
         self.failed: ev.TransportFailed | None = None
         self._backlog: deque[list[bytes]] = deque()
@@ -217,7 +231,12 @@ class Client:
             sock.setsockopt(zmq.CURVE_SECRETKEY, self.curve.secret)
         # libzmq retries a failed handshake forever without a word; its monitor is
         # the only place a wrong broker key shows.
-        monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | _HANDSHAKE_FAILED)
+        monitor = sock.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_SUCCEEDED
+            | _HANDSHAKE_FAILED
+            | zmq.EVENT_DISCONNECTED
+            | zmq.EVENT_CONNECT_RETRIED
+        )
         try:
             sock.connect(self.endpoint)
         except zmq.ZMQError as exc:
@@ -227,6 +246,7 @@ class Client:
             raise TransportError(f"cannot connect to {self.endpoint!r}: {exc.strerror}") from exc
         self._sock = sock
         self._monitor = monitor
+        self._dropped_at = None
         assert self._loop is not None
         self._loop.add_reader(sock.fileno(), self._pump)
         self._loop.add_reader(monitor.fileno(), self._watch)
@@ -261,6 +281,10 @@ class Client:
         self._watch()  # the monitor's FD is edge-triggered too
         if self.failed:
             return
+        dropped = self._dropped_at
+        if dropped is not None and time.monotonic() - dropped > DROP_GRACE:
+            self._dropped_at = None
+            self.core.connection_lost(REFUSED, time.monotonic())
         self.core.tick(time.monotonic())
         if self.core.reconnect_wanted:
             self._close_socket()
@@ -290,13 +314,20 @@ class Client:
         self._flush()
 
     def _watch(self) -> None:
-        """Read the socket monitor: count failed handshakes, give up on a wrong broker."""
+        """Read the socket monitor: count failed handshakes, give up on a wrong broker,
+        and note a connection dropped for good (see `DROP_GRACE`)."""
         monitor = self._monitor
         while monitor is not None and self._monitor is monitor:
             try:
                 event = recv_monitor_message(monitor, zmq.NOBLOCK)
             except zmq.Again:
                 return
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                self._dropped_at = time.monotonic()
+                continue
+            if event["event"] == zmq.EVENT_CONNECT_RETRIED:
+                self._dropped_at = None  # an ordinary loss: libzmq reconnects by itself
+                continue
             if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._handshake_failures = 0
                 continue

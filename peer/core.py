@@ -22,7 +22,6 @@ vouched for it (or, in an open room, at first sight).
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -46,11 +45,12 @@ from zchat.envelope import (
     seal,
     verify_delivery,
 )
-from zchat.envelope.limits import MAX_TEXT_BYTES, MAX_VOUCHES_PER_MESSAGE, MSG_ID_BYTES
+from zchat.envelope.limits import MAX_ROOM, MAX_TEXT_BYTES, MAX_VOUCHES_PER_MESSAGE, MSG_ID_BYTES
 from zchat.envelope.proof import sign_proof
 from zchat.peer import events as ev
 from zchat.peer.admission import AdmissionMixin, Gate, admit_command, check_fingerprint
 from zchat.peer.errors import (
+    CannotSeal,
     MessageTooLong,
     NobodyHere,
     NotAdmitted,
@@ -62,11 +62,13 @@ from zchat.peer.errors import (
 from zchat.peer.outbox import MAX_OUTBOX, Entry, Outbox
 from zchat.peer.pins import Admission, How, Pin, Pins
 from zchat.peer.replay import ReplayGuard
+from zchat.peer.withheld import MAX_WITHHELD, MAX_WITHHELD_BYTES, Withheld
 from zchat.wire import protocol as p
 from zchat.wire.errors import ProtocolError
 
-#: Messages held back per sender while its key is untrusted.
-MAX_WITHHELD = 100
+#: Other members we keep in the directory: a room holds MAX_ROOM, ourselves included,
+#: so an envelope to everyone never names more recipients than a header can.
+MAX_OTHERS = MAX_ROOM - 1
 #: Bounds on the timers a broker may impose on us in WELCOME.
 _MIN_TIMER = 0.01
 _MAX_TIMER = 3600.0
@@ -159,9 +161,10 @@ class PeerCore(AdmissionMixin):
     _out: list[list[bytes]] = field(default_factory=list)
     _events: list[ev.Event] = field(default_factory=list)
     _replay: ReplayGuard = field(default_factory=ReplayGuard)
-    _withheld: dict[str, deque[Delivery]] = field(default_factory=dict)
+    _withheld: Withheld = field(default_factory=Withheld)
     _missing: dict[str, tuple[Contact, float]] = field(default_factory=dict)
     _pins_changed: bool = False
+    _full_reported: bool = False  # said that the room is full, until there is room again
     _welcomed_once: bool = False
     _welcomed: bool = False  # WELCOME received for the current hello
     #: A CHALLENGE answered for the current hello: one signature per HELLO, or the
@@ -287,10 +290,15 @@ class PeerCore(AdmissionMixin):
         self.members = {}
         announce = self._events
         self._events = []  # the Ready event goes first; joins and key news follow
+        self._full_reported = False
+        refused = 0
         for wire in members:
             key = nick_key(wire.nick)
             if key == nick_key(self.nick):
                 continue  # a lying broker listing us: ignore
+            if key not in self.members and len(self.members) >= MAX_OTHERS:
+                refused += 1  # checked before any work for the member (loading its key)
+                continue
             missing = self._missing.pop(key, None)
             known = previous.get(key) or (missing[0] if missing else None)
             new = known is None or known.public_der != wire.public_der
@@ -300,6 +308,10 @@ class PeerCore(AdmissionMixin):
         for key, known_member in previous.items():
             if key not in self.members:
                 self._missing[key] = (known_member, now)
+        # Members present win over members missing: those gone longest are let go.
+        self._shed_missing(MAX_OTHERS)
+        if refused:
+            self._room_full(f"the broker announced {refused} member(s) more than")
         reconnected = self._welcomed_once
         self._welcomed_once = True
         self.phase = Phase.READY
@@ -312,9 +324,13 @@ class PeerCore(AdmissionMixin):
         self._resend(now)
 
     def _join(self, wire: p.Member, now: float) -> None:
-        if nick_key(wire.nick) == nick_key(self.nick):
+        key = nick_key(wire.nick)
+        if key == nick_key(self.nick):
             return
-        missing = self._missing.pop(nick_key(wire.nick), None)
+        missing = self._missing.pop(key, None)
+        if missing is None and key not in self.members and not self._make_room():
+            self._room_full(f"{wire.nick} joined, but that is one more than")
+            return
         quiet = missing is not None and missing[0].public_der == wire.public_der
         known = self.members.get(nick_key(wire.nick)) or (missing[0] if missing else None)
         member = self._admit(wire, now, announce=not quiet, known=known)
@@ -387,11 +403,51 @@ class PeerCore(AdmissionMixin):
 
     def _leave(self, nick: str, reason: str) -> None:
         member = self.members.pop(nick_key(nick), None)
-        self._withheld.pop(nick_key(nick), None)
+        self._withheld.forget(nick_key(nick))
         self._replay.forget(nick)
         self.gate.leave(nick)
         if member is not None:
+            self._full_reported = False  # there is room again
             self._events.append(ev.Left(member.nick, reason))
+
+    # --- the room limit: MAX_ROOM members, ourselves included ------------------------
+
+    def _make_room(self) -> bool:
+        """Whether one more member fits, letting the longest-missing member go if need be.
+
+        Members present and members missing since a broker restart count alike: a room
+        message is addressed to both, and must name at most MAX_ROOM - 1 recipients.
+        """
+        self._shed_missing(MAX_OTHERS - 1)
+        return len(self.members) + len(self._missing) < MAX_OTHERS
+
+    def _shed_missing(self, limit: int) -> None:
+        """Stop waiting for missing members, longest gone first, until at most `limit`
+        members are present and missing together."""
+        while self._missing and len(self.members) + len(self._missing) > limit:
+            key = min(self._missing, key=lambda k: self._missing[k][1])
+            member, _ = self._missing.pop(key)
+            self._gone(key, member, "room-full")
+
+    def _gone(self, key: str, member: Contact, reason: str) -> None:
+        """A missing member is no longer waited for: as `_leave` does."""
+        self._withheld.forget(key)
+        self._replay.forget(member.nick)
+        self.gate.leave(member.nick)
+        self._full_reported = False
+        self._events.append(ev.Left(member.nick, reason))
+
+    def _room_full(self, what: str) -> None:
+        """Say once, until someone leaves, that announced members were ignored: a flood
+        of joins must not become a flood of lines."""
+        if self._full_reported:
+            return
+        self._full_reported = True
+        self._problem(
+            "room-full",
+            f"{what} a room holds ({MAX_ROOM}, us included): ignored, "
+            "and so is anyone else announced until someone leaves",
+        )
 
     def _deliver(self, delivery: Delivery, now: float) -> None:
         header = delivery.header
@@ -413,11 +469,17 @@ class PeerCore(AdmissionMixin):
             self._problem("bad-signature", f"message claiming to be from {member.nick}: {exc}")
             return
         if member.trust is ev.Trust.CHANGED:
-            held = self._withheld.setdefault(nick_key(member.nick), deque(maxlen=MAX_WITHHELD))
             # A resend of a message already held is the same message: report it once.
-            if all(d.header.msg_id != header.msg_id for d in held):
-                held.append(delivery)
+            added, dropped = self._withheld.hold(nick_key(member.nick), delivery)
+            if added:
                 self._events.append(ev.Untrusted(member.nick, member.fingerprint, header.msg_id))
+            for lost in dropped:
+                self._problem(
+                    "held-back-dropped",
+                    f"the oldest message held back from {lost.delivery.header.sender} was "
+                    f"dropped: at most {MAX_WITHHELD} a sender and "
+                    f"{MAX_WITHHELD_BYTES // (1024 * 1024)} MiB in all are held",
+                )
             return
         self._open(delivery, member, now)
 
@@ -454,9 +516,22 @@ class PeerCore(AdmissionMixin):
     def _ack(
         self, msg_id: bytes, delivered: tuple[str, ...], absent: tuple[str, ...], now: float
     ) -> None:
-        entry = self.outbox.acknowledge(msg_id, delivered, absent, now)
-        if entry is not None and not _quiet(entry):
-            self._events.append(ev.Acked(msg_id, delivered, absent))
+        entry = self.outbox.find(msg_id)
+        if entry is None:
+            return  # settled long ago, or given up on: nothing to change
+        strangers = entry.strangers((*delivered, *absent))
+        if strangers:
+            # The signed recipient list says otherwise: a lie, or a broken broker.
+            # Believe none of it, so that it settles nothing.
+            self._problem(
+                "bad-ack",
+                f"the broker acknowledged a message of ours to {', '.join(strangers)}, "
+                "whom it was not for: ignored",
+            )
+            return
+        news = self.outbox.acknowledge(msg_id, delivered, absent, now)
+        if news is not None and not _quiet(entry):
+            self._events.append(ev.Acked(msg_id, *news))
 
     def _error(self, code: p.ErrorCode, reason: str, msg_id: bytes, now: float) -> None:
         if code is p.ErrorCode.HELLO_FIRST:
@@ -501,10 +576,13 @@ class PeerCore(AdmissionMixin):
             if now - since > self._timeout * 2:
                 del self._missing[key]
                 if key not in self.members:
-                    self._withheld.pop(key, None)  # as `_leave` does: they are gone
-                    self._replay.forget(member.nick)
-                    self.gate.leave(member.nick)
-                    self._events.append(ev.Left(member.nick, "timeout"))
+                    self._gone(key, member, "timeout")
+
+    def connection_lost(self, reason: str, now: float) -> None:
+        """The I/O layer saw the connection dropped for good (its transport refused
+        what the broker sent): reconnect now, rather than after the heartbeat timeout."""
+        if self.phase in (Phase.READY, Phase.HANDSHAKING):
+            self._disconnected(reason, now, new_socket=True)
 
     def _disconnected(self, reason: str, now: float, *, new_socket: bool) -> None:
         if self._lost_at is None:
@@ -549,16 +627,21 @@ class PeerCore(AdmissionMixin):
             raise OutboxFull("too many messages are waiting for the broker: not sent")
         recipients = self._recipients(to)
         kind = MessageKind.ROOM if to is None else MessageKind.DIRECT
-        envelope = seal(
-            raw,
-            sender=self.identity,
-            sender_nick=self.nick,
-            recipients=[Recipient(m.nick, m.public_key, m.fingerprint) for m in recipients],
-            seq=self.seq,
-            kind=kind,
-            now=wall,
-            msg_id=self.random(MSG_ID_BYTES),
-        )
+        try:
+            envelope = seal(
+                raw,
+                sender=self.identity,
+                sender_nick=self.nick,
+                recipients=[Recipient(m.nick, m.public_key, m.fingerprint) for m in recipients],
+                seq=self.seq,
+                kind=kind,
+                now=wall,
+                msg_id=self.random(MSG_ID_BYTES),
+            )
+        except ValueError as exc:
+            # Unreachable while the directory keeps the room limit; should that ever
+            # break, the user reads why and the session (with its outbox) goes on.
+            raise CannotSeal(f"the message cannot be sealed: {exc}: not sent") from exc
         self.seq += 1
         entry = self.outbox.add(envelope, text, now)
         self._events.append(
@@ -643,7 +726,7 @@ class PeerCore(AdmissionMixin):
         member.trust = ev.Trust.PINNED
         held = [
             d
-            for d in self._withheld.pop(nick_key(member.nick), deque())
+            for d in self._withheld.release(nick_key(member.nick))
             if d.header.sender_fingerprint == member.fingerprint
         ]
         self._events.append(ev.Trusted(member.nick, member.fingerprint, len(held)))

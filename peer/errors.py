@@ -8,7 +8,8 @@ PeerError
  ├── NobodyHere          a room message with nobody else in the room (or nobody admitted)
  ├── OutboxFull          too many messages wait for acknowledgement
  ├── NotAdmitted         /msg to someone we have not admitted (issue 12)
- └── FingerprintMismatch /admit or /trust with a fingerprint that is not the key's (issue 12)
+ ├── FingerprintMismatch /admit or /trust with a fingerprint that is not the key's (issue 12)
+ └── CannotSeal          the message cannot be sealed for these recipients (too many)
 """
 
 
@@ -37,6 +38,10 @@ class NobodyHere(PeerError):
 
 
 class OutboxFull(PeerError):
+    pass
+
+
+class CannotSeal(PeerError):
     pass
 
 

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from prompt_toolkit import PromptSession, print_formatted_text
+from prompt_toolkit.application import get_app_session
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.output import Output
@@ -59,12 +60,14 @@ class Screen:
             return
         if self.transcript is not None:
             self.transcript += [plain(line) for line in lines]
-        # One call per batch: each call redraws the prompt once.
+        output = self._output or get_app_session().output
+        # One call per batch: each call redraws the prompt once. Wrapped by us to the
+        # width, so that a wrapped row is marked (`tui_style.rows`).
         print_formatted_text(
-            screenful(lines),
+            screenful(lines, output.get_size().columns),
             end="",
             style=STYLE,
-            output=self._output,
+            output=output,
             include_default_pygments_style=False,
         )
 

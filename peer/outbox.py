@@ -4,6 +4,12 @@ The outbox is the only copy of what the user typed, so a message leaves it only 
 its fate is known: delivered to every recipient, or a recipient stayed away past the
 grace period (then reported as undelivered to them). Resends reuse the very same
 signed envelope, so recipients recognise duplicates by its sequence number.
+
+The broker's acknowledgements are claims, checked against what we signed: an ACK may
+only name recipients of that message (the core refuses any other, see `strangers`),
+and once settled, a message is taken back only by a correction (§3.9 of PROTOCOL.md)
+of a recipient acknowledged as delivered. So no ACK settles a message for people it
+was not sent to, leaves a recipient pending for ever, or reopens a message at will.
 """
 
 from __future__ import annotations
@@ -32,6 +38,19 @@ class Entry:
     pending: dict[str, str] = field(default_factory=dict)
     #: recipient (case-folded) -> when the broker first said it was absent
     absent_since: dict[str, float] = field(default_factory=dict)
+    #: recipients (case-folded) the broker said it delivered to, and not since taken back
+    delivered: set[str] = field(default_factory=set)
+    reported: bool = False  # an acknowledgement of it was reported already
+
+    def strangers(self, nicks: tuple[str, ...]) -> tuple[str, ...]:
+        """Those of `nicks` this message was not sealed for."""
+        keys = {nick_key(r) for r in self.envelope.header.recipients}
+        return tuple(n for n in nicks if nick_key(n) not in keys)
+
+    def corrected_by(self, delivered: tuple[str, ...], absent: tuple[str, ...]) -> bool:
+        """Whether an ACK is a correction: one recipient acknowledged as delivered was
+        not, after all (the broker could not queue it, PROTOCOL.md §3.9)."""
+        return not delivered and len(absent) == 1 and nick_key(absent[0]) in self.delivered
 
     @property
     def msg_id(self) -> bytes:
@@ -63,29 +82,66 @@ class Outbox:
     def get(self, msg_id: bytes) -> Entry | None:
         return self._entries.get(msg_id)
 
+    def find(self, msg_id: bytes) -> Entry | None:
+        """The entry for `msg_id`, still waiting or settled recently."""
+        return self._entries.get(msg_id) or self._recent.get(msg_id)
+
     def acknowledge(
         self, msg_id: bytes, delivered: tuple[str, ...], absent: tuple[str, ...], now: float
-    ) -> Entry | None:
+    ) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """Apply an ACK naming only recipients of `msg_id` (the caller checked).
+
+        Returns what it says that is news, as (delivered, absent), or None when it says
+        nothing new: a repeat, or an ACK for a settled message that is no correction.
+        The first answer for a message also names, as absent, any recipient it left
+        out: they are waited for, so none is left pending for ever.
+        """
         entry = self._entries.get(msg_id)
         if entry is None:
-            entry = self._recent.pop(msg_id, None) if absent else None
-            if entry is None:
-                return None
-            self._entries[msg_id] = entry  # a correction: someone did not get it after all
+            entry = self._recent.get(msg_id)
+            if entry is None or not entry.corrected_by(delivered, absent):
+                return None  # settled stays settled
+            del self._recent[msg_id]
+            self._entries[msg_id] = entry  # someone did not get it after all
+        correction = entry.corrected_by(delivered, absent)
         entry.acked = True
         if delivered:
             entry.acked_at = now
-        for nick in delivered:
-            entry.pending.pop(nick_key(nick), None)
-            entry.absent_since.pop(nick_key(nick), None)
         recipients = {nick_key(n): n for n in entry.envelope.header.recipients}
+        news_delivered = []
+        for nick in delivered:
+            key = nick_key(nick)
+            if entry.pending.pop(key, None) is not None:
+                entry.absent_since.pop(key, None)
+                entry.delivered.add(key)
+                news_delivered.append(nick)
+        news_absent = []
+        if correction:
+            (nick,) = absent
+            key = nick_key(nick)
+            entry.delivered.discard(key)
+            entry.pending[key] = recipients[key]
         for nick in absent:
             key = nick_key(nick)
-            if key in recipients:  # also a correction of an earlier "delivered"
-                entry.pending[key] = recipients[key]
-                entry.absent_since.setdefault(key, now)
+            if key in entry.pending and key not in entry.absent_since:
+                entry.absent_since[key] = now
+                news_absent.append(nick)
+        if not correction:
+            # Left out of the answer: neither delivered nor absent. The broker leaves
+            # out only the recipients a resend blanked, which the answer to the
+            # resend that named them covers; waiting for them as absent is harmless
+            # then, and saves them from a lying broker's silence.
+            named = {nick_key(n) for n in (*delivered, *absent)}
+            for key, nick in entry.pending.items():
+                if key not in named and key not in entry.absent_since:
+                    entry.absent_since[key] = now
+                    if not entry.reported:
+                        news_absent.append(nick)
+        first, entry.reported = not entry.reported, True
         self._settle(entry)
-        return entry
+        if first or news_delivered or news_absent:
+            return tuple(news_delivered), tuple(news_absent)
+        return None
 
     def waiting_for(self, nick: str) -> list[Entry]:
         """Acknowledged messages that `nick` missed while away, oldest first."""
@@ -141,6 +197,7 @@ class Outbox:
                 key = nick_key(nick)
                 if key not in entry.pending and keep(key):
                     entry.pending[key] = nick
+                    entry.delivered.discard(key)
             if entry.pending:
                 entry.acked = False
                 entry.absent_since.clear()

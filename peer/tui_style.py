@@ -4,18 +4,27 @@ Lines become lists of ``(style, text)`` fragments, never HTML or ANSI markup, so
 network string can smuggle markup in. The words themselves come from `peer.render`,
 which has already made every network string safe: prompt_toolkit only removes ESC
 and would let ``\\r``, backspace, C1 controls and bidi overrides through.
+
+Long lines are wrapped here, not by the terminal: a terminal wraps without a trace,
+so a message padded to the width could start a row with a fake ``12:00 <bob> ...``.
+Every row a line wraps onto starts with `CONTINUATION` instead. No line starts that
+way, and network text reaches the start of a row no other way: each line starts with
+words of ours (a time, ``*``, ``!``), and line breaks in network text are shown escaped.
 """
 
 from __future__ import annotations
 
+import unicodedata
 import zlib
 from collections.abc import Iterable
+from typing import Final
 
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.styles import Style
+from prompt_toolkit.utils import get_cwidth
 
 from zchat.envelope import nick_key
-from zchat.peer.render import Line, Role
+from zchat.peer.render import Line, Role, Span
 
 #: Colours for nicknames: readable on dark and light backgrounds (no black, white
 #: or grey), and ANSI names so the user's terminal theme decides the exact shade.
@@ -41,8 +50,13 @@ STYLE = Style.from_dict(
         "warning": "bold ansired",
         "problem": "ansired",
         "fingerprint": "bold",
+        "continuation": "ansibrightblack",
     }
 )
+
+#: Starts every row that a long line wraps onto.
+CONTINUATION: Final = "  ┆ "
+_CONTINUATION_CELLS: Final = 4
 
 
 def nick_colour(nick: str) -> str:
@@ -56,22 +70,66 @@ def nick_colour(nick: str) -> str:
 
 def fragments(line: Line) -> FormattedText:
     """One line as prompt_toolkit fragments: each role as its class, nicknames in colour."""
-    out: list[tuple[str, str]] = []
-    for span in line:
-        match span.role:
-            case Role.TEXT:
-                style = ""
-            case Role.NICK:
-                style = f"fg:{nick_colour(span.text)} bold"
-            case _:
-                style = f"class:{span.role.value}"
-        out.append((style, span.text))
-    return FormattedText(out)
+    return FormattedText([(_style(span), span.text) for span in line])
 
 
-def screenful(lines: Iterable[Line]) -> FormattedText:
-    """Several lines as one batch of fragments, each line ended."""
+def _style(span: Span) -> str:
+    match span.role:
+        case Role.TEXT:
+            return ""
+        case Role.NICK:
+            return f"fg:{nick_colour(span.text)} bold"
+        case _:
+            return f"class:{span.role.value}"
+
+
+def screenful(lines: Iterable[Line], width: int | None = None) -> FormattedText:
+    """Several lines as one batch of fragments, each line ended; with `width` (the
+    terminal's columns), each wrapped to it with its continuation rows marked."""
     out: list[tuple[str, str]] = []
     for line in lines:
-        out += [*fragments(line), ("", "\n")]
+        if width is None:
+            out += [*fragments(line), ("", "\n")]
+            continue
+        for row in rows(line, width):
+            out += [*row, ("", "\n")]
     return FormattedText(out)
+
+
+def rows(line: Line, width: int) -> list[list[tuple[str, str]]]:
+    """`line` as rows of fragments that each fit in `width` columns, every row after
+    the first starting with `CONTINUATION`.
+
+    A row stops one column short of the edge: a row that fills the last column leaves
+    some terminals about to wrap, and the newline after it would then add a blank row.
+    """
+    first = max(width - 1, 1)
+    rest = max(first - _CONTINUATION_CELLS, 1)
+    out: list[list[tuple[str, str]]] = [[]]
+    used, limit = 0, first
+    for span in line:
+        style = _style(span)
+        piece: list[str] = []
+        for char in span.text:
+            cells = 1 if " " <= char < "\x7f" else _cells(char)
+            if used + cells > limit and used:
+                if piece:
+                    out[-1].append((style, "".join(piece)))
+                    piece = []
+                out.append([("class:continuation", CONTINUATION)])
+                used, limit = 0, rest
+            piece.append(char)
+            used += cells
+        if piece:
+            out[-1].append((style, "".join(piece)))
+    return out
+
+
+def _cells(char: str) -> int:
+    """Columns `char` takes, never fewer than any terminal gives it: counting too many
+    only ends a row early, too few would let the terminal wrap it unmarked."""
+    if unicodedata.category(char) in ("Mn", "Me"):
+        return 0  # drawn over the character before (the sanitiser caps how many)
+    if unicodedata.east_asian_width(char) in ("W", "F", "A"):
+        return 2  # ambiguous ones are wide in East Asian terminals
+    return max(get_cwidth(char), 1)

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
 
+import zmq
+
+from tests.memory import seeded
 from tests.net import broker_thread, make_client, ready, texts, wait_for
+from zchat.broker.core import Broker, BrokerConfig, Outgoing
 from zchat.envelope import Envelope, Identity, Recipient, seal
+from zchat.envelope.limits import MAX_FRAME_BYTES
 from zchat.peer import events as ev
 from zchat.peer.client import Client
+from zchat.wire import protocol as p
 
 
 def _sealed_for_bob(sender: Client, identity: Identity, text: str) -> Envelope:
@@ -69,5 +79,64 @@ def test_an_envelope_queued_without_a_flush_leaves_before_the_next_send(
             assert await texts(b, 2) == ["queued first", "sent second"]
             await a.close()
             await b.close()
+
+    asyncio.run(main())
+
+
+# --- a frame over the limit ---------------------------------------------------------
+
+
+@contextlib.contextmanager
+def oversized_router() -> Iterator[str]:
+    """A raw ROUTER on loopback that lets peers in (the real broker core answers them,
+    with a 30 s heartbeat timeout) and then, once, sends the first of them a frame one
+    byte over the limit. Yields its endpoint."""
+    context = zmq.Context()
+    router = context.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    core = Broker(BrokerConfig(heartbeat_interval=1.0, heartbeat_timeout=30.0), random=seeded(3))
+    stop = threading.Event()
+
+    def serve() -> None:
+        sent_junk = False
+        while not stop.is_set():
+            out: list[Outgoing] = []
+            if router.poll(10):
+                conn, *frames = router.recv_multipart()
+                out = core.handle(conn, frames, time.monotonic())
+            for o in [*out, *core.tick(time.monotonic())]:
+                router.send_multipart([o.conn, *o.frames])
+                if not sent_junk and o.frames[1:2] == [bytes([p.Command.SNAPSHOT])]:
+                    router.send_multipart([o.conn, b"x" * (MAX_FRAME_BYTES + 1)])
+                    sent_junk = True
+        router.close(linger=0)
+
+    thread = threading.Thread(target=serve, name="oversized-router", daemon=True)
+    thread.start()
+    try:
+        yield f"tcp://127.0.0.1:{port}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        context.term()
+
+
+def test_a_frame_over_the_limit_is_noticed_at_once_said_and_the_peer_reconnects(
+    alice: Identity,
+) -> None:
+    """libzmq drops a connection that carries a frame over MAXMSGSIZE, and does not
+    reconnect it: the peer must not wait out the heartbeat timeout (30 s here)."""
+
+    async def main() -> None:
+        with oversized_router() as endpoint:
+            client = make_client("alice", alice, endpoint)
+            await ready(client)
+            seen = await wait_for(client, lambda e: isinstance(e, ev.Disconnected), timeout=3)
+            (lost,) = [e for e in seen if isinstance(e, ev.Disconnected)]
+            assert "64 KiB" in lost.reason
+            back = await wait_for(client, lambda e: isinstance(e, ev.Ready), timeout=5)
+            assert back[-1] == ev.Ready("alice", (), reconnected=True)
+            await client.close()
 
     asyncio.run(main())

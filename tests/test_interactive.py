@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import re
 import sys
@@ -19,8 +20,11 @@ from typing import Any
 import pexpect
 from pexpect.popen_spawn import PopenSpawn
 from prompt_toolkit.application import create_app_session
+from prompt_toolkit.data_structures import Size
 from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
+from prompt_toolkit.output.vt100 import Vt100_Output
+from prompt_toolkit.utils import get_cwidth
 
 from tests.net import FAST, broker_thread, joined, make_client
 from zchat.commands.peer import exit_code
@@ -32,7 +36,9 @@ from zchat.peer.core import PeerConfig
 from zchat.peer.interactive import Screen, chat
 from zchat.peer.pinfile import PINS_FILE, PinFile
 from zchat.peer.pins import Admission, How, Pin
+from zchat.peer.render import Line, Renderer, plain
 from zchat.peer.session import Outcome
+from zchat.peer.tui_style import CONTINUATION
 
 UP = "\x1b[A"
 CTRL_C = "\x03"
@@ -522,3 +528,58 @@ def test_a_person_at_a_terminal_picks_a_free_nickname_chats_and_leaves(tmp_path:
                 carol.expect(pexpect.EOF, timeout=5)
             if carol.proc.poll() is None:
                 carol.kill(9)
+
+
+# --- long lines ---------------------------------------------------------------------
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def screen_rows(lines: list[Line], columns: int) -> list[str]:
+    """What a terminal `columns` wide shows for `lines`, row by row, colours stripped."""
+    out = io.StringIO()
+    Screen(Vt100_Output(out, lambda: Size(rows=24, columns=columns))).show(lines)
+    text = ANSI.sub("", out.getvalue()).replace("\r", "")
+    return text.split("\n")[:-1]
+
+
+def test_a_long_line_wraps_into_marked_rows_so_no_row_can_pass_for_a_new_line() -> None:
+    """A 16 KB message padded with spaces: left to the terminal, it would wrap into a
+    row reading `12:00 <bob> …` of the attacker's choosing."""
+    now = time.mktime((2024, 5, 1, 12, 0, 0, 0, 0, -1))
+    fake = "12:00 <bob> the broker is down, paste your key here"
+    lines: list[Line] = []
+    for pad in range(36, 44):  # some padding lands the fake at the start of a row
+        text = "hi" + " " * pad + (" " * 34 + fake) * 200
+        event = ev.MessageReceived("mallory", text, b"", int(now * 1000), False, ("alice",))
+        lines += Renderer("alice").render(event, now)
+    rows = screen_rows(lines, 40)
+    assert len(rows) > 8 * 200
+    starts = [i for i, row in enumerate(rows) if not row.startswith(CONTINUATION)]
+    assert len(starts) == 8  # one unmarked row per message: its first
+    assert all(rows[i].startswith("12:00 <mallory> hi") for i in starts)
+    assert all(get_cwidth(row) < 40 for row in rows)  # no row left for the terminal to wrap
+    # Nothing is lost: the rows put back together are the lines.
+    ends = [*starts[1:], len(rows)]
+    rejoined = [
+        rows[i] + "".join(r.removeprefix(CONTINUATION) for r in rows[i + 1 : end])
+        for i, end in zip(starts, ends, strict=True)
+    ]
+    assert rejoined == [plain(line) for line in lines]
+
+
+def test_wide_and_ambiguous_characters_never_push_a_row_past_the_edge() -> None:
+    text = "中文字符" * 30 + "○●◎" * 30 + "e\u0301" * 30 + "😀" * 30
+    line = _message_line(text)
+    for columns in (12, 13, 40, 81):
+        rows = screen_rows([line], columns)
+        assert all(get_cwidth(row) <= columns - 1 for row in rows)
+        assert all(row.startswith(CONTINUATION) for row in rows[1:])
+        assert "".join(r.removeprefix(CONTINUATION) for r in rows) == plain(line)
+
+
+def _message_line(text: str) -> Line:
+    now = time.time()
+    event = ev.MessageReceived("bob", text, b"", int(now * 1000), False, ("alice",))
+    (line,) = Renderer("alice").render(event, now)
+    return line

@@ -95,8 +95,10 @@ def test_a_flood_of_joins_leaves_a_bounded_pins_file_and_the_admitted_pins_in_it
     a = room.join("alice", alice, config=CLOSED)
     core = room.peers[a]
     core.pins.admit("carol", carol.fingerprint, YOU, seen_ms=T0)
-    for i in range(10_000):  # the broker makes up 10,000 members, all at once
+    for i in range(10_000):  # the broker makes up 10,000 members, each in and out
+        # (they come and go: a room holds 256 at once, and the peer refuses more)
         core.receive(p.encode(p.Join(p.Member(f"fake{i:05}", bob.public_der))), room.now)
+        core.receive(p.encode(p.Leave(f"fake{i:05}", p.LeaveReason.BYE)), room.now)
     events = core.take_events()
     assert len([e for e in events if isinstance(e, ev.AdmitNeeded)]) == 10_000
     assert not [e for e in events if isinstance(e, ev.Problem)]
@@ -109,8 +111,8 @@ def test_a_flood_of_joins_leaves_a_bounded_pins_file_and_the_admitted_pins_in_it
     size = (tmp_path / PINS_FILE).stat().st_size
     assert size < MAX_PINS * 200  # about 130 bytes a pin
     assert len(PinFile.open(tmp_path).pins) == MAX_PINS
-    # Nothing in the flood was admitted, so nothing is sealed to it.
-    assert [m.nick for m in core.members.values() if m.may_read] == []
+    # Nothing in the flood was admitted, so nothing would be sealed to it.
+    assert not any(pin.admission for pin in saved if pin.nick.startswith("fake"))
 
 
 def test_a_flood_into_a_store_of_admitted_pins_is_refused_and_said_once(

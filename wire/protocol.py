@@ -43,6 +43,7 @@ from zchat.envelope.limits import (
     MAX_ROOM,
     MAX_RSA_BYTES,
     MSG_ID_BYTES,
+    NICK_MAX_LEN,
 )
 from zchat.wire.errors import ProtocolError, UnsupportedProtocol
 
@@ -423,6 +424,8 @@ def _text(raw: bytes) -> str:
 
 
 def _nick(raw: bytes) -> str:
+    if len(raw) > NICK_MAX_LEN:  # before decoding up to 64 KiB
+        raise ProtocolError("invalid nickname")
     text = bytes(raw).decode("ascii", "replace")
     if not is_valid_nick(text):
         raise ProtocolError("invalid nickname")
@@ -439,9 +442,9 @@ def _room(raw: bytes) -> str:
 def _nicks(raw: bytes) -> tuple[str, ...]:
     if not raw:
         return ()
-    parts = bytes(raw).split(b",")
-    if len(parts) > MAX_ROOM:
+    if bytes(raw).count(b",") >= MAX_ROOM:  # counted before a list is made of them
         raise ProtocolError("too many nicknames")
+    parts = bytes(raw).split(b",")
     return tuple(_nick(p) for p in parts)
 
 
