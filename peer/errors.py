@@ -6,6 +6,7 @@ PeerError
  ├── UnknownRecipient    /msg to someone who is not in the room
  ├── UntrustedRecipient  /msg to someone whose key changed and is not yet trusted
  ├── NobodyHere          a room message with nobody else in the room
+ ├── NoSessionKey        /msg to someone with no valid session key to seal to
  └── OutboxFull          too many messages wait for acknowledgement
 """
 
@@ -35,4 +36,8 @@ class NobodyHere(PeerError):
 
 
 class OutboxFull(PeerError):
+    pass
+
+
+class NoSessionKey(PeerError):
     pass

@@ -163,6 +163,29 @@ class Notice:
     text: str
 
 
+# --- issue 13: forward secrecy (session keys) ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """A message sealed to a session key of ours that we dropped: never shown.
+
+    It came after the key's grace period: held up for long, or replayed from a
+    recording (after a restart, every key of the last run is gone).
+    """
+
+    sender: str
+    msg_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Unsealed:
+    """Members our message was not sealed to: they have no valid session key (yet)."""
+
+    msg_id: bytes
+    nicks: tuple[str, ...]
+
+
 Event = (
     Ready
     | Joined
@@ -181,4 +204,6 @@ Event = (
     | Who
     | FingerprintShown
     | Notice
+    | Expired
+    | Unsealed
 )

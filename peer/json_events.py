@@ -100,6 +100,11 @@ def to_json(event: ev.Event) -> dict[str, Any]:
             }
         case ev.Notice(text):
             return {"event": "notice", "text": text}
+        # --- issue 13: forward secrecy (session keys) ---
+        case ev.Expired(sender, msg_id):
+            return {"event": "expired", "from": sender, "id": msg_id.hex()}
+        case ev.Unsealed(msg_id, nicks):
+            return {"event": "unsealed", "id": msg_id.hex(), "nicks": list(nicks)}
 
 
 def _who(entry: ev.WhoEntry) -> dict[str, str]:

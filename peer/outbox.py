@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from zchat.envelope import Envelope, nick_key
+from zchat.peer.session_keys import CertifiedKey
 
 #: How many messages may wait for acknowledgement before new ones are refused.
 MAX_OUTBOX: Final = 20_000
@@ -32,6 +33,9 @@ class Entry:
     pending: dict[str, str] = field(default_factory=dict)
     #: recipient (case-folded) -> when the broker first said it was absent
     absent_since: dict[str, float] = field(default_factory=dict)
+    #: recipient (case-folded) -> the session key `envelope` is wrapped to for it. A
+    #: resend to someone whose key changed since is sealed again (`peer.core`).
+    sealed_to: dict[str, CertifiedKey] = field(default_factory=dict)
 
     @property
     def msg_id(self) -> bytes:

@@ -173,6 +173,28 @@ class Renderer:
                 return [(*whose, Span(Role.FINGERPRINT, format_fingerprint(fp)))]
             case ev.Notice(text):
                 return [(Span(Role.TEXT, safe(row)),) for row in text.splitlines()]
+            # --- issue 13: forward secrecy (session keys) ---
+            case ev.Expired(sender, _):
+                return [
+                    (
+                        Span(Role.PROBLEM, "! a message from "),
+                        nick(sender),
+                        Span(
+                            Role.PROBLEM,
+                            " was sealed to a session key of ours that has expired "
+                            "(it came too late, or is a replay): not shown",
+                        ),
+                    )
+                ]
+            case ev.Unsealed(msg_id, nicks):
+                mine = self._sent.get(msg_id)
+                what = f"your message {_quote(mine[0].text)}" if mine else "a message of yours"
+                return [
+                    problem(
+                        f"{what} was not sent to {_nicks(nicks)}: "
+                        "no valid session key from them (yet)"
+                    )
+                ]
 
     def _direct_to(self, recipients: tuple[str, ...]) -> str:
         """Whom a direct message went to, from its signed recipient list."""
