@@ -485,7 +485,7 @@ class PeerCore:
                 self._problem("stale", f"an old message from {member.nick} was dropped (a replay?)")
             return  # a duplicate (a resend) is silent: it was shown once
         try:
-            plaintext = decrypt_verified(delivery, me=self.nick, keys=self._ring.keys())
+            plaintext = decrypt_verified(delivery, me=self.nick, keys=self._ring.held())
             text = plaintext.decode("utf-8")
         except UnknownSessionKey:
             # Sealed to a key of ours past its grace: late, or replayed from a
@@ -722,7 +722,16 @@ class PeerCore:
         was wrapped to; otherwise sealed again, each recipient wrapped to the newest
         valid key we know for it (`_resend_targets`), with the same id and number.
         Who has no valid key at all is given up on, as after a key change.
+
+        Someone missing since a broker restart is not sent to: they come back with a
+        new session key (every connection makes one), which the resend must wait for.
+        They count as absent, so their JOIN brings the resend (`_resend_to`).
         """
+        for nick in list(keep):
+            key = nick_key(nick)
+            if key in self._missing and key not in self.members:
+                keep.discard(nick)
+                entry.absent_since.setdefault(key, now)
         targets = self._resend_targets(entry, now)
         for nick in keep - targets.keys():
             for dropped, nicks in self.outbox.forget_recipient(nick):
@@ -730,6 +739,8 @@ class PeerCore:
         keep = {n for n in keep if nick_key(n) in entry.pending}
         if not keep:
             return
+        for nick in keep:  # sent to again: absent only if the broker says so once more
+            entry.absent_since.pop(nick_key(nick), None)
         envelope = entry.envelope
         header = envelope.header
         stale = any(

@@ -92,9 +92,14 @@ class Outbox:
         return entry
 
     def waiting_for(self, nick: str) -> list[Entry]:
-        """Acknowledged messages that `nick` missed while away, oldest first."""
+        """Messages that `nick` missed while away, oldest first.
+
+        Away as the broker said (absent in an ACK), or as we know it: missing since a
+        broker restart, when a resend waits for the new session key of the return
+        (`peer.core`); such an entry may not be acknowledged yet.
+        """
         key = nick_key(nick)
-        return [e for e in self._entries.values() if e.acked and key in e.absent_since]
+        return [e for e in self._entries.values() if key in e.absent_since]
 
     def expire(self, now: float, grace: float) -> list[tuple[Entry, tuple[str, ...]]]:
         """Give up on recipients away longer than `grace`: (entry, nicks) for each."""
@@ -106,7 +111,10 @@ class Outbox:
                 for k in gone:
                     del entry.absent_since[k]
                 expired.append((entry, nicks))
-                self._settle(entry)
+                if entry.pending or entry.acked:
+                    self._settle(entry)
+                else:  # never sent to anyone, and nobody left to wait for (as below)
+                    del self._entries[entry.msg_id]
         return expired
 
     def forget_recipient(self, nick: str) -> list[tuple[Entry, tuple[str, ...]]]:

@@ -82,14 +82,14 @@ class KeyRing:
         while self._retired and self._retired[0][1] <= now:
             self._retired.popleft()
 
-    def keys(self) -> tuple[SessionKey, ...]:
+    def held(self) -> tuple[SessionKey, ...]:
         """Every key we can still open with, the current one first."""
         retired = tuple(key for key, _ in reversed(self._retired))
         return retired if self.current is None else (self.current, *retired)
 
     def fingerprints(self) -> tuple[bytes, ...]:
-        """The fingerprints of `keys()`: what a test checks for what is still held."""
-        return tuple(key.fingerprint for key in self.keys())
+        """The fingerprints of `held()`: what a test checks for what is still held."""
+        return tuple(key.fingerprint for key in self.held())
 
 
 @dataclass(frozen=True, slots=True)

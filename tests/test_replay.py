@@ -150,7 +150,7 @@ def ready_peer(nick: str, identity: Identity, members: dict[str, Identity]) -> P
 
 def delivery(sender: Identity, nick: str, to: str, to_core: PeerCore, seq: int) -> list[bytes]:
     """A message from `sender` as `nick`, sealed to `to_core`'s current session key."""
-    key = to_core.session_keys.keys()[0]
+    key = to_core.session_keys.held()[0]
     envelope = seal(
         f"{nick} #{seq}".encode(),
         sender=sender,
