@@ -3,7 +3,9 @@
 The outbox is the only copy of what the user typed, so a message leaves it only when
 its fate is known: delivered to every recipient, or a recipient stayed away past the
 grace period (then reported as undelivered to them). Resends reuse the very same
-signed envelope, so recipients recognise duplicates by its sequence number.
+signed envelope, so recipients recognise duplicates by its sequence number; for a
+recipient whose session key changed since, the core seals it again with the same id and
+number (`peer.core`), and keeps that envelope here in its place.
 """
 
 from __future__ import annotations
