@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -64,11 +65,12 @@ class SessionKey:
 
     private_key: rsa.RSAPrivateKey
 
-    @property
+    # Cached: a recipient looks its keys up by fingerprint for every delivery it opens.
+    @cached_property
     def public_der(self) -> bytes:
         return public_der(self.private_key.public_key())
 
-    @property
+    @cached_property
     def fingerprint(self) -> bytes:
         return fingerprint(self.public_der)
 
