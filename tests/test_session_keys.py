@@ -369,7 +369,6 @@ def test_the_client_makes_session_keys_in_a_worker_thread_and_rotates_on_schedul
         with broker_thread() as server:
             ep = server.bound[0]
             config = PeerConfig(rotate_every=0.3, key_grace=0.2)
-
             a = Client.create("alice", alice, ep, config=config, session_keys=made_here)
             b = make_client("bob", bob, ep)
             await ready(a)
