@@ -4,7 +4,10 @@ The parameters are exactly those of `envelope._primitives` (private on purpose f
 applications; the benchmark must time the very same calls). From those timings,
 `crypto_ceiling` says how many messages per second a room could carry if every core
 did nothing but cryptography, and `envelope_overhead` how much `seal` and
-`open_delivery` cost beyond the primitives they are made of.
+`open_delivery` cost beyond the primitives they are made of. `time_rotation` times a
+session-key rotation, which is paid per connection and per rotation period, not per
+message: a message's cryptography is the same whether its keys are wrapped to session
+keys or to identity keys (both RSA-2048).
 """
 
 from __future__ import annotations
@@ -12,8 +15,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from zchat.bench.results import CryptoTimings, EnvelopeOverhead
-from zchat.envelope import Delivery, Identity, Recipient, open_delivery, seal
+from zchat.bench.results import CryptoTimings, EnvelopeOverhead, RotationCost
+from zchat.envelope import (
+    Delivery,
+    Identity,
+    Recipient,
+    certify,
+    generate_session_key,
+    open_delivery,
+    seal,
+    verify_certificate,
+)
 from zchat.envelope import _primitives as prim
 
 
@@ -65,6 +77,31 @@ def time_crypto(identity: Identity, payload: bytes, *, scale: float = 1.0) -> Cr
     return CryptoTimings(**_per_op(ops, iterations, batches=max(3, int(9 * scale))))
 
 
+def time_rotation(identity: Identity, *, scale: float = 1.0) -> RotationCost:
+    """Time one session-key rotation: make the key, certify it, check the certificate."""
+    keys = max(3, int(12 * scale))
+    start = time.perf_counter()
+    for _ in range(keys):
+        session = generate_session_key()
+    keygen = (time.perf_counter() - start) / keys
+    created = int(time.time() * 1000)
+    cert = certify(identity, "bench", session, created_ms=created, lifetime_ms=3_600_000)
+    ops: dict[str, Callable[[], object]] = {
+        "certify": lambda: certify(
+            identity, "bench", session, created_ms=created, lifetime_ms=3_600_000
+        ),
+        "check": lambda: verify_certificate(
+            cert,
+            nick="bench",
+            identity_key=identity.public_key,
+            identity_fingerprint=identity.fingerprint,
+        ),
+    }
+    iterations = {"certify": max(2, int(30 * scale)), "check": max(2, int(300 * scale))}
+    best = _per_op(ops, iterations, batches=max(3, int(9 * scale)))
+    return RotationCost(keygen, best["certify"], best["check"])
+
+
 def crypto_seconds_per_message(t: CryptoTimings, room: int) -> float:
     """CPU seconds of cryptography one room message costs, summed over all processes.
 
@@ -100,6 +137,7 @@ def envelope_overhead(
     Their cost beyond `timings` is the envelope code itself (header, frames, checks).
     """
     nicks = [f"r{i}" for i in range(recipients)]
+    # The recipient's identity key stands for its session key: the same size, the same cost.
     keys = [recipient.public_key] * recipients
     group = [Recipient(nick, key) for nick, key in zip(nicks, keys, strict=True)]
 

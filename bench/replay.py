@@ -18,7 +18,7 @@ from zchat.bench.board import Board
 from zchat.bench.clock import asleep_until
 from zchat.bench.messages import bench_text
 from zchat.bench.results import Counts
-from zchat.envelope import Identity, Recipient, seal
+from zchat.envelope import Identity, seal
 from zchat.peer.client import Client
 from zchat.peer.core import PeerCore
 from zchat.wire import protocol as p
@@ -84,7 +84,8 @@ async def replay(
     cmd: dict[str, Any],
 ) -> Counts:
     """Replay until `cmd["end_ns"]`, then wait until everything sent to us came in."""
-    recipients = [Recipient(m.nick, m.public_key) for m in core.members.values()]
+    # Wrapped to each member's session key, as the core seals (the tap drops them unopened).
+    recipients = [m.session.recipient(m.nick) for m in core.members.values() if m.session]
     payload = bench_text(0).encode()
     sealed = [
         seal(

@@ -28,6 +28,7 @@ def to_json(results: Results) -> dict[str, Any]:
         "machine": results.machine,
         "crypto_us_per_op": results.crypto.as_us(),
         "envelope_overhead": results.overhead.as_dict(),
+        "session_key_rotation": results.rotation.as_dict(),
         "notes": [asdict(n) for n in results.notes],
         "settings": asdict(results.settings),
     }
@@ -82,6 +83,12 @@ def show(results: Results, console: Console) -> None:
         f"= crypto {o['seal_crypto_us']:g} + {o['seal_overhead_us']:g}; "
         f"open one delivery {o['open_us']:g} us "
         f"= crypto {o['open_crypto_us']:g} + {o['open_overhead_us']:g}"
+    )
+    rot = results.rotation.as_dict()
+    console.print(
+        f"per session-key rotation (each connection, then every --rotate seconds; not per "
+        f"message): new key {rot['keygen_ms']:g} ms (off the event loop), certify "
+        f"{rot['certify_us']:g} us, each member and the broker check it {rot['check_us']:g} us"
     )
     for n in results.notes:
         extra = f", {n.unopened} deliveries never seen opened" if n.unopened else ""

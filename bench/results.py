@@ -70,6 +70,27 @@ class EnvelopeOverhead:
 
 
 @dataclass(frozen=True, slots=True)
+class RotationCost:
+    """One session-key rotation (forward secrecy): at every connection, and then once
+    per rotation period (an hour by default); never per message."""
+
+    #: Making the RSA-2048 key pair, which the client does off its event loop. The mean
+    #: of several: the time to find primes varies from key to key.
+    keygen_s: float
+    #: The identity key signs the certificate.
+    certify_s: float
+    #: Checking it: the broker once, and every member once.
+    check_s: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "keygen_ms": round(self.keygen_s * 1e3, 2),
+            "certify_us": round(self.certify_s * 1e6, 1),
+            "check_us": round(self.check_s * 1e6, 1),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Counts:
     """What one peer saw in a throughput phase (bare fan-out, broker replay)."""
 
@@ -132,5 +153,6 @@ class Results:
     machine: dict[str, Any]
     crypto: CryptoTimings
     overhead: EnvelopeOverhead
+    rotation: RotationCost
     rooms: list[RoomResult] = field(default_factory=list)
     notes: list[RoomNotes] = field(default_factory=list)

@@ -32,6 +32,7 @@ from zchat.bench.crypto import (
     crypto_seconds_per_message,
     envelope_overhead,
     time_crypto,
+    time_rotation,
 )
 from zchat.bench.errors import BenchError
 from zchat.bench.fleet import Fleet
@@ -61,7 +62,9 @@ def run(settings: Settings, step: Step) -> Results:
     overhead = envelope_overhead(
         identities[0], identities[1], payload, crypto, scale=settings.crypto_scale
     )
-    results = Results(settings, machine_info(), crypto, overhead)
+    step(None, "timing a session-key rotation")
+    rotation = time_rotation(identities[0], scale=settings.crypto_scale)
+    results = Results(settings, machine_info(), crypto, overhead, rotation)
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="zchat-bench-")))
         for i, identity in enumerate(identities):

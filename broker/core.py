@@ -20,6 +20,12 @@ connection whose held bytes pass `max_held_bytes`, or whose held queue does not 
 for `backlog_timeout`, has stopped reading: it is evicted and what it held is dropped
 at once, each delivery corrected to its sender. When everything held passes
 `max_held_total`, the connection furthest behind goes first.
+
+Each session carries its peer's session-key certificate (forward secrecy: messages are
+wrapped to that key, not to the identity key). The broker checks every certificate it
+is given against the session's nickname and identity key before it keeps or relays
+it, so a peer cannot use the broker to spread junk; peers check it again against their
+pins, and the date, which the broker cannot (its clock is monotonic).
 """
 
 from __future__ import annotations
@@ -32,13 +38,17 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from zchat.broker.held import HeldQueues, held_size
 from zchat.envelope import (
+    BadCertificate,
     BadPublicKey,
     Header,
+    MalformedEnvelope,
+    SessionCertificate,
     fingerprint,
     is_valid_nick,
     is_valid_room,
     load_public_key,
     nick_key,
+    verify_certificate,
 )
 from zchat.envelope.limits import MAX_ROOM
 from zchat.envelope.nick import NICK_RULES
@@ -107,6 +117,8 @@ class _Session:
     fingerprint: bytes
     nonce: bytes
     last_seen: float
+    #: The session-key certificate (encoded) as the peer gave it, checked.
+    certificate: bytes = b""
     transport_key: bytes | None = None  # the CURVE key that said HELLO, if any
 
 
@@ -173,6 +185,8 @@ class Broker:
                 return self._proof(pending, msg)
             case p.Send() if session is not None:
                 return self._send(session, msg)
+            case p.Rekey(cert) if session is not None:
+                return self._rekey(session, cert)
             case p.Heartbeat() if session is not None:
                 return []
             case p.Bye() if known is not None:
@@ -195,11 +209,14 @@ class Broker:
         except BadPublicKey as exc:
             return [self._refuse(conn, p.RefuseCode.BAD_KEY, str(exc))]
         fp = fingerprint(hello.public_der)
+        problem = _certificate_problem(hello.certificate, nick, key, fp)
+        if problem is not None:
+            return [self._refuse(conn, p.RefuseCode.BAD_CERTIFICATE, problem)]
         refusal = self._check_room(conn, nick, fp)
         if refusal is not None:
             return [refusal]
         nonce = self.random(p.CHALLENGE_BYTES)
-        pending = _Session(conn, nick, hello.public_der, key, fp, nonce, now)
+        pending = _Session(conn, nick, hello.public_der, key, fp, nonce, now, hello.certificate)
         pending.transport_key = transport_key
         self._pending[conn] = pending
         return [_to(conn, p.Challenge(nonce))]
@@ -257,16 +274,19 @@ class Broker:
             out += self._remove(old, p.LeaveReason.BYE)
         if holder is not None:
             # Same nickname, same key: the peer came back (crash, new connection)
-            # and takes its place at once. The others already know this key.
+            # and takes its place at once. The others already know this key, but not
+            # the session key it made for this connection.
             if holder.conn != conn:
                 self._sessions.pop(holder.conn, None)
                 replaced = p.Error(p.ErrorCode.REPLACED, "logged in elsewhere")
                 out.append(_to(holder.conn, replaced))
             log.info("%s reconnected", session.nick)
+            rekeyed = p.Rekeyed(session.nick, session.certificate)
+            out += [_to(s.conn, rekeyed) for s in self._by_nick.values() if s is not holder]
         else:
             self.counters.peers += 1
             log.info("%s joined (%s)", session.nick, session.fingerprint.hex()[:16])
-            member = p.Member(session.nick, session.public_der)
+            member = _member(session)
             out += [_to(s.conn, p.Join(member)) for s in self._by_nick.values()]
         self._sessions[conn] = session
         self._by_nick[nick_key(session.nick)] = session
@@ -279,10 +299,18 @@ class Broker:
             int(cfg.heartbeat_timeout * 1000),
             cfg.room,
         )
-        members = tuple(
-            p.Member(s.nick, s.public_der) for s in self._by_nick.values() if s is not session
-        )
+        members = tuple(_member(s) for s in self._by_nick.values() if s is not session)
         return [*out, _to(conn, welcome), _to(conn, p.Snapshot(members))]
+
+    def _rekey(self, session: _Session, cert: bytes) -> list[Outgoing]:
+        """A member's new session key: checked, kept for snapshots, told to the others."""
+        problem = _certificate_problem(cert, session.nick, session.public_key, session.fingerprint)
+        if problem is not None:
+            self.counters.errors += 1
+            return [_to(session.conn, p.Error(p.ErrorCode.BAD_CERTIFICATE, problem))]
+        session.certificate = cert
+        rekeyed = p.Rekeyed(session.nick, cert)
+        return [_to(s.conn, rekeyed) for s in self._by_nick.values() if s is not session]
 
     def _send(self, session: _Session, send: p.Send) -> list[Outgoing]:
         env = send.envelope
@@ -439,3 +467,26 @@ class Broker:
 
 def _to(conn: bytes, msg: p.Message) -> Outgoing:
     return Outgoing(conn, p.encode(msg))
+
+
+def _member(session: _Session) -> p.Member:
+    return p.Member(session.nick, session.public_der, session.certificate)
+
+
+def _certificate_problem(
+    raw: bytes, nick: str, identity_key: rsa.RSAPublicKey, identity_fp: bytes
+) -> str | None:
+    """Why `raw` is not a certificate `nick`'s identity key made, or None if it is.
+
+    One signature check (about 25 us), once per HELLO or REKEY: what the broker relays
+    to every member is at least genuine. Not the date: the broker has none it could
+    trust, and every peer checks it anyway.
+    """
+    try:
+        cert = SessionCertificate.parse(raw)
+        verify_certificate(
+            cert, nick=nick, identity_key=identity_key, identity_fingerprint=identity_fp
+        )
+    except (MalformedEnvelope, BadCertificate) as exc:
+        return f"bad session-key certificate: {exc}"
+    return None

@@ -11,7 +11,9 @@ from zchat.envelope.certificate import (
     SessionKey,
     certify,
     check_certificate,
+    check_validity,
     generate_session_key,
+    verify_certificate,
 )
 from zchat.envelope.errors import (
     BadCertificate,
@@ -52,6 +54,7 @@ from zchat.envelope.sealing import (
     Recipient,
     decrypt_verified,
     open_delivery,
+    reseal,
     seal,
     verify_delivery,
 )
@@ -95,6 +98,7 @@ __all__ = [
     "WrongPassphrase",
     "certify",
     "check_certificate",
+    "check_validity",
     "check_vouch",
     "decrypt_verified",
     "encode_vouches",
@@ -112,10 +116,12 @@ __all__ = [
     "open_delivery",
     "parse_vouches",
     "public_der",
+    "reseal",
     "same_member",
     "save_identity",
     "seal",
     "sign_proof",
+    "verify_certificate",
     "verify_delivery",
     "verify_proof",
 ]

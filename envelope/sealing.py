@@ -11,6 +11,7 @@ private-key operation happens for a message that is forged or not ours.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -88,12 +89,60 @@ def seal(
         recipients=tuple(r.nick for r in recipients),
         key_ids=tuple(r.key_fingerprint[:KEY_ID_BYTES] for r in recipients),
     )
+    return _sealed(header, plaintext, sender, {r.nick: r for r in recipients}, int(now))
+
+
+def reseal(
+    envelope: Envelope,
+    plaintext: bytes,
+    *,
+    sender: Identity,
+    recipients: Sequence[Recipient],
+) -> Envelope:
+    """`envelope`'s message sealed once more, to the session keys its recipients hold now.
+
+    For a resend to someone whose session key changed since: the old wrapped key was
+    made for a key that is retired (or gone), and must not be used again. The kind,
+    message id, time, sequence number and recipient list stay, so recipients take it
+    for the same message (and drop it as a duplicate if they already have it); the
+    message key is new, wrapped to each of `recipients` (nicknames as the header spells
+    them), and so is the signature, which covers the new key ids. A recipient of the
+    header left out of `recipients` keeps its key id and gets a blank wrapped key: the
+    broker does not deliver to it.
+    """
+    if len(plaintext) > MAX_TEXT_BYTES:
+        raise ValueError(f"message is {len(plaintext)} bytes; the limit is {MAX_TEXT_BYTES}")
+    old = envelope.header
+    if sender.fingerprint != old.sender_fingerprint:
+        raise ValueError("only the key that sealed a message can seal it again")
+    given = {r.nick: r for r in recipients}
+    if not given.keys() <= set(old.recipients):
+        raise ValueError("a message is resealed only for the recipients it names")
+    key_ids = tuple(
+        given[nick].key_fingerprint[:KEY_ID_BYTES] if nick in given else key_id
+        for nick, key_id in zip(old.recipients, old.key_ids, strict=True)
+    )
+    header = dataclasses.replace(old, key_ids=key_ids)
+    # The token carries whole seconds; the header's milliseconds give back the same.
+    return _sealed(header, plaintext, sender, given, old.timestamp_ms // 1000)
+
+
+def _sealed(
+    header: Header,
+    plaintext: bytes,
+    sender: Identity,
+    recipients: dict[str, Recipient],
+    token_time: int,
+) -> Envelope:
+    """Encrypt, wrap for every recipient in `recipients` (a blank for the others), sign."""
     header_bytes = header.encode()
     key = prim.new_message_key()
-    token = prim.encrypt(key, plaintext, int(now))
+    token = prim.encrypt(key, plaintext, token_time)
     wrapped = tuple(
         prim.wrap(r.public_key, key, header.msg_id, sender.fingerprint, r.nick, r.key_fingerprint)
-        for r in recipients
+        if (r := recipients.get(nick)) is not None
+        else b""
+        for nick in header.recipients
     )
     signature = prim.sign(sender.private_key, header_bytes, token)
     return Envelope(header, header_bytes, signature, token, wrapped)

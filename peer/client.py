@@ -1,10 +1,11 @@
 """The peer's socket loop: a DEALER socket driven by `PeerCore`, inside asyncio.
 
 Thin on purpose: it moves frames between the socket and the core, feeds the core the
-time and randomness it needs, saves the pins the core hands out, and replaces the
-socket when the core asks for a reconnect. Front ends (the scripted mode, the terminal
-UI, the benchmark, tests) make one with `Client.create`, call `send_text`, `admit`,
-`trust`, read `events`, and finish with `close`.
+time and randomness it needs, saves the pins the core hands out, makes the session keys
+the core asks for (in a worker thread: RSA key generation takes tens of milliseconds and
+releases the GIL), and replaces the socket when the core asks for a reconnect. Front
+ends (the scripted mode, the terminal UI, the benchmark, tests) make one with
+`Client.create`, call `send_text`, `admit`, `trust`, read `events`, and finish with `close`.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from zchat.envelope import Envelope, Identity
+from zchat.envelope import Envelope, Identity, SessionKey, generate_session_key
 from zchat.envelope.limits import MAX_FRAME_BYTES
 from zchat.peer import events as ev
 from zchat.peer.core import PeerConfig, PeerCore, Phase
@@ -91,8 +93,12 @@ class Client:
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
         curve: CurveKeys | None = None,
         pin_file: PinFile | None = None,
+        session_keys: Callable[[], SessionKey] = generate_session_key,
     ) -> None:
         self.core = core
+        #: Makes the session keys the core asks for; called in a worker thread.
+        self.session_keys = session_keys
+        self._keygen: asyncio.Future[SessionKey] | None = None
         self.endpoint = endpoint
         self.curve = curve
         #: Where the pins the core hands out are saved; None keeps them in memory.
@@ -122,6 +128,7 @@ class Client:
         config: PeerConfig | None = None,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
         curve: CurveKeys | None = None,
+        session_keys: Callable[[], SessionKey] = generate_session_key,
     ) -> Client:
         """A client for `nick`, its core fed from the real world: the first sequence
         number from the wall clock, message ids from `os.urandom`, dates from
@@ -138,7 +145,14 @@ class Client:
             broker_key=b"" if curve is None else curve.server_public,
             transport_key=b"" if curve is None else curve.public,
         )
-        return cls(core, endpoint, context=context, curve=curve, pin_file=pin_file)
+        return cls(
+            core,
+            endpoint,
+            context=context,
+            curve=curve,
+            pin_file=pin_file,
+            session_keys=session_keys,
+        )
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -169,6 +183,8 @@ class Client:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
+        if self._keygen is not None:
+            self._keygen.cancel()  # nobody will need it: the thread's key is dropped
         self._close_socket(linger=LINGER_MS)
         return unacked
 
@@ -363,6 +379,30 @@ class Client:
                 self._last_progress = time.monotonic()
             self.events.put_nowait(event)
         self._save_pins()
+        self._make_session_key()
+
+    def _make_session_key(self) -> None:
+        """Start making the session key the core asks for, unless one is on its way."""
+        if not self.core.wants_session_key or self._keygen is not None or self._loop is None:
+            return
+        if self.failed or self.core.phase is Phase.CLOSED:
+            return
+        self._keygen = self._loop.run_in_executor(None, self.session_keys)
+        self._keygen.add_done_callback(self._session_key_made)
+
+    def _session_key_made(self, made: asyncio.Future[SessionKey]) -> None:
+        self._keygen = None
+        if made.cancelled():
+            return
+        failure = made.exception()
+        if failure is not None:
+            log.error("zchat peer: cannot make a session key: %r", failure)
+            self.events.put_nowait(
+                ev.Problem("internal", f"cannot make a session key: {failure!r}")
+            )
+            return
+        self.core.add_session_key(made.result(), time.monotonic(), wall=time.time())
+        self._flush()
 
     def _save_pins(self) -> None:
         """Write the pins, if the core changed any: at most once per flush, that is

@@ -18,6 +18,17 @@ held back, until the user trusts it.
 Admission (`peer.admission`): nothing is sealed to a member, whatever the broker
 announced, until the user admitted it by fingerprint or a member the user admitted
 vouched for it (or, in an open room, at first sight).
+
+Forward secrecy (`peer.session_keys`): messages are wrapped to session keys, never to
+identity keys. The core asks for a new key of its own (`wants_session_key`) at every
+connection and on a schedule, and the loop, which makes it off its event loop, hands
+it in (`add_session_key`); HELLO waits for it. A member's session key is sealed to
+only after its certificate verified under the member's pinned key, and only while the
+certificate is valid.
+
+Dates: only `send_text` and `add_session_key` carry one (`wall`); checks of a
+certificate's dates elsewhere use the last such date moved on by the monotonic clock,
+which the certificates' five minutes of clock tolerance more than cover.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ from enum import Enum
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from zchat.envelope import (
+    BadCertificate,
     BadPublicKey,
     Delivery,
     EnvelopeError,
@@ -36,16 +48,27 @@ from zchat.envelope import (
     MessageKind,
     NotForMe,
     Recipient,
+    SessionKey,
+    UnknownSessionKey,
     Vouch,
+    certify,
     decrypt_verified,
     encode_vouches,
     fingerprint,
+    is_valid_nick,
     load_public_key,
     nick_key,
+    reseal,
     seal,
     verify_delivery,
 )
-from zchat.envelope.limits import MAX_ROOM, MAX_TEXT_BYTES, MAX_VOUCHES_PER_MESSAGE, MSG_ID_BYTES
+from zchat.envelope.limits import (
+    KEY_ID_BYTES,
+    MAX_ROOM,
+    MAX_TEXT_BYTES,
+    MAX_VOUCHES_PER_MESSAGE,
+    MSG_ID_BYTES,
+)
 from zchat.envelope.proof import sign_proof
 from zchat.peer import events as ev
 from zchat.peer.admission import AdmissionMixin, Gate, admit_command, check_fingerprint
@@ -53,6 +76,7 @@ from zchat.peer.errors import (
     CannotSeal,
     MessageTooLong,
     NobodyHere,
+    NoSessionKey,
     NotAdmitted,
     NotText,
     OutboxFull,
@@ -62,6 +86,14 @@ from zchat.peer.errors import (
 from zchat.peer.outbox import MAX_OUTBOX, Entry, Outbox
 from zchat.peer.pins import Admission, How, Pin, Pins
 from zchat.peer.replay import ReplayGuard
+from zchat.peer.session_keys import (
+    DEFAULT_KEY_GRACE,
+    DEFAULT_ROTATE_EVERY,
+    CertifiedKey,
+    KeyRing,
+    announced_key,
+    certificate_lifetime_ms,
+)
 from zchat.peer.withheld import MAX_WITHHELD, MAX_WITHHELD_BYTES, Withheld
 from zchat.wire import protocol as p
 from zchat.wire.errors import ProtocolError
@@ -86,6 +118,11 @@ class PeerConfig:
     admit_all: bool = False
     reconnect_min: float = 0.1
     reconnect_max: float = 5.0
+    #: Seconds between our session-key rotations while connected (and one at every
+    #: connection). See `peer.session_keys`.
+    rotate_every: float = DEFAULT_ROTATE_EVERY
+    #: Seconds a replaced session key of ours still opens what was sealed to it.
+    key_grace: float = DEFAULT_KEY_GRACE
 
 
 @dataclass
@@ -103,6 +140,12 @@ class Contact:
     trust: ev.Trust
     #: How we admitted them; None: not admitted, so nothing is sealed to them.
     admission: Admission | None = None
+
+    #: The session key we seal to: its certificate verified under the pin. None while
+    #: there is no valid one, and then nothing is sealed to this member.
+    session: CertifiedKey | None = None
+    #: The certificate as last announced, to check once more if the key is trusted later.
+    announced: bytes = b""
 
     @property
     def may_read(self) -> bool:
@@ -179,11 +222,18 @@ class PeerCore(AdmissionMixin):
     _backoff: float = 0.0
     _interval: float = field(init=False)
     _timeout: float = field(init=False)
+    #: Our session keys (forward secrecy): the current one and those in their grace.
+    _ring: KeyRing = field(init=False)
+    _wants_key: bool = False
+    _hello_waiting: bool = False  # start() was called; HELLO goes out with the new key
+    #: The date minus the monotonic clock, as of the last call that gave both.
+    _wall_offset: float | None = None
 
     def __post_init__(self) -> None:
         self._interval = self.config.heartbeat_interval
         self._timeout = self.config.heartbeat_timeout
         self._backoff = self.config.reconnect_min
+        self._ring = KeyRing(self.config.key_grace)
 
     # --- outputs ---------------------------------------------------------------------
 
@@ -208,10 +258,28 @@ class PeerCore(AdmissionMixin):
         self._pins_changed = False
         return self.pins.items()
 
+    @property
+    def wants_session_key(self) -> bool:
+        """Whether the loop should make a session key and hand it to `add_session_key`.
+
+        Making one takes tens of milliseconds, so the loop does it off its event loop;
+        it need not hurry more than that (HELLO waits for it), nor make two at once.
+        """
+        return self._wants_key
+
+    @property
+    def session_keys(self) -> KeyRing:
+        """Our session keys, for inspection; the core alone changes them."""
+        return self._ring
+
     # --- session ---------------------------------------------------------------------
 
     def start(self, now: float) -> None:
-        """Say hello (again): on first connect, after a reconnect, or with a new nick."""
+        """Say hello (again): on first connect, after a reconnect, or with a new nick.
+
+        Every connection gets a new session key: HELLO goes out when the loop hands
+        it in (`wants_session_key`, `add_session_key`).
+        """
         self.phase = Phase.HANDSHAKING
         self.reconnect_wanted = False
         self._welcomed = False
@@ -219,7 +287,39 @@ class PeerCore(AdmissionMixin):
         self._last_heard = now
         if self.pins.expire(self._date_ms()):
             self._pins_changed = True
-        self._send(p.Hello(self.nick.encode("ascii", "replace"), self.identity.public_der))
+        self._hello_waiting = True
+        self._wants_key = True
+
+    def add_session_key(self, key: SessionKey, now: float, *, wall: float) -> None:
+        """Take the session key the loop made: certify it as of `wall`, use it, announce it.
+
+        It goes out in the HELLO that waited for it, or in a REKEY when connected (a
+        scheduled rotation). A key nobody waits for any more (we left, or were
+        refused) is dropped. Its private half stays in memory, in our ring.
+        """
+        self._wall_offset = wall - now
+        self._wants_key = False
+        nick = self.nick.encode("ascii", "replace")
+        if self.phase is Phase.HANDSHAKING and self._hello_waiting:
+            self._hello_waiting = False
+            self._last_heard = now  # the handshake's timer starts with the HELLO
+            cert = self._install(key, now, wall)
+            self._send(p.Hello(nick, self.identity.public_der, cert))
+        elif self.phase is Phase.READY:
+            self._send(p.Rekey(self._install(key, now, wall)))
+
+    def _install(self, key: SessionKey, now: float, wall: float) -> bytes:
+        """Make `key` our current one; its certificate, encoded."""
+        if not is_valid_nick(self.nick):
+            # No certificate can name it, and the broker refuses the nickname anyway
+            # before it looks at one (the user gets to pick another).
+            return b""
+        lifetime = certificate_lifetime_ms(self.config.rotate_every)
+        cert = certify(
+            self.identity, self.nick, key, created_ms=int(wall * 1000), lifetime_ms=lifetime
+        )
+        self._ring.install(key, cert, now)
+        return cert.encode()
 
     def rename(self, nick: str) -> None:
         """Pick another nickname after a refusal; call `start` to try it."""
@@ -266,6 +366,8 @@ class PeerCore(AdmissionMixin):
                 self._leave(nick, reason.name.lower())
             case p.Deliver(delivery) if self.phase is Phase.READY:
                 self._deliver(delivery, now)
+            case p.Rekeyed(nick, cert) if self.phase is Phase.READY:
+                self._rekeyed(nick, cert, now)
             case p.Ack(msg_id, delivered, absent):
                 self._ack(msg_id, delivered, absent, now)
             case p.Error(code, reason, msg_id):
@@ -398,8 +500,52 @@ class PeerCore(AdmissionMixin):
                 member.admission = Admission(How.OPEN, "", self._date_ms())
         if announce:
             self._events.append(ev.Joined(wire.nick, fp, member.trust, already_here))
+        # The session key first: what admission sends (vouches) is sealed to it.
+        self._take_certificate(member, wire.certificate, self._cert_date_ms(now), known)
         self._arrived(member, now, announce=announce, already_here=already_here)
         return member
+
+    def _rekeyed(self, nick: str, cert: bytes, now: float) -> None:
+        member = self.members.get(nick_key(nick))
+        if member is None:
+            self._problem("unexpected", f"a new session key for {nick}, who is not here")
+            return
+        self._take_certificate(member, cert, self._cert_date_ms(now), member)
+
+    def _take_certificate(
+        self, member: Contact, raw: bytes, date_ms: int | None, known: Contact | None = None
+    ) -> None:
+        """Check the certificate announced for `member`: its session key if it is valid.
+
+        `known` is how we knew the member before, if at all. A certificate we refuse
+        changes nothing, as any junk announcement: the member keeps the session key we
+        had for it, if any (a broker that wanted us to keep sealing to it need only not
+        pass the new one on). Refused too: a certificate older than the one we have,
+        a rollback to a key the member dropped.
+        """
+        member.announced = raw
+        pinned = self.pins.get(member.nick)
+        if member.trust is ev.Trust.CHANGED or pinned != member.fingerprint:
+            member.session = None  # checked against the new key if and when it is trusted
+            return
+        same_key = known is not None and known.public_der == member.public_der
+        previous = known.session if known is not None and same_key else None
+        try:
+            member.session = announced_key(
+                raw,
+                nick=member.nick,
+                identity_key=member.public_key,
+                identity_fingerprint=member.fingerprint,
+                date_ms=date_ms,
+                previous=previous,
+            )
+        except BadCertificate as exc:
+            member.session = previous
+            self._problem(
+                "bad-certificate",
+                f"{member.nick}'s session key is refused ({exc}): nothing is sealed to "
+                f"{member.nick} until a valid one comes",
+            )
 
     def _leave(self, nick: str, reason: str) -> None:
         member = self.members.pop(nick_key(nick), None)
@@ -492,8 +638,13 @@ class PeerCore(AdmissionMixin):
                 self._problem("stale", f"an old message from {member.nick} was dropped (a replay?)")
             return  # a duplicate (a resend) is silent: it was shown once
         try:
-            plaintext = decrypt_verified(delivery, me=self.nick, keys=(self.identity,))
+            plaintext = decrypt_verified(delivery, me=self.nick, keys=self._ring.held())
             text = "" if header.kind is MessageKind.VOUCH else plaintext.decode("utf-8")
+        except UnknownSessionKey:
+            # Sealed to a key of ours past its grace: late, or replayed from a
+            # recording. Nothing to open it with, and nothing to show.
+            self._events.append(ev.Expired(member.nick, header.msg_id))
+            return
         except (EnvelopeError, UnicodeDecodeError):
             self._problem("cannot-decrypt", f"a message from {member.nick} did not decrypt")
             return
@@ -557,6 +708,9 @@ class PeerCore(AdmissionMixin):
     # --- time ------------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
+        self._ring.expire(now)
+        if self.phase is Phase.READY and now - self._ring.installed_at >= self.config.rotate_every:
+            self._wants_key = True  # a scheduled rotation: add_session_key announces it
         if self.phase in (Phase.READY, Phase.HANDSHAKING):
             silent = now - self._last_heard
             if silent > self._timeout and self.phase is Phase.READY:
@@ -625,14 +779,28 @@ class PeerCore(AdmissionMixin):
             )
         if len(self.outbox) >= MAX_OUTBOX:
             raise OutboxFull("too many messages are waiting for the broker: not sent")
+        self._wall_offset = wall - now
         recipients = self._recipients(to)
+        # Sealed only to session keys whose certificate is valid now, not when it came.
+        date_ms = int(wall * 1000)
+        keys = {nick_key(m.nick): m.session for m in recipients if m.session is not None}
+        sealable = {k: s for k, s in keys.items() if s.usable(date_ms)}
+        unsealable = tuple(m.nick for m in recipients if nick_key(m.nick) not in sealable)
+        if unsealable and (to is not None or len(unsealable) == len(recipients)):
+            raise NoSessionKey(
+                f"no valid session key from {', '.join(unsealable)} (yet): message not sent"
+            )
         kind = MessageKind.ROOM if to is None else MessageKind.DIRECT
         try:
             envelope = seal(
                 raw,
                 sender=self.identity,
                 sender_nick=self.nick,
-                recipients=[Recipient(m.nick, m.public_key, m.fingerprint) for m in recipients],
+                recipients=[
+                    sealable[nick_key(m.nick)].recipient(m.nick)
+                    for m in recipients
+                    if nick_key(m.nick) in sealable
+                ],
                 seq=self.seq,
                 kind=kind,
                 now=wall,
@@ -644,9 +812,12 @@ class PeerCore(AdmissionMixin):
             raise CannotSeal(f"the message cannot be sealed: {exc}: not sent") from exc
         self.seq += 1
         entry = self.outbox.add(envelope, text, now)
+        entry.sealed_to = sealable
         self._events.append(
             ev.Sent(entry.msg_id, text, envelope.header.recipients, kind is MessageKind.DIRECT)
         )
+        if unsealable:
+            self._events.append(ev.Unsealed(entry.msg_id, unsealable))
         if self.phase is Phase.READY:
             self._send(p.Send(envelope))
         return entry.msg_id
@@ -724,6 +895,10 @@ class PeerCore(AdmissionMixin):
         """
         self._pin(member.nick, member.fingerprint)
         member.trust = ev.Trust.PINNED
+        if member.announced:  # its session key can be checked against the new pin now
+            self._take_certificate(member, member.announced, None)
+        # Release only what the key being trusted signed: if the key changed again
+        # meanwhile (or back to the pin), messages held under another key stay unread.
         held = [
             d
             for d in self._withheld.release(nick_key(member.nick))
@@ -777,7 +952,7 @@ class PeerCore(AdmissionMixin):
             keep = {n for k, n in entry.pending.items() if self._sendable(k)}
             if keep:
                 entry.sent_at = now
-                self._send(p.Send(entry.envelope.only_for(keep)))
+                self._resend_entry(entry, keep, now)
         for member in self.members.values():
             if member.may_read:
                 self._resend_to(member, now)
@@ -788,7 +963,74 @@ class PeerCore(AdmissionMixin):
             # Awaiting an answer again: should this resend be lost with the broker,
             # the resend after the next welcome covers it (and `exit` waits for it).
             entry.acked = False
-            self._send(p.Send(entry.envelope.only_for({entry.pending[nick_key(member.nick)]})))
+            self._resend_entry(entry, {entry.pending[nick_key(member.nick)]}, now)
+
+    def _resend_entry(self, entry: Entry, keep: set[str], now: float) -> None:
+        """Send `entry` again to `keep` (nicknames as its header spells them).
+
+        The very same envelope while every one of them still has the session key it
+        was wrapped to; otherwise sealed again, each recipient wrapped to the newest
+        valid key we know for it (`_resend_targets`), with the same id and number.
+        Who has no valid key at all is given up on, as after a key change.
+
+        Someone missing since a broker restart is not sent to: they come back with a
+        new session key (every connection makes one), which the resend must wait for.
+        They count as absent, so their JOIN brings the resend (`_resend_to`).
+        """
+        for nick in list(keep):
+            key = nick_key(nick)
+            if key in self._missing and key not in self.members:
+                keep.discard(nick)
+                entry.absent_since.setdefault(key, now)
+        targets = self._resend_targets(entry, now)
+        for nick in keep - targets.keys():
+            for dropped, nicks in self.outbox.forget_recipient(nick):
+                self._events.append(ev.Undelivered(dropped.msg_id, nicks))
+        keep = {n for n in keep if nick_key(n) in entry.pending}
+        if not keep:
+            return
+        for nick in keep:  # sent to again: absent only if the broker says so once more
+            entry.absent_since.pop(nick_key(nick), None)
+        envelope = entry.envelope
+        header = envelope.header
+        stale = any(
+            not wrapped or targets[nick].fingerprint[:KEY_ID_BYTES] != key_id
+            for nick, key_id, wrapped in zip(
+                header.recipients, header.key_ids, envelope.wrapped_keys, strict=True
+            )
+            if nick in keep
+        )
+        if stale:
+            envelope = reseal(
+                envelope,
+                entry.text.encode("utf-8"),
+                sender=self.identity,
+                recipients=[key.recipient(nick) for nick, key in targets.items()],
+            )
+            entry.envelope = envelope
+            entry.sealed_to = {nick_key(nick): key for nick, key in targets.items()}
+        self._send(p.Send(envelope.only_for(keep)))
+
+    def _resend_targets(self, entry: Entry, now: float) -> dict[str, CertifiedKey]:
+        """For each recipient of `entry`, the session key a resend is wrapped to.
+
+        Its current key if we list it (present, or missing since a broker restart),
+        else, for someone who left, the key the message was sealed to. Only keys whose
+        certificate is still valid; a recipient with none is left out.
+        """
+        date_ms = self._cert_date_ms(now)
+        targets: dict[str, CertifiedKey] = {}
+        for nick in entry.envelope.header.recipients:
+            key = nick_key(nick)
+            missing = self._missing.get(key)
+            contact = self.members.get(key) or (missing[0] if missing else None)
+            if contact is not None:
+                usable = contact.session if contact.trust is not ev.Trust.CHANGED else None
+            else:
+                usable = entry.sealed_to.get(key)
+            if usable is not None and (date_ms is None or usable.usable(date_ms)):
+                targets[nick] = usable
+        return targets
 
     def _sendable(self, key: str) -> bool:
         member = self.members.get(key)
@@ -796,6 +1038,12 @@ class PeerCore(AdmissionMixin):
 
     def _send(self, msg: p.PeerMessage) -> None:
         self._out.append(p.encode(msg))
+
+    def _cert_date_ms(self, now: float) -> int | None:
+        """The date at monotonic `now`, from the last one we were given; None before any."""
+        if self._wall_offset is None:
+            return None
+        return int((now + self._wall_offset) * 1000)
 
     def _pin(self, nick: str, fp: bytes) -> None:
         if self.pins.pin(nick, fp, seen_ms=self._date_ms()):

@@ -6,6 +6,7 @@ PeerError
  ├── UnknownRecipient    /msg to someone who is not in the room
  ├── UntrustedRecipient  /msg to someone whose key changed and is not yet trusted
  ├── NobodyHere          a room message with nobody else in the room (or nobody admitted)
+ ├── NoSessionKey        /msg to someone with no valid session key to seal to
  ├── OutboxFull          too many messages wait for acknowledgement
  ├── NotAdmitted         /msg to someone we have not admitted (issue 12)
  ├── FingerprintMismatch /admit or /trust with a fingerprint that is not the key's (issue 12)
@@ -38,6 +39,10 @@ class NobodyHere(PeerError):
 
 
 class OutboxFull(PeerError):
+    pass
+
+
+class NoSessionKey(PeerError):
     pass
 
 

@@ -210,6 +210,29 @@ class VouchRejected:
     held: bool = False
 
 
+# --- issue 13: forward secrecy (session keys) ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """A message sealed to a session key of ours that we dropped: never shown.
+
+    It came after the key's grace period: held up for long, or replayed from a
+    recording (after a restart, every key of the last run is gone).
+    """
+
+    sender: str
+    msg_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Unsealed:
+    """Members our message was not sealed to: they have no valid session key (yet)."""
+
+    msg_id: bytes
+    nicks: tuple[str, ...]
+
+
 Event = (
     Ready
     | Joined
@@ -231,4 +254,6 @@ Event = (
     | AdmitNeeded
     | Admitted
     | VouchRejected
+    | Expired
+    | Unsealed
 )

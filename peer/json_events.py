@@ -125,6 +125,11 @@ def to_json(event: ev.Event) -> dict[str, Any]:
                 "reason": reason,
                 "held": held,
             }
+        # --- issue 13: forward secrecy (session keys) ---
+        case ev.Expired(sender, msg_id):
+            return {"event": "expired", "from": sender, "id": msg_id.hex()}
+        case ev.Unsealed(msg_id, nicks):
+            return {"event": "unsealed", "id": msg_id.hex(), "nicks": list(nicks)}
 
 
 def _who(entry: ev.WhoEntry) -> dict[str, str]:

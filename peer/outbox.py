@@ -3,7 +3,10 @@
 The outbox is the only copy of what the user typed, so a message leaves it only when
 its fate is known: delivered to every recipient, or a recipient stayed away past the
 grace period (then reported as undelivered to them). Resends reuse the very same
-signed envelope, so recipients recognise duplicates by its sequence number.
+signed envelope, so recipients recognise duplicates by its sequence number; for a
+recipient whose session key changed since, the core seals it again with the same id and
+number (`peer.core`), and keeps that envelope here in its place.
+
 
 The broker's acknowledgements are claims, checked against what we signed: an ACK may
 only name recipients of that message (the core refuses any other, see `strangers`),
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from zchat.envelope import Envelope, nick_key
+from zchat.peer.session_keys import CertifiedKey
 
 #: How many messages may wait for acknowledgement before new ones are refused.
 MAX_OUTBOX: Final = 20_000
@@ -51,6 +55,9 @@ class Entry:
         """Whether an ACK is a correction: one recipient acknowledged as delivered was
         not, after all (the broker could not queue it, PROTOCOL.md §3.9)."""
         return not delivered and len(absent) == 1 and nick_key(absent[0]) in self.delivered
+    #: recipient (case-folded) -> the session key `envelope` is wrapped to for it. A
+    #: resend to someone whose key changed since is sealed again (`peer.core`).
+    sealed_to: dict[str, CertifiedKey] = field(default_factory=dict)
 
     @property
     def msg_id(self) -> bytes:
@@ -144,9 +151,14 @@ class Outbox:
         return None
 
     def waiting_for(self, nick: str) -> list[Entry]:
-        """Acknowledged messages that `nick` missed while away, oldest first."""
+        """Messages that `nick` missed while away, oldest first.
+
+        Away as the broker said (absent in an ACK), or as we know it: missing since a
+        broker restart, when a resend waits for the new session key of the return
+        (`peer.core`); such an entry may not be acknowledged yet.
+        """
         key = nick_key(nick)
-        return [e for e in self._entries.values() if e.acked and key in e.absent_since]
+        return [e for e in self._entries.values() if key in e.absent_since]
 
     def expire(self, now: float, grace: float) -> list[tuple[Entry, tuple[str, ...]]]:
         """Give up on recipients away longer than `grace`: (entry, nicks) for each."""
@@ -158,7 +170,10 @@ class Outbox:
                 for k in gone:
                     del entry.absent_since[k]
                 expired.append((entry, nicks))
-                self._settle(entry)
+                if entry.pending or entry.acked:
+                    self._settle(entry)
+                else:  # never sent to anyone, and nobody left to wait for (as below)
+                    del self._entries[entry.msg_id]
         return expired
 
     def forget_recipient(self, nick: str) -> list[tuple[Entry, tuple[str, ...]]]:

@@ -183,6 +183,28 @@ class Renderer:
                 return [_admitted(name, fp, how, by, self.me)]
             case ev.VouchRejected(voucher, nicks, reason, held):
                 return [_vouch_rejected(voucher, nicks, reason, held)]
+            # --- issue 13: forward secrecy (session keys) ---
+            case ev.Expired(sender, _):
+                return [
+                    (
+                        Span(Role.PROBLEM, "! a message from "),
+                        nick(sender),
+                        Span(
+                            Role.PROBLEM,
+                            " was sealed to a session key of ours that has expired "
+                            "(it came too late, or is a replay): not shown",
+                        ),
+                    )
+                ]
+            case ev.Unsealed(msg_id, nicks):
+                mine = self._sent.get(msg_id)
+                what = f"your message {_quote(mine[0].text)}" if mine else "a message of yours"
+                return [
+                    problem(
+                        f"{what} was not sent to {_nicks(nicks)}: "
+                        "no valid session key from them (yet)"
+                    )
+                ]
 
     def _direct_to(self, recipients: tuple[str, ...]) -> str:
         """Whom a direct message went to, from its signed recipient list."""

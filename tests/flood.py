@@ -16,6 +16,7 @@ import time
 
 import zmq
 
+from tests.memory import hello
 from zchat.envelope import Envelope, Header, MessageKind, generate_identity
 from zchat.envelope.proof import sign_proof
 from zchat.wire import protocol as p
@@ -28,7 +29,7 @@ def main() -> None:
     sock = zmq.Context.instance().socket(zmq.DEALER)
     configure(sock)
     sock.connect(endpoint)
-    sock.send_multipart(p.encode(p.Hello(nick.encode(), identity.public_der)))
+    sock.send_multipart(p.encode(hello(nick.encode(), identity, time.time())))
     challenge = p.parse_from_broker(sock.recv_multipart())
     assert isinstance(challenge, p.Challenge), challenge
     proof = sign_proof(identity.private_key, challenge.nonce, nick.encode(), identity.public_der)

@@ -2,20 +2,23 @@
 
 Time is a number the test moves, and randomness a seeded generator, so a run repeats
 exactly. `pump` carries frames both ways until nothing moves, doing for each core
-what its loop would: send its frames, show its events, save its pins.
+what its loop would: hand it the session keys it asks for, send its frames, show its
+events, save its pins.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from zchat.broker.core import Broker, BrokerConfig, Outgoing
-from zchat.envelope import Identity
+from zchat.envelope import Identity, SessionKey, certify, generate_session_key, is_valid_nick
 from zchat.peer import events as ev
 from zchat.peer.core import PeerConfig, PeerCore
 from zchat.peer.pins import Pin, Pins
+from zchat.wire import protocol as p
 
 #: Short liveness timers for rooms whose clock a test moves.
 FAST_CORE = BrokerConfig(heartbeat_interval=0.1, heartbeat_timeout=0.5)
@@ -28,6 +31,41 @@ WALL_AT_ZERO = 1_700_000_000.0
 #: Each connection seals from a block of sequence numbers of its own, as a real run
 #: starts from the wall clock: a peer back under the same key never reuses a number.
 SEQ_BLOCK = 1 << 32
+
+
+#: Session keys are RSA keys (about 40 ms each to make): rooms share this many, made
+#: once per test run and handed out in the same order in every room, so that a room
+#: replays exactly. A test that needs keys never seen before passes
+#: `session_keys=generate_session_key`.
+SESSION_KEY_POOL = 16
+_SESSION_KEYS: list[SessionKey] = []
+
+
+def pooled_session_keys() -> Callable[[], SessionKey]:
+    """Session keys from the shared pool, from its first, in turn."""
+    turn = itertools.count()
+
+    def next_key() -> SessionKey:
+        i = next(turn) % SESSION_KEY_POOL
+        while len(_SESSION_KEYS) <= i:
+            _SESSION_KEYS.append(generate_session_key())
+        return _SESSION_KEYS[i]
+
+    return next_key
+
+
+def certificate(identity: Identity, nick: str, wall: float, key: SessionKey | None = None) -> bytes:
+    """A genuine session-key certificate of `nick` made at `wall`, for a broker to announce."""
+    key = key or pooled_session_keys()()
+    return certify(identity, nick, key, created_ms=int(wall * 1000), lifetime_ms=3_600_000).encode()
+
+
+def hello(nick: bytes, identity: Identity, wall: float = WALL_AT_ZERO) -> p.Hello:
+    """A HELLO as a peer sends it, with a genuine session-key certificate (none when the
+    nickname is not one a certificate can name: the broker refuses that first)."""
+    text = nick.decode("ascii", "replace")
+    cert = certificate(identity, text, wall) if is_valid_nick(text) else b""
+    return p.Hello(nick, identity.public_der, cert)
 
 
 def seeded(seed: int) -> Callable[[int], bytes]:
@@ -49,6 +87,8 @@ class MemoryRoom:
     drop: Callable[[Outgoing], bool] | None = None
     #: ...or some of what a peer sends: lose(conn, frames)
     lose: Callable[[bytes, list[bytes]], bool] | None = None
+    #: Where the session keys the cores ask for come from (the loop makes them).
+    session_keys: Callable[[], SessionKey] = field(default_factory=pooled_session_keys)
     _next_conn: int = 0
 
     def join(
@@ -83,6 +123,8 @@ class MemoryRoom:
         for _ in range(10_000):
             moved = False
             for conn, core in list(self.peers.items()):
+                if core.wants_session_key:
+                    core.add_session_key(self.session_keys(), self.now, wall=self.wall)
                 for frames in core.take_outgoing():
                     moved = True
                     if self.lose is not None and self.lose(conn, frames):

@@ -18,6 +18,7 @@ from zchat.bench.crypto import (
     crypto_seconds_per_message,
     envelope_overhead,
     time_crypto,
+    time_rotation,
 )
 from zchat.envelope import Identity
 
@@ -41,6 +42,14 @@ def test_crypto_timings_are_positive_per_operation(alice: Identity, bob: Identit
     overhead = envelope_overhead(alice, bob, b"x" * 100, timings, recipients=3, scale=0.1)
     assert overhead.seal_s > 0
     assert overhead.open_s > 0
+
+
+def test_a_session_key_rotation_is_timed_step_by_step(alice: Identity) -> None:
+    cost = time_rotation(alice, scale=0.05)
+    assert set(cost.as_dict()) == {"keygen_ms", "certify_us", "check_us"}
+    assert cost.keygen_s > 0
+    assert cost.certify_s > 0
+    assert cost.check_s > 0
 
 
 def test_the_crypto_ceiling_follows_the_documented_formula(alice: Identity) -> None:
@@ -74,6 +83,9 @@ def test_the_quick_run_writes_every_figure(tmp_path: Path) -> None:
         latency = room["latency_ms"]
         assert set(latency) == {"p50", "p99", "max"}
         assert 0 < latency["p50"] <= latency["p99"] <= latency["max"]
+    rotation = data["session_key_rotation"]
+    assert set(rotation) == {"keygen_ms", "certify_us", "check_us"}
+    assert all(value > 0 for value in rotation.values()), rotation
     machine = data["machine"]
     assert machine["cores"] >= 1
     for key in ("python", "pyzmq", "libzmq", "cryptography"):

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from tests.conftest import KeyPool
-from tests.memory import FAST_CORE, MemoryRoom, seeded
+from tests.memory import FAST_CORE, MemoryRoom, hello, seeded
 from zchat.broker.core import Broker, Outgoing
 from zchat.broker.held import held_size
 from zchat.envelope import Header, Identity, Recipient, seal
@@ -60,7 +60,7 @@ def test_a_duplicate_nickname_is_refused_even_in_another_case(
 )
 def test_invalid_nicknames_are_refused_with_the_rules(alice: Identity, nick: str) -> None:
     broker = Broker(random=seeded(0))
-    out = broker.handle(b"c1", p.encode(p.Hello(nick.encode(), alice.public_der)), 0.0)
+    out = broker.handle(b"c1", p.encode(hello(nick.encode(), alice)), 0.0)
     reply = p.parse_from_broker(out[-1].frames)
     assert isinstance(reply, p.Refuse)
     assert reply.code in (p.RefuseCode.NICK_INVALID,)
@@ -69,7 +69,7 @@ def test_invalid_nicknames_are_refused_with_the_rules(alice: Identity, nick: str
 
 def test_a_wrong_proof_is_refused(alice: Identity, bob: Identity) -> None:
     broker = Broker(random=seeded(0))
-    broker.handle(b"c1", p.encode(p.Hello(b"alice", alice.public_der)), 0.0)
+    broker.handle(b"c1", p.encode(hello(b"alice", alice)), 0.0)
     # sign the right bytes with the wrong key
     out = broker.handle(b"c1", p.encode(p.Proof(b"\x00" * 256)), 0.0)
     reply = p.parse_from_broker(out[-1].frames)
@@ -80,7 +80,7 @@ def test_a_wrong_proof_is_refused(alice: Identity, bob: Identity) -> None:
 
 def test_a_proof_for_another_challenge_is_refused(alice: Identity) -> None:
     broker = Broker(random=seeded(0))
-    broker.handle(b"c1", p.encode(p.Hello(b"alice", alice.public_der)), 0.0)
+    broker.handle(b"c1", p.encode(hello(b"alice", alice)), 0.0)
     stale = sign_proof(alice.private_key, b"\x00" * 32, b"alice", alice.public_der)
     reply = p.parse_from_broker(broker.handle(b"c1", p.encode(p.Proof(stale)), 0.0)[-1].frames)
     assert isinstance(reply, p.Refuse)
@@ -450,8 +450,8 @@ def test_a_room_that_filled_up_during_the_proof_refuses(
     monkeypatch.setattr("zchat.broker.core.MAX_ROOM", 2)
     broker = Broker(random=seeded(0))
 
-    def hello(conn: bytes, ident: Identity) -> p.Challenge:
-        out = broker.handle(conn, p.encode(p.Hello(conn, ident.public_der)), 0.0)
+    def challenge(conn: bytes, ident: Identity) -> p.Challenge:
+        out = broker.handle(conn, p.encode(hello(conn, ident)), 0.0)
         challenge = p.parse_from_broker(out[-1].frames)
         assert isinstance(challenge, p.Challenge)
         return challenge
@@ -461,9 +461,9 @@ def test_a_room_that_filled_up_during_the_proof_refuses(
         return p.parse_from_broker(broker.handle(conn, p.encode(p.Proof(proof)), 0.0)[-1].frames)
 
     first, second, third = keys.get(0), keys.get(1), keys.get(2)
-    prove(b"one", first, hello(b"one", first))
-    late = hello(b"three", third)  # room for one more when it says hello...
-    prove(b"two", second, hello(b"two", second))  # ...but this one proves first
+    prove(b"one", first, challenge(b"one", first))
+    late = challenge(b"three", third)  # room for one more when it says hello...
+    prove(b"two", second, challenge(b"two", second))  # ...but this one proves first
     reply = prove(b"three", third, late)
     assert isinstance(reply, p.Refuse)
     assert reply.code is p.RefuseCode.ROOM_FULL
@@ -476,10 +476,10 @@ def test_a_member_that_says_hello_again_and_leaves_is_gone(alice: Identity) -> N
     broker = Broker(dataclasses.replace(FAST_CORE, handshake_timeout=0.5), random=seeded(0))
     room = MemoryRoom(broker=broker)
     a = room.join("alice", alice)
-    broker.handle(a, p.encode(p.Hello(b"alice", alice.public_der)), room.now)
+    broker.handle(a, p.encode(hello(b"alice", alice)), room.now)
     broker.handle(a, p.encode(p.Bye()), room.now)
     assert broker.nicks == []
-    out = broker.handle(a, p.encode(p.Hello(b"alice", alice.public_der)), room.now)
+    out = broker.handle(a, p.encode(hello(b"alice", alice)), room.now)
     challenge = p.parse_from_broker(out[-1].frames)
     assert isinstance(challenge, p.Challenge)
     del room.peers[a]
@@ -499,7 +499,7 @@ def test_a_key_with_another_public_exponent_is_refused_at_hello() -> None:
     from zchat.envelope import public_der
 
     odd = public_der(rsa.generate_private_key(3, 2048).public_key())
-    out = Broker(random=seeded(0)).handle(b"c1", p.encode(p.Hello(b"odd", odd)), 0.0)
+    out = Broker(random=seeded(0)).handle(b"c1", p.encode(p.Hello(b"odd", odd, b"")), 0.0)
     reply = p.parse_from_broker(out[0].frames)
     assert isinstance(reply, p.Refuse)
     assert reply.code is p.RefuseCode.BAD_KEY

@@ -22,13 +22,14 @@ from zchat.wire import protocol as p
 
 def _sealed_for_bob(sender: Client, identity: Identity, text: str) -> Envelope:
     bob = sender.core.members["bob"]
+    assert bob.session is not None  # sealed to bob's session key, as the core would
     # Clear of the numbers the core will use: the recipient accepts each once.
     seq = sender.core.seq + 1000
     return seal(
         text.encode(),
         sender=identity,
         sender_nick=sender.core.nick,
-        recipients=[Recipient(bob.nick, bob.public_key)],
+        recipients=[bob.session.recipient(bob.nick)],
         seq=seq,
     )
 

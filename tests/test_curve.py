@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from tests.memory import seeded
+from tests.memory import hello, seeded
 from tests.net import FAST, broker_thread, ready, texts, wait_for
 from tests.procs import FAST_TIMERS, ZCHAT, Proc, start_peer
 from zchat.broker.core import Broker
@@ -227,7 +227,7 @@ def test_anything_else_is_not_a_broker_key(tmp_path: Path, value: str) -> None:
 
 def test_a_session_speaks_only_with_the_transport_key_that_opened_it(alice: Identity) -> None:
     broker = Broker(random=seeded(0))
-    out = broker.handle(b"c1", p.encode(p.Hello(b"alice", alice.public_der)), 0.0, b"K" * 40)
+    out = broker.handle(b"c1", p.encode(hello(b"alice", alice)), 0.0, b"K" * 40)
     challenge = p.parse_from_broker(out[-1].frames)
     assert isinstance(challenge, p.Challenge)
     signature = sign_proof(

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import KeyPool
+from tests.memory import hello
 from tests.net import broker_thread, make_client, ready, texts, wait_for
 from zchat.broker.core import Broker, BrokerConfig, Outgoing
 from zchat.envelope import Envelope, Identity, MessageKind, Recipient, seal
@@ -141,11 +142,11 @@ def corpus(keys: KeyPool) -> Corpus:
         seq=2,
     )
     templates = [
-        frames_of(p.Hello(b"carol", c.public_der)),
-        frames_of(p.Hello(b"alice", a.public_der)),  # alice again, same key
-        frames_of(p.Hello(b"alice", m.public_der)),  # alice's name, another key
-        frames_of(p.Hello("b\u043eb".encode(), c.public_der)),
-        frames_of(p.Hello(b"carol", unknown_algorithm_der(c))),
+        frames_of(hello(b"carol", c)),
+        frames_of(hello(b"alice", a)),  # alice again, same key
+        frames_of(hello(b"alice", m)),  # alice's name, another key
+        frames_of(hello("b\u043eb".encode(), c)),
+        frames_of(p.Hello(b"carol", unknown_algorithm_der(c), b"")),
         frames_of(p.Proof(sign_proof(c.private_key, ZERO_NONCE, b"carol", c.public_der))),
         frames_of(p.Proof(sign_proof(a.private_key, ZERO_NONCE, b"alice", a.public_der))),
         frames_of(p.Send(to_bob)),
@@ -170,7 +171,7 @@ def room(ids: dict[str, Identity]) -> Broker:
     broker = Broker(BrokerConfig(), random=lambda n: b"\x00" * n)
     for nick in NICKS:
         ident, raw = ids[nick], nick.encode()
-        broker.handle(raw, frames_of(p.Hello(raw, ident.public_der)), 0.0)
+        broker.handle(raw, frames_of(hello(raw, ident)), 0.0)
         proof = sign_proof(ident.private_key, ZERO_NONCE, raw, ident.public_der)
         broker.handle(raw, frames_of(p.Proof(proof)), 0.0)
     assert sorted(broker.nicks) == sorted(NICKS)
@@ -320,7 +321,7 @@ class RawPeer:
 
     def handshake(self, nick: str, ident: Identity) -> None:
         raw = nick.encode()
-        self.send(frames_of(p.Hello(raw, ident.public_der)))
+        self.send(frames_of(hello(raw, ident, time.time())))
         challenge = p.parse_from_broker(self.recv(5))
         assert isinstance(challenge, p.Challenge), challenge
         self.send(
@@ -381,13 +382,13 @@ class Fuzzer:
             self.valid_send[:-1],
         ]
         self.strangers_say = [
-            frames_of(p.Hello(b"alice", m.public_der)),  # taken
-            frames_of(p.Hello(b"ALICE", m.public_der)),
-            frames_of(p.Hello("b\u043eb".encode(), m.public_der)),
-            frames_of(p.Hello(b"x" * 33, m.public_der)),
-            frames_of(p.Hello(b"eve", b"\x30\x82" + b"\x00" * 300)),
-            frames_of(p.Hello(b"eve", unknown_algorithm_der(m))),
-            frames_of(p.Hello(b"alice", a.public_der)),  # alice's key: challenged, never proven
+            frames_of(hello(b"alice", m)),  # taken
+            frames_of(hello(b"ALICE", m)),
+            frames_of(hello("b\u043eb".encode(), m)),
+            frames_of(hello(b"x" * 33, m)),
+            frames_of(p.Hello(b"eve", b"\x30\x82" + b"\x00" * 300, b"")),
+            frames_of(p.Hello(b"eve", unknown_algorithm_der(m), b"")),
+            frames_of(hello(b"alice", a)),  # alice's key: challenged, never proven
             frames_of(p.Proof(b"\x00" * 256)),
             frames_of(p.Heartbeat()),
             frames_of(p.Bye()),

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import KeyPool
-from tests.memory import MemoryRoom, seeded
+from tests.memory import MemoryRoom, certificate, seeded
 from tests.net import FAST, broker_thread, joined, make_client, ready, texts, wait_for
 from zchat.broker.core import Broker, Outgoing
 from zchat.broker.server import Server
@@ -548,6 +548,7 @@ def junk_announcements(bob: Identity, carol: Identity) -> list[tuple[str, list[b
     members = [p.Member(f"m{i:03d}", carol.public_der) for i in range(300)]
     unknown_oid = bytearray(carol.public_der)
     unknown_oid[8] = 0  # an algorithm OID nobody knows: UnsupportedAlgorithm, not ValueError
+    cert = certificate(carol, "dave", time.time())  # a genuine one, for the frame layouts
     return [
         ("bad-key", p.encode(p.Join(p.Member("dave", b"\x30\x82\x01\x22" + b"\x00" * 290)))),
         ("bad-key", p.encode(p.Join(p.Member("dave", public_der(small_rsa))))),
@@ -569,15 +570,16 @@ def junk_announcements(bob: Identity, carol: Identity) -> list[tuple[str, list[b
             [
                 tag,
                 bytes([p.Command.SNAPSHOT]),
-                *(x for m in members for x in (m.nick.encode(), m.public_der)),
+                *(x for m in members for x in (m.nick.encode(), m.public_der, cert)),
             ],
         ),
         ("unexpected", p.encode(p.Snapshot((p.Member("dave", carol.public_der),)))),
-        ("malformed", [tag, bytes([p.Command.JOIN]), b"a" * 1000, carol.public_der]),
-        ("malformed", [tag, bytes([p.Command.JOIN]), "b\u043eb".encode(), carol.public_der]),
-        ("malformed", [tag, bytes([p.Command.JOIN]), b"\x1b[2Jevil", carol.public_der]),
-        ("malformed", [tag, bytes([p.Command.JOIN]), "bob\u202e".encode(), carol.public_der]),
-        ("malformed", [tag, bytes([p.Command.JOIN]), b"dave", carol.public_der, b"extra"]),
+        ("malformed", [tag, bytes([p.Command.JOIN]), b"a" * 1000, carol.public_der, cert]),
+        ("malformed", [tag, bytes([p.Command.JOIN]), "b\u043eb".encode(), carol.public_der, cert]),
+        ("malformed", [tag, bytes([p.Command.JOIN]), b"\x1b[2Jevil", carol.public_der, cert]),
+        ("malformed", [tag, bytes([p.Command.JOIN]), "bob\u202e".encode(), carol.public_der, cert]),
+        ("malformed", [tag, bytes([p.Command.JOIN]), b"dave", carol.public_der, cert, b"extra"]),
+        ("malformed", [tag, bytes([p.Command.JOIN]), b"dave", carol.public_der]),  # version 1's
         ("malformed", [tag, bytes([p.Command.LEAVE]), b"bob"]),
         ("malformed", [tag, bytes([p.Command.LEAVE]), b"bob", b"\x63"]),
         ("malformed", [tag, bytes([p.Command.DELIVER]), b"h", b"s", b"t"]),
@@ -589,11 +591,18 @@ def junk_announcements(bob: Identity, carol: Identity) -> list[tuple[str, list[b
         ("malformed", [tag, bytes([p.Command.ERROR]), b"\x77", b"why"]),
         ("malformed", [tag, b"\x7f", b"what"]),
         ("malformed", [tag, b"\x15\x15", b"bob", bob.public_der]),
-        ("malformed", [b"ZCHAT2", bytes([p.Command.JOIN]), b"dave", carol.public_der]),
+        ("malformed", [b"ZCHAT1", bytes([p.Command.JOIN]), b"dave", carol.public_der]),
         ("malformed", [b"\xff" * 100]),
         ("unexpected", p.encode(p.Challenge(b"\x00" * 32))),  # must not be signed now
         ("unexpected", p.encode(p.Welcome("alice", 1, 1))),
         ("unexpected", p.encode(p.Refuse(p.RefuseCode.NICK_TAKEN, "\x1b[31mgo away"))),
+        # Session keys: junk, another's, or for someone absent; bob keeps the one he has.
+        ("bad-certificate", p.encode(p.Rekeyed("bob", b"junk certificate"))),
+        ("bad-certificate", p.encode(p.Rekeyed("bob", b""))),
+        ("bad-certificate", p.encode(p.Rekeyed("bob", certificate(carol, "bob", time.time())))),
+        ("bad-certificate", p.encode(p.Rekeyed("bob", certificate(bob, "carol", time.time())))),
+        ("unexpected", p.encode(p.Rekeyed("dave", cert))),
+        ("malformed", [tag, bytes([p.Command.REKEYED]), b"bob", b"c" * 5000]),
     ]
 
 
@@ -607,6 +616,8 @@ def test_malformed_announcements_are_reported_and_the_chat_goes_on(keys: KeyPool
             ep = server.bound[0]
             a, b = await joined("alice", alice, ep), await joined("bob", bob, ep)
             await wait_for(a, lambda e: isinstance(e, ev.Joined) and e.nick == "bob")
+            bobs_session_key = a.core.members["bob"].session
+            assert bobs_session_key is not None
             for _, frames in lies:
                 core.inject("alice", frames)
             await injected(core)
@@ -617,6 +628,7 @@ def test_malformed_announcements_are_reported_and_the_chat_goes_on(keys: KeyPool
             assert p.Command.PROOF not in core.commands.get("alice", [])
             assert a.core.phase is Phase.READY
             # bob keeps his real key at alice's: she can still write to him, and he to her.
+            assert a.core.members["bob"].session == bobs_session_key
             a.send_text("still works", to=["bob"])
             assert await texts(b, 1) == ["still works"]
             await close_all(a, b)

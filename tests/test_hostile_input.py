@@ -15,6 +15,7 @@ from typing import overload
 import pytest
 import zmq
 
+from tests.memory import hello
 from tests.net import broker_thread, joined, make_client, texts, wait_for
 from zchat.broker.core import Broker, BrokerConfig
 from zchat.envelope import (
@@ -264,7 +265,7 @@ def test_bad_nicknames_and_case_variants_are_refused_over_tcp(
             raw.setsockopt(zmq.LINGER, 0)
             raw.connect(ep)
             for nick in BAD_NICKS + CASE_VARIANTS:
-                raw.send_multipart(p.encode(p.Hello(nick.encode("utf-8"), carol.public_der)))
+                raw.send_multipart(p.encode(hello(nick.encode("utf-8"), carol, time.time())))
                 assert raw.poll(2000), f"no answer to HELLO {nick!r}"
                 reply = p.parse_from_broker(raw.recv_multipart())
                 assert isinstance(reply, p.Refuse), (nick, reply)
@@ -313,7 +314,7 @@ def test_a_hello_with_a_key_of_unknown_algorithm_is_refused_and_the_broker_lives
             raw: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
             raw.setsockopt(zmq.LINGER, 0)
             raw.connect(ep)
-            raw.send_multipart(p.encode(p.Hello(b"eve", unknown_algorithm(carol))))
+            raw.send_multipart(p.encode(p.Hello(b"eve", unknown_algorithm(carol), b"")))
             assert raw.poll(2000)
             reply = p.parse_from_broker(raw.recv_multipart())
             assert isinstance(reply, p.Refuse)
@@ -339,11 +340,11 @@ def test_a_member_who_says_hello_again_and_never_proves_it_stays_until_its_heart
     config = BrokerConfig(heartbeat_interval=0.1, heartbeat_timeout=1.0, handshake_timeout=0.3)
     broker = Broker(config, random=lambda n: b"\x00" * n)
     for conn, nick, ident in ((b"c1", b"alice", alice), (b"c2", b"mallory", bob)):
-        broker.handle(conn, p.encode(p.Hello(nick, ident.public_der)), 0.0)
+        broker.handle(conn, p.encode(hello(nick, ident)), 0.0)
         proof = sign_proof(ident.private_key, b"\x00" * 32, nick, ident.public_der)
         broker.handle(conn, p.encode(p.Proof(proof)), 0.0)
     # mallory says hello again on its connection and then keeps quiet
-    broker.handle(b"c2", p.encode(p.Hello(b"mallory", bob.public_der)), 0.1)
+    broker.handle(b"c2", p.encode(hello(b"mallory", bob)), 0.1)
     out = []
     listed_at: dict[int, list[str]] = {}
     pending_at: dict[int, bool] = {}  # white-box: is the second handshake still open?

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import zmq
 
+from tests.memory import certificate
 from tests.net import run, wait_for
 from zchat.envelope import Identity
 from zchat.peer import events as ev
@@ -184,7 +185,8 @@ def test_a_pins_file_that_cannot_be_written_is_reported_and_the_session_goes_on(
         )
         try:
             client.start()
-            await broker.admit("alice", (p.Member("bob", bob.public_der),))
+            bob_cert = certificate(bob, "bob", time.time())
+            await broker.admit("alice", (p.Member("bob", bob.public_der, bob_cert),))
             seen = await wait_for(client, lambda e: isinstance(e, ev.Problem))
             assert [e.nick for e in seen if isinstance(e, ev.Joined)] == ["bob"]
             assert isinstance(seen[-1], ev.Problem)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from tests.memory import certificate
 from zchat.envelope import Identity, Recipient, seal
+from zchat.envelope.limits import MAX_CERT_BYTES
 from zchat.wire import protocol as p
 from zchat.wire.errors import ProtocolError, UnsupportedProtocol
 
 ID = bytes(range(16))
+WALL = 1_700_000_000.0
 
 
 def peer_messages(alice: Identity, bob: Identity) -> list[p.PeerMessage]:
@@ -20,11 +23,12 @@ def peer_messages(alice: Identity, bob: Identity) -> list[p.PeerMessage]:
         seq=1,
     )
     return [
-        p.Hello(b"alice", alice.public_der),
+        p.Hello(b"alice", alice.public_der, certificate(alice, "alice", WALL)),
         p.Proof(b"\x01" * 256),
         p.Send(env),
         p.Heartbeat(),
         p.Bye(),
+        p.Rekey(certificate(alice, "alice", WALL + 3600)),
     ]
 
 
@@ -36,12 +40,14 @@ def broker_messages(alice: Identity, bob: Identity) -> list[p.BrokerMessage]:
         recipients=[Recipient("bob", bob.public_key)],
         seq=1,
     )
-    member = p.Member("alice", alice.public_der)
+    member = p.Member("alice", alice.public_der, certificate(alice, "alice", WALL))
+    bob_cert = certificate(bob, "bob", WALL)
     return [
         p.Challenge(b"\x02" * 32),
         p.Welcome("alice", 1000, 5000),
         p.Refuse(p.RefuseCode.NICK_TAKEN, "alice is taken"),
-        p.Snapshot((member, p.Member("bob", bob.public_der))),
+        p.Snapshot((member, p.Member("bob", bob.public_der, bob_cert))),
+        p.Snapshot((p.Member("carol", bob.public_der),)),  # no certificate: the peer judges
         p.Snapshot(()),
         p.Join(member),
         p.Leave("alice", p.LeaveReason.TIMEOUT),
@@ -50,7 +56,9 @@ def broker_messages(alice: Identity, bob: Identity) -> list[p.BrokerMessage]:
         p.Ack(ID, (), ()),
         p.Error(p.ErrorCode.HELLO_FIRST, "say hello first"),
         p.Error(p.ErrorCode.FORGED_SENDER, "sender is not you", ID),
+        p.Error(p.ErrorCode.BAD_CERTIFICATE, "bad session-key certificate"),
         p.Heartbeat(),
+        p.Rekeyed("bob", bob_cert),
     ]
 
 
@@ -82,23 +90,32 @@ def test_a_peer_cannot_send_broker_commands(alice: Identity, bob: Identity) -> N
         p.parse_from_peer(p.encode(p.Welcome("alice", 1, 1)))
 
 
-def test_another_protocol_version_is_recognised_as_such() -> None:
+def test_the_protocol_tag_says_version_2() -> None:
+    assert p.PROTOCOL_TAG == b"ZCHAT2"
+
+
+@pytest.mark.parametrize("tag", [b"ZCHAT1", b"ZCHAT3"])
+def test_another_protocol_version_is_recognised_as_such(tag: bytes) -> None:
     with pytest.raises(UnsupportedProtocol):
-        p.parse_from_peer([b"ZCHAT2", bytes([p.Command.HELLO]), b"a", b"k"])
+        p.parse_from_peer([tag, bytes([p.Command.HELLO]), b"a", b"k", b"c"])
 
 
 @pytest.mark.parametrize(
     "frames",
     [
         [],
-        [b"ZCHAT1"],
+        [p.PROTOCOL_TAG],
         [b"HTTP/1.1", b"\x01"],
-        [b"ZCHAT1", b"\x99"],
-        [b"ZCHAT1", b"\x01\x01", b"a", b"b"],
-        [b"ZCHAT1", bytes([p.Command.HELLO]), b"a"],
-        [b"ZCHAT1", bytes([p.Command.HEARTBEAT]), b"extra"],
-        [b"ZCHAT1", bytes([p.Command.SEND]), b"h", b"s", b"t"],
-        [b"ZCHAT1", bytes([p.Command.SEND])] + [b"x"] * 300,
+        [p.PROTOCOL_TAG, b"\x99"],
+        [p.PROTOCOL_TAG, b"\x01\x01", b"a", b"b", b"c"],
+        [p.PROTOCOL_TAG, bytes([p.Command.HELLO]), b"a"],
+        [p.PROTOCOL_TAG, bytes([p.Command.HELLO]), b"a", b"k"],  # version 1's: no certificate
+        [p.PROTOCOL_TAG, bytes([p.Command.HEARTBEAT]), b"extra"],
+        [p.PROTOCOL_TAG, bytes([p.Command.SEND]), b"h", b"s", b"t"],
+        [p.PROTOCOL_TAG, bytes([p.Command.SEND])] + [b"x"] * 300,
+        [p.PROTOCOL_TAG, bytes([p.Command.REKEY])],
+        [p.PROTOCOL_TAG, bytes([p.Command.REKEY]), b"c", b"extra"],
+        [p.PROTOCOL_TAG, bytes([p.Command.REKEY]), b"c" * (MAX_CERT_BYTES + 1)],
     ],
 )
 def test_junk_from_a_peer_is_a_protocol_error(frames: list[bytes]) -> None:
@@ -112,8 +129,14 @@ def test_junk_from_a_peer_is_a_protocol_error(frames: list[bytes]) -> None:
         [bytes([p.Command.CHALLENGE]), b"short"],
         [bytes([p.Command.WELCOME]), b"bad nick!", b"\0\0\0\1", b"\0\0\0\1"],
         [bytes([p.Command.SNAPSHOT]), b"alice"],
-        [bytes([p.Command.SNAPSHOT]), b"alice", b"k", b"ALICE", b"k"],
-        [bytes([p.Command.JOIN]), b"\x1b[31mevil", b"k"],
+        [bytes([p.Command.SNAPSHOT]), b"alice", b"k", b"c", b"ALICE", b"k", b"c"],
+        [bytes([p.Command.SNAPSHOT]), b"alice", b"k", b"bob", b"k"],  # version 1's
+        [bytes([p.Command.JOIN]), b"\x1b[31mevil", b"k", b"c"],
+        [bytes([p.Command.JOIN]), b"alice", b"k"],  # version 1's: no certificate
+        [bytes([p.Command.JOIN]), b"alice", b"k", b"c" * (MAX_CERT_BYTES + 1)],
+        [bytes([p.Command.REKEYED]), b"alice"],
+        [bytes([p.Command.REKEYED]), b"bad nick!", b"c"],
+        [bytes([p.Command.REKEYED]), b"alice", b"c" * (MAX_CERT_BYTES + 1)],
         [bytes([p.Command.LEAVE]), b"alice", b"\x77"],
         [bytes([p.Command.ACK]), b"short", b"", b""],
         [bytes([p.Command.ACK]), ID, b"bob,,carol", b""],

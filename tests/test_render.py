@@ -165,6 +165,8 @@ def every_event() -> list[ev.Event]:
         ev.AdmitNeeded("bob", fp, False, "/admit bob AAAA AAAA"),
         ev.Admitted("bob", fp, "vouch", "carol"),
         ev.VouchRejected("carol", ("bob",), "you have not admitted carol", held=True),
+        ev.Expired("bob", ID),
+        ev.Unsealed(ID, ("carol",)),
     ]
 
 
@@ -196,3 +198,24 @@ def test_every_json_event_has_the_fields_the_readme_promises() -> None:
             extra = {"hint"} if isinstance(event, ev.TransportFailed) else set()
             assert set(obj) == fields | extra, name
     assert seen == set(promised)
+
+
+# --- session keys (forward secrecy) ------------------------------------------------
+
+
+def test_an_expired_message_is_named_with_its_sender_and_never_shown() -> None:
+    (line,) = Renderer("alice").render(ev.Expired("bob\x1b[2J", ID), NOW)
+    text = plain(line)
+    assert text.startswith("! a message from bob^[[2J was sealed to a session key")
+    assert "not shown" in text
+    assert {span.role for span in line} == {Role.PROBLEM, Role.NICK}
+
+
+def test_members_left_out_for_want_of_a_session_key_are_named_with_the_message() -> None:
+    renderer = Renderer("alice")
+    renderer.render(ev.Sent(ID, "the plan", ("bob",), False), NOW)
+    (line,) = renderer.render(ev.Unsealed(ID, ("carol", "dave")), NOW)
+    assert plain(line) == (
+        "! your message \u201cthe plan\u201d was not sent to carol, dave: "
+        "no valid session key from them (yet)"
+    )

@@ -9,7 +9,7 @@ import tracemalloc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.memory import seeded
+from tests.memory import WALL_AT_ZERO, pooled_session_keys, seeded
 from zchat.envelope import Identity, MessageKind, Recipient, seal
 from zchat.peer import events as ev
 from zchat.peer.core import PeerCore
@@ -139,6 +139,7 @@ def ready_peer(nick: str, identity: Identity, members: dict[str, Identity]) -> P
     """A peer core welcomed by a broker (any broker) that lists `members`."""
     core = PeerCore(nick, identity, seq=1, random=seeded(len(nick)))
     core.start(0.0)
+    core.add_session_key(pooled_session_keys()(), 0.0, wall=WALL_AT_ZERO)
     core.receive(p.encode(p.Welcome(nick, 1000, 5000)), 0.0)
     listed = tuple(p.Member(n, i.public_der) for n, i in members.items())
     core.receive(p.encode(p.Snapshot(listed)), 0.0)
@@ -147,12 +148,14 @@ def ready_peer(nick: str, identity: Identity, members: dict[str, Identity]) -> P
     return core
 
 
-def delivery(sender: Identity, nick: str, to: str, to_key: Identity, seq: int) -> list[bytes]:
+def delivery(sender: Identity, nick: str, to: str, to_core: PeerCore, seq: int) -> list[bytes]:
+    """A message from `sender` as `nick`, sealed to `to_core`'s current session key."""
+    key = to_core.session_keys.held()[0]
     envelope = seal(
         f"{nick} #{seq}".encode(),
         sender=sender,
         sender_nick=nick,
-        recipients=[Recipient(to, to_key.public_key)],
+        recipients=[Recipient(to, key.private_key.public_key(), key.fingerprint)],
         seq=seq,
         kind=MessageKind.ROOM,
     )
@@ -169,10 +172,10 @@ def test_alice_and_alice_bot_sharing_a_key_do_not_drop_each_others_messages(
     """The broker admits one key under two nicknames (it may be hostile, or lax): each
     numbers its messages from its own clock, and both are shown."""
     b = ready_peer("bob", bob, {"alice": alice, "alice-bot": alice})
-    b.receive(delivery(alice, "alice-bot", "bob", bob, 2_000_000_000), 0.0)
-    b.receive(delivery(alice, "alice", "bob", bob, 1_000_000_000), 0.0)
-    b.receive(delivery(alice, "alice-bot", "bob", bob, 2_000_000_001), 0.0)
-    b.receive(delivery(alice, "alice", "bob", bob, 1_000_000_001), 0.0)
+    b.receive(delivery(alice, "alice-bot", "bob", b, 2_000_000_000), 0.0)
+    b.receive(delivery(alice, "alice", "bob", b, 1_000_000_000), 0.0)
+    b.receive(delivery(alice, "alice-bot", "bob", b, 2_000_000_001), 0.0)
+    b.receive(delivery(alice, "alice", "bob", b, 1_000_000_001), 0.0)
     assert shown(b) == [
         "alice-bot #2000000000",
         "alice #1000000000",
@@ -185,14 +188,14 @@ def test_a_replay_after_a_leave_and_a_rejoin_announced_by_the_broker_is_dropped(
     alice: Identity, bob: Identity
 ) -> None:
     b = ready_peer("bob", bob, {"alice": alice})
-    old = delivery(alice, "alice", "bob", bob, 7_000)
+    old = delivery(alice, "alice", "bob", b, 7_000)
     b.receive(old, 0.0)
     assert shown(b) == ["alice #7000"]
     b.receive(p.encode(p.Leave("alice", p.LeaveReason.BYE)), 1.0)
     b.receive(p.encode(p.Join(p.Member("alice", alice.public_der))), 2.0)
     b.receive(old, 3.0)
     assert shown(b) == []
-    b.receive(delivery(alice, "alice", "bob", bob, 7_001), 4.0)
+    b.receive(delivery(alice, "alice", "bob", b, 7_001), 4.0)
     assert shown(b) == ["alice #7001"]
 
 
@@ -203,7 +206,7 @@ def test_the_peer_lets_go_of_the_windows_of_members_who_leave(
     for i in range(MAX_DEPARTED + 10):
         nick = f"guest{i}"
         b.receive(p.encode(p.Join(p.Member(nick, alice.public_der))), 0.0)
-        b.receive(delivery(alice, nick, "bob", bob, 1), 0.0)
+        b.receive(delivery(alice, nick, "bob", b, 1), 0.0)
         b.receive(p.encode(p.Leave(nick, p.LeaveReason.BYE)), 0.0)
     assert len(shown(b)) == MAX_DEPARTED + 10
     assert b._replay.bitmap_bytes() == MAX_DEPARTED * WINDOW // 8

@@ -4,21 +4,27 @@ Pure: no sockets. Each message is a frozen dataclass; `encode` turns one into fr
 and `parse_from_peer` / `parse_from_broker` turn frames back, raising ProtocolError on
 anything else. Every message starts with the same two frames (as in ZeroMQ RFC 7)::
 
-    frame 0   PROTOCOL_TAG   b"ZCHAT1": protocol name and version
+    frame 0   PROTOCOL_TAG   b"ZCHAT2": protocol name and version
     frame 1   command        one byte, a Command
     frame 2.. body           per command, below and in docs/PROTOCOL.md
 
 The dialog::
 
-    peer -> HELLO nick, public key        (any time; starts or restarts a session)
+    peer -> HELLO nick, public key, certificate   (any time; starts or restarts a session)
     peer <- CHALLENGE nonce               or REFUSE code, reason
     peer -> PROOF signature(nonce ...)    (zchat.envelope.proof signs it)
     peer <- WELCOME nick, timers, room    then SNAPSHOT of the room   (or REFUSE)
-    others <- JOIN nick, public key
+    others <- JOIN nick, public key, certificate   (REKEYED nick, certificate: back again)
     peer -> SEND envelope                 ->  each recipient <- DELIVER its delivery
     peer <- ACK id, delivered, absent
     both -> HEARTBEAT                     (every interval; silence means gone)
+    peer -> REKEY certificate             ->  others <- REKEYED nick, certificate
     peer -> BYE                           ->  others <- LEAVE nick, reason
+
+The certificate (`zchat.envelope.SessionCertificate`) is the peer's session key, which
+every message to it is wrapped to, signed by its identity key; a peer makes a new one
+at every HELLO and on a schedule (REKEY), so that a stolen identity key opens nothing
+recorded (forward secrecy, docs/SECURITY.md).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from zchat.envelope import (
 )
 from zchat.envelope.limits import (
     DELIVERY_FRAMES,
+    MAX_CERT_BYTES,
     MAX_ENVELOPE_FRAMES,
     MAX_PUBLIC_KEY_DER,
     MAX_ROOM,
@@ -49,7 +56,7 @@ from zchat.wire.errors import ProtocolError, UnsupportedProtocol
 
 _E = TypeVar("_E", bound=IntEnum)
 
-PROTOCOL_TAG: Final = b"ZCHAT1"
+PROTOCOL_TAG: Final = b"ZCHAT2"
 _TAG_FAMILY: Final = b"ZCHAT"
 
 CHALLENGE_BYTES: Final = 32
@@ -57,8 +64,9 @@ CHALLENGE_BYTES: Final = 32
 DEFAULT_ROOM: Final = "zchat"
 #: Reasons in REFUSE and ERROR are for people, and short.
 MAX_REASON_BYTES: Final = 200
-#: SNAPSHOT: two frames (nick, key) per member.
-MAX_SNAPSHOT_FRAMES: Final = 2 * MAX_ROOM
+#: SNAPSHOT: three frames (nick, key, certificate) per member.
+MEMBER_FRAMES: Final = 3
+MAX_SNAPSHOT_FRAMES: Final = MEMBER_FRAMES * MAX_ROOM
 #: The most frames any legal message has, tag and command included.
 MAX_MESSAGE_FRAMES: Final = 2 + max(MAX_ENVELOPE_FRAMES, MAX_SNAPSHOT_FRAMES)
 
@@ -70,6 +78,7 @@ class Command(IntEnum):
     SEND = 0x03
     HEARTBEAT = 0x04  # both ways
     BYE = 0x05
+    REKEY = 0x06  # a new session key (forward secrecy)
     # broker -> peer
     CHALLENGE = 0x11
     WELCOME = 0x12
@@ -80,6 +89,7 @@ class Command(IntEnum):
     DELIVER = 0x17
     ACK = 0x18
     ERROR = 0x19
+    REKEYED = 0x1A  # a member's new session key
 
 
 class RefuseCode(IntEnum):
@@ -93,6 +103,7 @@ class RefuseCode(IntEnum):
     ROOM_FULL = 6
     NOT_AUTHORIZED = 7  # CURVE: this transport key may not use this nickname
     KEY_IN_USE = 8  # this key already holds another nickname in the room
+    BAD_CERTIFICATE = 9  # the session-key certificate is not this nickname's and key's
 
 
 class ErrorCode(IntEnum):
@@ -103,6 +114,7 @@ class ErrorCode(IntEnum):
     FORGED_SENDER = 3  # the header names someone else as the sender
     REPLACED = 4  # the same nickname and key logged in on another connection
     EVICTED = 5
+    BAD_CERTIFICATE = 6  # a REKEY whose certificate is not this session's: not relayed
 
 
 class LeaveReason(IntEnum):
@@ -118,6 +130,7 @@ class LeaveReason(IntEnum):
 class Hello:
     nick: bytes  # raw: the broker answers an invalid nickname with REFUSE, not silence
     public_der: bytes
+    certificate: bytes  # raw too: the broker answers a bad one with REFUSE
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +141,13 @@ class Proof:
 @dataclass(frozen=True, slots=True)
 class Send:
     envelope: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class Rekey:
+    """Our new session key: the broker checks the certificate, then tells the others."""
+
+    certificate: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +188,9 @@ class Refuse:
 class Member:
     nick: str
     public_der: bytes
+    #: The session-key certificate as the broker has it: raw, for the peer to check
+    #: against its pin. Empty means none: such a member is never sealed to.
+    certificate: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +201,14 @@ class Snapshot:
 @dataclass(frozen=True, slots=True)
 class Join:
     member: Member
+
+
+@dataclass(frozen=True, slots=True)
+class Rekeyed:
+    """A member present already has a new session key (it rotated, or came back)."""
+
+    nick: str
+    certificate: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,9 +236,19 @@ class Error:
     msg_id: bytes = b""  # the message the error is about, when there is one
 
 
-PeerMessage = Hello | Proof | Send | Heartbeat | Bye
+PeerMessage = Hello | Proof | Send | Heartbeat | Bye | Rekey
 BrokerMessage = (
-    Challenge | Welcome | Refuse | Snapshot | Join | Leave | Deliver | Ack | Error | Heartbeat
+    Challenge
+    | Welcome
+    | Refuse
+    | Snapshot
+    | Join
+    | Leave
+    | Deliver
+    | Ack
+    | Error
+    | Heartbeat
+    | Rekeyed
 )
 Message = PeerMessage | BrokerMessage
 
@@ -218,12 +259,14 @@ Message = PeerMessage | BrokerMessage
 def encode(msg: Message) -> list[bytes]:
     """The frames of `msg`, protocol tag and command included."""
     match msg:
-        case Hello(nick, der):
-            body = [nick, der]
+        case Hello(nick, der, cert):
+            body = [nick, der, cert]
         case Proof(signature):
             body = [signature]
         case Send(envelope):
             body = envelope.frames()
+        case Rekey(cert):
+            body = [cert]
         case Heartbeat() | Bye():
             body = []
         case Challenge(nonce):
@@ -235,9 +278,11 @@ def encode(msg: Message) -> list[bytes]:
         case Error(code, reason, msg_id):
             body = [bytes([code]), _reason(reason), msg_id]
         case Snapshot(members):
-            body = [part for m in members for part in (m.nick.encode(), m.public_der)]
-        case Join(Member(nick, der)):
-            body = [nick.encode(), der]
+            body = [part for m in members for part in _member_frames(m)]
+        case Join(member):
+            body = _member_frames(member)
+        case Rekeyed(nick, cert):
+            body = [nick.encode(), cert]
         case Leave(nick, reason):
             body = [nick.encode(), bytes([reason])]
         case Deliver(delivery):
@@ -262,6 +307,10 @@ def deliver_frames(envelope: Envelope, index: int) -> list[bytes]:
     ]
 
 
+def _member_frames(member: Member) -> list[bytes]:
+    return [member.nick.encode(), member.public_der, member.certificate]
+
+
 def _reason(text: str) -> bytes:
     return text.encode()[:MAX_REASON_BYTES]
 
@@ -277,6 +326,7 @@ _COMMANDS: Final[dict[type, Command]] = {
     Send: Command.SEND,
     Heartbeat: Command.HEARTBEAT,
     Bye: Command.BYE,
+    Rekey: Command.REKEY,
     Challenge: Command.CHALLENGE,
     Welcome: Command.WELCOME,
     Refuse: Command.REFUSE,
@@ -286,6 +336,7 @@ _COMMANDS: Final[dict[type, Command]] = {
     Deliver: Command.DELIVER,
     Ack: Command.ACK,
     Error: Command.ERROR,
+    Rekeyed: Command.REKEYED,
 }
 _DELIVER_BYTE: Final = bytes([Command.DELIVER])
 
@@ -299,10 +350,10 @@ def parse_from_peer(frames: Sequence[bytes]) -> PeerMessage:
     try:
         match command:
             case Command.HELLO:
-                nick, der = _exact(body, 2)
-                # No size checks here: an over-long nickname or key is still a
-                # HELLO, and the broker answers it with a refusal that says why.
-                return Hello(nick, der)
+                nick, der, cert = _exact(body, 3)
+                # No size checks here: an over-long nickname, key or certificate is
+                # still a HELLO, and the broker answers it with a refusal that says why.
+                return Hello(nick, der, cert)
             case Command.PROOF:
                 (signature,) = _exact(body, 1)
                 _limit(signature, MAX_RSA_BYTES, "signature")
@@ -312,6 +363,10 @@ def parse_from_peer(frames: Sequence[bytes]) -> PeerMessage:
             case Command.HEARTBEAT:
                 _exact(body, 0)
                 return Heartbeat()
+            case Command.REKEY:
+                (cert,) = _exact(body, 1)
+                _limit(cert, MAX_CERT_BYTES, "certificate")
+                return Rekey(cert)
             case Command.BYE:
                 _exact(body, 0)
                 return Bye()
@@ -344,15 +399,21 @@ def parse_from_broker(frames: Sequence[bytes]) -> BrokerMessage:
                 code, reason = _exact(body, 2)
                 return Refuse(_enum(RefuseCode, code), _text(reason))
             case Command.SNAPSHOT:
-                if len(body) % 2 or len(body) > MAX_SNAPSHOT_FRAMES:
+                if len(body) % MEMBER_FRAMES or len(body) > MAX_SNAPSHOT_FRAMES:
                     raise ProtocolError("bad snapshot frame count")
-                members = tuple(_member(body[i], body[i + 1]) for i in range(0, len(body), 2))
+                members = tuple(
+                    _member(*body[i : i + MEMBER_FRAMES])
+                    for i in range(0, len(body), MEMBER_FRAMES)
+                )
                 if len({nick_key(m.nick) for m in members}) != len(members):
                     raise ProtocolError("duplicate nickname in snapshot")
                 return Snapshot(members)
             case Command.JOIN:
-                nick, der = _exact(body, 2)
-                return Join(_member(nick, der))
+                return Join(_member(*_exact(body, MEMBER_FRAMES)))
+            case Command.REKEYED:
+                nick, cert = _exact(body, 2)
+                _limit(cert, MAX_CERT_BYTES, "certificate")
+                return Rekeyed(_nick(nick), cert)
             case Command.LEAVE:
                 nick, reason = _exact(body, 2)
                 return Leave(_nick(nick), _enum(LeaveReason, reason))
@@ -448,6 +509,7 @@ def _nicks(raw: bytes) -> tuple[str, ...]:
     return tuple(_nick(p) for p in parts)
 
 
-def _member(nick: bytes, der: bytes) -> Member:
+def _member(nick: bytes, der: bytes, cert: bytes) -> Member:
     _limit(der, MAX_PUBLIC_KEY_DER, "public key")
-    return Member(_nick(nick), bytes(der))
+    _limit(cert, MAX_CERT_BYTES, "certificate")
+    return Member(_nick(nick), bytes(der), bytes(cert))

@@ -32,6 +32,7 @@ from zchat.peer.pins import PinsError
 from zchat.peer.sanitize import for_terminal
 from zchat.peer.scripted import run_scripted
 from zchat.peer.session import Closed, Left, NoAnswer, Outcome, Refused, TransportFailed
+from zchat.peer.session_keys import DEFAULT_ROTATE_EVERY
 from zchat.wire.curve import read_public_key
 from zchat.wire.transport import TransportError
 
@@ -102,6 +103,16 @@ def peer(
             help="Seconds a message waits for a recipient who dropped out to come back.",
         ),
     ] = 30.0,
+    rotate: Annotated[
+        float,
+        typer.Option(
+            "--rotate",
+            envvar="ZCHAT_ROTATE",
+            min=1.0,
+            help="Seconds between new session keys (one is also made at every connection). "
+            "A key stolen during a session opens at most this long of it.",
+        ),
+    ] = DEFAULT_ROTATE_EVERY,
 ) -> None:
     """Join the room. On a terminal: a chat UI. Otherwise: lines in, events out."""
     home = home or default_home()
@@ -119,7 +130,9 @@ def peer(
         pins = PinFile.open(home)
     except PinsError as exc:
         fail(str(exc), "fix or remove the file; it only holds pins")
-    config = PeerConfig(admit_all=admit_all or trust_new_keys, absent_grace=absent_grace)
+    config = PeerConfig(
+        admit_all=admit_all or trust_new_keys, absent_grace=absent_grace, rotate_every=rotate
+    )
 
     def make_client(nick: str) -> Client:
         return Client.create(nick, identity, connect, pin_file=pins, config=config, curve=curve)

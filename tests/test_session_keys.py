@@ -1,0 +1,389 @@
+"""Session keys: our ring, the certificates we accept from others, and their rotation.
+
+`tests/test_forward_secrecy.py` shows what this buys; this file checks the rules one
+by one: which certificates are never sealed to, what the broker refuses to relay, and
+how our own keys come and go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import time
+
+import pytest
+
+from tests.memory import WALL_AT_ZERO, MemoryRoom, certificate, hello, pooled_session_keys, seeded
+from tests.net import broker_thread, make_client, ready, texts, wait_for
+from zchat.broker.core import Broker
+from zchat.envelope import (
+    Envelope,
+    Identity,
+    SessionKey,
+    certify,
+    generate_session_key,
+)
+from zchat.envelope.limits import CLOCK_SKEW_MS, KEY_ID_BYTES, MAX_CERT_LIFETIME_MS
+from zchat.envelope.proof import sign_proof
+from zchat.peer import events as ev
+from zchat.peer.client import Client
+from zchat.peer.core import PeerConfig, PeerCore, Phase
+from zchat.peer.errors import NoSessionKey, UntrustedRecipient
+from zchat.peer.session_keys import (
+    MAX_RETIRED_KEYS,
+    MIN_LIFETIME_MS,
+    KeyRing,
+    certificate_lifetime_ms,
+)
+from zchat.wire import protocol as p
+
+HOUR_MS = 3_600_000
+SEND = bytes([p.Command.SEND])
+
+
+def keys(n: int) -> list[SessionKey]:
+    make = pooled_session_keys()
+    return [make() for _ in range(n)]
+
+
+# --- our ring ----------------------------------------------------------------------------
+
+
+def test_a_replaced_key_is_kept_for_the_grace_period_then_dropped(alice: Identity) -> None:
+    first, second = keys(2)
+    ring = KeyRing(grace=10.0)
+    cert = certify(alice, "alice", first, created_ms=0, lifetime_ms=HOUR_MS)
+    ring.install(first, cert, now=100.0)
+    ring.install(second, cert, now=200.0)
+    assert ring.held() == (second, first)  # the current one first
+    ring.expire(209.9)
+    assert ring.held() == (second, first)
+    ring.expire(210.0)
+    assert ring.held() == (second,)
+    assert ring.fingerprints() == (second.fingerprint,)
+
+
+def test_the_ring_keeps_only_so_many_replaced_keys(alice: Identity) -> None:
+    made = keys(MAX_RETIRED_KEYS + 3)
+    ring = KeyRing(grace=1000.0)
+    cert = certify(alice, "alice", made[0], created_ms=0, lifetime_ms=HOUR_MS)
+    for i, key in enumerate(made):
+        ring.install(key, cert, now=float(i))
+    assert len(ring.held()) == 1 + MAX_RETIRED_KEYS
+    assert ring.held()[0] is made[-1]
+    assert made[0] not in ring.held()
+
+
+def test_certificates_live_two_rotation_periods_within_bounds() -> None:
+    assert certificate_lifetime_ms(3600.0) == 2 * HOUR_MS
+    assert certificate_lifetime_ms(0.01) == MIN_LIFETIME_MS
+    assert certificate_lifetime_ms(30 * 24 * 3600.0) == MAX_CERT_LIFETIME_MS
+
+
+# --- the peer: its own keys ------------------------------------------------------------
+
+
+def test_hello_waits_for_a_session_key_and_carries_its_certificate(alice: Identity) -> None:
+    core = PeerCore("alice", alice, seq=1, random=seeded(1))
+    core.start(0.0)
+    assert core.wants_session_key
+    assert core.take_outgoing() == []  # nothing without a session key
+    (key,) = keys(1)
+    core.add_session_key(key, 0.5, wall=WALL_AT_ZERO)
+    assert not core.wants_session_key
+    (frames,) = core.take_outgoing()
+    msg = p.parse_from_peer(frames)
+    assert isinstance(msg, p.Hello)
+    assert msg.public_der == alice.public_der
+    cert = core.session_keys.certificate
+    assert cert is not None
+    assert msg.certificate == cert.encode()
+    assert cert.session_fingerprint == key.fingerprint
+    assert cert.created_ms == int(WALL_AT_ZERO * 1000)
+    assert cert.expires_ms - cert.created_ms == certificate_lifetime_ms(core.config.rotate_every)
+
+
+def test_every_connection_and_every_period_makes_a_new_key(alice: Identity, bob: Identity) -> None:
+    room = MemoryRoom()
+    config = PeerConfig(rotate_every=5.0, key_grace=1.0)
+    a = room.join("alice", alice, config=config)
+    b = room.join("bob", bob)
+    first = room.peers[a].session_keys.held()[0]
+    room.advance(4.8)
+    assert room.peers[a].session_keys.held() == (first,)
+    room.advance(0.4)  # the period is up: a REKEY, and bob seals to the new key
+    second = room.peers[a].session_keys.held()[0]
+    assert second is not first
+    assert [f for f in room.wire[b] if f[1] == bytes([p.Command.REKEYED])]
+    session = room.peers[b].members["alice"].session
+    assert session is not None
+    assert session.fingerprint == second.fingerprint
+    # a new connection (the broker forgot us): a new key again, told to bob
+    room.peers[a].receive(p.encode(p.Error(p.ErrorCode.HELLO_FIRST, "hello?")), room.now)
+    room.pump()
+    third = room.peers[a].session_keys.held()[0]
+    assert third not in (first, second)
+    session = room.peers[b].members["alice"].session
+    assert session is not None
+    assert session.fingerprint == third.fingerprint
+    assert room.of_type(b, ev.Joined)[1:] == []  # a new key is no new member
+
+
+# --- others' keys: never sealed to unless certified by the pinned identity -----------------
+
+
+def room_of_two(alice: Identity, bob: Identity) -> tuple[MemoryRoom, bytes, bytes]:
+    room = MemoryRoom()
+    a = room.join("alice", alice)
+    b = room.join("bob", bob)
+    room.take(a)
+    return room, a, b
+
+
+def wrapped_to(room: MemoryRoom, a: bytes, text: str, to: list[str] | None = None) -> Envelope:
+    """What alice seals for `text`, as the broker receives it."""
+    frames, _ = room.send_by_hand(a, text, to)
+    msg = p.parse_from_peer(frames)
+    assert isinstance(msg, p.Send)
+    return msg.envelope
+
+
+def bad_certificates(owner: Identity, nick: str, other: Identity, wall: float) -> dict[str, bytes]:
+    """Certificates a hostile broker could announce as `nick`'s session key, at `wall`."""
+    (key,) = keys(1)
+    now = int(wall * 1000)
+    genuine = certify(owner, nick, key, created_ms=now, lifetime_ms=HOUR_MS)
+    signature = bytearray(genuine.signature)
+    signature[10] ^= 1
+    return {
+        "from another identity": certify(
+            other, nick, key, created_ms=now, lifetime_ms=HOUR_MS
+        ).encode(),
+        "forged": dataclasses.replace(genuine, signature=bytes(signature)).encode(),
+        "expired": certify(
+            owner, nick, key, created_ms=now - 3 * HOUR_MS, lifetime_ms=HOUR_MS
+        ).encode(),
+        "from the future": certify(
+            owner, nick, key, created_ms=now + 3 * HOUR_MS, lifetime_ms=HOUR_MS
+        ).encode(),
+        "for another nickname": certify(
+            owner, "dave", key, created_ms=now, lifetime_ms=HOUR_MS
+        ).encode(),
+        "older than the one we have": certify(
+            owner, nick, key, created_ms=now - 60_000, lifetime_ms=HOUR_MS
+        ).encode(),
+        "junk": b"\x02" + b"junk" * 100,
+        "none": b"",
+    }
+
+
+LIES = [
+    "from another identity",
+    "forged",
+    "expired",
+    "from the future",
+    "for another nickname",
+    "older than the one we have",
+    "junk",
+    "none",
+]
+
+
+@pytest.mark.parametrize("lie", LIES)
+@pytest.mark.parametrize("via", ["rekeyed", "join"])
+def test_a_refused_certificate_is_never_sealed_to(
+    lie: str, via: str, alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    room, a, _ = room_of_two(alice, bob)
+    core = room.peers[a]
+    genuine = core.members["bob"].session
+    assert genuine is not None
+    raw = bad_certificates(bob, "bob", carol, room.wall)[lie]
+    if via == "rekeyed":
+        core.receive(p.encode(p.Rekeyed("bob", raw)), room.now)
+    else:  # as if bob had come back on a new connection
+        core.receive(p.encode(p.Join(p.Member("bob", bob.public_der, raw))), room.now)
+    assert [e.code for e in core.take_events() if isinstance(e, ev.Problem)] == ["bad-certificate"]
+    # bob keeps the key we had for him; nothing is wrapped to the one announced
+    assert core.members["bob"].session == genuine
+    for envelope in (wrapped_to(room, a, "room"), wrapped_to(room, a, "direct", ["bob"])):
+        assert envelope.header.key_ids == (genuine.fingerprint[:KEY_ID_BYTES],)
+
+
+@pytest.mark.parametrize("lie", [lie for lie in LIES if lie != "older than the one we have"])
+def test_a_newcomer_without_a_valid_certificate_is_never_sealed_to(
+    lie: str, alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    room, a, _ = room_of_two(alice, bob)
+    core = room.peers[a]
+    raw = bad_certificates(carol, "carol", bob, room.wall)[lie]
+    core.receive(p.encode(p.Join(p.Member("carol", carol.public_der, raw))), room.now)
+    events = core.take_events()
+    assert [e.nick for e in events if isinstance(e, ev.Joined)] == ["carol"]
+    assert [e.code for e in events if isinstance(e, ev.Problem)] == ["bad-certificate"]
+    assert core.members["carol"].session is None
+    envelope = wrapped_to(room, a, "for the room")
+    assert envelope.header.recipients == ("bob",)  # carol is left out...
+    unsealed = [e for e in core.take_events() if isinstance(e, ev.Unsealed)]
+    assert unsealed == [ev.Unsealed(envelope.header.msg_id, ("carol",))]  # ...and it says so
+    with pytest.raises(NoSessionKey):
+        room.send(a, "just for carol", to=["carol"])
+
+
+def test_a_changed_identity_is_never_sealed_to_even_with_its_own_valid_certificate(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    room, a, _ = room_of_two(alice, bob)
+    core = room.peers[a]
+    # the broker announces carol's identity as bob's, with a certificate carol made
+    impostor = certificate(carol, "bob", room.wall)
+    core.receive(p.encode(p.Join(p.Member("bob", carol.public_der, impostor))), room.now)
+    events = core.take_events()
+    assert [type(e) for e in events if isinstance(e, ev.KeyChanged | ev.Problem)] == [ev.KeyChanged]
+    assert core.members["bob"].session is None
+    with pytest.raises(UntrustedRecipient):
+        room.send(a, "for bob", to=["bob"])
+    room.join("carol", carol)  # someone to send to, so the room message goes out
+    envelope = wrapped_to(room, a, "for the room")
+    assert "bob" not in envelope.header.recipients
+    # trusting the new key makes its certificate count (checked against the new pin)
+    core.trust("bob")
+    session = core.members["bob"].session
+    assert session is not None
+    assert session.certificate.encode() == impostor
+
+
+def test_a_certificate_that_expires_is_no_longer_sealed_to(alice: Identity, bob: Identity) -> None:
+    room, a, _ = room_of_two(alice, bob)
+    core = room.peers[a]
+    session = core.members["bob"].session
+    assert session is not None
+    late = session.certificate.expires_ms / 1000 + CLOCK_SKEW_MS / 1000 + 1
+    with pytest.raises(NoSessionKey):
+        core.send_text("too late", room.now, ["bob"], wall=late)
+    with pytest.raises(NoSessionKey):  # nobody left to seal a room message to
+        core.send_text("too late", room.now, wall=late)
+    core.send_text("in time", room.now, ["bob"], wall=late - 2)
+
+
+# --- the broker: checks what it relays ---------------------------------------------------
+
+
+def handshake(broker: Broker, conn: bytes, nick: bytes, who: Identity) -> list[p.BrokerMessage]:
+    out = broker.handle(conn, p.encode(hello(nick, who)), 0.0)
+    challenge = p.parse_from_broker(out[-1].frames)
+    assert isinstance(challenge, p.Challenge)
+    proof = sign_proof(who.private_key, challenge.nonce, nick, who.public_der)
+    return [
+        p.parse_from_broker(o.frames) for o in broker.handle(conn, p.encode(p.Proof(proof)), 0.0)
+    ]
+
+
+@pytest.mark.parametrize(
+    "cert",
+    ["none", "junk", "another identity's", "for another nickname"],
+)
+def test_the_broker_refuses_a_hello_whose_certificate_is_not_the_peers(
+    cert: str, alice: Identity, bob: Identity
+) -> None:
+    raw = {
+        "none": b"",
+        "junk": b"\x02junk",
+        "another identity's": certificate(bob, "alice", WALL_AT_ZERO),
+        "for another nickname": certificate(alice, "bob", WALL_AT_ZERO),
+    }[cert]
+    broker = Broker(random=seeded(0))
+    out = broker.handle(b"c1", p.encode(p.Hello(b"alice", alice.public_der, raw)), 0.0)
+    reply = p.parse_from_broker(out[-1].frames)
+    assert isinstance(reply, p.Refuse)
+    assert reply.code is p.RefuseCode.BAD_CERTIFICATE
+    assert broker.nicks == []
+
+
+def test_the_broker_relays_a_genuine_rekey_and_keeps_it_for_newcomers(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    broker = Broker(random=seeded(0))
+    handshake(broker, b"a", b"alice", alice)
+    handshake(broker, b"b", b"bob", bob)
+    (other,) = keys(1)
+    new = certificate(alice, "alice", WALL_AT_ZERO + 60, other)
+    out = broker.handle(b"a", p.encode(p.Rekey(new)), 1.0)
+    assert [(o.conn, p.parse_from_broker(o.frames)) for o in out] == [
+        (b"b", p.Rekeyed("alice", new))
+    ]
+    snapshot = handshake(broker, b"c", b"carol", carol)[-1]
+    assert isinstance(snapshot, p.Snapshot)
+    assert {m.nick: m.certificate for m in snapshot.members}["alice"] == new
+
+
+@pytest.mark.parametrize("cert", ["junk", "another identity's", "for another nickname"])
+def test_the_broker_never_relays_a_rekey_that_is_not_the_sessions(
+    cert: str, alice: Identity, bob: Identity
+) -> None:
+    raw = {
+        "junk": b"\x02junk",
+        "another identity's": certificate(bob, "alice", WALL_AT_ZERO),
+        "for another nickname": certificate(alice, "bob", WALL_AT_ZERO),
+    }[cert]
+    broker = Broker(random=seeded(0))
+    handshake(broker, b"a", b"alice", alice)
+    handshake(broker, b"b", b"bob", bob)
+    out = broker.handle(b"a", p.encode(p.Rekey(raw)), 1.0)
+    assert [o.conn for o in out] == [b"a"]  # nothing for bob
+    reply = p.parse_from_broker(out[0].frames)
+    assert isinstance(reply, p.Error)
+    assert reply.code is p.ErrorCode.BAD_CERTIFICATE
+    assert broker.counters.errors == 1
+
+
+def test_a_member_back_on_a_new_connection_is_announced_with_its_new_key(
+    alice: Identity, bob: Identity
+) -> None:
+    broker = Broker(random=seeded(0))
+    handshake(broker, b"a1", b"alice", alice)
+    handshake(broker, b"b", b"bob", bob)
+    out = broker.handle(b"a2", p.encode(hello(b"alice", alice, WALL_AT_ZERO + 5)), 2.0)
+    challenge = p.parse_from_broker(out[-1].frames)
+    assert isinstance(challenge, p.Challenge)
+    proof = sign_proof(alice.private_key, challenge.nonce, b"alice", alice.public_der)
+    out = broker.handle(b"a2", p.encode(p.Proof(proof)), 2.0)
+    to_bob = [p.parse_from_broker(o.frames) for o in out if o.conn == b"b"]
+    assert [type(m) for m in to_bob] == [p.Rekeyed]
+
+
+# --- the client: keys are made off the event loop ----------------------------------------
+
+
+def test_the_client_makes_session_keys_in_a_worker_thread_and_rotates_on_schedule(
+    alice: Identity, bob: Identity
+) -> None:
+    threads: list[str] = []
+
+    def made_here() -> SessionKey:
+        threads.append(threading.current_thread().name)
+        return generate_session_key()
+
+    async def main() -> None:
+        with broker_thread() as server:
+            ep = server.bound[0]
+            config = PeerConfig(rotate_every=0.3, key_grace=0.2)
+            a = Client.create("alice", alice, ep, config=config, session_keys=made_here)
+            b = make_client("bob", bob, ep)
+            await ready(a)
+            await ready(b)
+            await wait_for(a, lambda e: isinstance(e, ev.Joined) and e.nick == "bob")
+            deadline = time.monotonic() + 10
+            while len(threads) < 3:  # the first key, and two rotations
+                assert time.monotonic() < deadline, threads
+                await asyncio.sleep(0.05)
+            b.send_text("to alice's newest key", to=["alice"])
+            assert await texts(a, 1) == ["to alice's newest key"]
+            assert a.core.phase is Phase.READY
+            assert len(a.core.session_keys.held()) <= 2  # the current key, maybe one in grace
+            await a.close()
+            await b.close()
+
+    asyncio.run(main())
+    assert threading.main_thread().name not in threads
