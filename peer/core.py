@@ -47,7 +47,6 @@ from zchat.envelope import (
     Identity,
     MessageKind,
     NotForMe,
-    Recipient,
     SessionKey,
     UnknownSessionKey,
     Vouch,
@@ -541,6 +540,11 @@ class PeerCore(AdmissionMixin):
             )
         except BadCertificate as exc:
             member.session = previous
+            if not member.may_read:
+                # Nothing would be sealed to them anyway; a broker that floods the room
+                # with made-up members must not flood the screen too. Sending to them
+                # once admitted says there is no valid key (NoSessionKey, Unsealed).
+                return
             self._problem(
                 "bad-certificate",
                 f"{member.nick}'s session key is refused ({exc}): nothing is sealed to "
@@ -915,9 +919,21 @@ class PeerCore(AdmissionMixin):
         Like a message: its own sequence number, kept in the outbox and resent until
         acknowledged; unlike one, never shown, and its acknowledgement is no event.
         """
-        if not vouches or not recipients:
+        # Like a message, only to session keys whose certificate is valid now: never to
+        # an identity key (forward secrecy), and to nobody without a key (yet).
+        date_ms = int(self.date() * 1000)
+        sealable = {
+            nick_key(m.nick): m.session
+            for m in recipients
+            if m.session is not None and m.session.usable(date_ms)
+        }
+        if not vouches or not sealable:
             return
-        sealed_to = [Recipient(m.nick, m.public_key, m.fingerprint) for m in recipients]
+        sealed_to = [
+            sealable[nick_key(m.nick)].recipient(m.nick)
+            for m in recipients
+            if nick_key(m.nick) in sealable
+        ]
         for i in range(0, len(vouches), MAX_VOUCHES_PER_MESSAGE):
             envelope = seal(
                 encode_vouches(vouches[i : i + MAX_VOUCHES_PER_MESSAGE]),
@@ -931,7 +947,7 @@ class PeerCore(AdmissionMixin):
             )
             self.seq += 1
             if len(self.outbox) < MAX_OUTBOX:  # a full outbox holds what people typed
-                self.outbox.add(envelope, "", now)
+                self.outbox.add(envelope, "", now).sealed_to = dict(sealable)
             if self.phase is Phase.READY:
                 self._send(p.Send(envelope))
 

@@ -55,6 +55,7 @@ class Entry:
         """Whether an ACK is a correction: one recipient acknowledged as delivered was
         not, after all (the broker could not queue it, PROTOCOL.md §3.9)."""
         return not delivered and len(absent) == 1 and nick_key(absent[0]) in self.delivered
+
     #: recipient (case-folded) -> the session key `envelope` is wrapped to for it. A
     #: resend to someone whose key changed since is sealed again (`peer.core`).
     sealed_to: dict[str, CertifiedKey] = field(default_factory=dict)

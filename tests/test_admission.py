@@ -79,17 +79,19 @@ def lines(event: ev.Event, me: str = "alice") -> str:
 def vouch_delivery(
     sealer: Identity,
     sealer_nick: str,
-    to: tuple[str, Identity],
+    to: tuple[str, PeerCore],
     vouches: list[Vouch] | bytes,
     seq: int,
 ) -> list[bytes]:
-    """A DELIVER of a VOUCH message, sealed by `sealer` as `sealer_nick` to `to` alone."""
+    """A DELIVER of a VOUCH message, sealed by `sealer` as `sealer_nick` to `to` alone
+    (wrapped to that peer's current session key)."""
+    key = to[1].session_keys.held()[0]
     plaintext = vouches if isinstance(vouches, bytes) else encode_vouches(vouches)
     envelope = seal(
         plaintext,
         sender=sealer,
         sender_nick=sealer_nick,
-        recipients=[Recipient(to[0], to[1].public_key)],
+        recipients=[Recipient(to[0], key.private_key.public_key(), key.fingerprint)],
         seq=seq,
         kind=MessageKind.VOUCH,
     )
@@ -396,7 +398,9 @@ class Scene:
 
     def deliver(self, sealer: Identity, sealer_nick: str, vouches: list[Vouch] | bytes) -> None:
         self.seq += 1
-        frames = vouch_delivery(sealer, sealer_nick, ("alice", self.alice), vouches, self.seq)
+        frames = vouch_delivery(
+            sealer, sealer_nick, ("alice", self.room.peers[self.a]), vouches, self.seq
+        )
         self.room.peers[self.a].receive(frames, self.room.now)
         self.room.pump()
 
@@ -563,7 +567,7 @@ def test_a_room_name_the_broker_gives_binds_the_vouches(keys: KeyPool) -> None:
             carol, room=room_name, nick="mallory", fingerprint=mallory.fingerprint, time_ms=1
         )
         room.peers[a].receive(
-            vouch_delivery(carol, "carol", ("alice", alice), [vouch], 1 << 40), room.now
+            vouch_delivery(carol, "carol", ("alice", room.peers[a]), [vouch], 1 << 40), room.now
         )
         room.pump()
         assert ("mallory" in readers(room.peers[a])) is counts
@@ -577,7 +581,9 @@ def test_an_open_room_takes_no_vouches_and_sends_none(scene: Scene, keys: KeyPoo
     assert readers(room.peers[a]) == {"carol"}
     room.join("mallory", scene.mallory)
     for vouches in ([scene.vouch(scene.carol, room="elsewhere")], b"junk"):
-        frames = vouch_delivery(scene.carol, "carol", ("alice", scene.alice), vouches, scene.seq)
+        frames = vouch_delivery(
+            scene.carol, "carol", ("alice", scene.room.peers[scene.a]), vouches, scene.seq
+        )
         scene.seq += 1
         room.peers[a].receive(frames, room.now)
     room.pump()

@@ -123,7 +123,7 @@ def test_a_key_that_holds_one_nickname_is_refused_under_another(
     assert sorted(room.broker.nicks) == ["alice", "bob"]
     assert [e.nick for e in room.of_type(b, ev.Joined) if not e.already_here] == []
     # the member itself may change its name on its own connection...
-    renamed = room.broker.handle(a, p.encode(p.Hello(b"alice2", alice.public_der)), room.now)
+    renamed = room.broker.handle(a, p.encode(hello(b"alice2", alice)), room.now)
     challenge = p.parse_from_broker(renamed[-1].frames)
     assert isinstance(challenge, p.Challenge)
     # ...and once it is gone, its key may come back under any name
@@ -140,7 +140,7 @@ def test_of_two_handshakes_with_one_key_under_two_names_only_the_first_to_prove_
     broker = Broker(random=seeded(0))
     nonces = {}
     for conn, nick in ((b"c1", b"alice"), (b"c2", b"alice-bot")):
-        out = broker.handle(conn, p.encode(p.Hello(nick, alice.public_der)), 0.0)
+        out = broker.handle(conn, p.encode(hello(nick, alice)), 0.0)
         challenge = p.parse_from_broker(out[-1].frames)
         assert isinstance(challenge, p.Challenge)  # neither name is taken yet
         nonces[conn] = (nick, challenge.nonce)

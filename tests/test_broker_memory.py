@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import zmq
 
+from tests.memory import hello
 from tests.net import FAST, broker_thread
 from tests.procs import running, start_broker
 from zchat.envelope import Envelope, Header, Identity, MessageKind
@@ -91,7 +92,7 @@ def session(
     sock.setsockopt(zmq.RCVBUF, 64 * 1024)
     sock.connect(endpoint)
     nick_bytes = nick.encode()
-    sock.send_multipart(p.encode(p.Hello(nick_bytes, identity.public_der)))
+    sock.send_multipart(p.encode(hello(nick_bytes, identity, time.time())))
     challenge = recv(sock)
     assert isinstance(challenge, p.Challenge), challenge
     proof = sign_proof(identity.private_key, challenge.nonce, nick_bytes, identity.public_der)

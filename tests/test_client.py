@@ -13,7 +13,7 @@ import zmq
 from tests.memory import seeded
 from tests.net import broker_thread, make_client, ready, texts, wait_for
 from zchat.broker.core import Broker, BrokerConfig, Outgoing
-from zchat.envelope import Envelope, Identity, Recipient, seal
+from zchat.envelope import Envelope, Identity, seal
 from zchat.envelope.limits import MAX_FRAME_BYTES
 from zchat.peer import events as ev
 from zchat.peer.client import Client

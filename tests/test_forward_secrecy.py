@@ -38,7 +38,7 @@ from zchat.wire import protocol as p
 #: Short timers, so that a room on a moved clock rotates in a few seconds.
 ROTATE = 2.0
 GRACE = 1.0
-ROTATING = PeerConfig(rotate_every=ROTATE, key_grace=GRACE)
+ROTATING = PeerConfig(rotate_every=ROTATE, key_grace=GRACE, admit_all=True)
 
 SEND = bytes([p.Command.SEND])
 DELIVER = bytes([p.Command.DELIVER])
@@ -317,7 +317,7 @@ def test_a_resend_across_a_broker_restart_is_sealed_to_the_new_keys_and_shown_on
     alice: Identity, bob: Identity, carol: Identity
 ) -> None:
     room = MemoryRoom(broker=Broker(FAST_CORE, random=seeded(20)))
-    config = PeerConfig(key_grace=GRACE)
+    config = PeerConfig(key_grace=GRACE, admit_all=True)
     a = room.join("alice", alice, config=config)
     b = room.join("bob", bob, config=config)
     c = room.join("carol", carol, config=config)

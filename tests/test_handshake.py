@@ -19,7 +19,7 @@ import pytest
 import zmq
 
 from tests.conftest import KeyPool
-from tests.memory import seeded
+from tests.memory import WALL_AT_ZERO, hello, pooled_session_keys, seeded
 from tests.net import FAST, broker_thread, ready, texts, wait_for
 from tests.procs import running, start_broker, start_peer
 from tests.test_hostile_broker import lying_broker
@@ -39,6 +39,9 @@ REAL, HOSTILE = zmq.curve_keypair()[0], zmq.curve_keypair()[0]
 ALICE_T, RELAY_T = zmq.curve_keypair()[0], zmq.curve_keypair()[0]
 
 
+SESSION_KEYS = pooled_session_keys()
+
+
 def relay_once(
     alice: Identity,
     *,
@@ -52,8 +55,8 @@ def relay_once(
     and passes her PROOF on. Returns the real broker's answer."""
     real = Broker(random=seeded(0))
     real.curve_public = real_key
-    hello = p.encode(p.Hello(b"alice", alice.public_der))
-    (challenge,) = real.handle(b"relay", hello, 0.0, relay_transport)
+    said = p.encode(hello(b"alice", alice))
+    (challenge,) = real.handle(b"relay", said, 0.0, relay_transport)
     victim = PeerCore(
         "alice",
         alice,
@@ -63,6 +66,7 @@ def relay_once(
         transport_key=transport_key,
     )
     victim.start(0.0)
+    victim.add_session_key(SESSION_KEYS(), 0.0, wall=WALL_AT_ZERO)
     victim.take_outgoing()  # her own HELLO, to the hostile broker
     victim.receive(challenge.frames, 0.0)
     (proof,) = victim.take_outgoing()
@@ -113,6 +117,7 @@ def test_without_curve_anywhere_a_relayed_proof_still_verifies_as_security_md_sa
 def test_a_second_challenge_in_one_handshake_is_not_signed(alice: Identity) -> None:
     core = PeerCore("alice", alice, seq=1, random=seeded(1))
     core.start(0.0)
+    core.add_session_key(SESSION_KEYS(), 0.0, wall=WALL_AT_ZERO)
     core.take_outgoing()
     for nonce in (b"\x01" * 32, b"\x02" * 32, b"\x03" * 32):
         core.receive(p.encode(p.Challenge(nonce)), 0.0)
@@ -122,6 +127,7 @@ def test_a_second_challenge_in_one_handshake_is_not_signed(alice: Identity) -> N
     assert [e.code for e in problems] == ["unexpected", "unexpected"]
     # A new HELLO (a reconnect, another nickname) gets its one answer.
     core.start(1.0)
+    core.add_session_key(SESSION_KEYS(), 1.0, wall=WALL_AT_ZERO + 1)
     core.receive(p.encode(p.Challenge(b"\x04" * 32)), 1.0)
     assert [f[1] for f in core.take_outgoing()] == [
         bytes([p.Command.HELLO]),

@@ -36,6 +36,7 @@ from zchat.envelope import (
     MessageKind,
     Recipient,
     format_fingerprint,
+    generate_session_key,
     public_der,
     seal,
 )
@@ -269,27 +270,38 @@ def test_a_substituted_key_is_flagged_and_nothing_is_encrypted_to_it(
 # --- (1b) a member the broker makes up (issue 12) ------------------------------------------
 
 
+def bob_(evil: Identity) -> p.Member:
+    """The member a broker with a key of its own makes up, with a valid certificate."""
+    return p.Member("bob_", evil.public_der, certificate(evil, "bob_", time.time(), EVIL_SESSION))
+
+
+#: The session key the hostile broker certifies for the member it makes up.
+EVIL_SESSION = generate_session_key()
+
+
 def opens_for(identity: Identity, env: Envelope, nick: str) -> list[int]:
-    """The wrapped keys of `env` that `identity`'s private key unwraps, named `nick`
-    or as the recipient the header says the slot is for: every way it could try."""
+    """The wrapped keys of `env` that `identity`'s private key, or the session key the
+    broker certified with it, unwraps, named `nick` or as the recipient the header says
+    the slot is for: every way it could try."""
     opened = []
     header = env.header
     for i, (named, wrapped) in enumerate(zip(header.recipients, env.wrapped_keys, strict=True)):
         if not wrapped:
             continue  # blanked: a resend meant for someone else
         for as_nick in {named, nick}:
-            try:
-                prim.unwrap(
-                    identity.private_key,
-                    wrapped,
-                    header.msg_id,
-                    header.sender_fingerprint,
-                    as_nick,
-                    identity.fingerprint,
-                )
-            except DecryptionFailed:
-                continue
-            opened.append(i)
+            for key in (identity, EVIL_SESSION):
+                try:
+                    prim.unwrap(
+                        key.private_key,
+                        wrapped,
+                        header.msg_id,
+                        header.sender_fingerprint,
+                        as_nick,
+                        key.fingerprint,
+                    )
+                except DecryptionFailed:
+                    continue
+                opened.append(i)
     return opened
 
 
@@ -310,7 +322,7 @@ def test_a_member_the_broker_announces_can_open_nothing_until_admitted(
             c = await joined("carol", carol, ep)
             a = make_client("alice", alice, ep, PeerConfig(), PinFile.open(tmp_path))
             await ready(a)
-            core.inject("alice", p.encode(p.Join(p.Member("bob_", evil.public_der))))
+            core.inject("alice", p.encode(p.Join(bob_(evil))))
             notice = await wait_for(a, lambda e: isinstance(e, ev.AdmitNeeded))
             assert notice[-1] == ev.AdmitNeeded(
                 "bob_",
@@ -330,7 +342,7 @@ def test_a_member_the_broker_announces_can_open_nothing_until_admitted(
             # The broker "restarts": alice says hello again and resends all it may have lost.
             core.inject("alice", p.encode(p.Error(p.ErrorCode.EVICTED, "go away")))
             await wait_for(a, lambda e: isinstance(e, ev.Ready) and e.reconnected)
-            core.inject("alice", p.encode(p.Join(p.Member("bob_", evil.public_der))))
+            core.inject("alice", p.encode(p.Join(bob_(evil))))
             a.send_text("after the reconnect")
             assert "after the reconnect" in await texts(c, 5)
             await wait_for(a, lambda e: isinstance(e, ev.Acked))

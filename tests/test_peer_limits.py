@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import KeyPool
-from tests.memory import MemoryRoom, seeded
+from tests.memory import WALL_AT_ZERO, MemoryRoom, certificate, pooled_session_keys, seeded
 from zchat.envelope import Identity, format_fingerprint, nick_key
 from zchat.envelope.limits import MAX_ROOM, MAX_TEXT_BYTES
 from zchat.peer import events as ev
@@ -27,6 +27,7 @@ def ready_core(me: Identity, members: list[p.Member], now: float = 0.0) -> PeerC
     """A core welcomed into a room the test announces; its events taken."""
     core = PeerCore("me", me, seq=1, random=seeded(1), config=PeerConfig(admit_all=True))
     core.start(now)
+    core.add_session_key(SESSION_KEYS(), now, wall=WALL_AT_ZERO + now)
     core.receive(p.encode(p.Welcome("me", 100, 500)), now)
     core.receive(p.encode(p.Snapshot(tuple(members))), now)
     core.take_outgoing()
@@ -34,7 +35,15 @@ def ready_core(me: Identity, members: list[p.Member], now: float = 0.0) -> PeerC
 
 
 def crowd(n: int, key: Identity, prefix: str = "m") -> list[p.Member]:
-    return [p.Member(f"{prefix}{i}", key.public_der) for i in range(n)]
+    """`n` members sharing one identity key, each with a genuine session certificate."""
+    return [member(f"{prefix}{i}", key) for i in range(n)]
+
+
+def member(nick: str, key: Identity) -> p.Member:
+    return p.Member(nick, key.public_der, certificate(key, nick, WALL_AT_ZERO))
+
+
+SESSION_KEYS = pooled_session_keys()
 
 
 def problems(events: list[ev.Event], code: str) -> list[ev.Problem]:
@@ -114,6 +123,8 @@ def test_a_message_that_cannot_be_sealed_is_a_typed_error_and_nothing_is_lost(
     core = ready_core(alice, crowd(3, bob))
     core.send_text("before", 0.0, wall=1.7e9)
     seq = core.seq
+    session = core.members["m0"].session
+    assert session is not None
     for i in range(300):  # behind the core's back
         core.members[f"x{i}"] = Contact(
             f"x{i}",
@@ -122,6 +133,7 @@ def test_a_message_that_cannot_be_sealed_is_a_typed_error_and_nothing_is_lost(
             bob.fingerprint,
             ev.Trust.PINNED,
             Admission(How.OPEN),
+            session=session,
         )
     with pytest.raises(CannotSeal):
         core.send_text("too many", 0.0, wall=1.7e9)

@@ -9,6 +9,7 @@ The peer's resident memory is read from /proc before and after.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 import zmq
 
 from tests.conftest import KeyPool
+from tests.memory import certificate
 from tests.procs import Peer, running, start_peer
 from zchat.envelope import (
     Envelope,
@@ -41,9 +43,11 @@ pytestmark = [
 MIB = 1024 * 1024
 #: What the two floods together may add to the peer's resident memory: the held-back
 #: messages (MAX_WITHHELD_BYTES), a full room's directory, and room for the allocator.
-#: Measured: about 7 MiB. Without the bounds the same floods add about 64 MiB: 39 for
-#: 10,000 members with their keys and pins, 25 for 1,200 held messages of 23 KB.
-GROWTH_BOUND = MAX_WITHHELD_BYTES + 8 * MIB
+#: Measured: about 7.5 MiB alone, up to 14 MiB with the whole suite loading both cores
+#: (the allocator keeps more under contention). Without the bounds the same floods add
+#: about 64 MiB: 39 for 10,000 members with their keys and pins, 25 for 1,200 held
+#: messages of 23 KB, so the bound still fails by a wide margin without them.
+GROWTH_BOUND = MAX_WITHHELD_BYTES + 16 * MIB
 JOINS = 10_000
 #: Members whose key changed, and what each sends: 1,200 messages of the largest
 #: size, 28 MB, seven times what may be held back.
@@ -157,9 +161,13 @@ def test_a_join_flood_and_a_held_back_flood_leave_the_peers_memory_bounded(
             # 1. 10,000 JOINs: the room fills at 256 (us included), the rest are refused
             # with one line, and the peer keeps up: a marker sent after them arrives.
             for i in range(JOINS):
-                broker.send(p.Join(p.Member(f"j{i}", before_change.public_der)))
+                # Those the room has space for carry a genuine session-key certificate
+                # (the line below is sealed to them); the rest are refused unread.
+                cert = certificate(before_change, f"j{i}", time.time()) if i < MAX_ROOM else b""
+                broker.send(p.Join(p.Member(f"j{i}", before_change.public_der, cert)))
             broker.send(p.Leave("j0", p.LeaveReason.BYE))
-            broker.send(p.Join(p.Member("marker", before_change.public_der)))
+            marker = certificate(before_change, "marker", time.time())
+            broker.send(p.Join(p.Member("marker", before_change.public_der, marker)))
             peer.wait_event("join", timeout=30, nick="marker")
             admitted = [e["nick"] for e in peer.history if e["event"] == "join"]
             assert len(admitted) == MAX_ROOM  # 255 others, then the marker in j0's place

@@ -14,7 +14,15 @@ import time
 
 import pytest
 
-from tests.memory import WALL_AT_ZERO, MemoryRoom, certificate, hello, pooled_session_keys, seeded
+from tests.memory import (
+    CLOSED,
+    WALL_AT_ZERO,
+    MemoryRoom,
+    certificate,
+    hello,
+    pooled_session_keys,
+    seeded,
+)
 from tests.net import broker_thread, make_client, ready, texts, wait_for
 from zchat.broker.core import Broker
 from zchat.envelope import (
@@ -22,6 +30,7 @@ from zchat.envelope import (
     Identity,
     SessionKey,
     certify,
+    format_fingerprint,
     generate_session_key,
 )
 from zchat.envelope.limits import CLOCK_SKEW_MS, KEY_ID_BYTES, MAX_CERT_LIFETIME_MS
@@ -30,6 +39,7 @@ from zchat.peer import events as ev
 from zchat.peer.client import Client
 from zchat.peer.core import PeerConfig, PeerCore, Phase
 from zchat.peer.errors import NoSessionKey, UntrustedRecipient
+from zchat.peer.pins import Admission, How, Pin, Pins
 from zchat.peer.session_keys import (
     MAX_RETIRED_KEYS,
     MIN_LIFETIME_MS,
@@ -234,7 +244,13 @@ def test_a_newcomer_without_a_valid_certificate_is_never_sealed_to(
 def test_a_changed_identity_is_never_sealed_to_even_with_its_own_valid_certificate(
     alice: Identity, bob: Identity, carol: Identity
 ) -> None:
-    room, a, _ = room_of_two(alice, bob)
+    # A closed room: alice admitted bob's key (an open room accepts a changed key).
+    room = MemoryRoom()
+    you = Admission(How.YOU, "", 1)
+    pins = Pins([Pin("bob", bob.fingerprint, you), Pin("carol", carol.fingerprint, you)])
+    a = room.join("alice", alice, pins=pins, config=CLOSED)
+    room.join("bob", bob)
+    room.take(a)
     core = room.peers[a]
     # the broker announces carol's identity as bob's, with a certificate carol made
     impostor = certificate(carol, "bob", room.wall)
@@ -248,7 +264,7 @@ def test_a_changed_identity_is_never_sealed_to_even_with_its_own_valid_certifica
     envelope = wrapped_to(room, a, "for the room")
     assert "bob" not in envelope.header.recipients
     # trusting the new key makes its certificate count (checked against the new pin)
-    core.trust("bob")
+    core.trust("bob", format_fingerprint(carol.fingerprint), room.now)
     session = core.members["bob"].session
     assert session is not None
     assert session.certificate.encode() == impostor
