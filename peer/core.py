@@ -33,6 +33,7 @@ which the certificates' five minutes of clock tolerance more than cover.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -156,6 +157,10 @@ class Contact:
         return self.may_read and self.admission is not None and self.admission.how is not How.OPEN
 
 
+#: Names whose newest certificate time is remembered; past this the oldest is forgotten.
+MAX_NEWEST_CERTIFICATES = 4096
+
+
 def _no_calendar() -> float:
     return 0.0
 
@@ -204,6 +209,9 @@ class PeerCore(AdmissionMixin):
     _events: list[ev.Event] = field(default_factory=list)
     _replay: ReplayGuard = field(default_factory=ReplayGuard)
     _withheld: Withheld = field(default_factory=Withheld)
+    #: (nick, identity fingerprint) -> creation time of the newest certificate accepted
+    #: in this run; kept when the member leaves, so no leave-and-join rolls a key back.
+    _newest_certificate: OrderedDict[tuple[str, bytes], int] = field(default_factory=OrderedDict)
     _missing: dict[str, tuple[Contact, float]] = field(default_factory=dict)
     _pins_changed: bool = False
     _full_reported: bool = False  # said that the room is full, until there is room again
@@ -529,6 +537,7 @@ class PeerCore(AdmissionMixin):
             return
         same_key = known is not None and known.public_der == member.public_der
         previous = known.session if known is not None and same_key else None
+        newest = (nick_key(member.nick), member.fingerprint)
         try:
             member.session = announced_key(
                 raw,
@@ -537,7 +546,12 @@ class PeerCore(AdmissionMixin):
                 identity_fingerprint=member.fingerprint,
                 date_ms=date_ms,
                 previous=previous,
+                not_before_ms=self._newest_certificate.get(newest, 0),
             )
+            self._newest_certificate[newest] = member.session.created_ms
+            self._newest_certificate.move_to_end(newest)
+            while len(self._newest_certificate) > MAX_NEWEST_CERTIFICATES:
+                self._newest_certificate.popitem(last=False)
         except BadCertificate as exc:
             member.session = previous
             if not member.may_read:

@@ -148,12 +148,15 @@ def announced_key(
     identity_fingerprint: bytes,
     date_ms: int | None,
     previous: CertifiedKey | None,
+    not_before_ms: int = 0,
 ) -> CertifiedKey:
     """The session key in a certificate a broker announced (`raw`), or BadCertificate.
 
     As `certified_key`, and also refused: no certificate at all, one that does not
-    parse, and one older than `previous`, the key we hold for the member already (a
-    rollback to a key the member dropped, which a thief of that key would want).
+    parse, and one older than `previous`, the key we hold for the member already, or
+    than `not_before_ms`, the newest we accepted for this name and identity in this run,
+    even if the member left since (a rollback to a key the member dropped, which a thief
+    of that key would want, by a broker that announces a leave and a join in between).
     """
     if not raw:
         raise BadCertificate("none was announced")
@@ -170,4 +173,6 @@ def announced_key(
     )
     if previous is not None and key.created_ms < previous.created_ms:
         raise BadCertificate("it is older than the one we have")
+    if key.created_ms < not_before_ms:
+        raise BadCertificate("it is older than one we had for this key")
     return key

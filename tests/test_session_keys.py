@@ -403,3 +403,29 @@ def test_the_client_makes_session_keys_in_a_worker_thread_and_rotates_on_schedul
 
     asyncio.run(main())
     assert threading.main_thread().name not in threads
+
+
+def test_a_leave_and_a_join_cannot_roll_a_member_back_to_an_older_session_key(
+    alice: Identity, bob: Identity
+) -> None:
+    """A broker that says bob left and came back, with a genuine but older certificate
+    of his (a key he dropped, which a thief may hold), does not get it sealed to."""
+    wall = WALL_AT_ZERO
+    pins = Pins([Pin("bob", bob.fingerprint, Admission(How.YOU, "", 1))])
+    core = PeerCore("alice", alice, pins, CLOSED, seq=1, random=seeded(3), date=lambda: wall)
+    core.start(0.0)
+    core.add_session_key(generate_session_key(), 0.0, wall=wall)
+    older, newer = generate_session_key(), generate_session_key()
+    old = certify(bob, "bob", older, created_ms=int((wall - 1800) * 1000), lifetime_ms=7_200_000)
+    new = certify(bob, "bob", newer, created_ms=int(wall * 1000), lifetime_ms=7_200_000)
+    core.receive(p.encode(p.Welcome("alice", 1000, 5000)), 0.0)
+    core.receive(p.encode(p.Snapshot((p.Member("bob", bob.public_der, new.encode()),))), 0.0)
+    assert core.members["bob"].session is not None
+    core.receive(p.encode(p.Leave("bob", p.LeaveReason.BYE)), 0.0)
+    core.receive(p.encode(p.Join(p.Member("bob", bob.public_der, old.encode()))), 0.0)
+    assert core.members["bob"].session is None  # refused, and nothing else to seal to
+    refused = [e for e in core.take_events() if isinstance(e, ev.Problem)]
+    assert [e.code for e in refused] == ["bad-certificate"]
+    core.take_outgoing()
+    with pytest.raises(NoSessionKey):
+        core.send_text("secret", 0.0, wall=wall)
