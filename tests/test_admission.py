@@ -21,11 +21,13 @@ from zchat.envelope import (
     MessageKind,
     Recipient,
     Vouch,
+    decrypt_verified,
     encode_vouches,
     format_fingerprint,
     make_vouch,
     seal,
 )
+from zchat.envelope.limits import KEY_ID_BYTES
 from zchat.peer import events as ev
 from zchat.peer.admission import MIN_PREFIX
 from zchat.peer.core import PeerCore
@@ -616,3 +618,31 @@ def test_a_new_key_the_user_trusts_is_told_everything_again_but_vouches_never_ac
     carol.trust("bob", typed(laptop), room.now)
     room.pump()
     assert "bob" in readers(carol)
+
+
+def test_vouches_are_sealed_to_the_session_keys_of_admitted_members_never_to_identity_keys(
+    keys: KeyPool,
+) -> None:
+    alice, carol, mallory, dave = keys.get(0), keys.get(2), keys.get(3), keys.get(4)
+    room = MemoryRoom()
+    tap = Tap(room)
+    conns = {"carol": room.join("carol", carol), "dave": room.join("dave", dave)}
+    conns["mallory"] = room.join("mallory", mallory)
+    a = room.join("alice", alice, pins=admitted_by_alice(("carol", carol)), config=CLOSED)
+    tap.take(a)
+    core = room.peers[a]
+    core.admit("mallory", typed(mallory), room.now)  # vouches to carol and to mallory
+    vouches = [s.envelope for s in tap.take(a) if s.envelope.header.kind is MessageKind.VOUCH]
+    assert {n for env in vouches for n in env.header.recipients} == {"carol", "mallory"}
+    for env in vouches:
+        for i, nick in enumerate(env.header.recipients):
+            session = core.members[nick].session
+            assert session is not None
+            assert env.header.key_ids[i] == session.fingerprint[:KEY_ID_BYTES]
+            identity = {"carol": carol, "mallory": mallory}[nick]
+            assert env.header.key_ids[i] != identity.fingerprint[:KEY_ID_BYTES]
+            delivery = env.delivery_for(i)
+            held = room.peers[conns[nick]].session_keys.held()
+            assert decrypt_verified(delivery, me=nick, keys=held)
+    # dave, whom alice has not admitted, was sealed no vouch.
+    assert "dave" not in {n for env in vouches for n in env.header.recipients}
