@@ -949,8 +949,9 @@ class PeerCore(AdmissionMixin):
             if nick_key(m.nick) in sealable
         ]
         for i in range(0, len(vouches), MAX_VOUCHES_PER_MESSAGE):
+            payload = encode_vouches(vouches[i : i + MAX_VOUCHES_PER_MESSAGE])
             envelope = seal(
-                encode_vouches(vouches[i : i + MAX_VOUCHES_PER_MESSAGE]),
+                payload,
                 sender=self.identity,
                 sender_nick=self.nick,
                 recipients=sealed_to,
@@ -961,7 +962,9 @@ class PeerCore(AdmissionMixin):
             )
             self.seq += 1
             if len(self.outbox) < MAX_OUTBOX:  # a full outbox holds what people typed
-                self.outbox.add(envelope, "", now).sealed_to = dict(sealable)
+                entry = self.outbox.add(envelope, "", now)
+                entry.sealed_to = dict(sealable)
+                entry.payload = payload
             if self.phase is Phase.READY:
                 self._send(p.Send(envelope))
 
@@ -1033,7 +1036,7 @@ class PeerCore(AdmissionMixin):
         if stale:
             envelope = reseal(
                 envelope,
-                entry.text.encode("utf-8"),
+                entry.payload or entry.text.encode("utf-8"),
                 sender=self.identity,
                 recipients=[key.recipient(nick) for nick, key in targets.items()],
             )

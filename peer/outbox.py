@@ -59,6 +59,9 @@ class Entry:
     #: recipient (case-folded) -> the session key `envelope` is wrapped to for it. A
     #: resend to someone whose key changed since is sealed again (`peer.core`).
     sealed_to: dict[str, CertifiedKey] = field(default_factory=dict)
+    #: What was sealed when it is not `text`: the encoded vouches of a VOUCH message,
+    #: kept so that a resend to a changed session key seals the same plaintext again.
+    payload: bytes = b""
 
     @property
     def msg_id(self) -> bytes:
