@@ -182,7 +182,7 @@ class AdmitNeeded:
     nick: str
     fingerprint: bytes
     already_here: bool  # listed in the room snapshot when we arrived
-    command: str  # what to type once the fingerprint matches: "/admit NICK XXXX XXXX"
+    command: str  # what to type once the fingerprint matches: "/admit NICK 7CM5 TFYE"
 
 
 @dataclass(frozen=True, slots=True)
