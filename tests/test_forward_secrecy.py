@@ -16,8 +16,8 @@ import pytest
 from tests.conftest import KeyPool
 from tests.memory import FAST_CORE, MemoryRoom, seeded
 from tests.net import joined, make_client, ready, texts, wait_for
-from tests.test_hostile_broker import command, injected, lying_broker, watch_crashes
-from zchat.broker.core import Broker, Outgoing
+from tests.test_hostile_broker import injected, lying_broker, record_deliveries, watch_crashes
+from zchat.broker.core import Broker
 from zchat.envelope import (
     DecryptionFailed,
     Delivery,
@@ -240,14 +240,7 @@ def test_a_capture_replayed_to_a_restarted_client_over_tcp_is_not_shown(keys: Ke
     async def main() -> None:
         crashes = watch_crashes()
         with lying_broker() as (server, core):
-            captured: list[list[bytes]] = []
-
-            def sniff(o: Outgoing) -> list[Outgoing]:
-                if core.to("bob", o) and command(o.frames) == p.Command.DELIVER:
-                    captured.append(o.frames)
-                return [o]
-
-            core.lie = sniff
+            captured = record_deliveries(core, "bob")
             ep = server.bound[0]
             a, b = await joined("alice", alice, ep), await joined("bob", bob, ep)
             a.send_text("once", to=["bob"])

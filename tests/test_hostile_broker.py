@@ -111,6 +111,19 @@ def lying_broker(endpoint: str = "tcp://127.0.0.1:*") -> Iterator[tuple[Server, 
         yield server, core
 
 
+def record_deliveries(core: LyingBroker, nick: str) -> list[list[bytes]]:
+    """Let everything through, keeping a copy of each DELIVER to `nick`: a recording."""
+    captured: list[list[bytes]] = []
+
+    def sniff(o: Outgoing) -> list[Outgoing]:
+        if core.to(nick, o) and command(o.frames) == p.Command.DELIVER:
+            captured.append(o.frames)
+        return [o]
+
+    core.lie = sniff
+    return captured
+
+
 def watch_crashes() -> list[dict[str, object]]:
     """Anything a client callback raises lands in the loop's exception handler."""
     crashes: list[dict[str, object]] = []
@@ -516,14 +529,7 @@ def test_a_replayed_delivery_is_dropped_even_after_the_recipient_reconnects(
     async def main() -> None:
         crashes = watch_crashes()
         with lying_broker() as (server, core):
-            captured: list[list[bytes]] = []
-
-            def sniff(o: Outgoing) -> list[Outgoing]:
-                if core.to("bob", o) and command(o.frames) == p.Command.DELIVER:
-                    captured.append(o.frames)
-                return [o]
-
-            core.lie = sniff
+            captured = record_deliveries(core, "bob")
             ep = server.bound[0]
             a, b = await joined("alice", alice, ep), await joined("bob", bob, ep)
             a.send_text("once", to=["bob"])
