@@ -94,6 +94,11 @@ async def ready(client: Client, timeout: float = 5.0) -> ev.Ready:
     return last
 
 
+async def sees(client: Client, nick: str, timeout: float = 5.0) -> None:
+    """Wait until `client` has heard `nick` join: only then will it write to them."""
+    await wait_for(client, lambda e: isinstance(e, ev.Joined) and e.nick == nick, timeout)
+
+
 async def texts(client: Client, count: int, timeout: float = 5.0) -> list[str]:
     """The next `count` message texts `client` receives."""
     got: list[str] = []

@@ -7,7 +7,7 @@ import asyncio
 import zmq
 
 from tests.conftest import KeyPool
-from tests.net import broker_thread, joined, make_client, ready, texts, wait_for
+from tests.net import broker_thread, joined, make_client, ready, sees, texts, wait_for
 from zchat.envelope import Identity
 from zchat.peer import events as ev
 from zchat.wire import protocol as p
@@ -23,6 +23,7 @@ def test_three_peers_chat_over_tcp(alice: Identity, bob: Identity, carol: Identi
             await ready(a)
             await ready(b)
             await ready(c)
+            await sees(a, "carol")  # the room's joins reach alice in order: bob, then carol
             a.send_text("hi from alice")
             assert await texts(b, 1) == ["hi from alice"]
             assert await texts(c, 1) == ["hi from alice"]
@@ -44,7 +45,7 @@ def test_a_burst_arrives_complete_and_in_order(keys: KeyPool) -> None:
             receivers = [make_client(f"r{i}", keys.get(i + 1), ep) for i in range(3)]
             for client in (sender, *receivers):
                 await ready(client)
-            await wait_for(sender, lambda e: isinstance(e, ev.Joined) and e.nick == "r2")
+            await sees(sender, "r2")
             for i in range(300):
                 sender.send_text(f"m{i}")
             for r in receivers:
@@ -61,6 +62,7 @@ def test_leaving_announces_and_frees_the_nickname(
         with broker_thread() as server:
             ep = server.bound[0]
             a, b = await joined("alice", alice, ep), await joined("bob", bob, ep)
+            await sees(a, "bob")
             await b.close()
             left = await wait_for(a, lambda e: isinstance(e, ev.Left))
             assert left[-1] == ev.Left("bob", "bye")
@@ -78,6 +80,7 @@ def test_malformed_frames_from_a_raw_socket_leave_the_broker_serving(
         with broker_thread() as server:
             ep = server.bound[0]
             a, b = await joined("alice", alice, ep), await joined("bob", bob, ep)
+            await sees(a, "bob")
             ctx = zmq.Context.instance()
             raw = ctx.socket(zmq.DEALER)
             raw.setsockopt(zmq.LINGER, 0)
@@ -110,6 +113,7 @@ def test_a_peer_works_over_inproc(alice: Identity, bob: Identity) -> None:
         with broker_thread(endpoint="inproc://zchat-test") as server:
             ep = server.bound[0]
             a, b = await joined("alice", alice, ep), await joined("bob", bob, ep)
+            await sees(a, "bob")
             b.send_text("over inproc")
             assert await texts(a, 1) == ["over inproc"]
             await a.close()
@@ -125,6 +129,7 @@ def test_a_restarted_broker_gets_everyone_back_and_nothing_is_lost(
         with broker_thread() as first:
             ep = first.bound[0]
             a, b = await joined("alice", alice, ep), await joined("bob", bob, ep)
+            await sees(a, "bob")
             a.send_text("before")
             assert await texts(b, 1) == ["before"]
         # the broker is gone; alice keeps typing

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import zmq
 
 from tests.memory import seeded
-from tests.net import broker_thread, make_client, ready, texts, wait_for
+from tests.net import broker_thread, make_client, ready, sees, texts, wait_for
 from zchat.broker.core import Broker, BrokerConfig, Outgoing
 from zchat.envelope import Envelope, Identity, seal
 from zchat.envelope.limits import MAX_FRAME_BYTES
@@ -45,7 +45,7 @@ def test_an_envelope_sealed_beforehand_is_delivered_and_not_tracked_by_the_core(
             )
             await ready(a)
             await ready(b)
-            await wait_for(a, lambda e: isinstance(e, ev.Joined) and e.nick == "bob")
+            await sees(a, "bob")
             envelope = _sealed_for_bob(a, alice, "sealed beforehand")
             a.send_envelope(envelope)
             assert await texts(b, 1) == ["sealed beforehand"]
@@ -74,7 +74,7 @@ def test_an_envelope_queued_without_a_flush_leaves_before_the_next_send(
             )
             await ready(a)
             await ready(b)
-            await wait_for(a, lambda e: isinstance(e, ev.Joined) and e.nick == "bob")
+            await sees(a, "bob")
             a.send_envelope(_sealed_for_bob(a, alice, "queued first"), flush=False)
             a.send_text("sent second")
             assert await texts(b, 2) == ["queued first", "sent second"]

@@ -19,7 +19,7 @@ import pytest
 import zmq
 
 from tests.memory import hello, seeded
-from tests.net import FAST, broker_thread, ready, texts, wait_for
+from tests.net import FAST, broker_thread, ready, sees, texts, wait_for
 from tests.procs import FAST_TIMERS, ZCHAT, Proc, start_peer
 from zchat.broker.core import Broker
 from zchat.broker.server import Server
@@ -262,6 +262,7 @@ def test_peers_chat_over_curve_and_the_broker_knows_their_transport_keys(
             b = client(BOB, bob, ep, ctx, public)
             await ready(a)
             await ready(b)
+            await sees(a, BOB)
             a.send_text(SECRET_TEXT)
             assert await texts(b, 1) == [SECRET_TEXT]
             sessions = server.core._sessions.values()
@@ -313,7 +314,7 @@ def test_a_capture_of_the_curve_stream_shows_no_names_headers_or_tokens(
                 b = client(BOB, bob, relay, ctx, key)
                 await ready(a)
                 await ready(b)
-                await wait_for(a, lambda e: isinstance(e, ev.Joined) and e.nick == BOB)
+                await sees(a, BOB)
                 a.send_text(SECRET_TEXT)
                 assert await texts(b, 1) == [SECRET_TEXT]
                 await wait_for(a, lambda e: isinstance(e, ev.Acked))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.net import make_client, ready, wait_for
+from tests.net import make_client, ready, sees, wait_for
 from tests.procs import ZCHAT, Proc, all_stopped, running, start_broker, start_peer
 from zchat.envelope import Identity
 from zchat.peer import events as ev
@@ -159,7 +159,7 @@ async def _chat_during_flood(
     alice, bob = make_client("alice", alice_id, ep), make_client("bob", bob_id, ep)
     await ready(alice)
     await ready(bob)
-    await wait_for(alice, lambda e: isinstance(e, ev.Joined) and e.nick == "bob")
+    await sees(alice, "bob")
     evicted_after = -1.0
 
     async def watch_eviction() -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import KeyPool
 from tests.memory import FAST_CORE, MemoryRoom, seeded
-from tests.net import joined, make_client, ready, texts, wait_for
+from tests.net import joined, make_client, ready, sees, texts, wait_for
 from tests.test_hostile_broker import injected, lying_broker, record_deliveries, watch_crashes
 from zchat.broker.core import Broker
 from zchat.envelope import (
@@ -243,6 +243,7 @@ def test_a_capture_replayed_to_a_restarted_client_over_tcp_is_not_shown(keys: Ke
             captured = record_deliveries(core, "bob")
             ep = server.bound[0]
             a, b = await joined("alice", alice, ep), await joined("bob", bob, ep)
+            await sees(a, "bob")
             a.send_text("once", to=["bob"])
             assert await texts(b, 1) == ["once"]
             await b.close()

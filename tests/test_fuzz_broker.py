@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import KeyPool
 from tests.memory import hello
-from tests.net import broker_thread, make_client, ready, texts, wait_for
+from tests.net import broker_thread, make_client, ready, sees, texts, wait_for
 from zchat.broker.core import Broker, BrokerConfig, Outgoing
 from zchat.envelope import Envelope, Identity, MessageKind, Recipient, seal
 from zchat.envelope._primitives import sign
@@ -463,8 +463,8 @@ def test_thousands_of_hostile_messages_never_stop_the_broker_or_reach_a_peer(key
             mallory.handshake("mallory", ids["mallory"])
             strangers = [RawPeer(ctx, ep) for _ in range(3)]
             bulldozer = RawPeer(ctx, ep)
-            await wait_for(a, lambda e: isinstance(e, ev.Joined) and e.nick == "mallory")
-            await wait_for(b, lambda e: isinstance(e, ev.Joined) and e.nick == "mallory")
+            await sees(a, "mallory")
+            await sees(b, "mallory")
             errors_before = server.core.counters.errors
 
             sent_a: list[str] = []

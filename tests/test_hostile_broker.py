@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import KeyPool
 from tests.memory import MemoryRoom, certificate, seeded
-from tests.net import FAST, broker_thread, joined, make_client, ready, texts, wait_for
+from tests.net import FAST, broker_thread, joined, make_client, ready, sees, texts, wait_for
 from zchat.broker.core import Broker, Outgoing
 from zchat.broker.server import Server
 from zchat.envelope import (
@@ -208,7 +208,7 @@ def test_a_substituted_key_is_flagged_and_nothing_is_encrypted_to_it(
             ]
             for c in first:
                 await ready(c)
-            await wait_for(first[0], lambda e: isinstance(e, ev.Joined) and e.nick == "carol")
+            await sees(first[0], "carol")
             first[0].admit("bob", format_fingerprint(bob.fingerprint)[:9])
             first[0].admit("carol", format_fingerprint(carol.fingerprint)[:9])
             await close_all(*first)
@@ -408,6 +408,7 @@ def test_forged_and_tampered_deliveries_are_bad_signatures_never_messages(keys: 
             core.lie = sniff
             ep = server.bound[0]
             a, b = await joined("alice", alice, ep), await joined("bob", bob, ep)
+            await sees(a, "bob")
             b.send_text("genuine", to=["alice"])
             assert await texts(a, 1) == ["genuine"]
             real = p.parse_from_broker(captured[0])
@@ -463,6 +464,7 @@ def test_a_broker_that_drops_deliveries_and_acks_is_survived_without_duplicates(
         with lying_broker() as (server, core):
             ep = server.bound[0]
             a, b = await joined("alice", alice, ep), await joined("bob", bob, ep)
+            await sees(a, "bob")
             # It swallows the delivery but tells alice bob got it.
             core.lie = lambda o: (
                 [] if core.to("bob", o) and command(o.frames) == p.Command.DELIVER else [o]
@@ -501,6 +503,7 @@ def test_duplicated_deliveries_and_acks_are_shown_once(keys: KeyPool) -> None:
         with lying_broker() as (server, core):
             ep = server.bound[0]
             a, b = await joined("alice", alice, ep), await joined("bob", bob, ep)
+            await sees(a, "bob")
             core.lie = lambda o: (
                 [o] * 3 if command(o.frames) in (p.Command.DELIVER, p.Command.ACK) else [o]
             )
@@ -532,6 +535,7 @@ def test_a_replayed_delivery_is_dropped_even_after_the_recipient_reconnects(
             captured = record_deliveries(core, "bob")
             ep = server.bound[0]
             a, b = await joined("alice", alice, ep), await joined("bob", bob, ep)
+            await sees(a, "bob")
             a.send_text("once", to=["bob"])
             assert await texts(b, 1) == ["once"]
             old_conn = core.conns["bob"]
@@ -633,7 +637,7 @@ def test_malformed_announcements_are_reported_and_the_chat_goes_on(keys: KeyPool
         with lying_broker() as (server, core):
             ep = server.bound[0]
             a, b = await joined("alice", alice, ep), await joined("bob", bob, ep)
-            await wait_for(a, lambda e: isinstance(e, ev.Joined) and e.nick == "bob")
+            await sees(a, "bob")
             bobs_session_key = a.core.members["bob"].session
             assert bobs_session_key is not None
             for _, frames in lies:

@@ -16,7 +16,7 @@ import pytest
 import zmq
 
 from tests.memory import hello
-from tests.net import broker_thread, joined, make_client, texts, wait_for
+from tests.net import broker_thread, joined, make_client, sees, texts, wait_for
 from zchat.broker.core import Broker, BrokerConfig
 from zchat.envelope import (
     Delivery,
@@ -201,6 +201,7 @@ def test_a_flood_of_frames_is_refused_and_honest_peers_are_served_meanwhile(
         with broker_thread(PATIENT) as server:
             ep = server.bound[0]
             a, b = await joined("alice", alice, ep), await joined("bob", bob, ep)
+            await sees(a, "bob")
             seen: list[int] = []
             handle = server.core.handle
 
@@ -321,6 +322,7 @@ def test_a_hello_with_a_key_of_unknown_algorithm_is_refused_and_the_broker_lives
             assert reply.code is p.RefuseCode.BAD_KEY
             raw.close(linger=0)
             a, b = await joined("alice", alice, ep), await joined("bob", bob, ep)
+            await sees(a, "bob")
             a.send_text("alive", to=["bob"])
             assert await texts(b, 1) == ["alive"]
             await a.close()

@@ -18,7 +18,7 @@ import pytest
 import zmq
 
 from tests.memory import certificate
-from tests.net import run, wait_for
+from tests.net import run, sees, wait_for
 from zchat.envelope import Identity
 from zchat.peer import events as ev
 from zchat.peer import pinfile
@@ -154,7 +154,7 @@ def test_a_room_of_many_newcomers_is_written_to_the_pins_file_once(
                 await wait_for(client, lambda e: isinstance(e, ev.Ready))
                 if via == "joins":
                     broker.send(*(p.Join(m) for m in members))
-                await wait_for(client, lambda e: isinstance(e, ev.Joined) and e.nick == last)
+                await sees(client, last)
                 assert writes == [tmp_path / PINS_FILE]  # one write, not FLOOD
             assert len(PinFile.open(tmp_path).pins) == FLOOD
         finally:

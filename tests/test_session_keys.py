@@ -23,7 +23,7 @@ from tests.memory import (
     pooled_session_keys,
     seeded,
 )
-from tests.net import broker_thread, make_client, ready, texts, wait_for
+from tests.net import broker_thread, make_client, ready, sees, texts
 from zchat.broker.core import Broker
 from zchat.envelope import (
     Envelope,
@@ -389,7 +389,7 @@ def test_the_client_makes_session_keys_in_a_worker_thread_and_rotates_on_schedul
             b = make_client("bob", bob, ep)
             await ready(a)
             await ready(b)
-            await wait_for(a, lambda e: isinstance(e, ev.Joined) and e.nick == "bob")
+            await sees(a, "bob")
             deadline = time.monotonic() + 10
             while len(threads) < 3:  # the first key, and two rotations
                 assert time.monotonic() < deadline, threads
