@@ -19,6 +19,10 @@ from zchat.peer.client import Client
 from zchat.peer.core import PeerConfig
 from zchat.peer.pinfile import PinFile
 
+# How long a test waits for what must come. Passing runs never wait this long; on a
+# shared 2-core machine a slow moment must not read as a failure.
+WAIT = 10.0
+
 FAST = BrokerConfig(
     heartbeat_interval=0.1, heartbeat_timeout=0.6, handshake_timeout=0.6, backlog_timeout=0.6
 )
@@ -68,7 +72,7 @@ async def joined(
 
 
 async def wait_for(
-    client: Client, match: Callable[[ev.Event], bool], timeout: float = 5.0
+    client: Client, match: Callable[[ev.Event], bool], timeout: float = WAIT
 ) -> list[ev.Event]:
     """Collect events until one matches; return them all (the match last)."""
     seen: list[ev.Event] = []
@@ -86,7 +90,7 @@ async def wait_for(
             return seen
 
 
-async def ready(client: Client, timeout: float = 5.0) -> ev.Ready:
+async def ready(client: Client, timeout: float = WAIT) -> ev.Ready:
     client.start()
     events = await wait_for(client, lambda e: isinstance(e, ev.Ready | ev.Refused), timeout)
     last = events[-1]
@@ -94,12 +98,12 @@ async def ready(client: Client, timeout: float = 5.0) -> ev.Ready:
     return last
 
 
-async def sees(client: Client, nick: str, timeout: float = 5.0) -> None:
+async def sees(client: Client, nick: str, timeout: float = WAIT) -> None:
     """Wait until `client` has heard `nick` join: only then will it write to them."""
     await wait_for(client, lambda e: isinstance(e, ev.Joined) and e.nick == nick, timeout)
 
 
-async def texts(client: Client, count: int, timeout: float = 5.0) -> list[str]:
+async def texts(client: Client, count: int, timeout: float = WAIT) -> list[str]:
     """The next `count` message texts `client` receives."""
     got: list[str] = []
     deadline = time.monotonic() + timeout

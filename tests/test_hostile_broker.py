@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import KeyPool
 from tests.memory import MemoryRoom, certificate, seeded
-from tests.net import FAST, broker_thread, joined, make_client, ready, sees, texts, wait_for
+from tests.net import FAST, WAIT, broker_thread, joined, make_client, ready, sees, texts, wait_for
 from zchat.broker.core import Broker, Outgoing
 from zchat.broker.server import Server
 from zchat.envelope import (
@@ -131,7 +131,7 @@ def watch_crashes() -> list[dict[str, object]]:
     return crashes
 
 
-async def until_text(c: Client, text: str, timeout: float = 5.0) -> list[ev.Event]:
+async def until_text(c: Client, text: str, timeout: float = WAIT) -> list[ev.Event]:
     """Every event up to the message `text` (a marker: what came before it is settled)."""
     return await wait_for(
         c, lambda e: isinstance(e, ev.MessageReceived) and e.text == text, timeout
