@@ -33,8 +33,16 @@ from typing import Final
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from zchat.envelope import _primitives as prim
-from zchat.envelope._codec import Reader, short_string
-from zchat.envelope.errors import BadCertificate, BadPublicKey, BadSignature, MalformedEnvelope
+from zchat.envelope._codec import short_string
+from zchat.envelope._signed import (
+    U64_MAX,
+    SignedRecord,
+    from_fields,
+    open_record,
+    signature_size_ok,
+    verify_record,
+)
+from zchat.envelope.errors import BadCertificate, BadPublicKey
 from zchat.envelope.keys import Identity, fingerprint, load_public_key, public_der
 from zchat.envelope.limits import (
     CERT_FIXED_BYTES,
@@ -43,8 +51,6 @@ from zchat.envelope.limits import (
     MAX_CERT_BYTES,
     MAX_CERT_LIFETIME_MS,
     MAX_PUBLIC_KEY_DER,
-    MAX_RSA_BYTES,
-    MIN_RSA_BYTES,
     RSA_PUBLIC_EXPONENT,
     SESSION_KEY_BITS,
 )
@@ -56,7 +62,6 @@ CERT_VERSION: Final = 2
 CERT_CONTEXT: Final = prim.CERT_CONTEXT
 
 _TIMES = struct.Struct(">QQ")
-_U64_MAX = 2**64 - 1
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,7 @@ def generate_session_key() -> SessionKey:
 
 
 @dataclass(frozen=True, slots=True)
-class SessionCertificate:
+class SessionCertificate(SignedRecord):
     """An identity key's signed word that `session_der` speaks for `nick` until `expires_ms`."""
 
     nick: str
@@ -91,23 +96,16 @@ class SessionCertificate:
     session_der: bytes
     signature: bytes
 
-    def __post_init__(self) -> None:
-        # Caller misuse is a ValueError; network bytes go through `parse`, which turns
-        # the same conditions into MalformedEnvelope.
-        problem = self._problem()
-        if problem:
-            raise ValueError(problem)
-
     def _problem(self) -> str | None:
         if not is_valid_nick(self.nick):
             return "invalid nickname in certificate"
         if len(self.identity_fingerprint) != FINGERPRINT_BYTES:
             return "identity fingerprint must be 32 bytes"
-        if not 0 <= self.created_ms <= _U64_MAX or not 0 <= self.expires_ms <= _U64_MAX:
+        if not 0 <= self.created_ms <= U64_MAX or not 0 <= self.expires_ms <= U64_MAX:
             return "certificate times must fit in 64 bits"
         if not 0 < len(self.session_der) <= MAX_PUBLIC_KEY_DER:
             return "session key size out of range"
-        if not MIN_RSA_BYTES <= len(self.signature) <= MAX_RSA_BYTES:
+        if not signature_size_ok(self.signature):
             return "certificate signature size out of range"
         return None
 
@@ -116,31 +114,25 @@ class SessionCertificate:
         return fingerprint(self.session_der)
 
     def body(self) -> bytes:
-        """Every byte the signature covers, context excluded."""
         return _body(
             self.nick, self.identity_fingerprint, self.created_ms, self.expires_ms, self.session_der
         )
 
-    def encode(self) -> bytes:
-        return self.body() + self.signature
-
     @classmethod
     def parse(cls, data: bytes) -> SessionCertificate:
         """Parse certificate bytes strictly; anything but a canonical encoding is refused."""
-        if not CERT_FIXED_BYTES + MIN_RSA_BYTES < len(data) <= MAX_CERT_BYTES:
-            raise MalformedEnvelope("certificate length out of range")
-        reader = Reader(data, what="certificate")
-        if reader.u8() != CERT_VERSION:
-            raise MalformedEnvelope("unsupported certificate version")
+        reader = open_record(
+            data,
+            what="certificate",
+            version=CERT_VERSION,
+            fixed=CERT_FIXED_BYTES,
+            limit=MAX_CERT_BYTES,
+        )
         nick = reader.short_string()
         identity_fp = reader.take(FINGERPRINT_BYTES)
         created, expires = _TIMES.unpack(reader.take(_TIMES.size))
         session_der = reader.take(reader.u16())
-        signature = reader.rest()
-        try:
-            return cls(nick, identity_fp, created, expires, session_der, signature)
-        except ValueError as exc:
-            raise MalformedEnvelope(str(exc)) from None
+        return from_fields(cls, nick, identity_fp, created, expires, session_der, reader.rest())
 
 
 def certify(
@@ -197,10 +189,13 @@ def verify_certificate(
         raise BadCertificate(f"a certificate for {cert.nick}, not {nick}")
     if cert.identity_fingerprint != identity_fingerprint:
         raise BadCertificate("certified by another identity key than the pinned one")
-    try:
-        prim.pss_verify(identity_key, cert.signature, CERT_CONTEXT + cert.body())
-    except BadSignature:
-        raise BadCertificate("the certificate's signature does not verify") from None
+    verify_record(
+        identity_key,
+        cert.signature,
+        CERT_CONTEXT + cert.body(),
+        error=BadCertificate,
+        what="certificate",
+    )
     if cert.expires_ms - cert.created_ms > MAX_CERT_LIFETIME_MS:
         raise BadCertificate("the certificate claims too long a life")
     if cert.expires_ms <= cert.created_ms:

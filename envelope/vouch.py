@@ -30,15 +30,21 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from zchat.envelope import _primitives as prim
 from zchat.envelope._codec import Reader, short_string
-from zchat.envelope.errors import BadSignature, BadVouch, MalformedEnvelope
+from zchat.envelope._signed import (
+    U64_MAX,
+    SignedRecord,
+    from_fields,
+    open_record,
+    signature_size_ok,
+    verify_record,
+)
+from zchat.envelope.errors import BadVouch, MalformedEnvelope
 from zchat.envelope.keys import Identity
 from zchat.envelope.limits import (
     FINGERPRINT_BYTES,
     MAX_ROOM_ID_BYTES,
-    MAX_RSA_BYTES,
     MAX_VOUCH_BYTES,
     MAX_VOUCHES_PER_MESSAGE,
-    MIN_RSA_BYTES,
     VOUCH_FIXED_BYTES,
 )
 from zchat.envelope.nick import is_valid_nick, nick_key
@@ -48,8 +54,6 @@ VOUCH_VERSION: Final = 2
 #: certificate or a handshake proof.
 VOUCH_CONTEXT: Final = prim.VOUCH_CONTEXT
 
-_U64_MAX = 2**64 - 1
-
 
 def is_valid_room(room: str) -> bool:
     """A room name is 1-64 printable ASCII characters."""
@@ -57,7 +61,7 @@ def is_valid_room(room: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class Vouch:
+class Vouch(SignedRecord):
     """`voucher_fingerprint`'s signed word that `nick` holds `vouched_fingerprint` in `room`."""
 
     room: str
@@ -66,11 +70,6 @@ class Vouch:
     voucher_fingerprint: bytes
     time_ms: int
     signature: bytes
-
-    def __post_init__(self) -> None:
-        problem = self._problem()
-        if problem:
-            raise ValueError(problem)
 
     def _problem(self) -> str | None:
         if not is_valid_room(self.room):
@@ -81,38 +80,32 @@ class Vouch:
             return "vouched fingerprint must be 32 bytes"
         if len(self.voucher_fingerprint) != FINGERPRINT_BYTES:
             return "voucher fingerprint must be 32 bytes"
-        if not 0 <= self.time_ms <= _U64_MAX:
+        if not 0 <= self.time_ms <= U64_MAX:
             return "vouch time must fit in 64 bits"
-        if not MIN_RSA_BYTES <= len(self.signature) <= MAX_RSA_BYTES:
+        if not signature_size_ok(self.signature):
             return "vouch signature size out of range"
         return None
 
     def body(self) -> bytes:
-        """Every byte the signature covers, context excluded."""
         return _body(
             self.room, self.nick, self.vouched_fingerprint, self.voucher_fingerprint, self.time_ms
         )
 
-    def encode(self) -> bytes:
-        return self.body() + self.signature
-
     @classmethod
     def parse(cls, data: bytes) -> Vouch:
-        if not VOUCH_FIXED_BYTES + MIN_RSA_BYTES < len(data) <= MAX_VOUCH_BYTES:
-            raise MalformedEnvelope("vouch length out of range")
-        reader = Reader(data, what="vouch")
-        if reader.u8() != VOUCH_VERSION:
-            raise MalformedEnvelope("unsupported vouch version")
+        reader = open_record(
+            data,
+            what="vouch",
+            version=VOUCH_VERSION,
+            fixed=VOUCH_FIXED_BYTES,
+            limit=MAX_VOUCH_BYTES,
+        )
         room = reader.short_string()
         nick = reader.short_string()
         vouched = reader.take(FINGERPRINT_BYTES)
         voucher = reader.take(FINGERPRINT_BYTES)
         time_ms = reader.u64()
-        signature = reader.rest()
-        try:
-            return cls(room, nick, vouched, voucher, time_ms, signature)
-        except ValueError as exc:
-            raise MalformedEnvelope(str(exc)) from None
+        return from_fields(cls, room, nick, vouched, voucher, time_ms, reader.rest())
 
 
 def make_vouch(
@@ -142,10 +135,9 @@ def check_vouch(
         raise BadVouch("the vouch names another voucher than its sender")
     if vouch.room != room:
         raise BadVouch(f"the vouch is for another room ({vouch.room!r})")
-    try:
-        prim.pss_verify(voucher_key, vouch.signature, VOUCH_CONTEXT + vouch.body())
-    except BadSignature:
-        raise BadVouch("the vouch's signature does not verify") from None
+    verify_record(
+        voucher_key, vouch.signature, VOUCH_CONTEXT + vouch.body(), error=BadVouch, what="vouch"
+    )
 
 
 def same_member(vouch: Vouch, nick: str, fingerprint: bytes) -> bool:

@@ -1,0 +1,95 @@
+"""What the two signed records, session certificates and vouches, do alike.
+
+Each is a binary layout `version || fields` followed by an RSA-PSS signature over
+`CONTEXT || version || fields`. How such a record is read off the network, and how a
+signature that does not verify becomes the record's own error, is written once here;
+the records keep only their fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from zchat.envelope import _primitives as prim
+from zchat.envelope._codec import Reader
+from zchat.envelope.errors import BadSignature, EnvelopeError, MalformedEnvelope
+from zchat.envelope.limits import MAX_RSA_BYTES, MIN_RSA_BYTES
+
+U64_MAX = 2**64 - 1
+
+_Record = TypeVar("_Record")
+
+
+class SignedRecord:
+    """A record's fields followed by the signature over them.
+
+    Subclasses are frozen dataclasses that name their fields, say what makes them
+    invalid (`_problem`) and lay out the signed bytes (`body`).
+    """
+
+    __slots__ = ()
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        problem = self._problem()
+        if problem:
+            raise ValueError(problem)
+
+    def _problem(self) -> str | None:
+        raise NotImplementedError
+
+    def body(self) -> bytes:
+        """Every byte the signature covers, context excluded."""
+        raise NotImplementedError
+
+    def encode(self) -> bytes:
+        return self.body() + self.signature
+
+
+def open_record(data: bytes, *, what: str, version: int, fixed: int, limit: int) -> Reader:
+    """A reader just past the version byte, once the length and the version are right.
+
+    `fixed` is the size of the record without its variable parts and signature; the
+    length is checked before any field is read, so no work grows with hostile input.
+    """
+    if not fixed + MIN_RSA_BYTES < len(data) <= limit:
+        raise MalformedEnvelope(f"{what} length out of range")
+    reader = Reader(data, what=what)
+    if reader.u8() != version:
+        raise MalformedEnvelope(f"unsupported {what} version")
+    return reader
+
+
+def from_fields(make: Callable[..., _Record], *fields: object) -> _Record:
+    """Build a parsed record; its own checks (a ValueError) become MalformedEnvelope.
+
+    Caller misuse is a ValueError; the same condition in bytes off the network is
+    malformed input, and only that is what a receiver catches.
+    """
+    try:
+        return make(*fields)
+    except ValueError as exc:
+        raise MalformedEnvelope(str(exc)) from None
+
+
+def signature_size_ok(signature: bytes) -> bool:
+    """As long as some RSA modulus zchat accepts; the key itself is checked when verifying."""
+    return MIN_RSA_BYTES <= len(signature) <= MAX_RSA_BYTES
+
+
+def verify_record(
+    key: rsa.RSAPublicKey,
+    signature: bytes,
+    signed: bytes,
+    *,
+    error: type[EnvelopeError],
+    what: str,
+) -> None:
+    """Raise `error` unless `signature` is `key`'s over `signed` (context included)."""
+    try:
+        prim.pss_verify(key, signature, signed)
+    except BadSignature:
+        raise error(f"the {what}'s signature does not verify") from None
