@@ -70,6 +70,9 @@ MIN_PREFIX: Final = 8
 MAX_HELD_PER_VOUCHER: Final = MAX_ROOM
 #: Our own vouches, signed once and kept: a member's rejoin costs no new signature.
 MAX_SIGNED: Final = 2 * MAX_ROOM
+#: Who we remember a member knows of: everyone in a full room, and as many again
+#: who came and went; the oldest are forgotten first.
+MAX_TOLD_PER_MEMBER: Final = 2 * MAX_ROOM
 #: Departures remembered, to know who arrived since a member left.
 MAX_GONE: Final = 4 * MAX_ROOM
 
@@ -122,7 +125,7 @@ class Gate:
     #: voucher (case-folded) -> vouched nickname (case-folded) -> the held fact
     _held: dict[str, OrderedDict[str, Held]] = field(default_factory=dict)
     #: member (case-folded) -> the (member, key) we sent it vouches for while present
-    _told: dict[str, set[tuple[str, bytes]]] = field(default_factory=dict)
+    _told: dict[str, OrderedDict[tuple[str, bytes], None]] = field(default_factory=dict)
     #: member (case-folded) -> the clock when it arrived admitted; 0 for those here
     #: when we came in
     _arrived: dict[str, int] = field(default_factory=dict)
@@ -169,7 +172,15 @@ class Gate:
         return (nick_key(subject), fp) in self._told.get(nick_key(member), ())
 
     def tell(self, member: str, subject: str, fp: bytes) -> None:
-        self._told.setdefault(nick_key(member), set()).add((nick_key(subject), fp))
+        told = self._told.setdefault(nick_key(member), OrderedDict())
+        told[nick_key(subject), fp] = None
+        told.move_to_end((nick_key(subject), fp))
+        while len(told) > MAX_TOLD_PER_MEMBER:
+            # Forgetting only costs a vouch sent again: the member drops what it knew.
+            told.popitem(last=False)
+
+    def told_count(self) -> int:
+        return sum(len(told) for told in self._told.values())
 
     def arrive(self, member: str, *, at_start: bool = False) -> None:
         """`member` is here and admitted; `at_start` when it was here before us."""
@@ -244,6 +255,8 @@ class AdmissionMixin:
 
         def _problem(self, code: str, message: str) -> None: ...
 
+        def _remember_certificate(self, member: Contact) -> None: ...
+
         def _seal_vouches(
             self, vouches: list[Vouch], recipients: list[Contact], now: float
         ) -> None: ...
@@ -287,6 +300,7 @@ class AdmissionMixin:
             if m.vouches_count and granted.how is not How.YOU:
                 continue  # admitted already: nothing to do, nothing to send (no loops)
             m.admission = granted
+            self._remember_certificate(m)
             if not self.pins.admit(m.nick, m.fingerprint, granted, seen_ms=self._date_ms()):
                 self._pins_full()
             self._pins_changed = True
@@ -322,8 +336,12 @@ class AdmissionMixin:
                 continue
             if nick_key(vouch.nick) == nick_key(self.nick):
                 continue  # a vouch for us, with our key: nothing to do
-            # Whoever vouches for a member knows of it: we need not tell them.
-            self.gate.tell(sender.nick, vouch.nick, vouch.vouched_fingerprint)
+            # Whoever vouches for a member knows of it: we need not tell them. Only
+            # for members here with that key: a vouch for anyone else must not grow
+            # what we remember (a made-up member's vouches for made-up names).
+            here = self.members.get(nick_key(vouch.nick))
+            if here is not None and here.fingerprint == vouch.vouched_fingerprint:
+                self.gate.tell(sender.nick, vouch.nick, vouch.vouched_fingerprint)
             fact = Held(sender.fingerprint, vouch.nick, vouch.vouched_fingerprint)
             if not sender.vouches_count:
                 target = self.members.get(nick_key(vouch.nick))

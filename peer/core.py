@@ -548,10 +548,7 @@ class PeerCore(AdmissionMixin):
                 previous=previous,
                 not_before_ms=self._newest_certificate.get(newest, 0),
             )
-            self._newest_certificate[newest] = member.session.created_ms
-            self._newest_certificate.move_to_end(newest)
-            while len(self._newest_certificate) > MAX_NEWEST_CERTIFICATES:
-                self._newest_certificate.popitem(last=False)
+            self._remember_certificate(member)
         except BadCertificate as exc:
             member.session = previous
             if not member.may_read:
@@ -564,6 +561,22 @@ class PeerCore(AdmissionMixin):
                 f"{member.nick}'s session key is refused ({exc}): nothing is sealed to "
                 f"{member.nick} until a valid one comes",
             )
+
+    def _remember_certificate(self, member: Contact) -> None:
+        """Remember how new `member`'s session key is, so no leave and join rolls it back.
+
+        Only for members who may read: nothing is sealed to anyone else, and a broker
+        that invents members must not be able to push a real member's record out.
+        Admission calls this too, for the key the member has when it is admitted.
+        """
+        if member.session is None or not member.may_read:
+            return
+        newest = (nick_key(member.nick), member.fingerprint)
+        known = self._newest_certificate.get(newest, 0)
+        self._newest_certificate[newest] = max(known, member.session.created_ms)
+        self._newest_certificate.move_to_end(newest)
+        while len(self._newest_certificate) > MAX_NEWEST_CERTIFICATES:
+            self._newest_certificate.popitem(last=False)
 
     def _leave(self, nick: str, reason: str) -> None:
         member = self.members.pop(nick_key(nick), None)
@@ -991,12 +1004,18 @@ class PeerCore(AdmissionMixin):
                 self._resend_to(member, now)
 
     def _resend_to(self, member: Contact, now: float) -> None:
+        key = nick_key(member.nick)
         for entry in self.outbox.waiting_for(member.nick):
-            entry.absent_since.pop(nick_key(member.nick), None)
+            # Resending an earlier entry may have given up on the member everywhere
+            # (no valid session key): then there is nothing left to send it here.
+            spelled = entry.pending.get(key)
+            if spelled is None:
+                continue
+            entry.absent_since.pop(key, None)
             # Awaiting an answer again: should this resend be lost with the broker,
             # the resend after the next welcome covers it (and `exit` waits for it).
             entry.acked = False
-            self._resend_entry(entry, {entry.pending[nick_key(member.nick)]}, now)
+            self._resend_entry(entry, {spelled}, now)
 
     def _resend_entry(self, entry: Entry, keep: set[str], now: float) -> None:
         """Send `entry` again to `keep` (nicknames as its header spells them).

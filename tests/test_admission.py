@@ -9,7 +9,9 @@ Everyone here runs a closed room (`CLOSED`) unless a test says otherwise.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterable
+from hashlib import sha256
 
 import pytest
 
@@ -27,9 +29,9 @@ from zchat.envelope import (
     make_vouch,
     seal,
 )
-from zchat.envelope.limits import KEY_ID_BYTES
+from zchat.envelope.limits import KEY_ID_BYTES, MAX_VOUCHES_PER_MESSAGE
 from zchat.peer import events as ev
-from zchat.peer.admission import MIN_PREFIX
+from zchat.peer.admission import MAX_HELD_PER_VOUCHER, MAX_TOLD_PER_MEMBER, MIN_PREFIX, Gate
 from zchat.peer.core import PeerCore
 from zchat.peer.errors import FingerprintMismatch, NobodyHere, NotAdmitted, UnknownRecipient
 from zchat.peer.json_events import to_json
@@ -503,6 +505,33 @@ def test_a_vouch_from_a_member_not_admitted_is_held_visibly_and_counts_once_admi
     assert readers(core) == {"carol", "dave", "mallory"}
     by = {x.nick: (x.how, x.by) for x in scene.room.of_type(scene.a, ev.Admitted)}
     assert by == {"dave": ("you", "alice"), "mallory": ("vouch", "dave")}
+
+
+def test_vouches_for_names_not_here_grow_nothing_but_the_bounded_held_store(
+    scene: Scene,
+) -> None:
+    """Found by a hostile-broker review: a made-up member nobody admitted sent vouches
+    for ever new made-up names, and each was remembered as 'told' until it left."""
+    core = scene.room.peers[scene.a]
+    names = (f"n{i}" for i in range(10_000))
+    for _ in range(3 * MAX_HELD_PER_VOUCHER // MAX_VOUCHES_PER_MESSAGE):
+        batch = [
+            scene.vouch(scene.mallory, nick=nick, fingerprint=sha256(nick.encode()).digest())
+            for nick in itertools.islice(names, MAX_VOUCHES_PER_MESSAGE)
+        ]
+        scene.deliver(scene.mallory, "mallory", batch)
+    assert core.gate.told_count() == 0
+    assert core.gate.held_count() == MAX_HELD_PER_VOUCHER
+    assert readers(core) == {"carol"}
+
+
+def test_what_each_member_was_told_is_capped_oldest_forgotten_first() -> None:
+    gate = Gate()
+    for i in range(MAX_TOLD_PER_MEMBER + 10):
+        gate.tell("carol", f"m{i}", bytes(32))
+    assert gate.told_count() == MAX_TOLD_PER_MEMBER
+    assert not gate.told("carol", "m0", bytes(32))
+    assert gate.told("carol", f"m{MAX_TOLD_PER_MEMBER + 9}", bytes(32))
 
 
 def test_a_self_vouch_never_admits_its_voucher(scene: Scene) -> None:

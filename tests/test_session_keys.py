@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from tests.conftest import KeyPool
 from tests.memory import (
     CLOSED,
     WALL_AT_ZERO,
@@ -35,6 +36,7 @@ from zchat.envelope import (
 )
 from zchat.envelope.limits import CLOCK_SKEW_MS, KEY_ID_BYTES, MAX_CERT_LIFETIME_MS
 from zchat.envelope.proof import sign_proof
+from zchat.peer import core as core_module
 from zchat.peer import events as ev
 from zchat.peer.client import Client
 from zchat.peer.core import PeerConfig, PeerCore, Phase
@@ -52,7 +54,7 @@ HOUR_MS = 3_600_000
 SEND = bytes([p.Command.SEND])
 
 
-def keys(n: int) -> list[SessionKey]:
+def session_keys(n: int) -> list[SessionKey]:
     make = pooled_session_keys()
     return [make() for _ in range(n)]
 
@@ -61,7 +63,7 @@ def keys(n: int) -> list[SessionKey]:
 
 
 def test_a_replaced_key_is_kept_for_the_grace_period_then_dropped(alice: Identity) -> None:
-    first, second = keys(2)
+    first, second = session_keys(2)
     ring = KeyRing(grace=10.0)
     cert = certify(alice, "alice", first, created_ms=0, lifetime_ms=HOUR_MS)
     ring.install(first, cert, now=100.0)
@@ -75,7 +77,7 @@ def test_a_replaced_key_is_kept_for_the_grace_period_then_dropped(alice: Identit
 
 
 def test_the_ring_keeps_only_so_many_replaced_keys(alice: Identity) -> None:
-    made = keys(MAX_RETIRED_KEYS + 3)
+    made = session_keys(MAX_RETIRED_KEYS + 3)
     ring = KeyRing(grace=1000.0)
     cert = certify(alice, "alice", made[0], created_ms=0, lifetime_ms=HOUR_MS)
     for i, key in enumerate(made):
@@ -99,7 +101,7 @@ def test_hello_waits_for_a_session_key_and_carries_its_certificate(alice: Identi
     core.start(0.0)
     assert core.wants_session_key
     assert core.take_outgoing() == []  # nothing without a session key
-    (key,) = keys(1)
+    (key,) = session_keys(1)
     core.add_session_key(key, 0.5, wall=WALL_AT_ZERO)
     assert not core.wants_session_key
     (frames,) = core.take_outgoing()
@@ -161,7 +163,7 @@ def wrapped_to(room: MemoryRoom, a: bytes, text: str, to: list[str] | None = Non
 
 def bad_certificates(owner: Identity, nick: str, other: Identity, wall: float) -> dict[str, bytes]:
     """Certificates a hostile broker could announce as `nick`'s session key, at `wall`."""
-    (key,) = keys(1)
+    (key,) = session_keys(1)
     now = int(wall * 1000)
     genuine = certify(owner, nick, key, created_ms=now, lifetime_ms=HOUR_MS)
     signature = bytearray(genuine.signature)
@@ -323,7 +325,7 @@ def test_the_broker_relays_a_genuine_rekey_and_keeps_it_for_newcomers(
     broker = Broker(random=seeded(0))
     handshake(broker, b"a", b"alice", alice)
     handshake(broker, b"b", b"bob", bob)
-    (other,) = keys(1)
+    (other,) = session_keys(1)
     new = certificate(alice, "alice", WALL_AT_ZERO + 60, other)
     out = broker.handle(b"a", p.encode(p.Rekey(new)), 1.0)
     assert [(o.conn, p.parse_from_broker(o.frames)) for o in out] == [
@@ -426,6 +428,78 @@ def test_a_leave_and_a_join_cannot_roll_a_member_back_to_an_older_session_key(
     assert core.members["bob"].session is None  # refused, and nothing else to seal to
     refused = [e for e in core.take_events() if isinstance(e, ev.Problem)]
     assert [e.code for e in refused] == ["bad-certificate"]
+    core.take_outgoing()
+    with pytest.raises(NoSessionKey):
+        core.send_text("secret", 0.0, wall=wall)
+
+
+def alice_with_bob_admitted(alice: Identity, bob: Identity, bobs_certificate: bytes) -> PeerCore:
+    """alice in a closed room with bob, whom she admitted before, on `bobs_certificate`."""
+    wall = WALL_AT_ZERO
+    pins = Pins([Pin("bob", bob.fingerprint, Admission(How.YOU, "alice", 1))])
+    core = PeerCore("alice", alice, pins, CLOSED, seq=1, random=seeded(3), date=lambda: wall)
+    core.start(0.0)
+    core.add_session_key(generate_session_key(), 0.0, wall=wall)
+    core.receive(p.encode(p.Welcome("alice", 1000, 5000)), 0.0)
+    core.receive(p.encode(p.Snapshot((p.Member("bob", bob.public_der, bobs_certificate),))), 0.0)
+    assert core.members["bob"].session is not None
+    core.take_outgoing()
+    core.take_events()
+    return core
+
+
+BACK_WITHOUT_A_VALID_KEY = {
+    "no certificate": lambda bob, wall: b"",
+    "an expired one": lambda bob, wall: certificate(bob, "bob", wall - 3 * 3600),
+    "one from the future": lambda bob, wall: certificate(bob, "bob", wall + 3600),
+}
+
+
+@pytest.mark.parametrize("case", BACK_WITHOUT_A_VALID_KEY)
+def test_a_member_back_without_a_valid_session_key_is_given_up_on_without_a_crash(
+    alice: Identity, bob: Identity, case: str
+) -> None:
+    """Found by a hostile-broker review: two messages waiting for bob, who comes back
+    with no usable key, made the resend raise KeyError out of `receive`."""
+    wall = WALL_AT_ZERO
+    core = alice_with_bob_admitted(alice, bob, certificate(bob, "bob", wall))
+    waiting = []
+    for text in ("one", "two"):
+        msg_id = core.send_text(text, 0.0, wall=wall)
+        core.take_outgoing()
+        core.receive(p.encode(p.Ack(msg_id, (), ("bob",))), 0.0)  # the broker: bob is away
+        waiting.append(msg_id)
+    core.receive(p.encode(p.Leave("bob", p.LeaveReason.BYE)), 0.0)
+    core.take_events()
+    lie = BACK_WITHOUT_A_VALID_KEY[case](bob, wall)
+    core.receive(p.encode(p.Join(p.Member("bob", bob.public_der, lie))), 0.0)
+    given_up = [e for e in core.take_events() if isinstance(e, ev.Undelivered)]
+    assert given_up == [ev.Undelivered(msg_id, ("bob",)) for msg_id in waiting]
+    assert core.take_outgoing() == []  # nothing sealed to a key that is not valid
+    assert core.outbox.waiting_for("bob") == []
+
+
+def test_members_the_broker_makes_up_cannot_push_out_the_record_that_stops_a_rollback(
+    alice: Identity, bob: Identity, keys: KeyPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a hostile-broker review: the record of bob's newest certificate was
+    one of a bounded number kept for anyone, so a broker that joined and removed
+    enough made-up members pushed it out, then rolled bob back to a key he dropped."""
+    monkeypatch.setattr(core_module, "MAX_NEWEST_CERTIFICATES", 8)  # 4096 in earnest
+    wall = WALL_AT_ZERO
+    older, newer = generate_session_key(), generate_session_key()
+    old = certify(bob, "bob", older, created_ms=int((wall - 1800) * 1000), lifetime_ms=7_200_000)
+    new = certify(bob, "bob", newer, created_ms=int(wall * 1000), lifetime_ms=7_200_000)
+    core = alice_with_bob_admitted(alice, bob, new.encode())
+    mallory, made_up = keys.get(5), generate_session_key()  # the broker's own
+    for i in range(2 * 8):
+        nick = f"fake{i}"
+        cert = certificate(mallory, nick, wall, made_up)
+        core.receive(p.encode(p.Join(p.Member(nick, mallory.public_der, cert))), 0.0)
+        core.receive(p.encode(p.Leave(nick, p.LeaveReason.BYE)), 0.0)
+    core.receive(p.encode(p.Leave("bob", p.LeaveReason.BYE)), 0.0)
+    core.receive(p.encode(p.Join(p.Member("bob", bob.public_der, old.encode()))), 0.0)
+    assert core.members["bob"].session is None  # the older key is still refused
     core.take_outgoing()
     with pytest.raises(NoSessionKey):
         core.send_text("secret", 0.0, wall=wall)
