@@ -16,7 +16,7 @@ from hashlib import sha256
 import pytest
 
 from tests.conftest import KeyPool
-from tests.memory import CLOSED, FAST_CORE, OPEN, MemoryRoom, seeded
+from tests.memory import CLOSED, FAST_CORE, OPEN, WALL_AT_ZERO, MemoryRoom, certificate, seeded
 from zchat.broker.core import Broker, BrokerConfig
 from zchat.envelope import (
     Identity,
@@ -26,7 +26,9 @@ from zchat.envelope import (
     decrypt_verified,
     encode_vouches,
     format_fingerprint,
+    generate_session_key,
     make_vouch,
+    parse_vouches,
     seal,
 )
 from zchat.envelope.limits import KEY_ID_BYTES, MAX_VOUCHES_PER_MESSAGE
@@ -675,3 +677,52 @@ def test_vouches_are_sealed_to_the_session_keys_of_admitted_members_never_to_ide
             assert decrypt_verified(delivery, me=nick, keys=held)
     # dave, whom alice has not admitted, was sealed no vouch.
     assert "dave" not in {n for env in vouches for n in env.header.recipients}
+
+
+def test_a_vouch_resent_to_a_members_new_session_key_still_carries_its_vouches(
+    keys: KeyPool,
+) -> None:
+    """A vouch carol missed waits for her; she comes back with a new session key, so
+    it is sealed again, to that key, and must still be the vouch (not an empty text)."""
+    alice, carol, dave = keys.get(0), keys.get(2), keys.get(4)
+    wall = WALL_AT_ZERO
+    core = PeerCore(
+        "alice",
+        alice,
+        admitted_by_alice(("carol", carol)),
+        CLOSED,
+        seq=1,
+        random=seeded(5),
+        date=lambda: wall,
+    )
+    core.start(0.0)
+    core.add_session_key(generate_session_key(), 0.0, wall=wall)
+    core.receive(p.encode(p.Welcome("alice", 1000, 5000)), 0.0)
+    old, new = generate_session_key(), generate_session_key()
+    here = [
+        p.Member("carol", carol.public_der, certificate(carol, "carol", wall, old)),
+        p.Member("dave", dave.public_der, certificate(dave, "dave", wall)),
+    ]
+    core.receive(p.encode(p.Snapshot(tuple(here))), 0.0)
+    core.take_outgoing()
+    core.admit("dave", typed(dave), 0.0)
+    (to_carol,) = [
+        s.envelope
+        for s in map(p.parse_from_peer, core.take_outgoing())
+        if isinstance(s, p.Send) and s.envelope.header.recipients == ("carol",)
+    ]
+    core.receive(p.encode(p.Ack(to_carol.header.msg_id, (), ("carol",))), 0.0)  # she is away
+    core.receive(p.encode(p.Leave("carol", p.LeaveReason.BYE)), 0.0)
+    back = p.Member("carol", carol.public_der, certificate(carol, "carol", wall + 1, new))
+    core.receive(p.encode(p.Join(back)), 0.0)
+    resent = [
+        s.envelope
+        for s in map(p.parse_from_peer, core.take_outgoing())
+        if isinstance(s, p.Send) and s.envelope.header.msg_id == to_carol.header.msg_id
+    ]
+    assert len(resent) == 1  # the same message, once
+    (envelope,) = resent
+    assert envelope.header.key_ids == (new.fingerprint[:KEY_ID_BYTES],)
+    plaintext = decrypt_verified(envelope.delivery_for(0), me="carol", keys=[new])
+    (vouch,) = parse_vouches(plaintext)
+    assert (vouch.nick, vouch.vouched_fingerprint) == ("dave", dave.fingerprint)
