@@ -98,6 +98,17 @@ async def ready(client: Client, timeout: float = WAIT) -> ev.Ready:
     return last
 
 
+async def until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
+    """Poll `condition` every 10 ms until it holds; the clients' loops run meanwhile.
+
+    For state no event marks (a member back with the key we knew is not news).
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not so within {timeout} s"
+        await asyncio.sleep(0.01)
+
+
 async def sees(client: Client, nick: str, timeout: float = WAIT) -> None:
     """Wait until `client` has heard `nick` join: only then will it write to them."""
     await wait_for(client, lambda e: isinstance(e, ev.Joined) and e.nick == nick, timeout)

@@ -25,7 +25,18 @@ from hypothesis import strategies as st
 
 from tests.conftest import KeyPool
 from tests.memory import MemoryRoom, certificate, seeded
-from tests.net import FAST, WAIT, broker_thread, joined, make_client, ready, sees, texts, wait_for
+from tests.net import (
+    FAST,
+    WAIT,
+    broker_thread,
+    joined,
+    make_client,
+    ready,
+    sees,
+    texts,
+    until,
+    wait_for,
+)
 from zchat.broker.core import Broker, Outgoing
 from zchat.broker.server import Server
 from zchat.envelope import (
@@ -354,8 +365,11 @@ def test_a_member_the_broker_announces_can_open_nothing_until_admitted(
             a.admit("dave", format_fingerprint(dave.fingerprint)[:9])  # vouches go out
             # The broker "restarts": alice says hello again and resends all it may have lost.
             core.inject("alice", p.encode(p.Error(p.ErrorCode.EVICTED, "go away")))
+            # This reconnect, not an earlier one a slow machine's heartbeat caused.
+            await wait_for(a, lambda e: e == ev.Disconnected("evicted by the broker"))
             await wait_for(a, lambda e: isinstance(e, ev.Ready) and e.reconnected)
             core.inject("alice", p.encode(p.Join(bob_(evil))))
+            await until(lambda: "bob_" in a.core.members)  # back quietly: no event says so
             a.send_text("after the reconnect")
             assert "after the reconnect" in await texts(c, 5)
             await wait_for(a, lambda e: isinstance(e, ev.Acked))
