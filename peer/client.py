@@ -31,7 +31,15 @@ from zchat.peer.outbox import Entry
 from zchat.peer.pinfile import PinFile
 from zchat.peer.pins import Pins, PinsError
 from zchat.wire import protocol as p
-from zchat.wire.transport import LINGER_MS, TransportError, configure, recv_bounded, send_nowait
+from zchat.wire.transport import (
+    LINGER_MS,
+    TransportError,
+    configure,
+    recv_bounded,
+    send_nowait,
+    unwatch,
+    watch,
+)
 
 log = logging.getLogger("zchat.peer")
 
@@ -247,17 +255,19 @@ class Client:
             sock.setsockopt(zmq.CURVE_SECRETKEY, self.curve.secret)
         # libzmq retries a failed handshake forever without a word; its monitor is
         # the only place a wrong broker key shows.
-        monitor = sock.get_monitor_socket(
+        monitor = watch(
+            sock,
             zmq.EVENT_HANDSHAKE_SUCCEEDED
             | _HANDSHAKE_FAILED
             | zmq.EVENT_DISCONNECTED
-            | zmq.EVENT_CONNECT_RETRIED
+            | zmq.EVENT_CONNECT_RETRIED,
         )
         try:
             sock.connect(self.endpoint)
         except zmq.ZMQError as exc:
             # libzmq refuses a malformed endpoint here; an unreachable broker is no
             # error (it keeps retrying).
+            unwatch(sock, monitor)
             sock.close(linger=0)
             raise TransportError(f"cannot connect to {self.endpoint!r}: {exc.strerror}") from exc
         self._sock = sock
@@ -277,8 +287,7 @@ class Client:
             if monitor is not None:
                 self._loop.remove_reader(monitor.fileno())
         if monitor is not None:
-            sock.disable_monitor()
-            monitor.close(linger=0)
+            unwatch(sock, monitor)
         sock.close(linger=linger)
 
     async def _tick_forever(self, period: float) -> None:

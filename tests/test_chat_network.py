@@ -51,6 +51,8 @@ def test_a_burst_arrives_complete_and_in_order(keys: KeyPool) -> None:
             for r in receivers:
                 assert await texts(r, 300, timeout=20) == [f"m{i}" for i in range(300)]
             assert await sender.close() == []
+            for r in receivers:  # closed, or their sockets outlive the test
+                await r.close()
 
     asyncio.run(main())
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Final
 
@@ -115,6 +116,36 @@ def _recv_rest(sock: zmq.Socket[bytes], frames: list[bytes], limit: int) -> None
         frame = sock.recv()
         if len(frames) < limit:
             frames.append(frame)
+
+
+def watch(sock: zmq.Socket[bytes], events: int) -> zmq.Socket[bytes]:
+    """A PAIR socket that receives `sock`'s monitor events, and can never stall libzmq.
+
+    libzmq's I/O thread sends each monitor event with a blocking send. Through
+    `Socket.get_monitor_socket` the inproc pipe holds 2,000 events; once it is full
+    and nobody reads it (a client left open after its loop ended), that thread blocks
+    for good, and with it every socket of the context (libzmq issue 3575; found as a
+    test suite whose in-process clients all stopped hearing their broker). Our side
+    of the pipe has no limit (RCVHWM 0), so an unread monitor costs a few bytes per
+    event instead. Stop it with `unwatch` before closing either socket.
+    """
+    endpoint = f"inproc://zchat.monitor.{next(_MONITORS)}"
+    sock.monitor(endpoint, events)
+    monitor: zmq.Socket[bytes] = sock.context.socket(zmq.PAIR)
+    monitor.setsockopt(zmq.RCVHWM, 0)  # set before connecting: inproc takes it then
+    monitor.setsockopt(zmq.LINGER, 0)
+    monitor.connect(endpoint)
+    return monitor
+
+
+def unwatch(sock: zmq.Socket[bytes], monitor: zmq.Socket[bytes]) -> None:
+    """Stop `sock`'s monitor first, then close our end: the other order can leave the
+    I/O thread sending an event to a pipe nobody will ever read."""
+    sock.disable_monitor()
+    monitor.close(linger=0)
+
+
+_MONITORS = itertools.count()
 
 
 def bind_all(sock: zmq.Socket[bytes], endpoints: list[str]) -> list[str]:
