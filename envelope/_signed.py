@@ -9,7 +9,7 @@ the records keep only their fields.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import ParamSpec, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -21,6 +21,7 @@ from zchat.envelope.limits import MAX_RSA_BYTES, MIN_RSA_BYTES
 U64_MAX = 2**64 - 1
 
 _Record = TypeVar("_Record")
+_Fields = ParamSpec("_Fields")
 
 
 class SignedRecord:
@@ -63,14 +64,16 @@ def open_record(data: bytes, *, what: str, version: int, fixed: int, limit: int)
     return reader
 
 
-def from_fields(make: Callable[..., _Record], *fields: object) -> _Record:
+def from_fields(
+    make: Callable[_Fields, _Record], *fields: _Fields.args, **named: _Fields.kwargs
+) -> _Record:
     """Build a parsed record; its own checks (a ValueError) become MalformedEnvelope.
 
     Caller misuse is a ValueError; the same condition in bytes off the network is
     malformed input, and only that is what a receiver catches.
     """
     try:
-        return make(*fields)
+        return make(*fields, **named)
     except ValueError as exc:
         raise MalformedEnvelope(str(exc)) from None
 

@@ -1012,9 +1012,6 @@ class PeerCore(AdmissionMixin):
             if spelled is None:
                 continue
             entry.absent_since.pop(key, None)
-            # Awaiting an answer again: should this resend be lost with the broker,
-            # the resend after the next welcome covers it (and `exit` waits for it).
-            entry.acked = False
             self._resend_entry(entry, {spelled}, now)
 
     def _resend_entry(self, entry: Entry, keep: set[str], now: float) -> None:
@@ -1061,6 +1058,10 @@ class PeerCore(AdmissionMixin):
             )
             entry.envelope = envelope
             entry.sealed_to = {nick_key(nick): key for nick, key in targets.items()}
+        # Awaiting an answer again (only now that something goes out): should this
+        # resend be lost with the broker, the resend after the next welcome covers it,
+        # and `exit` waits for it.
+        entry.acked = False
         self._send(p.Send(envelope.only_for(keep)))
 
     def _resend_targets(self, entry: Entry, now: float) -> dict[str, CertifiedKey]:

@@ -433,19 +433,27 @@ def test_a_leave_and_a_join_cannot_roll_a_member_back_to_an_older_session_key(
         core.send_text("secret", 0.0, wall=wall)
 
 
-def alice_with_bob_admitted(alice: Identity, bob: Identity, bobs_certificate: bytes) -> PeerCore:
-    """alice in a closed room with bob, whom she admitted before, on `bobs_certificate`."""
+def alice_with_admitted(alice: Identity, *members: tuple[str, Identity, bytes]) -> PeerCore:
+    """alice in a closed room with `members` (nick, identity, certificate), all of whom
+    she admitted before."""
     wall = WALL_AT_ZERO
-    pins = Pins([Pin("bob", bob.fingerprint, Admission(How.YOU, "alice", 1))])
+    pins = Pins(
+        [Pin(nick, who.fingerprint, Admission(How.YOU, "alice", 1)) for nick, who, _ in members]
+    )
     core = PeerCore("alice", alice, pins, CLOSED, seq=1, random=seeded(3), date=lambda: wall)
     core.start(0.0)
     core.add_session_key(generate_session_key(), 0.0, wall=wall)
     core.receive(p.encode(p.Welcome("alice", 1000, 5000)), 0.0)
-    core.receive(p.encode(p.Snapshot((p.Member("bob", bob.public_der, bobs_certificate),))), 0.0)
-    assert core.members["bob"].session is not None
+    here = tuple(p.Member(nick, who.public_der, cert) for nick, who, cert in members)
+    core.receive(p.encode(p.Snapshot(here)), 0.0)
+    assert all(core.members[nick].session is not None for nick, _, _ in members)
     core.take_outgoing()
     core.take_events()
     return core
+
+
+def alice_with_bob_admitted(alice: Identity, bob: Identity, bobs_certificate: bytes) -> PeerCore:
+    return alice_with_admitted(alice, ("bob", bob, bobs_certificate))
 
 
 BACK_WITHOUT_A_VALID_KEY = {
@@ -477,6 +485,7 @@ def test_a_member_back_without_a_valid_session_key_is_given_up_on_without_a_cras
     assert given_up == [ev.Undelivered(msg_id, ("bob",)) for msg_id in waiting]
     assert core.take_outgoing() == []  # nothing sealed to a key that is not valid
     assert core.outbox.waiting_for("bob") == []
+    assert core.pending_acks() == []  # nothing was resent: `exit` has nothing to wait for
 
 
 def test_members_the_broker_makes_up_cannot_push_out_the_record_that_stops_a_rollback(
@@ -503,3 +512,29 @@ def test_members_the_broker_makes_up_cannot_push_out_the_record_that_stops_a_rol
     core.take_outgoing()
     with pytest.raises(NoSessionKey):
         core.send_text("secret", 0.0, wall=wall)
+
+
+def test_a_message_given_up_on_for_one_recipient_still_waits_acknowledged_for_the_others(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    """Found by a review: giving up on bob (back with no valid key) marked the message
+    unacknowledged although nothing was resent, so `exit` waited for an answer that
+    could never come, then named a message the broker had acknowledged as lost."""
+    wall = WALL_AT_ZERO
+    core = alice_with_admitted(
+        alice,
+        ("bob", bob, certificate(bob, "bob", wall)),
+        ("carol", carol, certificate(carol, "carol", wall)),
+    )
+    msg_id = core.send_text("to both", 0.0, wall=wall)
+    core.take_outgoing()
+    core.receive(p.encode(p.Ack(msg_id, (), ("bob", "carol"))), 0.0)  # both away
+    assert core.pending_acks() == []
+    core.receive(p.encode(p.Leave("bob", p.LeaveReason.BYE)), 0.0)
+    core.receive(p.encode(p.Join(p.Member("bob", bob.public_der, b""))), 0.0)
+    assert core.take_outgoing() == []
+    assert [e for e in core.take_events() if isinstance(e, ev.Undelivered)] == [
+        ev.Undelivered(msg_id, ("bob",))
+    ]
+    assert core.pending_acks() == []  # acknowledged, and nothing resent since
+    assert [e.msg_id for e in core.outbox.waiting_for("carol")] == [msg_id]
