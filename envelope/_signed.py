@@ -8,6 +8,7 @@ the records keep only their fields.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -24,7 +25,7 @@ _Record = TypeVar("_Record")
 _Fields = ParamSpec("_Fields")
 
 
-class SignedRecord:
+class SignedRecord(ABC):
     """A record's fields followed by the signature over them.
 
     Subclasses are frozen dataclasses that name their fields, say what makes them
@@ -39,12 +40,13 @@ class SignedRecord:
         if problem:
             raise ValueError(problem)
 
+    @abstractmethod
     def _problem(self) -> str | None:
-        raise NotImplementedError
+        """Why these fields cannot make a record, or None."""
 
+    @abstractmethod
     def body(self) -> bytes:
         """Every byte the signature covers, context excluded."""
-        raise NotImplementedError
 
     def encode(self) -> bytes:
         return self.body() + self.signature
