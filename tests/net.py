@@ -11,6 +11,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+import zmq
+
 from zchat.broker.core import Broker, BrokerConfig
 from zchat.broker.server import Server
 from zchat.envelope import Identity
@@ -26,6 +28,17 @@ WAIT = 10.0
 FAST = BrokerConfig(
     heartbeat_interval=0.1, heartbeat_timeout=0.6, handshake_timeout=0.6, backlog_timeout=0.6
 )
+
+
+@contextlib.contextmanager
+def zmq_context() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
+    """A ZeroMQ context of the test's own, destroyed after: nothing it holds outlives
+    the test, and nothing of other tests' can stall it."""
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        yield ctx
+    finally:
+        ctx.destroy(linger=0)
 
 
 @contextlib.contextmanager

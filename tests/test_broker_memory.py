@@ -22,7 +22,7 @@ import pytest
 import zmq
 
 from tests.memory import hello
-from tests.net import FAST, broker_thread
+from tests.net import FAST, broker_thread, zmq_context
 from tests.procs import running, start_broker
 from zchat.envelope import Envelope, Header, Identity, MessageKind
 from zchat.envelope.limits import MSG_ID_BYTES
@@ -129,11 +129,8 @@ def with_msg_id(frames: list[bytes], i: int) -> list[bytes]:
 
 @pytest.fixture
 def context() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    try:
+    with zmq_context() as ctx:
         yield ctx
-    finally:
-        ctx.destroy(linger=0)
 
 
 @pytest.mark.slow

@@ -12,14 +12,14 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import zmq
 
 from tests.memory import hello, seeded
-from tests.net import FAST, broker_thread, ready, sees, texts, wait_for
+from tests.net import FAST, broker_thread, ready, sees, texts, wait_for, zmq_context
 from tests.procs import FAST_TIMERS, ZCHAT, Proc, start_peer
 from zchat.broker.core import Broker
 from zchat.broker.server import Server
@@ -49,15 +49,6 @@ FERNET_PREFIX = b"gAAAAA"
 
 def curve_broker(secret: bytes | None) -> contextlib.AbstractContextManager[Server]:
     return broker_thread(FAST, curve_secret=secret)
-
-
-@contextlib.contextmanager
-def zmq_context() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    try:
-        yield ctx
-    finally:
-        ctx.destroy(linger=0)
 
 
 def client(

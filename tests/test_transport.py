@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
-from collections.abc import Iterator
 
 import pytest
 import zmq
 
+from tests.net import zmq_context
 from zchat.wire.transport import unwatch, watch
 
 #: More events than the 2,000 a monitor pipe holds by default (`get_monitor_socket`).
 EVENTS = 2_500
-
-
-@contextlib.contextmanager
-def context() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    try:
-        yield ctx
-    finally:
-        ctx.destroy(linger=0)
 
 
 def still_works(ctx: zmq.Context[zmq.Socket[bytes]]) -> bool:
@@ -39,7 +29,7 @@ def test_a_monitor_nobody_reads_never_stalls_the_context() -> None:
     """libzmq sends monitor events from its I/O thread with a blocking send: with a
     full pipe nobody reads (a client left open after its loop ended), every socket of
     the context stops. Found as a suite whose in-process clients all went deaf."""
-    with context() as ctx:
+    with zmq_context() as ctx:
         router = ctx.socket(zmq.ROUTER)
         port = router.bind_to_random_port("tcp://127.0.0.1")
         monitor = watch(router, zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
@@ -59,7 +49,7 @@ def test_a_monitor_nobody_reads_never_stalls_the_context() -> None:
 
 @pytest.mark.timeout(60)
 def test_an_unwatched_socket_stops_its_monitor_and_the_context_keeps_working() -> None:
-    with context() as ctx:
+    with zmq_context() as ctx:
         router = ctx.socket(zmq.ROUTER)
         port = router.bind_to_random_port("tcp://127.0.0.1")
         monitor = watch(router, zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
