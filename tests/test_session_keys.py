@@ -407,32 +407,6 @@ def test_the_client_makes_session_keys_in_a_worker_thread_and_rotates_on_schedul
     assert threading.main_thread().name not in threads
 
 
-def test_a_leave_and_a_join_cannot_roll_a_member_back_to_an_older_session_key(
-    alice: Identity, bob: Identity
-) -> None:
-    """A broker that says bob left and came back, with a genuine but older certificate
-    of his (a key he dropped, which a thief may hold), does not get it sealed to."""
-    wall = WALL_AT_ZERO
-    pins = Pins([Pin("bob", bob.fingerprint, Admission(How.YOU, "", 1))])
-    core = PeerCore("alice", alice, pins, CLOSED, seq=1, random=seeded(3), date=lambda: wall)
-    core.start(0.0)
-    core.add_session_key(generate_session_key(), 0.0, wall=wall)
-    older, newer = generate_session_key(), generate_session_key()
-    old = certify(bob, "bob", older, created_ms=int((wall - 1800) * 1000), lifetime_ms=7_200_000)
-    new = certify(bob, "bob", newer, created_ms=int(wall * 1000), lifetime_ms=7_200_000)
-    core.receive(p.encode(p.Welcome("alice", 1000, 5000)), 0.0)
-    core.receive(p.encode(p.Snapshot((p.Member("bob", bob.public_der, new.encode()),))), 0.0)
-    assert core.members["bob"].session is not None
-    core.receive(p.encode(p.Leave("bob", p.LeaveReason.BYE)), 0.0)
-    core.receive(p.encode(p.Join(p.Member("bob", bob.public_der, old.encode()))), 0.0)
-    assert core.members["bob"].session is None  # refused, and nothing else to seal to
-    refused = [e for e in core.take_events() if isinstance(e, ev.Problem)]
-    assert [e.code for e in refused] == ["bad-certificate"]
-    core.take_outgoing()
-    with pytest.raises(NoSessionKey):
-        core.send_text("secret", 0.0, wall=wall)
-
-
 def alice_with_admitted(alice: Identity, *members: tuple[str, Identity, bytes]) -> PeerCore:
     """alice in a closed room with `members` (nick, identity, certificate), all of whom
     she admitted before."""
@@ -454,6 +428,32 @@ def alice_with_admitted(alice: Identity, *members: tuple[str, Identity, bytes]) 
 
 def alice_with_bob_admitted(alice: Identity, bob: Identity, bobs_certificate: bytes) -> PeerCore:
     return alice_with_admitted(alice, ("bob", bob, bobs_certificate))
+
+
+def older_and_newer(bob: Identity) -> tuple[bytes, bytes]:
+    """Two genuine certificates of bob's: one half an hour old, and the one after it."""
+    wall = WALL_AT_ZERO
+    older, newer = generate_session_key(), generate_session_key()
+    old = certify(bob, "bob", older, created_ms=int((wall - 1800) * 1000), lifetime_ms=7_200_000)
+    new = certify(bob, "bob", newer, created_ms=int(wall * 1000), lifetime_ms=7_200_000)
+    return old.encode(), new.encode()
+
+
+def test_a_leave_and_a_join_cannot_roll_a_member_back_to_an_older_session_key(
+    alice: Identity, bob: Identity
+) -> None:
+    """A broker that says bob left and came back, with a genuine but older certificate
+    of his (a key he dropped, which a thief may hold), does not get it sealed to."""
+    old, new = older_and_newer(bob)
+    core = alice_with_bob_admitted(alice, bob, new)
+    core.receive(p.encode(p.Leave("bob", p.LeaveReason.BYE)), 0.0)
+    core.receive(p.encode(p.Join(p.Member("bob", bob.public_der, old))), 0.0)
+    assert core.members["bob"].session is None  # refused, and nothing else to seal to
+    refused = [e for e in core.take_events() if isinstance(e, ev.Problem)]
+    assert [e.code for e in refused] == ["bad-certificate"]
+    core.take_outgoing()
+    with pytest.raises(NoSessionKey):
+        core.send_text("secret", 0.0, wall=WALL_AT_ZERO)
 
 
 BACK_WITHOUT_A_VALID_KEY = {
@@ -496,10 +496,8 @@ def test_members_the_broker_makes_up_cannot_push_out_the_record_that_stops_a_rol
     enough made-up members pushed it out, then rolled bob back to a key he dropped."""
     monkeypatch.setattr(core_module, "MAX_NEWEST_CERTIFICATES", 8)  # 4096 in earnest
     wall = WALL_AT_ZERO
-    older, newer = generate_session_key(), generate_session_key()
-    old = certify(bob, "bob", older, created_ms=int((wall - 1800) * 1000), lifetime_ms=7_200_000)
-    new = certify(bob, "bob", newer, created_ms=int(wall * 1000), lifetime_ms=7_200_000)
-    core = alice_with_bob_admitted(alice, bob, new.encode())
+    old, new = older_and_newer(bob)
+    core = alice_with_bob_admitted(alice, bob, new)
     mallory, made_up = keys.get(5), generate_session_key()  # the broker's own
     for i in range(2 * 8):
         nick = f"fake{i}"
@@ -507,7 +505,7 @@ def test_members_the_broker_makes_up_cannot_push_out_the_record_that_stops_a_rol
         core.receive(p.encode(p.Join(p.Member(nick, mallory.public_der, cert))), 0.0)
         core.receive(p.encode(p.Leave(nick, p.LeaveReason.BYE)), 0.0)
     core.receive(p.encode(p.Leave("bob", p.LeaveReason.BYE)), 0.0)
-    core.receive(p.encode(p.Join(p.Member("bob", bob.public_der, old.encode()))), 0.0)
+    core.receive(p.encode(p.Join(p.Member("bob", bob.public_der, old))), 0.0)
     assert core.members["bob"].session is None  # the older key is still refused
     core.take_outgoing()
     with pytest.raises(NoSessionKey):
