@@ -45,7 +45,7 @@ from zchat.bench.results import Opened
 from zchat.envelope import Envelope, Recipient, seal
 from zchat.peer import events as ev
 from zchat.peer.client import Client, initial_seq
-from zchat.peer.core import PeerConfig
+from zchat.peer.config import PeerConfig
 from zchat.wire import protocol as p
 
 #: A worker whose parent is gone, or that has lived this long, exits on its own.

@@ -10,7 +10,7 @@ from zchat.envelope import nick_key
 from zchat.peer import commands as c
 from zchat.peer import events as ev
 from zchat.peer.client import Client
-from zchat.peer.core import Contact
+from zchat.peer.contact import Contact
 from zchat.peer.errors import FingerprintMismatch, PeerError
 
 

@@ -56,11 +56,10 @@ from zchat.envelope import (
 )
 from zchat.envelope.limits import MAX_ROOM
 from zchat.peer import events as ev
+from zchat.peer.config import PeerConfig
+from zchat.peer.contact import Contact
 from zchat.peer.errors import FingerprintMismatch
 from zchat.peer.pins import Admission, How, Pins
-
-if TYPE_CHECKING:  # the core imports this module: its types, for the checker only
-    from zchat.peer.core import Contact, PeerConfig
 
 #: The fewest fingerprint characters /admit and /trust accept: 8 of base32, 40 bits.
 #: Enough that no one finds a key matching what a user compared by chance or by

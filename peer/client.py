@@ -26,7 +26,8 @@ from zmq.utils.monitor import recv_monitor_message
 from zchat.envelope import Envelope, Identity, SessionKey, generate_session_key
 from zchat.envelope.limits import MAX_FRAME_BYTES
 from zchat.peer import events as ev
-from zchat.peer.core import PeerConfig, PeerCore, Phase
+from zchat.peer.config import PeerConfig
+from zchat.peer.core import PeerCore, Phase
 from zchat.peer.outbox import Entry
 from zchat.peer.pinfile import PinFile
 from zchat.peer.pins import Pins, PinsError

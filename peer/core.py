@@ -38,8 +38,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from cryptography.hazmat.primitives.asymmetric import rsa
-
 from zchat.envelope import (
     BadCertificate,
     BadPublicKey,
@@ -72,6 +70,8 @@ from zchat.envelope.limits import (
 from zchat.envelope.proof import sign_proof
 from zchat.peer import events as ev
 from zchat.peer.admission import AdmissionMixin, Gate, admit_command, check_fingerprint
+from zchat.peer.config import PeerConfig
+from zchat.peer.contact import Contact
 from zchat.peer.errors import (
     CannotSeal,
     MessageTooLong,
@@ -87,8 +87,6 @@ from zchat.peer.outbox import MAX_OUTBOX, Entry, Outbox
 from zchat.peer.pins import Admission, How, Pin, Pins
 from zchat.peer.replay import ReplayGuard
 from zchat.peer.session_keys import (
-    DEFAULT_KEY_GRACE,
-    DEFAULT_ROTATE_EVERY,
     CertifiedKey,
     KeyRing,
     announced_key,
@@ -104,57 +102,6 @@ MAX_OTHERS = MAX_ROOM - 1
 #: Bounds on the timers a broker may impose on us in WELCOME.
 _MIN_TIMER = 0.01
 _MAX_TIMER = 3600.0
-
-
-@dataclass(frozen=True, slots=True)
-class PeerConfig:
-    heartbeat_interval: float = 1.0  # until the broker's WELCOME says otherwise
-    heartbeat_timeout: float = 5.0
-    #: How long a message waits for a recipient who was away to come back.
-    absent_grace: float = 30.0
-    #: An open room: admit every key at first sight, a changed one too (still
-    #: reported, never silent). For bots, the benchmark and load tests: the broker
-    #: then decides who reads (README, "Admitting people").
-    admit_all: bool = False
-    reconnect_min: float = 0.1
-    reconnect_max: float = 5.0
-    #: Seconds between our session-key rotations while connected (and one at every
-    #: connection). See `peer.session_keys`.
-    rotate_every: float = DEFAULT_ROTATE_EVERY
-    #: Seconds a replaced session key of ours still opens what was sealed to it.
-    key_grace: float = DEFAULT_KEY_GRACE
-
-
-@dataclass
-class Contact:
-    """Someone in the room as we see them: their key, checked against our pin.
-
-    Not `wire.protocol.Member`, which is only what the broker claims (a nickname
-    and a key); a contact is what we made of that claim.
-    """
-
-    nick: str
-    public_key: rsa.RSAPublicKey
-    public_der: bytes
-    fingerprint: bytes
-    trust: ev.Trust
-    #: How we admitted them; None: not admitted, so nothing is sealed to them.
-    admission: Admission | None = None
-
-    #: The session key we seal to: its certificate verified under the pin. None while
-    #: there is no valid one, and then nothing is sealed to this member.
-    session: CertifiedKey | None = None
-    #: The certificate as last announced, to check once more if the key is trusted later.
-    announced: bytes = b""
-
-    @property
-    def may_read(self) -> bool:
-        return self.admission is not None and self.trust is not ev.Trust.CHANGED
-
-    @property
-    def vouches_count(self) -> bool:
-        """Whether their vouches admit: we admitted them ourselves or by a vouch."""
-        return self.may_read and self.admission is not None and self.admission.how is not How.OPEN
 
 
 #: Names whose newest certificate time is remembered; past this the oldest is forgotten.

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from zchat.broker.core import Broker, BrokerConfig, Outgoing
 from zchat.envelope import Identity, SessionKey, certify, generate_session_key, is_valid_nick
 from zchat.peer import events as ev
-from zchat.peer.core import PeerConfig, PeerCore
+from zchat.peer.config import PeerConfig
+from zchat.peer.core import PeerCore
 from zchat.peer.pins import Pin, Pins
 from zchat.wire import protocol as p
 

@@ -18,7 +18,7 @@ from zchat.broker.server import Server
 from zchat.envelope import Identity
 from zchat.peer import events as ev
 from zchat.peer.client import Client
-from zchat.peer.core import PeerConfig
+from zchat.peer.config import PeerConfig
 from zchat.peer.pinfile import PinFile
 
 # How long a test waits for what must come. Passing runs never wait this long; on a

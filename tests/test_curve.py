@@ -27,7 +27,7 @@ from zchat.envelope import PRIVATE_KEY_FILE, Identity, InsecureKeyFile, load_ide
 from zchat.envelope.proof import sign_proof
 from zchat.peer import events as ev
 from zchat.peer.client import Client, CurveKeys
-from zchat.peer.core import PeerConfig
+from zchat.peer.config import PeerConfig
 from zchat.peer.json_events import to_json
 from zchat.peer.render import Renderer, plain
 from zchat.wire import curve as bc

@@ -32,7 +32,7 @@ from zchat.envelope import (
 from zchat.envelope import _primitives as prim
 from zchat.envelope.limits import KEY_ID_BYTES
 from zchat.peer import events as ev
-from zchat.peer.core import PeerConfig
+from zchat.peer.config import PeerConfig
 from zchat.wire import protocol as p
 
 #: Short timers, so that a room on a moved clock rotates in a few seconds.

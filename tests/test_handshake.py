@@ -27,7 +27,8 @@ from zchat.broker.core import Broker
 from zchat.envelope import Identity
 from zchat.peer import events as ev
 from zchat.peer.client import Client, CurveKeys
-from zchat.peer.core import PeerConfig, PeerCore, Phase
+from zchat.peer.config import PeerConfig
+from zchat.peer.core import PeerCore, Phase
 from zchat.peer.render import Renderer, plain
 from zchat.wire import protocol as p
 

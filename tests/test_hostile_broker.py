@@ -54,7 +54,8 @@ from zchat.envelope import (
 from zchat.envelope import _primitives as prim
 from zchat.peer import events as ev
 from zchat.peer.client import Client
-from zchat.peer.core import PeerConfig, Phase
+from zchat.peer.config import PeerConfig
+from zchat.peer.core import Phase
 from zchat.peer.errors import NotAdmitted, UntrustedRecipient
 from zchat.peer.pinfile import PinFile
 from zchat.peer.pins import Admission, How, Pin

@@ -32,7 +32,7 @@ from zchat.console import EXIT_OK, EXIT_UNDELIVERED
 from zchat.envelope import Identity, fingerprint, format_fingerprint, load_identity
 from zchat.peer import events as ev
 from zchat.peer.client import Client
-from zchat.peer.core import PeerConfig
+from zchat.peer.config import PeerConfig
 from zchat.peer.interactive import Screen, chat
 from zchat.peer.pinfile import PINS_FILE, PinFile
 from zchat.peer.pins import Admission, How, Pin

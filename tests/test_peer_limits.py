@@ -14,7 +14,9 @@ from tests.memory import WALL_AT_ZERO, MemoryRoom, certificate, pooled_session_k
 from zchat.envelope import Identity, format_fingerprint, nick_key
 from zchat.envelope.limits import MAX_ROOM, MAX_TEXT_BYTES
 from zchat.peer import events as ev
-from zchat.peer.core import Contact, PeerConfig, PeerCore
+from zchat.peer.config import PeerConfig
+from zchat.peer.contact import Contact
+from zchat.peer.core import PeerCore
 from zchat.peer.errors import CannotSeal
 from zchat.peer.pins import Admission, How, Pin, Pins
 from zchat.peer.withheld import MAX_WITHHELD_BYTES, Withheld, held_size

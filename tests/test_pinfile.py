@@ -23,7 +23,7 @@ from zchat.envelope import Identity
 from zchat.peer import events as ev
 from zchat.peer import pinfile
 from zchat.peer.client import Client
-from zchat.peer.core import PeerConfig
+from zchat.peer.config import PeerConfig
 from zchat.peer.pinfile import PINS_FILE, PinFile
 from zchat.peer.pins import Pin, PinsError
 from zchat.wire import protocol as p

@@ -22,7 +22,7 @@ from tests.memory import CLOSED, MemoryRoom
 from zchat.cli import app
 from zchat.envelope import Identity, format_fingerprint
 from zchat.peer import events as ev
-from zchat.peer.core import PeerConfig
+from zchat.peer.config import PeerConfig
 from zchat.peer.errors import FingerprintMismatch, NobodyHere, UntrustedRecipient
 from zchat.peer.json_events import json_line
 from zchat.peer.pinfile import PinFile

@@ -25,7 +25,7 @@ from zchat.broker.server import Server
 from zchat.envelope import Identity
 from zchat.peer import events as ev
 from zchat.peer.client import Client
-from zchat.peer.core import PeerConfig
+from zchat.peer.config import PeerConfig
 from zchat.peer.interactive import Screen, chat
 from zchat.peer.json_events import json_line
 from zchat.peer.render import Renderer, plain

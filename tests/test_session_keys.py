@@ -39,7 +39,8 @@ from zchat.envelope.proof import sign_proof
 from zchat.peer import core as core_module
 from zchat.peer import events as ev
 from zchat.peer.client import Client
-from zchat.peer.core import PeerConfig, PeerCore, Phase
+from zchat.peer.config import PeerConfig
+from zchat.peer.core import PeerCore, Phase
 from zchat.peer.errors import NoSessionKey, UntrustedRecipient
 from zchat.peer.pins import Admission, How, Pin, Pins
 from zchat.peer.session_keys import (

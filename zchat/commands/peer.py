@@ -26,7 +26,7 @@ from zchat.envelope import is_valid_nick
 from zchat.envelope.nick import NICK_RULES
 from zchat.home import default_home, unlock
 from zchat.peer.client import Client, CurveKeys
-from zchat.peer.core import PeerConfig
+from zchat.peer.config import PeerConfig
 from zchat.peer.pinfile import PinFile
 from zchat.peer.pins import PinsError
 from zchat.peer.sanitize import for_terminal

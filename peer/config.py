@@ -1,0 +1,30 @@
+"""The peer's settings: its timers, the open-room flag and the session-key schedule.
+
+A value, read by the core (`peer.core`) and set by whoever makes it (the client, the
+shell's `zchat peer`, the benchmark, tests); it imports nothing of the peer's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from zchat.peer.session_keys import DEFAULT_KEY_GRACE, DEFAULT_ROTATE_EVERY
+
+
+@dataclass(frozen=True, slots=True)
+class PeerConfig:
+    heartbeat_interval: float = 1.0  # until the broker's WELCOME says otherwise
+    heartbeat_timeout: float = 5.0
+    #: How long a message waits for a recipient who was away to come back.
+    absent_grace: float = 30.0
+    #: An open room: admit every key at first sight, a changed one too (still
+    #: reported, never silent). For bots, the benchmark and load tests: the broker
+    #: then decides who reads (README, "Admitting people").
+    admit_all: bool = False
+    reconnect_min: float = 0.1
+    reconnect_max: float = 5.0
+    #: Seconds between our session-key rotations while connected (and one at every
+    #: connection). See `peer.session_keys`.
+    rotate_every: float = DEFAULT_ROTATE_EVERY
+    #: Seconds a replaced session key of ours still opens what was sealed to it.
+    key_grace: float = DEFAULT_KEY_GRACE
