@@ -19,6 +19,12 @@ Admission (`peer.admission`): nothing is sealed to a member, whatever the broker
 announced, until the user admitted it by fingerprint or a member the user admitted
 vouched for it (or, in an open room, at first sight).
 
+The core keeps the phases, the handshake, the heartbeats, the dispatch of what the
+broker sends and the public API. The rest is in parts that know nothing of it, each
+with one job: `peer.directory` (who is here, their session keys, the room limit),
+`peer.admission` (who may read, and the vouches), `peer.sending` (sealing, the outbox
+and resends). A part returns what happened, and the core applies it.
+
 Forward secrecy (`peer.session_keys`): messages are wrapped to session keys, never to
 identity keys. The core asks for a new key of its own (`wants_session_key`) at every
 connection and on a schedule, and the loop, which makes it off its event loop, hands
@@ -33,79 +39,46 @@ which the certificates' five minutes of clock tolerance more than cover.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from enum import Enum
 
 from zchat.envelope import (
-    BadCertificate,
     BadPublicKey,
     Delivery,
-    EnvelopeError,
     Identity,
-    MessageKind,
-    NotForMe,
     SessionKey,
-    UnknownSessionKey,
     Vouch,
     certify,
-    decrypt_verified,
-    encode_vouches,
     fingerprint,
     is_valid_nick,
     load_public_key,
     nick_key,
-    reseal,
-    seal,
-    verify_delivery,
 )
-from zchat.envelope.limits import (
-    KEY_ID_BYTES,
-    MAX_ROOM,
-    MAX_TEXT_BYTES,
-    MAX_VOUCHES_PER_MESSAGE,
-    MSG_ID_BYTES,
-)
+from zchat.envelope.limits import MAX_ROOM
 from zchat.envelope.proof import sign_proof
 from zchat.peer import events as ev
-from zchat.peer.admission import AdmissionMixin, Gate, admit_command, check_fingerprint
+from zchat.peer.admission import Admission, Effect, Record, SealVouches
 from zchat.peer.config import PeerConfig
 from zchat.peer.contact import Contact
-from zchat.peer.errors import (
-    CannotSeal,
-    MessageTooLong,
-    NobodyHere,
-    NoSessionKey,
-    NotAdmitted,
-    NotText,
-    OutboxFull,
-    UnknownRecipient,
-    UntrustedRecipient,
-)
-from zchat.peer.outbox import MAX_OUTBOX, Entry, Outbox
-from zchat.peer.pins import Admission, How, Pin, Pins
+from zchat.peer.directory import Directory
+from zchat.peer.errors import UnknownRecipient
+from zchat.peer.fingerprints import check_fingerprint
+from zchat.peer.gate import Gate
+from zchat.peer.inbox import Inbox, Opened
+from zchat.peer.outbox import Entry, Outbox
+from zchat.peer.pinning import Pinning
+from zchat.peer.pins import Admission as Grant
+from zchat.peer.pins import How, Pin, Pins
 from zchat.peer.replay import ReplayGuard
-from zchat.peer.session_keys import (
-    CertifiedKey,
-    KeyRing,
-    announced_key,
-    certificate_lifetime_ms,
-)
-from zchat.peer.withheld import MAX_WITHHELD, MAX_WITHHELD_BYTES, Withheld
+from zchat.peer.sending import Resent, Sending
+from zchat.peer.session_keys import KeyRing, certificate_lifetime_ms
+from zchat.peer.withheld import Withheld
 from zchat.wire import protocol as p
 from zchat.wire.errors import ProtocolError
 
-#: Other members we keep in the directory: a room holds MAX_ROOM, ourselves included,
-#: so an envelope to everyone never names more recipients than a header can.
-MAX_OTHERS = MAX_ROOM - 1
 #: Bounds on the timers a broker may impose on us in WELCOME.
 _MIN_TIMER = 0.01
 _MAX_TIMER = 3600.0
-
-
-#: Names whose newest certificate time is remembered; past this the oldest is forgotten.
-MAX_NEWEST_CERTIFICATES = 4096
 
 
 def _no_calendar() -> float:
@@ -120,76 +93,74 @@ class Phase(Enum):
     CLOSED = "closed"
 
 
-@dataclass
-class PeerCore(AdmissionMixin):
-    nick: str
-    identity: Identity
-    #: The pins as loaded; the core updates them in memory and hands them out.
-    pins: Pins = field(default_factory=Pins)
-    config: PeerConfig = field(default_factory=PeerConfig)
-    #: The first sequence number to seal with. The loop derives it from the wall
-    #: clock (`peer.client.initial_seq`), so numbers keep increasing across restarts.
-    seq: int = field(kw_only=True)
-    #: Where message ids come from: `os.urandom` in the client, a seeded generator
-    #: in tests. Required, so the core never reaches for the OS itself.
-    random: Callable[[int], bytes] = field(kw_only=True)
-    #: Today's date, in seconds since the epoch (`time.time` in the client): pins note
-    #: when a key was last seen and admitted, and vouches carry it. Without one, every
-    #: date reads 1970 and no pin expires.
-    date: Callable[[], float] = field(default=_no_calendar, kw_only=True)
-    #: The CURVE keys of our connection, Z85, empty without CURVE: the broker's public
-    #: key we were told to expect (`--broker-key`) and our own transport key. The proof
-    #: of key names both, so a proof relayed to another broker does not verify there.
-    broker_key: bytes = field(default=b"", kw_only=True)
-    transport_key: bytes = field(default=b"", kw_only=True)
+class PeerCore:
+    """One peer's protocol state: call it with what happened, take what to do."""
 
-    phase: Phase = Phase.IDLE
-    members: dict[str, Contact] = field(default_factory=dict)
-    outbox: Outbox = field(default_factory=Outbox)
-    reconnect_wanted: bool = False
-    closed_reason: str = ""
-    #: The room's name, as the broker's WELCOME gives it: vouches are bound to it.
-    room: str = p.DEFAULT_ROOM
-    gate: Gate = field(default_factory=Gate)
-
-    _out: list[list[bytes]] = field(default_factory=list)
-    _events: list[ev.Event] = field(default_factory=list)
-    _replay: ReplayGuard = field(default_factory=ReplayGuard)
-    _withheld: Withheld = field(default_factory=Withheld)
-    #: (nick, identity fingerprint) -> creation time of the newest certificate accepted
-    #: in this run; kept when the member leaves, so no leave-and-join rolls a key back.
-    _newest_certificate: OrderedDict[tuple[str, bytes], int] = field(default_factory=OrderedDict)
-    _missing: dict[str, tuple[Contact, float]] = field(default_factory=dict)
-    _pins_changed: bool = False
-    _full_reported: bool = False  # said that the room is full, until there is room again
-    _welcomed_once: bool = False
-    _welcomed: bool = False  # WELCOME received for the current hello
-    #: A CHALLENGE answered for the current hello: one signature per HELLO, or the
-    #: broker could have us sign whatever nonces it likes, at RSA cost each.
-    _answered: bool = False
-    _pins_full_said: bool = False
-    #: When we last heard the broker that went away; None while connected. Set from
-    #: noticing a dead broker until the next welcome, which resends what it may have lost.
-    _lost_at: float | None = None
-    _last_heard: float = 0.0
-    _next_beat: float = 0.0
-    _backoff: float = 0.0
-    _interval: float = field(init=False)
-    _timeout: float = field(init=False)
-    #: Our session keys (forward secrecy): the current one and those in their grace.
-    _ring: KeyRing = field(init=False)
-    _wants_key: bool = False
-    _hello_waiting: bool = False  # start() was called; HELLO goes out with the new key
-    #: The date minus the monotonic clock, as of the last call that gave both.
-    _wall_offset: float | None = None
-
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        nick: str,
+        identity: Identity,
+        pins: Pins | None = None,
+        config: PeerConfig | None = None,
+        *,
+        seq: int,
+        random: Callable[[int], bytes],
+        date: Callable[[], float] = _no_calendar,
+        broker_key: bytes = b"",
+        transport_key: bytes = b"",
+    ) -> None:
+        self.nick = nick
+        self.identity = identity
+        self.config = PeerConfig() if config is None else config
+        #: Where message ids come from: `os.urandom` in the client, a seeded generator
+        #: in tests. Required, so the core never reaches for the OS itself.
+        self.random = random
+        #: Today's date, in seconds since the epoch (`time.time` in the client): pins note
+        #: when a key was last seen and admitted, and vouches carry it. Without one, every
+        #: date reads 1970 and no pin expires.
+        self.date = date
+        #: The CURVE keys of our connection, Z85, empty without CURVE: the broker's public
+        #: key we were told to expect (`--broker-key`) and our own transport key. The proof
+        #: of key names both, so a proof relayed to another broker does not verify there.
+        self.broker_key = broker_key
+        self.transport_key = transport_key
+        self.phase = Phase.IDLE
+        self.reconnect_wanted = False
+        self.closed_reason = ""
+        #: The room's name, as the broker's WELCOME gives it: vouches are bound to it.
+        self.room = p.DEFAULT_ROOM
+        # The parts, each with one job. The pins (`pins`) are the ones loaded; the core
+        # updates them in memory and hands them out (`take_pins`). The first sequence
+        # number (`seq`) comes from the loop, derived from the wall clock
+        # (`peer.client.initial_seq`), so numbers keep increasing across restarts.
+        self.pinning = Pinning(Pins() if pins is None else pins)
+        self.directory = Directory()
+        self.admission = Admission(open_room=self.config.admit_all)
+        self.sending = Sending(identity, seq, random)
+        self.inbox = Inbox()
+        self._out: list[list[bytes]] = []
+        self._events: list[ev.Event] = []
+        self._welcomed_once = False
+        self._welcomed = False  # WELCOME received for the current hello
+        #: A CHALLENGE answered for the current hello: one signature per HELLO, or the
+        #: broker could have us sign whatever nonces it likes, at RSA cost each.
+        self._answered = False
+        #: When we last heard the broker that went away; None while connected. Set from
+        #: noticing a dead broker until the next welcome, which resends what it may have lost.
+        self._lost_at: float | None = None
+        self._last_heard = 0.0
+        self._next_beat = 0.0
+        self._backoff = self.config.reconnect_min
         self._interval = self.config.heartbeat_interval
         self._timeout = self.config.heartbeat_timeout
-        self._backoff = self.config.reconnect_min
+        #: Our session keys (forward secrecy): the current one and those in their grace.
         self._ring = KeyRing(self.config.key_grace)
+        self._wants_key = False
+        self._hello_waiting = False  # start() was called; HELLO goes out with the new key
+        #: The date minus the monotonic clock, as of the last call that gave both.
+        self._wall_offset: float | None = None
 
-    # --- outputs ---------------------------------------------------------------------
+    # --- outputs, and the parts' state for inspection -----------------------------------
 
     def take_outgoing(self) -> list[list[bytes]]:
         out, self._out = self._out, []
@@ -207,10 +178,7 @@ class PeerCore(AdmissionMixin):
         that pinned many members (a room's snapshot, a flood of joins) costs one
         write, not one a member.
         """
-        if not self._pins_changed:
-            return None
-        self._pins_changed = False
-        return self.pins.items()
+        return self.pinning.take()
 
     @property
     def wants_session_key(self) -> bool:
@@ -226,6 +194,59 @@ class PeerCore(AdmissionMixin):
         """Our session keys, for inspection; the core alone changes them."""
         return self._ring
 
+    @property
+    def pins(self) -> Pins:
+        return self.pinning.pins
+
+    @property
+    def members(self) -> dict[str, Contact]:
+        """The members present, by case-folded nickname (`peer.directory`)."""
+        return self.directory.members
+
+    @property
+    def outbox(self) -> Outbox:
+        return self.sending.outbox
+
+    @property
+    def seq(self) -> int:
+        """The next sequence number we seal with."""
+        return self.sending.seq
+
+    @seq.setter
+    def seq(self, value: int) -> None:
+        self.sending.seq = value
+
+    @property
+    def gate(self) -> Gate:
+        """What admission remembers, for inspection."""
+        return self.admission.gate
+
+    @property
+    def _replay(self) -> ReplayGuard:
+        return self.inbox.replay
+
+    @property
+    def _withheld(self) -> Withheld:
+        return self.inbox.withheld
+
+    def pending_acks(self) -> list[Entry]:
+        """What people typed that the broker has not acknowledged yet (not vouches)."""
+        return self.sending.pending_acks()
+
+    # --- what admission sees of the room (peer.admission.RoomView) -----------------
+
+    def member(self, nick: str) -> Contact | None:
+        return self.directory.get(nick)
+
+    def present(self) -> Iterable[Contact]:
+        return self.directory.members.values()
+
+    def readers(self) -> list[Contact]:
+        return self.directory.readers()
+
+    def date_ms(self) -> int:
+        return max(0, int(self.date() * 1000))
+
     # --- session ---------------------------------------------------------------------
 
     def start(self, now: float) -> None:
@@ -239,8 +260,7 @@ class PeerCore(AdmissionMixin):
         self._welcomed = False
         self._answered = False
         self._last_heard = now
-        if self.pins.expire(self._date_ms()):
-            self._pins_changed = True
+        self.pinning.expire(self.date_ms())
         self._hello_waiting = True
         self._wants_key = True
 
@@ -317,13 +337,17 @@ class PeerCore(AdmissionMixin):
             case p.Join(member) if self.phase is Phase.READY:
                 self._join(member, now)
             case p.Leave(nick, reason) if self.phase is Phase.READY:
-                self._leave(nick, reason.name.lower())
+                self._drop(nick, self.directory.remove(nick), reason.name.lower())
             case p.Deliver(delivery) if self.phase is Phase.READY:
                 self._deliver(delivery, now)
             case p.Rekeyed(nick, cert) if self.phase is Phase.READY:
-                self._rekeyed(nick, cert, now)
+                contact = self.directory.get(nick)
+                if contact is None:
+                    self._problem("unexpected", f"a new session key for {nick}, who is not here")
+                else:
+                    self._take_certificate(contact, cert, self._date_at(now), known=contact)
             case p.Ack(msg_id, delivered, absent):
-                self._ack(msg_id, delivered, absent, now)
+                self._events += self.sending.acknowledge(msg_id, delivered, absent, now)
             case p.Error(code, reason, msg_id):
                 self._error(code, reason, msg_id, now)
             case p.Heartbeat():
@@ -342,30 +366,25 @@ class PeerCore(AdmissionMixin):
         self._timeout = _clamp(welcome.timeout_ms / 1000)
 
     def _snapshot(self, members: tuple[p.Member, ...], now: float) -> None:
-        previous = self.members
-        self.members = {}
+        previous = self.directory.relist()
         announce = self._events
         self._events = []  # the Ready event goes first; joins and key news follow
-        self._full_reported = False
         refused = 0
         for wire in members:
             key = nick_key(wire.nick)
             if key == nick_key(self.nick):
                 continue  # a lying broker listing us: ignore
-            if key not in self.members and len(self.members) >= MAX_OTHERS:
+            if not self.directory.fits(key):
                 refused += 1  # checked before any work for the member (loading its key)
                 continue
-            missing = self._missing.pop(key, None)
-            known = previous.get(key) or (missing[0] if missing else None)
+            missing = self.directory.back(key)
+            known = previous.get(key) or missing
             new = known is None or known.public_der != wire.public_der
             self._admit(wire, now, announce=new, already_here=True, known=known)
         # Members we knew who are not back yet (after a broker restart everyone
         # reconnects at once): wait a little before saying they left.
-        for key, known_member in previous.items():
-            if key not in self.members:
-                self._missing[key] = (known_member, now)
-        # Members present win over members missing: those gone longest are let go.
-        self._shed_missing(MAX_OTHERS)
+        for member in self.directory.relisted(previous, now):
+            self._drop(member.nick, member, "room-full")
         if refused:
             self._room_full(f"the broker announced {refused} member(s) more than")
         reconnected = self._welcomed_once
@@ -373,7 +392,7 @@ class PeerCore(AdmissionMixin):
         self.phase = Phase.READY
         self._backoff = self.config.reconnect_min
         self._next_beat = now + self._interval
-        peers = tuple(m.nick for m in self.members.values())
+        peers = tuple(m.nick for m in self.directory.members.values())
         news, self._events = self._events, announce
         self._events.append(ev.Ready(self.nick, peers, reconnected=reconnected))
         self._events.extend(news)
@@ -383,15 +402,19 @@ class PeerCore(AdmissionMixin):
         key = nick_key(wire.nick)
         if key == nick_key(self.nick):
             return
-        missing = self._missing.pop(key, None)
-        if missing is None and key not in self.members and not self._make_room():
-            self._room_full(f"{wire.nick} joined, but that is one more than")
-            return
-        quiet = missing is not None and missing[0].public_der == wire.public_der
-        known = self.members.get(nick_key(wire.nick)) or (missing[0] if missing else None)
+        missing = self.directory.back(key)
+        if missing is None and key not in self.directory.members:
+            fits, shed = self.directory.make_room()
+            for gone in shed:
+                self._drop(gone.nick, gone, "room-full")
+            if not fits:
+                self._room_full(f"{wire.nick} joined, but that is one more than")
+                return
+        quiet = missing is not None and missing.public_der == wire.public_der
+        known = self.directory.members.get(key) or missing
         member = self._admit(wire, now, announce=not quiet, known=known)
         if member is not None and member.may_read:
-            self._resend_to(member, now)
+            self._sent(self.sending.resend_to(member, self.directory, now, self._date_at(now)))
 
     def _admit(
         self,
@@ -404,9 +427,9 @@ class PeerCore(AdmissionMixin):
     ) -> Contact | None:
         """Add a member to the directory, checking its key against our pin.
 
-        (Into the directory: who may read is `member.admission`, decided here from the
-        pin, from `known` (how we listed them until now), or the open room; later by
-        /admit and vouches.)
+        (Into the directory: who may read is `member.admission`, which admission decides
+        from the pin, from `known` (how we listed them until now), or the open room;
+        later by /admit and vouches.)
         """
         try:
             key = load_public_key(wire.public_der)
@@ -414,253 +437,81 @@ class PeerCore(AdmissionMixin):
             self._problem("bad-key", f"{wire.nick} announced an unusable key: {exc}")
             return None
         fp = fingerprint(wire.public_der)
-        record = self.pins.record(wire.nick)
-        pinned = None if record is None else record.fingerprint
-        if pinned is None:
-            self._pin(wire.nick, fp)
-            trust = ev.Trust.NEW
-        elif pinned == fp:
-            trust = ev.Trust.PINNED
-            if self.pins.seen(wire.nick, self._date_ms()):
-                self._pins_changed = True
-        else:
-            trust = ev.Trust.CHANGED
+        trust, record = self.pinning.sight(wire.nick, fp, self.date_ms())
+        if trust is ev.Trust.NEW:
+            self._events += self.pinning.pin(wire.nick, fp, self.date_ms())
         member = Contact(wire.nick, key, wire.public_der, fp, trust)
-        if known is not None and known.public_der != wire.public_der:
-            self.gate.leave(wire.nick)  # another key: what we told the old one is not known
-        if record is not None and record.fingerprint == fp and record.admitted:
-            member.admission = record.admission  # a returning member: admitted at once
-        elif (
-            known is not None
-            and known.fingerprint == fp
-            and known.may_read
-            and trust is not ev.Trust.CHANGED
-        ):
-            member.admission = known.admission  # admitted this session (the pins were full)
-        elif self.config.admit_all and trust is not ev.Trust.CHANGED:
-            member.admission = Admission(How.OPEN, "", self._date_ms())
-        self.members[nick_key(wire.nick)] = member
+        self.admission.on_sight(member, record, known, self.date_ms())
+        self.directory.add(member)
         # `announce` is False for a member we already list with this very key (back
         # after a reconnect): it was warned about then, and a warning repeated at
         # every reconnect would teach people to skim it.
         if trust is ev.Trust.CHANGED and announce:
-            assert pinned is not None
-            self._events.append(ev.KeyChanged(wire.nick, pinned, fp))
-            for entry, nicks in self.outbox.forget_recipient(wire.nick):
-                if not _quiet(entry):
-                    self._events.append(ev.Undelivered(entry.msg_id, nicks))
+            assert record is not None
+            self._events.append(ev.KeyChanged(wire.nick, record.fingerprint, fp))
+            self._events += self.sending.forget_recipient(wire.nick)
             if self.config.admit_all:
                 self._accept_key(member, now)
-                member.admission = Admission(How.OPEN, "", self._date_ms())
+                member.admission = Grant(How.OPEN, "", self.date_ms())
         if announce:
             self._events.append(ev.Joined(wire.nick, fp, member.trust, already_here))
         # The session key first: what admission sends (vouches) is sealed to it.
-        self._take_certificate(member, wire.certificate, self._cert_date_ms(now), known)
-        self._arrived(member, now, announce=announce, already_here=already_here)
+        self._take_certificate(member, wire.certificate, self._date_at(now), known=known)
+        first_snapshot = not self._welcomed_once
+        self._apply(
+            self.admission.arrived(
+                self,
+                member,
+                announce=announce,
+                already_here=already_here,
+                first_snapshot=first_snapshot,
+            ),
+            now,
+        )
         return member
 
-    def _rekeyed(self, nick: str, cert: bytes, now: float) -> None:
-        member = self.members.get(nick_key(nick))
-        if member is None:
-            self._problem("unexpected", f"a new session key for {nick}, who is not here")
-            return
-        self._take_certificate(member, cert, self._cert_date_ms(now), member)
-
     def _take_certificate(
-        self, member: Contact, raw: bytes, date_ms: int | None, known: Contact | None = None
+        self, member: Contact, raw: bytes, date_ms: int | None, *, known: Contact | None
     ) -> None:
-        """Check the certificate announced for `member`: its session key if it is valid.
-
-        `known` is how we knew the member before, if at all. A certificate we refuse
-        changes nothing, as any junk announcement: the member keeps the session key we
-        had for it, if any (a broker that wanted us to keep sealing to it need only not
-        pass the new one on). Refused too: a certificate older than the one we have,
-        a rollback to a key the member dropped.
-        """
-        member.announced = raw
         pinned = self.pins.get(member.nick)
-        if member.trust is ev.Trust.CHANGED or pinned != member.fingerprint:
-            member.session = None  # checked against the new key if and when it is trusted
-            return
-        same_key = known is not None and known.public_der == member.public_der
-        previous = known.session if known is not None and same_key else None
-        newest = (nick_key(member.nick), member.fingerprint)
-        try:
-            member.session = announced_key(
-                raw,
-                nick=member.nick,
-                identity_key=member.public_key,
-                identity_fingerprint=member.fingerprint,
-                date_ms=date_ms,
-                previous=previous,
-                not_before_ms=self._newest_certificate.get(newest, 0),
-            )
-            self._remember_certificate(member)
-        except BadCertificate as exc:
-            member.session = previous
-            if not member.may_read:
-                # Nothing would be sealed to them anyway; a broker that floods the room
-                # with made-up members must not flood the screen too. Sending to them
-                # once admitted says there is no valid key (NoSessionKey, Unsealed).
-                return
+        refused = self.directory.take_certificate(member, raw, date_ms, pinned=pinned, known=known)
+        if refused:
             self._problem(
                 "bad-certificate",
-                f"{member.nick}'s session key is refused ({exc}): nothing is sealed to "
+                f"{member.nick}'s session key is refused ({refused}): nothing is sealed to "
                 f"{member.nick} until a valid one comes",
             )
 
-    def _remember_certificate(self, member: Contact) -> None:
-        """Remember how new `member`'s session key is, so no leave and join rolls it back.
-
-        Only for members who may read: nothing is sealed to anyone else, and a broker
-        that invents members must not be able to push a real member's record out.
-        Admission calls this too, for the key the member has when it is admitted.
-        """
-        if member.session is None or not member.may_read:
-            return
-        newest = (nick_key(member.nick), member.fingerprint)
-        known = self._newest_certificate.get(newest, 0)
-        self._newest_certificate[newest] = max(known, member.session.created_ms)
-        self._newest_certificate.move_to_end(newest)
-        while len(self._newest_certificate) > MAX_NEWEST_CERTIFICATES:
-            self._newest_certificate.popitem(last=False)
-
-    def _leave(self, nick: str, reason: str) -> None:
-        member = self.members.pop(nick_key(nick), None)
-        self._withheld.forget(nick_key(nick))
-        self._replay.forget(nick)
-        self.gate.leave(nick)
+    def _drop(self, nick: str, member: Contact | None, reason: str) -> None:
+        """The one way a member goes (it left, timed out, or was let go to make room):
+        what it sent that we held back, its replay window and what admission knew of
+        it go too. `member` is the contact the directory let go, None if it had none."""
+        self.inbox.forget(nick)
+        self.admission.left(nick)
         if member is not None:
-            self._full_reported = False  # there is room again
             self._events.append(ev.Left(member.nick, reason))
 
-    # --- the room limit: MAX_ROOM members, ourselves included ------------------------
-
-    def _make_room(self) -> bool:
-        """Whether one more member fits, letting the longest-missing member go if need be.
-
-        Members present and members missing since a broker restart count alike: a room
-        message is addressed to both, and must name at most MAX_ROOM - 1 recipients.
-        """
-        self._shed_missing(MAX_OTHERS - 1)
-        return len(self.members) + len(self._missing) < MAX_OTHERS
-
-    def _shed_missing(self, limit: int) -> None:
-        """Stop waiting for missing members, longest gone first, until at most `limit`
-        members are present and missing together."""
-        while self._missing and len(self.members) + len(self._missing) > limit:
-            key = min(self._missing, key=lambda k: self._missing[k][1])
-            member, _ = self._missing.pop(key)
-            self._gone(key, member, "room-full")
-
-    def _gone(self, key: str, member: Contact, reason: str) -> None:
-        """A missing member is no longer waited for: as `_leave` does."""
-        self._withheld.forget(key)
-        self._replay.forget(member.nick)
-        self.gate.leave(member.nick)
-        self._full_reported = False
-        self._events.append(ev.Left(member.nick, reason))
-
     def _room_full(self, what: str) -> None:
-        """Say once, until someone leaves, that announced members were ignored: a flood
-        of joins must not become a flood of lines."""
-        if self._full_reported:
-            return
-        self._full_reported = True
-        self._problem(
-            "room-full",
-            f"{what} a room holds ({MAX_ROOM}, us included): ignored, "
-            "and so is anyone else announced until someone leaves",
-        )
+        if self.directory.report_full():
+            self._problem(
+                "room-full",
+                f"{what} a room holds ({MAX_ROOM}, us included): ignored, "
+                "and so is anyone else announced until someone leaves",
+            )
 
     def _deliver(self, delivery: Delivery, now: float) -> None:
-        header = delivery.header
-        member = self.members.get(nick_key(header.sender))
+        member = self.directory.get(delivery.header.sender)
         if member is None:
-            self._problem("unknown-sender", f"message from {header.sender}, who is not here")
+            sender = delivery.header.sender
+            self._problem("unknown-sender", f"message from {sender}, who is not here")
             return
-        try:
-            verify_delivery(
-                delivery,
-                me=self.nick,
-                sender_key=member.public_key,
-                sender_fingerprint=member.fingerprint,
-            )
-        except NotForMe:
-            self._problem("not-for-me", f"a message from {member.nick} not addressed to us")
-            return
-        except EnvelopeError as exc:
-            self._problem("bad-signature", f"message claiming to be from {member.nick}: {exc}")
-            return
-        if member.trust is ev.Trust.CHANGED:
-            # A resend of a message already held is the same message: report it once.
-            added, dropped = self._withheld.hold(nick_key(member.nick), delivery)
-            if added:
-                self._events.append(ev.Untrusted(member.nick, member.fingerprint, header.msg_id))
-            for lost in dropped:
-                self._problem(
-                    "held-back-dropped",
-                    f"the oldest message held back from {lost.delivery.header.sender} was "
-                    f"dropped: at most {MAX_WITHHELD} a sender and "
-                    f"{MAX_WITHHELD_BYTES // (1024 * 1024)} MiB in all are held",
-                )
-            return
-        self._open(delivery, member, now)
+        opened = self.inbox.deliver(delivery, member, me=self.nick, keys=self._ring.held())
+        self._opened(opened, member, now)
 
-    def _open(self, delivery: Delivery, member: Contact, now: float) -> None:
-        header = delivery.header
-        if not self._replay.is_new(member.nick, member.fingerprint, header.seq):
-            if self._replay.is_stale(member.nick, member.fingerprint, header.seq):
-                # Older than the whole window: not one of our resends, which are
-                # always recent. A replay, or the sender's clock went back.
-                self._problem("stale", f"an old message from {member.nick} was dropped (a replay?)")
-            return  # a duplicate (a resend) is silent: it was shown once
-        try:
-            plaintext = decrypt_verified(delivery, me=self.nick, keys=self._ring.held())
-            text = "" if header.kind is MessageKind.VOUCH else plaintext.decode("utf-8")
-        except UnknownSessionKey:
-            # Sealed to a key of ours past its grace: late, or replayed from a
-            # recording. Nothing to open it with, and nothing to show.
-            self._events.append(ev.Expired(member.nick, header.msg_id))
-            return
-        except (EnvelopeError, UnicodeDecodeError):
-            self._problem("cannot-decrypt", f"a message from {member.nick} did not decrypt")
-            return
-        self._replay.record(member.nick, member.fingerprint, header.seq)
-        if header.kind is MessageKind.VOUCH:
-            self._take_vouches(member, plaintext, now)  # never shown as text
-            return
-        self._events.append(
-            ev.MessageReceived(
-                member.nick,
-                text,
-                header.msg_id,
-                header.timestamp_ms,
-                header.kind is MessageKind.DIRECT,
-                header.recipients,
-                admitted=member.may_read,
-            )
-        )
-
-    def _ack(
-        self, msg_id: bytes, delivered: tuple[str, ...], absent: tuple[str, ...], now: float
-    ) -> None:
-        entry = self.outbox.find(msg_id)
-        if entry is None:
-            return  # settled long ago, or given up on: nothing to change
-        strangers = entry.strangers((*delivered, *absent))
-        if strangers:
-            # The signed recipient list says otherwise: a lie, or a broken broker.
-            # Believe none of it, so that it settles nothing.
-            self._problem(
-                "bad-ack",
-                f"the broker acknowledged a message of ours to {', '.join(strangers)}, "
-                "whom it was not for: ignored",
-            )
-            return
-        news = self.outbox.acknowledge(msg_id, delivered, absent, now)
-        if news is not None and not _quiet(entry):
-            self._events.append(ev.Acked(msg_id, *news))
+    def _opened(self, opened: Opened, member: Contact, now: float) -> None:
+        self._events += opened.events
+        if opened.vouches is not None:
+            self._apply(self.admission.take_vouches(self, member, opened.vouches), now)
 
     def _error(self, code: p.ErrorCode, reason: str, msg_id: bytes, now: float) -> None:
         if code is p.ErrorCode.HELLO_FIRST:
@@ -678,9 +529,7 @@ class PeerCore(AdmissionMixin):
             self._disconnected("evicted by the broker", now, new_socket=True)
             return
         if msg_id:
-            entry = self.outbox.drop(msg_id)
-            if entry is not None and not _quiet(entry):
-                self._events.append(ev.Undelivered(msg_id, entry.envelope.header.recipients))
+            self._events += self.sending.refused(msg_id)
         self._problem(code.name.lower().replace("_", "-"), f"the broker said: {reason}")
 
     # --- time ------------------------------------------------------------------------
@@ -701,14 +550,9 @@ class PeerCore(AdmissionMixin):
         if self.phase is Phase.READY and now >= self._next_beat:
             self._next_beat = now + self._interval
             self._send(p.Heartbeat())
-        for entry, nicks in self.outbox.expire(now, self.config.absent_grace):
-            if not _quiet(entry):
-                self._events.append(ev.Undelivered(entry.msg_id, nicks))
-        for key, (member, since) in list(self._missing.items()):
-            if now - since > self._timeout * 2:
-                del self._missing[key]
-                if key not in self.members:
-                    self._gone(key, member, "timeout")
+        self._events += self.sending.expire(now, self.config.absent_grace)
+        for member in self.directory.expire_missing(now, self._timeout * 2):
+            self._drop(member.nick, member, "timeout")
 
     def connection_lost(self, reason: str, now: float) -> None:
         """The I/O layer saw the connection dropped for good (its transport refused
@@ -743,102 +587,26 @@ class PeerCore(AdmissionMixin):
         pair on every call; and a date derived from `now` plus an offset fixed at
         start would drift from the real one whenever the system clock is set.
         """
-        try:
-            raw = text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            # Standard input decodes stray bytes to lone surrogates (surrogateescape),
-            # which UTF-8 cannot carry: refuse the line rather than crash the session.
-            raise NotText(
-                f"the text holds bytes that are not UTF-8 (at character {exc.start + 1}): not sent"
-            ) from exc
-        if len(raw) > MAX_TEXT_BYTES:
-            raise MessageTooLong(
-                f"message is {len(raw):,} bytes; the limit is {MAX_TEXT_BYTES:,}: not sent"
-            )
-        if len(self.outbox) >= MAX_OUTBOX:
-            raise OutboxFull("too many messages are waiting for the broker: not sent")
+        raw = self.sending.check_text(text)
         self._wall_offset = wall - now
-        recipients = self._recipients(to)
-        # Sealed only to session keys whose certificate is valid now, not when it came.
-        date_ms = int(wall * 1000)
-        keys = {nick_key(m.nick): m.session for m in recipients if m.session is not None}
-        sealable = {k: s for k, s in keys.items() if s.usable(date_ms)}
-        unsealable = tuple(m.nick for m in recipients if nick_key(m.nick) not in sealable)
-        if unsealable and (to is not None or len(unsealable) == len(recipients)):
-            raise NoSessionKey(
-                f"no valid session key from {', '.join(unsealable)} (yet): message not sent"
-            )
-        kind = MessageKind.ROOM if to is None else MessageKind.DIRECT
-        try:
-            envelope = seal(
-                raw,
-                sender=self.identity,
-                sender_nick=self.nick,
-                recipients=[
-                    sealable[nick_key(m.nick)].recipient(m.nick)
-                    for m in recipients
-                    if nick_key(m.nick) in sealable
-                ],
-                seq=self.seq,
-                kind=kind,
-                now=wall,
-                msg_id=self.random(MSG_ID_BYTES),
-            )
-        except ValueError as exc:
-            # Unreachable while the directory keeps the room limit; should that ever
-            # break, the user reads why and the session (with its outbox) goes on.
-            raise CannotSeal(f"the message cannot be sealed: {exc}: not sent") from exc
-        self.seq += 1
-        entry = self.outbox.add(envelope, text, now)
-        entry.sealed_to = sealable
-        self._events.append(
-            ev.Sent(entry.msg_id, text, envelope.header.recipients, kind is MessageKind.DIRECT)
+        recipients = self.directory.addressees(to)
+        direct = to is not None
+        entry, unsealable = self.sending.seal_text(
+            raw,
+            text,
+            sender_nick=self.nick,
+            recipients=recipients,
+            direct=direct,
+            wall=wall,
+            now=now,
         )
+        envelope = entry.envelope
+        self._events.append(ev.Sent(entry.msg_id, text, envelope.header.recipients, direct))
         if unsealable:
             self._events.append(ev.Unsealed(entry.msg_id, unsealable))
         if self.phase is Phase.READY:
             self._send(p.Send(envelope))
         return entry.msg_id
-
-    def _recipients(self, to: list[str] | None) -> list[Contact]:
-        if to is None:
-            members = self._readers()
-            if not members:
-                waiting = [
-                    m.nick
-                    for m in self.members.values()
-                    if m.admission is None and m.trust is not ev.Trust.CHANGED
-                ]
-                if waiting:
-                    waiting.sort(key=nick_key)
-                    more = f" and {len(waiting) - 5} more" if len(waiting) > 5 else ""
-                    named = ", ".join(waiting[:5]) + more
-                    raise NobodyHere(
-                        f"nobody here is admitted yet ({named}): message not sent; compare"
-                        " fingerprints with someone you know (/who shows them), then"
-                        " /admit NICK FINGERPRINT"
-                    )
-                raise NobodyHere("nobody else is here (or trusted): message not sent")
-            return members
-        chosen: dict[str, Contact] = {}
-        for nick in to:
-            member = self.members.get(nick_key(nick))
-            if member is None:
-                raise UnknownRecipient(f"{nick} is not in the room: message not sent")
-            if member.trust is ev.Trust.CHANGED:
-                raise UntrustedRecipient(
-                    f"{member.nick}'s key changed; check it and /trust {member.nick} first"
-                )
-            if not member.may_read:
-                raise NotAdmitted(
-                    f"{member.nick} is not admitted: nothing is sent to them until you compare"
-                    f" fingerprints (/fingerprint {member.nick}) and type"
-                    f" {admit_command('admit', member.nick, member.fingerprint)}"
-                )
-            chosen[nick_key(nick)] = member
-        if not chosen:
-            raise UnknownRecipient("no recipient given")
-        return list(chosen.values())
 
     def admit(self, nick: str, typed: str, now: float, *, command: str = "admit") -> None:
         """Let `nick` read what we send: the user compared `typed`, at least the first
@@ -847,7 +615,7 @@ class PeerCore(AdmissionMixin):
 
         Raises UnknownRecipient, or FingerprintMismatch with what to do instead.
         """
-        member = self.members.get(nick_key(nick))
+        member = self.directory.get(nick)
         if member is None:
             raise UnknownRecipient(f"{nick} is not in the room")
         check_fingerprint(member.nick, typed, member.fingerprint, command=command)
@@ -857,9 +625,12 @@ class PeerCore(AdmissionMixin):
         held: list[Delivery] = []
         if member.trust is ev.Trust.CHANGED:
             held = self._accept_key(member, now)
-        self._grant(member, Admission(How.YOU, self.nick, self._date_ms()), now)
+        grant = Grant(How.YOU, self.nick, self.date_ms())
+        self._apply(self.admission.grant(self, member, grant), now)
         for delivery in held:
-            self._open(delivery, member, now)
+            self._opened(
+                self.inbox.open(delivery, member, me=self.nick, keys=self._ring.held()), member, now
+            )
 
     def trust(self, nick: str, typed: str, now: float) -> None:
         """Accept `nick`'s changed key: `admit`, under the name the user knows for it."""
@@ -871,64 +642,40 @@ class PeerCore(AdmissionMixin):
         Only what the key being trusted signed: if the key changed again meanwhile (or
         back to the pin), messages held under another key stay unread.
         """
-        self._pin(member.nick, member.fingerprint)
+        self._events += self.pinning.pin(member.nick, member.fingerprint, self.date_ms())
         member.trust = ev.Trust.PINNED
         if member.announced:  # its session key can be checked against the new pin now
-            self._take_certificate(member, member.announced, None)
-        # Release only what the key being trusted signed: if the key changed again
-        # meanwhile (or back to the pin), messages held under another key stay unread.
-        held = [
-            d
-            for d in self._withheld.release(nick_key(member.nick))
-            if d.header.sender_fingerprint == member.fingerprint
-        ]
+            self._take_certificate(member, member.announced, None, known=None)
+        held = self.inbox.release(member)
         self._events.append(ev.Trusted(member.nick, member.fingerprint, len(held)))
         return held
 
-    # --- admission: the rules are peer.admission's; sealing is ours -------------------
+    # --- applying what the parts return ----------------------------------------------
 
-    def _seal_vouches(self, vouches: list[Vouch], recipients: list[Contact], now: float) -> None:
-        """Seal `vouches` to `recipients`, `MAX_VOUCHES_PER_MESSAGE` a message.
+    def _apply(self, effects: list[Effect], now: float) -> None:
+        """Do what admission asked, in its order."""
+        for effect in effects:
+            match effect:
+                case SealVouches(vouches, recipients):
+                    self._seal_vouches(vouches, recipients, now)
+                case Record(member, grant):
+                    self.directory.remember_certificate(member)
+                    date_ms = self.date_ms()
+                    self._events += self.pinning.admitted(
+                        member.nick, member.fingerprint, grant, date_ms
+                    )
+                case _:
+                    self._events.append(effect)
 
-        Like a message: its own sequence number, kept in the outbox and resent until
-        acknowledged; unlike one, never shown, and its acknowledgement is no event.
-        """
-        # Like a message, only to session keys whose certificate is valid now: never to
-        # an identity key (forward secrecy), and to nobody without a key (yet).
-        date_ms = int(self.date() * 1000)
-        sealable = {
-            nick_key(m.nick): m.session
-            for m in recipients
-            if m.session is not None and m.session.usable(date_ms)
-        }
-        if not vouches or not sealable:
-            return
-        sealed_to = [
-            sealable[nick_key(m.nick)].recipient(m.nick)
-            for m in recipients
-            if nick_key(m.nick) in sealable
-        ]
-        for i in range(0, len(vouches), MAX_VOUCHES_PER_MESSAGE):
-            payload = encode_vouches(vouches[i : i + MAX_VOUCHES_PER_MESSAGE])
-            envelope = seal(
-                payload,
-                sender=self.identity,
-                sender_nick=self.nick,
-                recipients=sealed_to,
-                seq=self.seq,
-                kind=MessageKind.VOUCH,
-                now=self.date(),
-                msg_id=self.random(MSG_ID_BYTES),
-            )
-            self.seq += 1
-            if len(self.outbox) < MAX_OUTBOX:  # a full outbox holds what people typed
-                entry = self.outbox.add(envelope, "", now)
-                entry.sealed_to = dict(sealable)
-                entry.payload = payload
-            if self.phase is Phase.READY:
+    def _seal_vouches(
+        self, vouches: tuple[Vouch, ...], recipients: tuple[Contact, ...], now: float
+    ) -> None:
+        sealed = self.sending.seal_vouches(
+            vouches, recipients, sender_nick=self.nick, date=self.date(), now=now
+        )
+        if self.phase is Phase.READY:
+            for envelope in sealed:
                 self._send(p.Send(envelope))
-
-    # --- helpers ---------------------------------------------------------------------
 
     def _resend(self, now: float) -> None:
         """After a welcome: everything not yet acknowledged, then what others missed.
@@ -939,130 +686,33 @@ class PeerCore(AdmissionMixin):
         """
         if self._lost_at is not None:
             since = self._lost_at - self._timeout - 1.0
-            self.outbox.reopen_since(since, self._sendable)
+            self.outbox.reopen_since(since, self.directory.sendable)
             self._lost_at = None
-        for entry in self.outbox.unacked():
-            keep = {n for k, n in entry.pending.items() if self._sendable(k)}
-            if keep:
-                entry.sent_at = now
-                self._resend_entry(entry, keep, now)
-        for member in self.members.values():
+        date_ms = self._date_at(now)
+        self._sent(self.sending.resend_unacked(self.directory, now, date_ms))
+        for member in self.directory.members.values():
             if member.may_read:
-                self._resend_to(member, now)
+                self._sent(self.sending.resend_to(member, self.directory, now, date_ms))
 
-    def _resend_to(self, member: Contact, now: float) -> None:
-        key = nick_key(member.nick)
-        for entry in self.outbox.waiting_for(member.nick):
-            # Resending an earlier entry may have given up on the member everywhere
-            # (no valid session key): then there is nothing left to send it here.
-            spelled = entry.pending.get(key)
-            if spelled is None:
-                continue
-            entry.absent_since.pop(key, None)
-            self._resend_entry(entry, {spelled}, now)
+    def _sent(self, resent: Resent) -> None:
+        for envelope in resent.envelopes:
+            self._send(p.Send(envelope))
+        self._events.extend(resent.events)
 
-    def _resend_entry(self, entry: Entry, keep: set[str], now: float) -> None:
-        """Send `entry` again to `keep` (nicknames as its header spells them).
-
-        The very same envelope while every one of them still has the session key it
-        was wrapped to; otherwise sealed again, each recipient wrapped to the newest
-        valid key we know for it (`_resend_targets`), with the same id and number.
-        Who has no valid key at all is given up on, as after a key change.
-
-        Someone missing since a broker restart is not sent to: they come back with a
-        new session key (every connection makes one), which the resend must wait for.
-        They count as absent, so their JOIN brings the resend (`_resend_to`).
-        """
-        for nick in list(keep):
-            key = nick_key(nick)
-            if key in self._missing and key not in self.members:
-                keep.discard(nick)
-                entry.absent_since.setdefault(key, now)
-        targets = self._resend_targets(entry, now)
-        for nick in keep - targets.keys():
-            for dropped, nicks in self.outbox.forget_recipient(nick):
-                self._events.append(ev.Undelivered(dropped.msg_id, nicks))
-        keep = {n for n in keep if nick_key(n) in entry.pending}
-        if not keep:
-            return
-        for nick in keep:  # sent to again: absent only if the broker says so once more
-            entry.absent_since.pop(nick_key(nick), None)
-        envelope = entry.envelope
-        header = envelope.header
-        stale = any(
-            not wrapped or targets[nick].fingerprint[:KEY_ID_BYTES] != key_id
-            for nick, key_id, wrapped in zip(
-                header.recipients, header.key_ids, envelope.wrapped_keys, strict=True
-            )
-            if nick in keep
-        )
-        if stale:
-            envelope = reseal(
-                envelope,
-                entry.payload or entry.text.encode("utf-8"),
-                sender=self.identity,
-                recipients=[key.recipient(nick) for nick, key in targets.items()],
-            )
-            entry.envelope = envelope
-            entry.sealed_to = {nick_key(nick): key for nick, key in targets.items()}
-        # Awaiting an answer again (only now that something goes out): should this
-        # resend be lost with the broker, the resend after the next welcome covers it,
-        # and `exit` waits for it.
-        entry.acked = False
-        self._send(p.Send(envelope.only_for(keep)))
-
-    def _resend_targets(self, entry: Entry, now: float) -> dict[str, CertifiedKey]:
-        """For each recipient of `entry`, the session key a resend is wrapped to.
-
-        Its current key if we list it (present, or missing since a broker restart),
-        else, for someone who left, the key the message was sealed to. Only keys whose
-        certificate is still valid; a recipient with none is left out.
-        """
-        date_ms = self._cert_date_ms(now)
-        targets: dict[str, CertifiedKey] = {}
-        for nick in entry.envelope.header.recipients:
-            key = nick_key(nick)
-            missing = self._missing.get(key)
-            contact = self.members.get(key) or (missing[0] if missing else None)
-            if contact is not None:
-                usable = contact.session if contact.trust is not ev.Trust.CHANGED else None
-            else:
-                usable = entry.sealed_to.get(key)
-            if usable is not None and (date_ms is None or usable.usable(date_ms)):
-                targets[nick] = usable
-        return targets
-
-    def _sendable(self, key: str) -> bool:
-        member = self.members.get(key)
-        return member is None or member.may_read
+    # --- helpers ---------------------------------------------------------------------
 
     def _send(self, msg: p.PeerMessage) -> None:
         self._out.append(p.encode(msg))
 
-    def _cert_date_ms(self, now: float) -> int | None:
+    def _date_at(self, now: float) -> int | None:
         """The date at monotonic `now`, from the last one we were given; None before any."""
         if self._wall_offset is None:
             return None
         return int((now + self._wall_offset) * 1000)
 
-    def _pin(self, nick: str, fp: bytes) -> None:
-        if self.pins.pin(nick, fp, seen_ms=self._date_ms()):
-            self._pins_changed = True
-        elif self.pins.get(nick) != fp:
-            self._pins_full()
-
     def _problem(self, code: str, message: str) -> None:
         self._events.append(ev.Problem(code, message))
-
-    def pending_acks(self) -> list[Entry]:
-        """What people typed that the broker has not acknowledged yet (not vouches)."""
-        return [entry for entry in self.outbox.unacked() if not _quiet(entry)]
 
 
 def _clamp(seconds: float) -> float:
     return min(max(seconds, _MIN_TIMER), _MAX_TIMER)
-
-
-def _quiet(entry: Entry) -> bool:
-    """Vouches are sent, resent and acknowledged as messages are, but never shown."""
-    return entry.envelope.header.kind is MessageKind.VOUCH

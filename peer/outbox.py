@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
-from zchat.envelope import Envelope, nick_key
+from zchat.envelope import Envelope, MessageKind, nick_key
 from zchat.peer.session_keys import CertifiedKey
 
 #: How many messages may wait for acknowledgement before new ones are refused.
@@ -66,6 +66,11 @@ class Entry:
     @property
     def msg_id(self) -> bytes:
         return self.envelope.header.msg_id
+
+    @property
+    def quiet(self) -> bool:
+        """Vouches are sent, resent and acknowledged as messages are, but never shown."""
+        return self.envelope.header.kind is MessageKind.VOUCH
 
 
 @dataclass

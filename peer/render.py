@@ -23,7 +23,7 @@ from enum import Enum
 
 from zchat.envelope import format_fingerprint, nick_key
 from zchat.peer import events as ev
-from zchat.peer.admission import admit_command
+from zchat.peer.fingerprints import admit_command
 from zchat.peer.sanitize import for_terminal as safe
 
 

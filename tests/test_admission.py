@@ -33,9 +33,10 @@ from zchat.envelope import (
 )
 from zchat.envelope.limits import KEY_ID_BYTES, MAX_VOUCHES_PER_MESSAGE
 from zchat.peer import events as ev
-from zchat.peer.admission import MAX_HELD_PER_VOUCHER, MAX_TOLD_PER_MEMBER, MIN_PREFIX, Gate
 from zchat.peer.core import PeerCore
 from zchat.peer.errors import FingerprintMismatch, NobodyHere, NotAdmitted, UnknownRecipient
+from zchat.peer.fingerprints import MIN_PREFIX
+from zchat.peer.gate import MAX_HELD_PER_VOUCHER, MAX_TOLD_PER_MEMBER, Gate
 from zchat.peer.json_events import to_json
 from zchat.peer.pins import Admission, How, Pin, Pins
 from zchat.peer.render import Renderer, plain

@@ -36,7 +36,7 @@ from zchat.envelope import (
 )
 from zchat.envelope.limits import CLOCK_SKEW_MS, KEY_ID_BYTES, MAX_CERT_LIFETIME_MS
 from zchat.envelope.proof import sign_proof
-from zchat.peer import core as core_module
+from zchat.peer import directory as core_module
 from zchat.peer import events as ev
 from zchat.peer.client import Client
 from zchat.peer.config import PeerConfig

@@ -1,0 +1,150 @@
+"""What the broker delivers to us, opened: the signature checked, messages signed by a
+changed key held back, replays dropped, then decrypted with our session keys.
+
+A part of the peer core (`peer.core`): it owns the replay guard (`peer.replay`) and the
+messages held back (`peer.withheld`), and returns what a delivery came to (`Opened`);
+the core shows it, and hands the vouches in a VOUCH message to admission.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from zchat.envelope import (
+    Delivery,
+    EnvelopeError,
+    MessageKind,
+    NotForMe,
+    SessionKey,
+    UnknownSessionKey,
+    decrypt_verified,
+    nick_key,
+    verify_delivery,
+)
+from zchat.peer import events as ev
+from zchat.peer.contact import Contact
+from zchat.peer.replay import ReplayGuard
+from zchat.peer.withheld import MAX_WITHHELD, MAX_WITHHELD_BYTES, Withheld
+
+
+@dataclass
+class Opened:
+    """What a delivery came to: events to show and, for a VOUCH message, its plaintext
+    for admission (`peer.admission`)."""
+
+    events: list[ev.Event] = field(default_factory=list)
+    vouches: bytes | None = None
+
+
+@dataclass
+class Inbox:
+    """Deliveries opened, held back or refused; replays remembered per sender."""
+
+    replay: ReplayGuard = field(default_factory=ReplayGuard)
+    withheld: Withheld = field(default_factory=Withheld)
+
+    def deliver(
+        self, delivery: Delivery, member: Contact, *, me: str, keys: tuple[SessionKey, ...]
+    ) -> Opened:
+        """A delivery from `member` (as its header names it); `me` is our nickname and
+        `keys` our session keys."""
+        header = delivery.header
+        opened = Opened()
+        try:
+            verify_delivery(
+                delivery,
+                me=me,
+                sender_key=member.public_key,
+                sender_fingerprint=member.fingerprint,
+            )
+        except NotForMe:
+            opened.events.append(
+                ev.Problem("not-for-me", f"a message from {member.nick} not addressed to us")
+            )
+            return opened
+        except EnvelopeError as exc:
+            opened.events.append(
+                ev.Problem("bad-signature", f"message claiming to be from {member.nick}: {exc}")
+            )
+            return opened
+        if member.trust is ev.Trust.CHANGED:
+            # A resend of a message already held is the same message: report it once.
+            added, dropped = self.withheld.hold(nick_key(member.nick), delivery)
+            if added:
+                opened.events.append(ev.Untrusted(member.nick, member.fingerprint, header.msg_id))
+            for lost in dropped:
+                opened.events.append(
+                    ev.Problem(
+                        "held-back-dropped",
+                        f"the oldest message held back from {lost.delivery.header.sender} was "
+                        f"dropped: at most {MAX_WITHHELD} a sender and "
+                        f"{MAX_WITHHELD_BYTES // (1024 * 1024)} MiB in all are held",
+                    )
+                )
+            return opened
+        return self.open(delivery, member, me=me, keys=keys)
+
+    def open(
+        self, delivery: Delivery, member: Contact, *, me: str, keys: tuple[SessionKey, ...]
+    ) -> Opened:
+        """A verified delivery from `member`, whose key we trust: decrypted, unless it
+        is a replay or a duplicate."""
+        header = delivery.header
+        opened = Opened()
+        if not self.replay.is_new(member.nick, member.fingerprint, header.seq):
+            if self.replay.is_stale(member.nick, member.fingerprint, header.seq):
+                # Older than the whole window: not one of our resends, which are
+                # always recent. A replay, or the sender's clock went back.
+                opened.events.append(
+                    ev.Problem(
+                        "stale", f"an old message from {member.nick} was dropped (a replay?)"
+                    )
+                )
+            return opened  # a duplicate (a resend) is silent: it was shown once
+        try:
+            plaintext = decrypt_verified(delivery, me=me, keys=keys)
+            text = "" if header.kind is MessageKind.VOUCH else plaintext.decode("utf-8")
+        except UnknownSessionKey:
+            # Sealed to a key of ours past its grace: late, or replayed from a
+            # recording. Nothing to open it with, and nothing to show.
+            opened.events.append(ev.Expired(member.nick, header.msg_id))
+            return opened
+        except (EnvelopeError, UnicodeDecodeError):
+            opened.events.append(
+                ev.Problem("cannot-decrypt", f"a message from {member.nick} did not decrypt")
+            )
+            return opened
+        self.replay.record(member.nick, member.fingerprint, header.seq)
+        if header.kind is MessageKind.VOUCH:
+            opened.vouches = plaintext  # never shown as text
+            return opened
+        opened.events.append(
+            ev.MessageReceived(
+                member.nick,
+                text,
+                header.msg_id,
+                header.timestamp_ms,
+                header.kind is MessageKind.DIRECT,
+                header.recipients,
+                admitted=member.may_read,
+            )
+        )
+        return opened
+
+    def release(self, member: Contact) -> list[Delivery]:
+        """`member`'s changed key is trusted now: what it signed, held back, to open.
+
+        Only what the key being trusted signed: if the key changed again meanwhile (or
+        back to the pin), messages held under another key stay unread.
+        """
+        return [
+            d
+            for d in self.withheld.release(nick_key(member.nick))
+            if d.header.sender_fingerprint == member.fingerprint
+        ]
+
+    def forget(self, nick: str) -> None:
+        """`nick` left: what it sent held back will never be read, and its replay
+        window stops counting as live."""
+        self.withheld.forget(nick_key(nick))
+        self.replay.forget(nick)
