@@ -7,8 +7,8 @@ a script; each front end only renders the events.
 from __future__ import annotations
 
 from zchat.envelope import nick_key
-from zchat.peer import commands as c
 from zchat.peer import events as ev
+from zchat.peer import slash as c
 from zchat.peer.client import Client
 from zchat.peer.contact import Contact
 from zchat.peer.errors import FingerprintMismatch, PeerError

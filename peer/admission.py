@@ -176,7 +176,7 @@ class Admission:
                 command = admit_command("admit", member.nick, member.fingerprint)
                 out.append(ev.AdmitNeeded(member.nick, member.fingerprint, already_here, command))
             return out
-        if not member.vouches_count:
+        if not member.vouches_admit:
             return out
         at_start = already_here and first_snapshot
         self.gate.arrive(member.nick, at_start=at_start)
@@ -204,7 +204,7 @@ class Admission:
         work = [(member, grant)]
         while work:
             m, granted = work.pop(0)
-            if m.vouches_count and granted.how is not How.YOU:
+            if m.vouches_admit and granted.how is not How.YOU:
                 continue  # admitted already: nothing to do, nothing to send (no loops)
             m.admission = granted
             out.append(Record(m, granted))
@@ -248,9 +248,9 @@ class Admission:
             if here is not None and here.fingerprint == vouch.vouched_fingerprint:
                 self.gate.tell(sender.nick, vouch.nick, vouch.vouched_fingerprint)
             fact = Held(sender.fingerprint, vouch.nick, vouch.vouched_fingerprint)
-            if not sender.vouches_count:
+            if not sender.vouches_admit:
                 target = room.member(vouch.nick)
-                if target is not None and target.vouches_count:
+                if target is not None and target.vouches_admit:
                     continue  # admitted already: it would change nothing later either
                 if self.gate.hold(sender.nick, fact):
                     held.append(vouch.nick)
@@ -298,7 +298,7 @@ class Admission:
         voucher = room.member(voucher_nick)
         if voucher is None or voucher.fingerprint != fact.voucher_fp:
             return  # its voucher left or changed key: the vouch goes with it
-        if not voucher.vouches_count:
+        if not voucher.vouches_admit:
             self.gate.hold(voucher.nick, fact)
             return
         target = self._weigh_target(room, voucher, fact, out)
@@ -317,7 +317,7 @@ class Admission:
             reason = f"it is for another key than the one {target.nick} has here"
             out.append(ev.VouchRejected(voucher.nick, (fact.nick,), reason))
             return None
-        if target.trust is ev.Trust.CHANGED or target.vouches_count:
+        if target.trust is ev.Trust.CHANGED or target.vouches_admit:
             return None
         return target
 
@@ -329,7 +329,7 @@ class Admission:
         subjects = [
             m
             for m in room.readers()
-            if m.vouches_count
+            if m.vouches_admit
             and nick_key(m.nick) != nick_key(member.nick)
             and not self.gate.told(member.nick, m.nick, m.fingerprint)
             and (not since_left or self.gate.arrived_since_left(member.nick, m.nick))
@@ -344,15 +344,15 @@ class Admission:
         self, room: RoomView, subject: Contact, recipients: list[Contact], out: list[Effect]
     ) -> None:
         """Send our vouch for `subject` to those of `recipients` not told of it yet."""
-        if not subject.vouches_count:
+        if not subject.vouches_admit:
             return
-        told = [
+        untold = [
             r for r in recipients if not self.gate.told(r.nick, subject.nick, subject.fingerprint)
         ]
-        for r in told:
+        for r in untold:
             self.gate.tell(r.nick, subject.nick, subject.fingerprint)
-        if told:
-            out.append(SealVouches((self._my_vouch(room, subject),), tuple(told)))
+        if untold:
+            out.append(SealVouches((self._my_vouch(room, subject),), tuple(untold)))
 
     def _my_vouch(self, room: RoomView, member: Contact) -> Vouch:
         assert member.admission is not None

@@ -39,6 +39,6 @@ class Contact:
         return self.admission is not None and self.trust is not ev.Trust.CHANGED
 
     @property
-    def vouches_count(self) -> bool:
+    def vouches_admit(self) -> bool:
         """Whether their vouches admit: we admitted them ourselves or by a vouch."""
         return self.may_read and self.admission is not None and self.admission.how is not How.OPEN

@@ -5,7 +5,7 @@ The session, from a started client to its end::
     join     -> events are shown until Ready; a refusal asks the front end for another
                 nickname (or gives up); a broker that never answers within `patience`
                 asks the front end whether to keep waiting
-    chat     -> lines are messages or commands (`peer.commands`, `peer.actions`),
+    chat     -> lines are messages or commands (`peer.slash`, `peer.actions`),
                 while events are shown as they come
     leave    -> end of input, /quit or exit: wait for the broker's acks, then show
                 the events that came in while leaving
@@ -25,8 +25,8 @@ from typing import Protocol
 from zchat.peer import events as ev
 from zchat.peer.actions import execute
 from zchat.peer.client import Client
-from zchat.peer.commands import Quit, parse_line
 from zchat.peer.core import Phase
+from zchat.peer.slash import Quit, parse_line
 
 
 @dataclass(frozen=True, slots=True)

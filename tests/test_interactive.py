@@ -28,8 +28,8 @@ from prompt_toolkit.utils import get_cwidth
 
 from tests.net import FAST, broker_thread, joined, make_client
 from zchat.commands.peer import exit_code
-from zchat.console import EXIT_OK, EXIT_UNDELIVERED
 from zchat.envelope import Identity, fingerprint, format_fingerprint, load_identity
+from zchat.exit_codes import EXIT_OK, EXIT_UNDELIVERED
 from zchat.peer import events as ev
 from zchat.peer.client import Client
 from zchat.peer.config import PeerConfig

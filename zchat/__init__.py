@@ -1,5 +1,5 @@
 """The ``zchat`` shell: the command line (`cli`), its subcommands (`commands`), and the
-only place that turns outcomes into messages and exit codes (`console`)."""
+only place that turns outcomes into messages (`console`) and exit codes (`exit_codes`)."""
 
 from importlib.metadata import PackageNotFoundError, version
 

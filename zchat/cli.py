@@ -9,7 +9,8 @@ import typer
 
 from zchat import __version__
 from zchat.commands import bench, broker, keys, peer
-from zchat.console import EXIT_INTERRUPTED, EXIT_USAGE, error
+from zchat.console import error
+from zchat.exit_codes import EXIT_INTERRUPTED, EXIT_USAGE
 
 app = typer.Typer(
     name="zchat",

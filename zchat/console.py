@@ -1,4 +1,7 @@
-"""How zchat talks to people on the terminal: ``zchat: error: ...`` and ``zchat: hint: ...``."""
+"""How zchat talks to people on the terminal: ``zchat: error: ...`` and ``zchat: hint: ...``.
+
+The exit statuses these end with are `zchat.exit_codes`'.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +10,7 @@ from typing import NoReturn
 
 import typer
 
-#: Exit codes that mean something to scripts.
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_NICK_TAKEN = 3
-EXIT_REFUSED = 4
-EXIT_UNDELIVERED = 5
-EXIT_INTERRUPTED = 130
+from zchat.exit_codes import EXIT_ERROR
 
 
 def error(message: str, hint: str | None = None) -> None:

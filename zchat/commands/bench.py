@@ -14,7 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from zchat.bench.run import QUICK, BenchError, Settings, run
-from zchat.console import EXIT_INTERRUPTED, EXIT_USAGE, fail, info
+from zchat.console import fail, info
+from zchat.exit_codes import EXIT_INTERRUPTED, EXIT_USAGE
 
 #: Every peer is a process of its own; more than this on one machine measures the
 #: scheduler, not zchat.

@@ -14,8 +14,9 @@ import zmq
 
 from zchat.broker.core import BrokerConfig
 from zchat.broker.server import Server
-from zchat.console import EXIT_ERROR, EXIT_USAGE, fail, info
+from zchat.console import fail, info
 from zchat.envelope import is_valid_room
+from zchat.exit_codes import EXIT_ERROR, EXIT_USAGE
 from zchat.wire import curve as bc
 from zchat.wire.protocol import DEFAULT_ROOM
 from zchat.wire.transport import TransportError

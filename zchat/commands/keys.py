@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from zchat.console import EXIT_USAGE, fail, info
+from zchat.console import fail, info
 from zchat.envelope import (
     PRIVATE_KEY_FILE,
     format_fingerprint,
@@ -17,6 +17,7 @@ from zchat.envelope import (
     save_identity,
 )
 from zchat.envelope.limits import KEY_SIZES
+from zchat.exit_codes import EXIT_USAGE
 from zchat.home import default_home, unlock
 from zchat.peer.pinfile import PinFile
 from zchat.peer.pins import How, Pin, PinsError

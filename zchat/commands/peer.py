@@ -11,7 +11,10 @@ from typing import Annotated
 import typer
 import zmq
 
-from zchat.console import (
+from zchat.console import error, fail
+from zchat.envelope import is_valid_nick
+from zchat.envelope.nick import NICK_RULES
+from zchat.exit_codes import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_NICK_TAKEN,
@@ -19,11 +22,7 @@ from zchat.console import (
     EXIT_REFUSED,
     EXIT_UNDELIVERED,
     EXIT_USAGE,
-    error,
-    fail,
 )
-from zchat.envelope import is_valid_nick
-from zchat.envelope.nick import NICK_RULES
 from zchat.home import default_home, unlock
 from zchat.peer.client import Client, CurveKeys
 from zchat.peer.config import PeerConfig

@@ -1,5 +1,7 @@
 """What a typed line means: chat text, or a slash command. Shared by every front end.
 
+(Slash commands, typed in a chat; the ``zchat`` command line's own are `zchat.commands`.)
+
 A line starting with ``/`` is a command; ``//`` sends a literal slash. A bare ``exit``
 leaves, as in the original design.
 """

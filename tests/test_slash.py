@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from zchat.peer import commands as c
+from zchat.peer import slash as c
 
 
 @pytest.mark.parametrize(
