@@ -35,7 +35,7 @@ def execute(cmd: c.Command, client: Client) -> list[ev.Event]:
             case c.FingerprintCommand(str() as nick):
                 member = core.members.get(nick_key(nick))
                 if member is None:
-                    return [ev.Problem("unknown-nick", f"{nick} is not in the room")]
+                    return [ev.Problem(ev.ProblemCode.UNKNOWN_NICK, nick=nick)]
                 return [ev.FingerprintShown(member.nick, member.fingerprint, mine=False)]
             case c.TrustCommand(nick, fingerprint):
                 client.trust(nick, fingerprint)
@@ -44,13 +44,13 @@ def execute(cmd: c.Command, client: Client) -> list[ev.Event]:
             case c.Help():
                 return [ev.Notice(c.HELP)]
             case c.Invalid(hint):
-                return [ev.Problem("usage", hint)]
+                return [ev.Problem(ev.ProblemCode.USAGE, detail=hint)]
             case c.Empty() | c.Quit():
                 pass
     except FingerprintMismatch as exc:
-        return [ev.Problem("fingerprint-mismatch", str(exc))]
+        return [ev.Problem(ev.ProblemCode.FINGERPRINT_MISMATCH, detail=str(exc))]
     except PeerError as exc:
-        return [ev.Problem("not-sent", str(exc))]
+        return [ev.Problem(ev.ProblemCode.NOT_SENT, detail=str(exc))]
     return []
 
 

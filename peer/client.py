@@ -301,7 +301,7 @@ class Client:
                 # keep the clock going: silently stopped heartbeats would get us
                 # evicted with nobody the wiser.
                 log.exception("zchat peer: internal error in the timer")
-                self.events.put_nowait(ev.Problem("internal", f"internal error: {exc!r}"))
+                self.events.put_nowait(ev.Problem(ev.ProblemCode.INTERNAL, detail=repr(exc)))
 
     def _tick(self) -> None:
         self._watch()  # the monitor's FD is edge-triggered too
@@ -408,7 +408,7 @@ class Client:
         if failure is not None:
             log.error("zchat peer: cannot make a session key: %r", failure)
             self.events.put_nowait(
-                ev.Problem("internal", f"cannot make a session key: {failure!r}")
+                ev.Problem(ev.ProblemCode.INTERNAL, detail=repr(failure), context="session key")
             )
             return
         self.core.add_session_key(made.result(), time.monotonic(), wall=time.time())
@@ -425,7 +425,7 @@ class Client:
         except PinsError as exc:
             # The pins still hold in the core's memory, so this session stays
             # protected; only the record for later sessions is lost.
-            self.events.put_nowait(ev.Problem("pins", f"{exc}; the pins hold until you leave"))
+            self.events.put_nowait(ev.Problem(ev.ProblemCode.PINS, detail=str(exc)))
 
 
 _EVENTS = int(zmq.EVENTS)

@@ -42,6 +42,7 @@ from zchat.envelope.proof import sign_proof
 from zchat.peer import events as ev
 from zchat.peer.config import PeerConfig
 from zchat.peer.contact import Contact
+from zchat.peer.events import ProblemCode as P
 from zchat.peer.gate import Gate
 from zchat.peer.outbox import Entry, Outbox
 from zchat.peer.pins import Pin, Pins
@@ -282,7 +283,7 @@ class PeerCore:
         try:
             msg = p.parse_from_broker(frames)
         except ProtocolError as exc:
-            self._problem("malformed", f"malformed message from the broker: {exc}")
+            self._problem(ev.Problem(P.MALFORMED, detail=str(exc)))
             return
         self._last_heard = now
         ready = self.phase is Phase.READY
@@ -296,7 +297,7 @@ class PeerCore:
                 self._snapshot(members, now)
             case p.Refuse(code, reason) if self.phase is Phase.HANDSHAKING:
                 self.phase = Phase.REFUSED
-                self._events.append(ev.Refused(code.name.lower().replace("_", "-"), reason))
+                self._events.append(ev.Refused(_wire_name(code), reason))
             case p.Join(member) if ready:
                 self._take(self.roster.join(member, now))
             case p.Leave(nick, reason) if ready:
@@ -312,7 +313,7 @@ class PeerCore:
             case p.Heartbeat():
                 pass
             case _:
-                self._problem("unexpected", f"unexpected {type(msg).__name__} from the broker")
+                self._problem(ev.Problem(P.UNEXPECTED, context=type(msg).__name__))
 
     def _prove(self, nonce: bytes) -> bytes:
         """Our proof of key for the broker's CHALLENGE `nonce`."""
@@ -327,7 +328,7 @@ class PeerCore:
 
     def _welcome(self, welcome: p.Welcome) -> None:
         if nick_key(welcome.nick) != nick_key(self.nick):
-            self._problem("unexpected", "the broker welcomed us under another nickname")
+            self._problem(ev.Problem(P.UNEXPECTED, welcome.nick, context="Welcome"))
             return
         self.roster.nick = welcome.nick
         self.roster.room = welcome.room
@@ -371,7 +372,7 @@ class PeerCore:
             return
         if msg_id:
             self._take(self.roster.refused(msg_id))
-        self._problem(code.name.lower().replace("_", "-"), f"the broker said: {reason}")
+        self._problem(ev.Problem(P(_wire_name(code)), detail=reason, context="Error"))
 
     # --- time ------------------------------------------------------------------------
 
@@ -458,8 +459,13 @@ class PeerCore:
     def _send(self, msg: p.PeerMessage) -> None:
         self._out.append(p.encode(msg))
 
-    def _problem(self, code: str, message: str) -> None:
-        self._events.append(ev.Problem(code, message))
+    def _problem(self, problem: ev.Problem) -> None:
+        self._events.append(problem)
+
+
+def _wire_name(code: p.RefuseCode | p.ErrorCode) -> str:
+    """A refusal's or an error's name as events and ``--json`` spell it: nick-taken."""
+    return code.name.lower().replace("_", "-")
 
 
 def _clamp(seconds: float) -> float:

@@ -108,12 +108,63 @@ class Refused:
     reason: str
 
 
+class ProblemCode(str, Enum):
+    """Every `code` of an ``error`` event in the ``--json`` contract (README, "Scripted
+    peers"): a `Problem`'s, a refusal's (`Refused`, the broker's `RefuseCode` names) and
+    `TRANSPORT_FAILED`. A `str`, so that a code compares equal to its text."""
+
+    # What the broker sent, or announced, that we could not use.
+    MALFORMED = "malformed"
+    UNEXPECTED = "unexpected"
+    BAD_KEY = "bad-key"
+    BAD_CERTIFICATE = "bad-certificate"
+    ROOM_FULL = "room-full"
+    UNKNOWN_SENDER = "unknown-sender"
+    NOT_FOR_ME = "not-for-me"
+    BAD_SIGNATURE = "bad-signature"
+    HELD_BACK_DROPPED = "held-back-dropped"
+    STALE = "stale"
+    CANNOT_DECRYPT = "cannot-decrypt"
+    BAD_ACK = "bad-ack"
+    FORGED_SENDER = "forged-sender"  # the broker's ERROR: it says we forged a sender
+    # Here, on our side.
+    PINS = "pins"
+    INTERNAL = "internal"
+    # What the user typed.
+    USAGE = "usage"
+    UNKNOWN_NICK = "unknown-nick"
+    FINGERPRINT_MISMATCH = "fingerprint-mismatch"
+    NOT_SENT = "not-sent"
+    # The broker refused our handshake (`Refused`).
+    NICK_TAKEN = "nick-taken"
+    NICK_INVALID = "nick-invalid"
+    UNSUPPORTED_VERSION = "unsupported-version"
+    BAD_PROOF = "bad-proof"
+    NOT_AUTHORIZED = "not-authorized"
+    KEY_IN_USE = "key-in-use"
+    # The connection cannot work (`TransportFailed`).
+    TRANSPORT_FAILED = "transport-failed"
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """Something went wrong with one message or announcement; the chat goes on."""
+    """Something went wrong with one message or announcement; the chat goes on.
 
-    code: str
-    message: str
+    The facts, never words: `peer.render.problem_text` words them, for every front end.
+    """
+
+    code: ProblemCode
+    #: The member it is about, or the nickname the user gave.
+    nick: str = ""
+    #: What another layer said, verbatim: an error's text, the broker's reason, a hint.
+    detail: str = ""
+    #: Where it came from, when the code alone does not say: the broker's message
+    #: ("Welcome", "Rekeyed", "Error"), or what the client was doing ("session key").
+    context: str = ""
+    #: Everyone else it names.
+    nicks: tuple[str, ...] = ()
+    #: How many, when it counts something (members announced past the room limit).
+    count: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from zchat.envelope import (
 from zchat.peer import events as ev
 from zchat.peer.contact import Contact
 from zchat.peer.replay import ReplayGuard
-from zchat.peer.withheld import MAX_WITHHELD, MAX_WITHHELD_BYTES, Withheld
+from zchat.peer.withheld import Withheld
 
 
 @dataclass
@@ -58,13 +58,11 @@ class Inbox:
                 sender_fingerprint=member.fingerprint,
             )
         except NotForMe:
-            opened.events.append(
-                ev.Problem("not-for-me", f"a message from {member.nick} not addressed to us")
-            )
+            opened.events.append(ev.Problem(ev.ProblemCode.NOT_FOR_ME, member.nick))
             return opened
         except EnvelopeError as exc:
             opened.events.append(
-                ev.Problem("bad-signature", f"message claiming to be from {member.nick}: {exc}")
+                ev.Problem(ev.ProblemCode.BAD_SIGNATURE, member.nick, detail=str(exc))
             )
             return opened
         if member.trust is ev.Trust.CHANGED:
@@ -74,12 +72,7 @@ class Inbox:
                 opened.events.append(ev.Untrusted(member.nick, member.fingerprint, header.msg_id))
             for lost in dropped:
                 opened.events.append(
-                    ev.Problem(
-                        "held-back-dropped",
-                        f"the oldest message held back from {lost.delivery.header.sender} was "
-                        f"dropped: at most {MAX_WITHHELD} a sender and "
-                        f"{MAX_WITHHELD_BYTES // (1024 * 1024)} MiB in all are held",
-                    )
+                    ev.Problem(ev.ProblemCode.HELD_BACK_DROPPED, lost.delivery.header.sender)
                 )
             return opened
         return self.open(delivery, member, me=me, keys=keys)
@@ -95,11 +88,7 @@ class Inbox:
             if self.replay.is_stale(member.nick, member.fingerprint, header.seq):
                 # Older than the whole window: not one of our resends, which are
                 # always recent. A replay, or the sender's clock went back.
-                opened.events.append(
-                    ev.Problem(
-                        "stale", f"an old message from {member.nick} was dropped (a replay?)"
-                    )
-                )
+                opened.events.append(ev.Problem(ev.ProblemCode.STALE, member.nick))
             return opened  # a duplicate (a resend) is silent: it was shown once
         try:
             plaintext = decrypt_verified(delivery, me=me, keys=keys)
@@ -110,9 +99,7 @@ class Inbox:
             opened.events.append(ev.Expired(member.nick, header.msg_id))
             return opened
         except (EnvelopeError, UnicodeDecodeError):
-            opened.events.append(
-                ev.Problem("cannot-decrypt", f"a message from {member.nick} did not decrypt")
-            )
+            opened.events.append(ev.Problem(ev.ProblemCode.CANNOT_DECRYPT, member.nick))
             return opened
         self.replay.record(member.nick, member.fingerprint, header.seq)
         if header.kind is MessageKind.VOUCH:

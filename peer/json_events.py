@@ -11,6 +11,7 @@ from typing import Any
 
 from zchat.envelope import format_fingerprint
 from zchat.peer import events as ev
+from zchat.peer.render import problem_text
 
 
 def to_json(event: ev.Event) -> dict[str, Any]:
@@ -84,12 +85,13 @@ def to_json(event: ev.Event) -> dict[str, Any]:
             return {"event": "undelivered", "id": msg_id.hex(), "nicks": list(nicks)}
         case ev.Refused(code, reason):
             return {"event": "error", "code": code, "message": reason}
-        case ev.Problem(code, message):
-            return {"event": "error", "code": code, "message": message}
+        case ev.Problem() as trouble:
+            return {"event": "error", "code": trouble.code.value, "message": problem_text(trouble)}
         case ev.Disconnected(reason, final):
             return {"event": "disconnected", "reason": reason, "final": final}
         case ev.TransportFailed(reason, hint):
-            return {"event": "error", "code": "transport-failed", "message": reason, "hint": hint}
+            code = ev.ProblemCode.TRANSPORT_FAILED.value
+            return {"event": "error", "code": code, "message": reason, "hint": hint}
         case ev.Who(me, members):
             return {"event": "who", "me": _who(me), "peers": [_who(m) for m in members]}
         case ev.FingerprintShown(nick, fp, mine):

@@ -66,10 +66,4 @@ class Pinning:
         if self._full_said:
             return []
         self._full_said = True
-        return [
-            ev.Problem(
-                "pins",
-                "the pins file is full of admitted keys: new ones hold for this session only"
-                " ('zchat keys forget NICK' makes room)",
-            )
-        ]
+        return [ev.Problem(ev.ProblemCode.PINS)]

@@ -3,7 +3,15 @@
 A `Line` is a tuple of `Span`s, and each span says what its text *is* (a time, a
 nickname, a warning...), never how it looks. The plain output joins the texts
 (`plain`); the terminal UI maps each role to a style (`peer.tui_style`). JSON has a
-module of its own (`peer.json_events`): it carries the fields, not words.
+module of its own (`peer.json_events`): it carries the fields, and for a problem the
+words `problem_text` gives it.
+
+The core and its parts say what happened as codes and fields (`events.Problem`,
+`events.ProblemCode`), and the words are made here. The exceptions are texts an event
+carries whole, which this module shows as they are: a refused request's reason
+(`peer.errors`, worded where it is raised, and shown as a `not-sent` or
+`fingerprint-mismatch` problem), a vouch's rejection reason, why the connection was
+lost, and the client's transport diagnosis.
 
 Every string from the network goes through `sanitize.for_terminal` as its span is
 made, so no front end can forget to: escape sequences are shown, never executed.
@@ -22,9 +30,12 @@ from dataclasses import dataclass
 from enum import Enum
 
 from zchat.envelope import format_fingerprint, nick_key
+from zchat.envelope.limits import MAX_ROOM
 from zchat.peer import events as ev
+from zchat.peer.events import ProblemCode as P
 from zchat.peer.fingerprints import admit_command
 from zchat.peer.sanitize import for_terminal as safe
+from zchat.peer.withheld import MAX_WITHHELD, MAX_WITHHELD_BYTES
 
 
 class Role(Enum):
@@ -53,6 +64,7 @@ CLOCK_TOLERANCE = 60.0
 REMEMBER = 1000
 #: Characters of our own message quoted when reporting on it.
 QUOTE = 40
+MIB = 1024 * 1024
 
 
 def plain(line: Line) -> str:
@@ -76,6 +88,76 @@ def nick(name: str) -> Span:
 def short(fp: bytes) -> str:
     """The first three groups of a fingerprint, for lists; /fingerprint shows it all."""
     return " ".join(format_fingerprint(fp).split(" ")[:3]) + " …"
+
+
+def problem_text(trouble: ev.Problem) -> str:
+    """What went wrong, in words: the one wording of a `Problem`, which the terminal
+    shows (made safe) and ``--json`` carries as its ``message``. Network strings in it
+    are as they came: each front end escapes them for its medium."""
+    nick, detail, context = trouble.nick, trouble.detail, trouble.context
+    if context == "Error":  # the broker's own ERROR, in its words
+        return f"the broker said: {detail}"
+    match trouble.code:
+        case P.MALFORMED:
+            return f"malformed message from the broker: {detail}"
+        case P.UNEXPECTED if context == "Welcome":
+            return "the broker welcomed us under another nickname"
+        case P.UNEXPECTED if context == "Rekeyed":
+            return f"a new session key for {nick}, who is not here"
+        case P.UNEXPECTED:
+            return f"unexpected {context} from the broker"
+        case P.BAD_KEY:
+            return f"{nick} announced an unusable key: {detail}"
+        case P.BAD_CERTIFICATE:
+            return (
+                f"{nick}'s session key is refused ({detail}): nothing is sealed to "
+                f"{nick} until a valid one comes"
+            )
+        case P.ROOM_FULL:
+            what = (
+                f"the broker announced {trouble.count} member(s) more than"
+                if trouble.count
+                else f"{nick} joined, but that is one more than"
+            )
+            return (
+                f"{what} a room holds ({MAX_ROOM}, us included): ignored, "
+                "and so is anyone else announced until someone leaves"
+            )
+        case P.UNKNOWN_SENDER:
+            return f"message from {nick}, who is not here"
+        case P.NOT_FOR_ME:
+            return f"a message from {nick} not addressed to us"
+        case P.BAD_SIGNATURE:
+            return f"message claiming to be from {nick}: {detail}"
+        case P.HELD_BACK_DROPPED:
+            return (
+                f"the oldest message held back from {nick} was dropped: at most "
+                f"{MAX_WITHHELD} a sender and {MAX_WITHHELD_BYTES // MIB} MiB in all are held"
+            )
+        case P.STALE:
+            return f"an old message from {nick} was dropped (a replay?)"
+        case P.CANNOT_DECRYPT:
+            return f"a message from {nick} did not decrypt"
+        case P.BAD_ACK:
+            return (
+                f"the broker acknowledged a message of ours to {', '.join(trouble.nicks)}, "
+                "whom it was not for: ignored"
+            )
+        case P.PINS if detail:  # the pins file could not be written
+            return f"{detail}; the pins hold until you leave"
+        case P.PINS:
+            return (
+                "the pins file is full of admitted keys: new ones hold for this session only"
+                " ('zchat keys forget NICK' makes room)"
+            )
+        case P.INTERNAL if context == "session key":
+            return f"cannot make a session key: {detail}"
+        case P.INTERNAL:
+            return f"internal error: {detail}"
+        case P.UNKNOWN_NICK:
+            return f"{nick} is not in the room"
+    # A usage hint, or a refused request (peer.errors): its own words, said at the raise.
+    return detail
 
 
 def stamp(sent_at: float, arrived: float) -> tuple[Span, ...]:
@@ -157,8 +239,8 @@ class Renderer:
                 return [problem(f"{what} never reached {_nicks(nicks)}")]
             case ev.Refused(_, reason):
                 return [problem(f"the broker refused us: {safe(reason)}")]
-            case ev.Problem(_, message):
-                return [problem(safe(message))]
+            case ev.Problem() as trouble:
+                return [problem(safe(problem_text(trouble)))]
             case ev.Disconnected(reason, final):
                 if final:  # the session is over: never say "reconnecting" then
                     return [problem(f"the session ended: {safe(reason)}")]

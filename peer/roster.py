@@ -38,12 +38,12 @@ from zchat.envelope import (
     load_public_key,
     nick_key,
 )
-from zchat.envelope.limits import MAX_ROOM
 from zchat.peer import events as ev
 from zchat.peer.admission import Admission, Effect, Record, SealVouches
 from zchat.peer.contact import Contact
 from zchat.peer.directory import Directory
 from zchat.peer.errors import UnknownRecipient
+from zchat.peer.events import ProblemCode as P
 from zchat.peer.fingerprints import check_fingerprint
 from zchat.peer.inbox import Inbox, Opened
 from zchat.peer.outbox import Entry
@@ -144,7 +144,7 @@ class Roster:
         for member in self.directory.relisted(previous, now):
             self._drop(member.nick, member, "room-full")
         if refused:
-            self._room_full(f"the broker announced {refused} member(s) more than")
+            self._room_full(count=refused)
         return self._flush()
 
     def join(self, wire: p.Member, now: float) -> Output:
@@ -157,7 +157,7 @@ class Roster:
             for gone in shed:
                 self._drop(gone.nick, gone, "room-full")
             if not fits:
-                self._room_full(f"{wire.nick} joined, but that is one more than")
+                self._room_full(nick=wire.nick)
                 return self._flush()
         quiet = missing is not None and missing.public_der == wire.public_der
         known = self.directory.members.get(key) or missing
@@ -173,7 +173,7 @@ class Roster:
     def rekeyed(self, nick: str, cert: bytes, now: float) -> Output:
         member = self.directory.get(nick)
         if member is None:
-            self._problem("unexpected", f"a new session key for {nick}, who is not here")
+            self._problem(ev.Problem(P.UNEXPECTED, nick, context="Rekeyed"))
         else:
             self._take_certificate(member, cert, self._date_at(now), known=member)
         return self._flush()
@@ -182,8 +182,7 @@ class Roster:
         """A delivery, to open with our session keys `keys`."""
         member = self.directory.get(delivery.header.sender)
         if member is None:
-            sender = delivery.header.sender
-            self._problem("unknown-sender", f"message from {sender}, who is not here")
+            self._problem(ev.Problem(P.UNKNOWN_SENDER, delivery.header.sender))
         else:
             opened = self.inbox.deliver(delivery, member, me=self.nick, keys=keys)
             self._opened(opened, member, now)
@@ -293,7 +292,7 @@ class Roster:
         try:
             key = load_public_key(wire.public_der)
         except BadPublicKey as exc:
-            self._problem("bad-key", f"{wire.nick} announced an unusable key: {exc}")
+            self._problem(ev.Problem(P.BAD_KEY, wire.nick, detail=str(exc)))
             return None
         fp = fingerprint(wire.public_der)
         trust, record = self.pinning.sight(wire.nick, fp, self.date_ms())
@@ -338,11 +337,7 @@ class Roster:
         pinned = self.pinning.pins.get(member.nick)
         refused = self.directory.take_certificate(member, raw, date_ms, pinned=pinned, known=known)
         if refused:
-            self._problem(
-                "bad-certificate",
-                f"{member.nick}'s session key is refused ({refused}): nothing is sealed to "
-                f"{member.nick} until a valid one comes",
-            )
+            self._problem(ev.Problem(P.BAD_CERTIFICATE, member.nick, detail=refused))
 
     def _drop(self, nick: str, member: Contact | None, reason: str) -> None:
         """The one way a member goes (it left, timed out, or was let go to make room):
@@ -353,13 +348,11 @@ class Roster:
         if member is not None:
             self._output.events.append(ev.Left(member.nick, reason))
 
-    def _room_full(self, what: str) -> None:
+    def _room_full(self, *, nick: str = "", count: int = 0) -> None:
+        """Members announced past the room limit were ignored: `count` in a snapshot,
+        or `nick` joining. Said once until someone leaves (`Directory.report_full`)."""
         if self.directory.report_full():
-            self._problem(
-                "room-full",
-                f"{what} a room holds ({MAX_ROOM}, us included): ignored, "
-                "and so is anyone else announced until someone leaves",
-            )
+            self._problem(ev.Problem(P.ROOM_FULL, nick, count=count))
 
     def _opened(self, opened: Opened, member: Contact, now: float) -> None:
         self._output.events += opened.events
@@ -397,8 +390,8 @@ class Roster:
             return None
         return int((now + self._wall_offset) * 1000)
 
-    def _problem(self, code: str, message: str) -> None:
-        self._output.events.append(ev.Problem(code, message))
+    def _problem(self, problem: ev.Problem) -> None:
+        self._output.events.append(problem)
 
     def _flush(self) -> Output:
         output, self._output = self._output, Output()

@@ -207,13 +207,7 @@ class Sending:
         if strangers:
             # The signed recipient list says otherwise: a lie, or a broken broker.
             # Believe none of it, so that it settles nothing.
-            return [
-                ev.Problem(
-                    "bad-ack",
-                    f"the broker acknowledged a message of ours to {', '.join(strangers)}, "
-                    "whom it was not for: ignored",
-                )
-            ]
+            return [ev.Problem(ev.ProblemCode.BAD_ACK, nicks=strangers)]
         news = self.outbox.acknowledge(msg_id, delivered, absent, now)
         if news is not None and not entry.quiet:
             return [ev.Acked(msg_id, *news)]

@@ -19,6 +19,7 @@ from zchat.peer.contact import Contact
 from zchat.peer.core import PeerCore
 from zchat.peer.errors import CannotSeal
 from zchat.peer.pins import Admission, How, Pin, Pins
+from zchat.peer.render import problem_text
 from zchat.peer.withheld import MAX_WITHHELD_BYTES, Withheld, held_size
 from zchat.wire import protocol as p
 
@@ -69,7 +70,7 @@ def test_a_snapshot_of_more_members_than_a_room_holds_is_cut_at_the_limit_and_sa
     events = core.take_events()
     assert len(core.members) == OTHERS
     (full,) = problems(events, "room-full")
-    assert f"{MAX_ROOM}" in full.message
+    assert f"{MAX_ROOM}" in problem_text(full)
     # The line typed next reaches everyone admitted: nothing raises.
     core.send_text("hello", 0.0, wall=1.7e9)
     assert len(recipients_of(core)) == OTHERS
@@ -239,8 +240,8 @@ def test_an_ack_naming_non_recipients_is_a_problem_and_settles_nothing(
     core.receive(p.encode(p.Ack(msg_id, ("mallory", "eve"), ())), room.now)
     events = core.take_events()
     (lie,) = problems(events, "bad-ack")
-    assert "mallory" in lie.message
-    assert "eve" in lie.message
+    assert "mallory" in problem_text(lie)
+    assert "eve" in problem_text(lie)
     assert not [e for e in events if isinstance(e, ev.Acked)]  # never "delivered to 2"
     # Still unacknowledged: resent after a reconnect, and named on leaving if the
     # broker never answers truly.

@@ -26,6 +26,7 @@ from zchat.peer.client import Client
 from zchat.peer.config import PeerConfig
 from zchat.peer.pinfile import PINS_FILE, PinFile
 from zchat.peer.pins import Pin, PinsError
+from zchat.peer.render import problem_text
 from zchat.wire import protocol as p
 
 FP_BOB = bytes(range(32))
@@ -191,7 +192,7 @@ def test_a_pins_file_that_cannot_be_written_is_reported_and_the_session_goes_on(
             assert [e.nick for e in seen if isinstance(e, ev.Joined)] == ["bob"]
             assert isinstance(seen[-1], ev.Problem)
             assert seen[-1].code == "pins"
-            assert "the pins hold until you leave" in seen[-1].message
+            assert "the pins hold until you leave" in problem_text(seen[-1])
             assert client.core.pins.get("bob") == bob.fingerprint  # held for the session
             client.send_text("still here", to=["bob"])  # and the session goes on
             await broker.expect(p.Send)

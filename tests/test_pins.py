@@ -25,6 +25,7 @@ from zchat.peer.pins import (
     encode_pins,
     parse_pins,
 )
+from zchat.peer.render import problem_text
 from zchat.wire import protocol as p
 
 DAY = 24 * 3600 * 1000
@@ -126,7 +127,7 @@ def test_a_flood_into_a_store_of_admitted_pins_is_refused_and_said_once(
         core.receive(p.encode(p.Join(p.Member(f"fake{i:02}", bob.public_der))), room.now)
     problems = [e for e in core.take_events() if isinstance(e, ev.Problem)]
     assert [e.code for e in problems] == ["pins"]
-    assert "full of admitted keys" in problems[0].message
+    assert "full of admitted keys" in problem_text(problems[0])
     assert len(pins) == MAX_PINS
 
 

@@ -126,7 +126,9 @@ def test_spans_say_what_they_are() -> None:
     assert shown[-1].text == format_fingerprint(fp)
     warning = Renderer("alice").render(ev.KeyChanged("bob", fp, fp[::-1]), NOW)
     assert {s.role for line in warning for s in line} == {Role.WARNING, Role.FINGERPRINT}
-    (problem,) = Renderer("alice").render(ev.Problem("usage", "usage: /trust NICK"), NOW)
+    (problem,) = Renderer("alice").render(
+        ev.Problem(ev.ProblemCode.USAGE, detail="usage: /trust NICK"), NOW
+    )
     assert [(s.role, s.text) for s in problem] == [(Role.PROBLEM, "! usage: /trust NICK")]
 
 
@@ -156,7 +158,7 @@ def every_event() -> list[ev.Event]:
         ev.Acked(ID, ("bob",), ()),
         ev.Undelivered(ID, ("bob",)),
         ev.Refused("nick-taken", "alice is taken"),
-        ev.Problem("usage", "usage: /trust NICK"),
+        ev.Problem(ev.ProblemCode.USAGE, detail="usage: /trust NICK"),
         ev.Disconnected("the broker stopped answering"),
         ev.TransportFailed("the broker's key differs", "check it"),
         ev.Who(me, (me,)),

@@ -98,7 +98,7 @@ def hostile_events(s: str) -> list[ev.Event]:
         ev.Acked(b"\x01" * 16, (s,), (s,)),
         ev.Undelivered(b"\x01" * 16, (s,)),
         ev.Refused(s, s),
-        ev.Problem(s, s),
+        *(ev.Problem(code, s, s, s, (s,), 1) for code in ev.ProblemCode),
         ev.Disconnected(s),
         ev.TransportFailed(s, s),
         ev.Who(entry, (entry,)),
