@@ -16,7 +16,7 @@ import time
 
 import zmq
 
-from tests.memory import hello
+from tests.support.room import hello
 from zchat.envelope import Envelope, Header, MessageKind, generate_identity
 from zchat.envelope.proof import sign_proof
 from zchat.wire import protocol as p

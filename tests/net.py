@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 import zmq
 
+from tests.support.waits import WAIT
 from zchat.broker.core import Broker, BrokerConfig
 from zchat.broker.server import Server
 from zchat.envelope import Identity
@@ -20,10 +21,6 @@ from zchat.peer import events as ev
 from zchat.peer.client import Client
 from zchat.peer.config import PeerConfig
 from zchat.peer.pinfile import PinFile
-
-# How long a test waits for what must come. Passing runs never wait this long; on a
-# shared 2-core machine a slow moment must not read as a failure.
-WAIT = 10.0
 
 FAST = BrokerConfig(
     heartbeat_interval=0.1, heartbeat_timeout=0.6, handshake_timeout=0.6, backlog_timeout=0.6
@@ -109,17 +106,6 @@ async def ready(client: Client, timeout: float = WAIT) -> ev.Ready:
     last = events[-1]
     assert isinstance(last, ev.Ready), f"handshake failed: {last}"
     return last
-
-
-async def until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
-    """Poll `condition` every 10 ms until it holds; the clients' loops run meanwhile.
-
-    For state no event marks (a member back with the key we knew is not news).
-    """
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not so within {timeout} s"
-        await asyncio.sleep(0.01)
 
 
 async def sees(client: Client, nick: str, timeout: float = WAIT) -> None:

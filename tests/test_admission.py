@@ -15,8 +15,17 @@ from hashlib import sha256
 
 import pytest
 
-from tests.conftest import KeyPool
-from tests.memory import CLOSED, FAST_CORE, OPEN, WALL_AT_ZERO, MemoryRoom, certificate, seeded
+from tests.support.keys import KeyPool
+from tests.support.room import (
+    CLOSED,
+    FAST_CORE,
+    OPEN,
+    WALL_AT_ZERO,
+    MemoryRoom,
+    certificate,
+    ready_core,
+    seeded,
+)
 from zchat.broker.core import Broker, BrokerConfig
 from zchat.envelope import (
     Identity,
@@ -687,25 +696,21 @@ def test_a_vouch_resent_to_a_members_new_session_key_still_carries_its_vouches(
     it is sealed again, to that key, and must still be the vouch (not an empty text)."""
     alice, carol, dave = keys.get(0), keys.get(2), keys.get(4)
     wall = WALL_AT_ZERO
-    core = PeerCore(
-        "alice",
-        alice,
-        admitted_by_alice(("carol", carol)),
-        CLOSED,
-        seq=1,
-        random=seeded(5),
-        date=lambda: wall,
-    )
-    core.start(0.0)
-    core.add_session_key(generate_session_key(), 0.0, wall=wall)
-    core.receive(p.encode(p.Welcome("alice", 1000, 5000)), 0.0)
     old, new = generate_session_key(), generate_session_key()
     here = [
         p.Member("carol", carol.public_der, certificate(carol, "carol", wall, old)),
         p.Member("dave", dave.public_der, certificate(dave, "dave", wall)),
     ]
-    core.receive(p.encode(p.Snapshot(tuple(here))), 0.0)
-    core.take_outgoing()
+    core = ready_core(
+        "alice",
+        alice,
+        here,
+        pins=admitted_by_alice(("carol", carol)),
+        seed=5,
+        dated=True,
+        session_key=generate_session_key(),
+        keep_events=True,
+    )
     core.admit("dave", typed(dave), 0.0)
     (to_carol,) = [
         s.envelope

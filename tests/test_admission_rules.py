@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.conftest import KeyPool
+from tests.support.keys import KeyPool
 from zchat.envelope import Identity, encode_vouches, make_vouch, nick_key
 from zchat.peer import events as ev
 from zchat.peer.admission import Admission, Effect, Record, SealVouches

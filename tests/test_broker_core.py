@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from tests.conftest import KeyPool
-from tests.memory import FAST_CORE, MemoryRoom, hello, seeded
+from tests.support.keys import KeyPool
+from tests.support.room import FAST_CORE, MemoryRoom, hello, seeded
 from zchat.broker.core import Broker, Outgoing
 from zchat.broker.held import held_size
 from zchat.envelope import Header, Identity, Recipient, seal

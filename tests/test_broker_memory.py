@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import zmq
 
-from tests.memory import hello
 from tests.net import FAST, broker_thread, zmq_context
 from tests.procs import running, start_broker
+from tests.support.room import hello
 from zchat.envelope import Envelope, Header, Identity, MessageKind
 from zchat.envelope.limits import MSG_ID_BYTES
 from zchat.envelope.proof import sign_proof

@@ -6,8 +6,8 @@ import asyncio
 
 import zmq
 
-from tests.conftest import KeyPool
 from tests.net import broker_thread, joined, make_client, ready, sees, texts, wait_for
+from tests.support.keys import KeyPool
 from zchat.envelope import Identity
 from zchat.peer import events as ev
 from zchat.wire import protocol as p

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import zmq
 
-from tests.memory import seeded
 from tests.net import broker_thread, make_client, ready, sees, texts, wait_for
+from tests.support.room import seeded
 from zchat.broker.core import Broker, BrokerConfig, Outgoing
 from zchat.envelope import Envelope, Identity, seal
 from zchat.envelope.limits import MAX_FRAME_BYTES

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import zmq
 
-from tests.memory import hello, seeded
 from tests.net import FAST, broker_thread, ready, sees, texts, wait_for, zmq_context
 from tests.procs import FAST_TIMERS, ZCHAT, Proc, start_peer
+from tests.support.room import hello, seeded
 from zchat.broker.core import Broker
 from zchat.broker.server import Server
 from zchat.envelope import PRIVATE_KEY_FILE, Identity, InsecureKeyFile, load_identity, save_identity

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from tests.conftest import KeyPool
+from tests.support.keys import KeyPool
 from zchat.envelope import (
     BadSignature,
     DecryptionFailed,

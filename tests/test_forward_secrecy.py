@@ -13,10 +13,10 @@ import weakref
 
 import pytest
 
-from tests.conftest import KeyPool
-from tests.memory import FAST_CORE, MemoryRoom, seeded
 from tests.net import joined, make_client, ready, sees, texts, wait_for
-from tests.test_hostile_broker import injected, lying_broker, record_deliveries, watch_crashes
+from tests.support.keys import KeyPool
+from tests.support.lying_broker import injected, lying_broker, record_deliveries, watch_crashes
+from tests.support.room import FAST_CORE, MemoryRoom, seeded
 from zchat.broker.core import Broker
 from zchat.envelope import (
     DecryptionFailed,

@@ -19,9 +19,9 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import KeyPool
-from tests.memory import hello
 from tests.net import broker_thread, make_client, ready, sees, texts, wait_for
+from tests.support.keys import KeyPool
+from tests.support.room import hello
 from zchat.broker.core import Broker, BrokerConfig, Outgoing
 from zchat.envelope import Envelope, Identity, MessageKind, Recipient, seal
 from zchat.envelope._primitives import sign

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import zmq
 
-from tests.conftest import KeyPool
-from tests.memory import WALL_AT_ZERO, hello, pooled_session_keys, seeded
 from tests.net import FAST, broker_thread, ready, texts, wait_for
 from tests.procs import running, start_broker, start_peer
-from tests.test_hostile_broker import lying_broker
+from tests.support.keys import KeyPool
+from tests.support.lying_broker import lying_broker
+from tests.support.room import WALL_AT_ZERO, hello, pooled_session_keys, seeded
 from zchat.broker.core import Broker
 from zchat.envelope import Identity
 from zchat.peer import events as ev

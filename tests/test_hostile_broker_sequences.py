@@ -44,8 +44,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 
-from tests.conftest import KeyPool
-from tests.memory import CLOSED, WALL_AT_ZERO, pooled_session_keys, seeded
+from tests.support.keys import KeyPool
+from tests.support.room import CLOSED, WALL_AT_ZERO, pooled_session_keys, seeded
 from zchat.envelope import (
     Envelope,
     Identity,
@@ -276,7 +276,7 @@ class HostileBroker(RuleBasedStateMachine):
 
     @property
     def wall(self) -> float:
-        """The date: it moves with the monotonic clock, as in `tests.memory`."""
+        """The date: it moves with the monotonic clock, as in `tests.support.room`."""
         return WALL_AT_ZERO + self.now
 
     @property

@@ -27,6 +27,7 @@ from prompt_toolkit.output.vt100 import Vt100_Output
 from prompt_toolkit.utils import get_cwidth
 
 from tests.net import FAST, broker_thread, joined, make_client
+from tests.support.waits import until
 from zchat.commands.peer import exit_code
 from zchat.envelope import Identity, fingerprint, format_fingerprint, load_identity
 from zchat.exit_codes import EXIT_OK, EXIT_UNDELIVERED
@@ -75,16 +76,21 @@ class Terminal:
 
     async def shows(self, pattern: str, timeout: float = 5.0) -> str:
         """The first line after the last match that matches `pattern` (a regex)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for i in range(self._seen, len(self.lines)):
-                if re.search(pattern, self.lines[i]):
-                    self._seen = i + 1
-                    return self.lines[i]
-            if self.task.done() or time.monotonic() > deadline:
-                screen = "\n".join(self.lines)
-                raise AssertionError(f"{pattern!r} not shown; the screen:\n{screen}")
-            await asyncio.sleep(0.01)
+
+        def match() -> int | None:
+            lines = self.lines
+            return next(
+                (i for i in range(self._seen, len(lines)) if re.search(pattern, lines[i])), None
+            )
+
+        with contextlib.suppress(AssertionError):
+            await until(lambda: self.task.done() or match() is not None, timeout)
+        i = match()
+        if i is None:
+            screen = "\n".join(self.lines)
+            raise AssertionError(f"{pattern!r} not shown; the screen:\n{screen}")
+        self._seen = i + 1
+        return self.lines[i]
 
     async def exit_status(self, timeout: float = 5.0) -> int:
         """What `zchat peer` would exit with, once the session ended."""

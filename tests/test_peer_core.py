@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.memory import WALL_AT_ZERO, MemoryRoom, seeded
+from tests.support.room import WALL_AT_ZERO, MemoryRoom, seeded
 from zchat.envelope import Header, Identity, generate_identity
 from zchat.peer import events as ev
 from zchat.peer.core import PeerCore

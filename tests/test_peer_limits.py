@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import KeyPool
-from tests.memory import WALL_AT_ZERO, MemoryRoom, certificate, pooled_session_keys, seeded
+from tests.support.keys import KeyPool
+from tests.support.room import WALL_AT_ZERO, MemoryRoom, certificate, pooled_session_keys
+from tests.support.room import ready_core as support_ready_core
 from zchat.envelope import Identity, format_fingerprint, nick_key
 from zchat.envelope.limits import MAX_ROOM, MAX_TEXT_BYTES
 from zchat.peer import events as ev
@@ -27,14 +28,18 @@ OTHERS = MAX_ROOM - 1  # a room of MAX_ROOM holds us and this many others
 
 
 def ready_core(me: Identity, members: list[p.Member], now: float = 0.0) -> PeerCore:
-    """A core welcomed into a room the test announces; its events taken."""
-    core = PeerCore("me", me, seq=1, random=seeded(1), config=PeerConfig(admit_all=True))
-    core.start(now)
-    core.add_session_key(SESSION_KEYS(), now, wall=WALL_AT_ZERO + now)
-    core.receive(p.encode(p.Welcome("me", 100, 500)), now)
-    core.receive(p.encode(p.Snapshot(tuple(members))), now)
-    core.take_outgoing()
-    return core
+    """A core welcomed into an open room the test announces; its events kept."""
+    return support_ready_core(
+        "me",
+        me,
+        members,
+        config=PeerConfig(admit_all=True),
+        now=now,
+        wall=WALL_AT_ZERO + now,
+        session_key=SESSION_KEYS(),
+        timers=(100, 500),
+        keep_events=True,
+    )
 
 
 def crowd(n: int, key: Identity, prefix: str = "m") -> list[p.Member]:

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import zmq
 
-from tests.conftest import KeyPool
-from tests.memory import certificate
 from tests.procs import Peer, running, start_peer
+from tests.support.keys import KeyPool
+from tests.support.room import certificate
 from zchat.envelope import (
     Envelope,
     Identity,

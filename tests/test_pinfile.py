@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import zmq
 
-from tests.memory import certificate
 from tests.net import run, sees, wait_for
+from tests.support.room import certificate
 from zchat.envelope import Identity
 from zchat.peer import events as ev
 from zchat.peer import pinfile

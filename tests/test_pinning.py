@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import KeyPool
-from tests.memory import CLOSED, MemoryRoom
+from tests.support.keys import KeyPool
+from tests.support.room import CLOSED, MemoryRoom
 from zchat.cli import app
 from zchat.envelope import Identity, format_fingerprint
 from zchat.peer import events as ev
@@ -292,7 +292,7 @@ def test_keys_pins_lists_and_forget_removes_a_pin(tmp_path: Path, bob: Identity)
 def test_a_changed_key_is_warned_about_once_not_at_every_reconnect(
     alice: Identity, bob: Identity, carol: Identity
 ) -> None:
-    from tests.memory import FAST_CORE, seeded
+    from tests.support.room import FAST_CORE, seeded
     from zchat.broker.core import Broker
 
     room = MemoryRoom(broker=Broker(FAST_CORE, random=seeded(1)))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.memory import CLOSED, MemoryRoom
+from tests.support.room import CLOSED, MemoryRoom
 from zchat.envelope import Identity
 from zchat.peer import events as ev
 from zchat.peer.pinfile import PINS_FILE, PinFile

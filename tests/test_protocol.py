@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.memory import certificate
+from tests.support.room import certificate
 from zchat.envelope import Identity, Recipient, seal
 from zchat.envelope.limits import MAX_CERT_BYTES
 from zchat.wire import protocol as p

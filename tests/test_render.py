@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.memory import MemoryRoom
+from tests.support.room import MemoryRoom
 from zchat.envelope import Identity, format_fingerprint
 from zchat.peer import events as ev
 from zchat.peer.json_events import to_json

@@ -9,7 +9,7 @@ import tracemalloc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.memory import WALL_AT_ZERO, pooled_session_keys, seeded
+from tests.support.room import ready_core
 from zchat.envelope import Identity, MessageKind, Recipient, seal
 from zchat.peer import events as ev
 from zchat.peer.core import PeerCore
@@ -137,15 +137,8 @@ def test_a_window_set_aside_comes_back_with_its_numbers() -> None:
 
 def ready_peer(nick: str, identity: Identity, members: dict[str, Identity]) -> PeerCore:
     """A peer core welcomed by a broker (any broker) that lists `members`."""
-    core = PeerCore(nick, identity, seq=1, random=seeded(len(nick)))
-    core.start(0.0)
-    core.add_session_key(pooled_session_keys()(), 0.0, wall=WALL_AT_ZERO)
-    core.receive(p.encode(p.Welcome(nick, 1000, 5000)), 0.0)
-    listed = tuple(p.Member(n, i.public_der) for n, i in members.items())
-    core.receive(p.encode(p.Snapshot(listed)), 0.0)
-    core.take_events()
-    core.take_outgoing()
-    return core
+    listed = [p.Member(n, i.public_der) for n, i in members.items()]
+    return ready_core(nick, identity, listed, seed=len(nick))
 
 
 def delivery(sender: Identity, nick: str, to: str, to_core: PeerCore, seq: int) -> list[bytes]:

@@ -8,9 +8,7 @@ import io
 import json
 import re
 import threading
-import time
 import unicodedata
-from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -20,6 +18,7 @@ from prompt_toolkit.data_structures import Size
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output.vt100 import Vt100_Output
 
+from tests.support.waits import until
 from zchat.broker.core import BrokerConfig
 from zchat.broker.server import Server
 from zchat.envelope import Identity
@@ -283,11 +282,15 @@ def test_hostile_text_from_a_real_peer_reaches_the_terminal_neutralised(
             )
             b = Client.create("bob", bob, endpoint, config=PeerConfig(admit_all=True))
             b.start()
-            await _until(lambda: "alice" in b.core.members)
+            await until(lambda: "alice" in b.core.members, 5, "bob saw alice join")
             for raw in PAYLOADS:
                 b.send_text(raw)
             last_shown = HOSTILE["line-separator"][1]
-            await _until(lambda: any(last_shown in line for line in screen.transcript or []))
+            await until(
+                lambda: any(last_shown in line for line in screen.transcript or []),
+                5,
+                "the last message shown",
+            )
             keys.send_text("/quit\r")
             assert await asyncio.wait_for(task, 5) == Left()
             await b.close()
@@ -307,14 +310,6 @@ def test_hostile_text_from_a_real_peer_reaches_the_terminal_neutralised(
     finally:
         server.stop.set()
         thread.join(timeout=5)
-
-
-async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 def test_plain_view_text_matches_what_is_written() -> None:

@@ -14,17 +14,18 @@ import time
 
 import pytest
 
-from tests.conftest import KeyPool
-from tests.memory import (
+from tests.net import broker_thread, make_client, ready, sees, texts
+from tests.support.keys import KeyPool
+from tests.support.room import (
     CLOSED,
     WALL_AT_ZERO,
     MemoryRoom,
     certificate,
     hello,
     pooled_session_keys,
+    ready_core,
     seeded,
 )
-from tests.net import broker_thread, make_client, ready, sees, texts
 from zchat.broker.core import Broker
 from zchat.envelope import (
     Envelope,
@@ -411,19 +412,14 @@ def test_the_client_makes_session_keys_in_a_worker_thread_and_rotates_on_schedul
 def alice_with_admitted(alice: Identity, *members: tuple[str, Identity, bytes]) -> PeerCore:
     """alice in a closed room with `members` (nick, identity, certificate), all of whom
     she admitted before."""
-    wall = WALL_AT_ZERO
     pins = Pins(
         [Pin(nick, who.fingerprint, Admission(How.YOU, "alice", 1)) for nick, who, _ in members]
     )
-    core = PeerCore("alice", alice, pins, CLOSED, seq=1, random=seeded(3), date=lambda: wall)
-    core.start(0.0)
-    core.add_session_key(generate_session_key(), 0.0, wall=wall)
-    core.receive(p.encode(p.Welcome("alice", 1000, 5000)), 0.0)
-    here = tuple(p.Member(nick, who.public_der, cert) for nick, who, cert in members)
-    core.receive(p.encode(p.Snapshot(here)), 0.0)
+    here = [p.Member(nick, who.public_der, cert) for nick, who, cert in members]
+    core = ready_core(
+        "alice", alice, here, pins=pins, seed=3, dated=True, session_key=generate_session_key()
+    )
     assert all(core.members[nick].session is not None for nick, _, _ in members)
-    core.take_outgoing()
-    core.take_events()
     return core
 
 

@@ -4,13 +4,16 @@ Time is a number the test moves, and randomness a seeded generator, so a run rep
 exactly. `pump` carries frames both ways until nothing moves, doing for each core
 what its loop would: hand it the session keys it asks for, send its frames, show its
 events, save its pins.
+
+Without a broker, `ready_core` is the one way to have a core welcomed into a room the
+test announces.
 """
 
 from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from zchat.broker.core import Broker, BrokerConfig, Outgoing
@@ -184,3 +187,37 @@ class MemoryRoom:
 
     def of_type(self, conn: bytes, kind: type) -> list:  # type: ignore[type-arg]
         return [e for e in self.events[conn] if isinstance(e, kind)]
+
+
+def ready_core(
+    nick: str,
+    identity: Identity,
+    members: Iterable[p.Member] = (),
+    *,
+    pins: Pins | None = None,
+    config: PeerConfig = CLOSED,
+    now: float = 0.0,
+    wall: float = WALL_AT_ZERO,
+    seed: int = 1,
+    session_key: SessionKey | None = None,
+    dated: bool = False,
+    timers: tuple[int, int] = (1000, 5000),
+    keep_events: bool = False,
+) -> PeerCore:
+    """A core welcomed at `now` into a room its broker (any broker) lists as `members`.
+
+    It sealed with `seed`'s randomness from sequence number 1, under `session_key`
+    (the pool's next by default), and was welcomed with `timers` (heartbeat and
+    timeout, in ms). `dated`: its calendar reads `wall` (without, every date reads
+    1970). What it sent is taken; its events too, unless `keep_events`.
+    """
+    calendar: Callable[[], float] = (lambda: wall) if dated else (lambda: 0.0)
+    core = PeerCore(nick, identity, pins, config, seq=1, random=seeded(seed), date=calendar)
+    core.start(now)
+    core.add_session_key(session_key or pooled_session_keys()(), now, wall=wall)
+    core.receive(p.encode(p.Welcome(nick, *timers)), now)
+    core.receive(p.encode(p.Snapshot(tuple(members))), now)
+    core.take_outgoing()
+    if not keep_events:
+        core.take_events()
+    return core
