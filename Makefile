@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: help broker peer test chaos lint bench clean
+.PHONY: help broker peer test check chaos lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -25,6 +25,9 @@ peer: $(STAMP)  ## run an interactive peer (ARGS="--nick carol")
 
 test: $(STAMP)  ## run the whole test suite
 	$(BIN)/python -m pytest $(ARGS)
+
+check: $(STAMP)  ## run the fast tests only (not slow, not chaos): a minute or less
+	$(BIN)/python -m pytest -m "not slow and not chaos" $(ARGS)
 
 chaos: $(STAMP)  ## run only the fault-injection tests
 	$(BIN)/python -m pytest -m chaos $(ARGS)

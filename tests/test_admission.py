@@ -317,6 +317,7 @@ def test_a_newcomer_admitted_with_one_comparison_is_admitted_by_everyone(
         assert room.peers[conn].pending_acks() == []
 
 
+@pytest.mark.slow
 def test_vouch_messages_per_event_are_bounded_by_the_room_and_a_restart_sends_none(
     keys: KeyPool,
 ) -> None:

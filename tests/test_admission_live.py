@@ -6,8 +6,13 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.procs import ZCHAT, Peer, running, start_broker, start_peer
 from zchat.envelope import format_fingerprint, load_identity
+
+#: Real processes, a second or more each: not in `make check`.
+pytestmark = pytest.mark.slow
 
 
 def compared(home: Path) -> str:

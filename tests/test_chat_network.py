@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import zmq
 
 from tests.net import broker_thread, joined, make_client, ready, sees, texts, wait_for
@@ -37,6 +38,7 @@ def test_three_peers_chat_over_tcp(alice: Identity, bob: Identity, carol: Identi
     asyncio.run(main())
 
 
+@pytest.mark.slow
 def test_a_burst_arrives_complete_and_in_order(keys: KeyPool) -> None:
     async def main() -> None:
         with broker_thread() as server:

@@ -28,6 +28,7 @@ def test_every_command_has_help(command: list[str]) -> None:
     assert "Usage" in out.stdout
 
 
+@pytest.mark.slow
 def test_three_peers_converse_through_a_broker_process(tmp_path: Path) -> None:
     broker, ep = start_broker()
     alice = start_peer("alice", ep, tmp_path / "alice")
@@ -77,6 +78,7 @@ def _drain(q: object) -> list[str]:
             lines.append(line)
 
 
+@pytest.mark.slow
 def test_a_taken_nickname_is_refused_fast_with_exit_status_3(tmp_path: Path) -> None:
     broker, ep = start_broker()
     carol = start_peer("carol", ep, tmp_path / "carol")
@@ -97,6 +99,7 @@ def _startup_allowance() -> float:
     return 3.0
 
 
+@pytest.mark.slow
 def test_exit_waits_until_the_broker_acknowledged_everything(tmp_path: Path) -> None:
     broker, ep = start_broker()
     alice = start_peer("alice", ep, tmp_path / "alice")
@@ -113,6 +116,7 @@ def test_exit_waits_until_the_broker_acknowledged_everything(tmp_path: Path) -> 
             assert bob.wait_event("message")["text"] == f"line {i}"
 
 
+@pytest.mark.slow
 def test_without_a_broker_a_scripted_peer_says_so_and_exits(tmp_path: Path) -> None:
     peer = start_peer(
         "alice", "tcp://127.0.0.1:9", tmp_path / "a", env={"ZCHAT_CONNECT_TIMEOUT": "1"}
@@ -138,6 +142,7 @@ def test_an_invalid_nickname_is_a_usage_error(tmp_path: Path) -> None:
     assert "zchat: hint:" in out.stderr
 
 
+@pytest.mark.slow
 def test_keys_show_prints_the_fingerprint_and_pins_lists_pins(tmp_path: Path) -> None:
     env = {"ZCHAT_HOME": str(tmp_path), "PATH": "/usr/bin"}
     shown = subprocess.run(
@@ -178,6 +183,7 @@ def test_a_heartbeat_timeout_not_longer_than_the_interval_is_refused() -> None:
     assert out.stderr.startswith("zchat: error: --heartbeat-timeout")
 
 
+@pytest.mark.slow
 def test_a_line_that_is_not_utf8_is_refused_and_the_next_one_is_sent(tmp_path: Path) -> None:
     broker, ep = start_broker()
     alice = start_peer("alice", ep, tmp_path / "alice")
@@ -193,6 +199,7 @@ def test_a_line_that_is_not_utf8_is_refused_and_the_next_one_is_sent(tmp_path: P
         assert refused["code"] == "not-sent"
 
 
+@pytest.mark.slow
 def test_a_reader_that_goes_away_ends_the_session_cleanly(tmp_path: Path) -> None:
     broker, ep = start_broker()
     with running(broker):

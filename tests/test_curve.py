@@ -396,6 +396,7 @@ def start_curve_broker(curve_dir: Path) -> tuple[Proc, str, str]:
     return broker, endpoint.group(1), key.group(1)
 
 
+@pytest.mark.slow
 def test_from_key_creation_to_peers_chatting_over_curve(tmp_path: Path) -> None:
     curve_dir = tmp_path / "broker"
     shown = subprocess.run(
@@ -424,6 +425,7 @@ def test_from_key_creation_to_peers_chatting_over_curve(tmp_path: Path) -> None:
             assert peer.wait(timeout=10) == 0
 
 
+@pytest.mark.slow
 def test_a_peer_with_the_wrong_broker_key_exits_nonzero_within_seconds(tmp_path: Path) -> None:
     broker, endpoint, _ = start_curve_broker(tmp_path / "broker")
     wrong = zmq.curve_keypair()[0].decode()

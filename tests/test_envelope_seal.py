@@ -35,6 +35,7 @@ def seal_for(alice: Identity, members: list[tuple[str, Identity]], text: bytes =
     return seal(text, sender=alice, sender_nick="alice", recipients=recipients, seq=7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [1, 2, 50])
 def test_every_recipient_opens_its_own_delivery(keys: KeyPool, alice: Identity, n: int) -> None:
     members = room(keys, n)

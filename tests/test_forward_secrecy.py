@@ -101,6 +101,7 @@ def deliveries(room: MemoryRoom, conn: bytes) -> list[Delivery]:
 # --- the claim --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_stolen_identity_key_opens_nothing_recorded_once_the_session_keys_rotated(
     alice: Identity, bob: Identity, carol: Identity
 ) -> None:

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -244,6 +245,7 @@ step = st.tuples(
 )
 
 
+@pytest.mark.slow
 @settings(
     max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -444,6 +446,7 @@ async def heard_exactly(client: Client, sender: str, sent: list[str], note: str)
     assert trouble == [], note
 
 
+@pytest.mark.slow
 def test_thousands_of_hostile_messages_never_stop_the_broker_or_reach_a_peer(keys: KeyPool) -> None:
     ids = corpus(keys).ids
     fuzz = Fuzzer(FUZZ_SEED, ids)

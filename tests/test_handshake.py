@@ -246,6 +246,7 @@ def test_a_hostile_broker_relaying_another_brokers_challenge_gets_in_nowhere(
 # --- a replaced client ends, and says why ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_replaced_client_never_says_it_reconnects_and_exits_with_an_error(
     tmp_path: Path,
 ) -> None:

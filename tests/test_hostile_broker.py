@@ -97,6 +97,7 @@ def substitute(core: LyingBroker, victim: str, target: str, fake_der: bytes) -> 
     return lie
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("via", ["join", "snapshot"])
 def test_a_substituted_key_is_flagged_and_nothing_is_encrypted_to_it(
     via: str, keys: KeyPool, tmp_path: Path
@@ -574,6 +575,7 @@ def test_malformed_announcements_are_reported_and_the_chat_goes_on(keys: KeyPool
     asyncio.run(main())
 
 
+@pytest.mark.slow
 def test_a_junk_snapshot_in_the_handshake_is_reported_and_the_peer_tries_again(
     keys: KeyPool,
 ) -> None:
@@ -629,6 +631,7 @@ def genuine_room(keys: KeyPool) -> tuple[MemoryRoom, bytes, list[list[bytes]]]:
     return _ROOM["r"]
 
 
+@pytest.mark.slow
 @settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

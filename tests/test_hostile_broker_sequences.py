@@ -627,6 +627,7 @@ SETTINGS: Final = settings(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_no_sequence_of_broker_lies_crashes_the_peer_or_gets_a_key_sealed_to(
     keys: KeyPool,

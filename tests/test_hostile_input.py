@@ -186,6 +186,7 @@ PATIENT = BrokerConfig(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flood", ["tiny-frames", "recipients"])
 def test_a_flood_of_frames_is_refused_and_honest_peers_are_served_meanwhile(
     flood: str, alice: Identity, bob: Identity

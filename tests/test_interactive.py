@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pexpect
+import pytest
 from pexpect.popen_spawn import PopenSpawn
 from prompt_toolkit.application import create_app_session
 from prompt_toolkit.data_structures import Size
@@ -332,6 +333,7 @@ def test_leaving_at_the_nickname_prompt_is_clean(alice: Identity) -> None:
 # --- connection ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_it_waits_for_the_broker_then_shows_reconnecting_and_back(
     alice: Identity, bob: Identity
 ) -> None:
@@ -354,6 +356,7 @@ def test_it_waits_for_the_broker_then_shows_reconnecting_and_back(
     run(scenario)
 
 
+@pytest.mark.slow
 def test_messages_the_broker_never_acknowledged_are_named_on_leaving(
     alice: Identity, bob: Identity
 ) -> None:
@@ -440,6 +443,7 @@ def _env(home: Path, endpoint: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_a_person_at_a_terminal_picks_a_free_nickname_chats_and_leaves(tmp_path: Path) -> None:
     broker_proc = pexpect.spawn(
         zchat("broker", "--bind", "tcp://127.0.0.1:*")[0],

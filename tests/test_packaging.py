@@ -58,6 +58,7 @@ def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
         return archive.namelist()
 
 
+@pytest.mark.slow
 def test_the_wheel_puts_everything_under_zchat(wheel_names: list[str]) -> None:
     tops = {PurePosixPath(name).parts[0] for name in wheel_names}
     metadata = {top for top in tops if top.endswith(".dist-info")}

@@ -89,6 +89,7 @@ def test_an_admission_belongs_to_a_key_and_an_open_room_stores_none() -> None:
     assert not record.admitted
 
 
+@pytest.mark.slow
 def test_a_flood_of_joins_leaves_a_bounded_pins_file_and_the_admitted_pins_in_it(
     tmp_path: Path, alice: Identity, bob: Identity, carol: Identity
 ) -> None:

@@ -147,6 +147,7 @@ def test_no_character_that_reaches_the_terminal_is_invisible(text: str) -> None:
         assert unicodedata.category(ch) not in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None)
 @given(text=hostile_text)
 def test_no_run_of_stacked_marks_reaches_the_terminal_longer_than_the_cap(text: str) -> None:
