@@ -136,22 +136,13 @@ class Sending:
             raise NoSessionKey(
                 f"no valid session key from {', '.join(unsealable)} (yet): message not sent"
             )
+        kind = MessageKind.DIRECT if direct else MessageKind.ROOM
         try:
-            envelope = seal(
-                raw,
-                sender=self.identity,
-                sender_nick=sender_nick,
-                recipients=_wrapped_to(keys),
-                seq=self.seq,
-                kind=MessageKind.DIRECT if direct else MessageKind.ROOM,
-                now=wall,
-                msg_id=self.random(MSG_ID_BYTES),
-            )
+            envelope = self._seal(raw, sender_nick, keys, kind, wall)
         except ValueError as exc:
             # Unreachable while the directory keeps the room limit; should that ever
             # break, the user reads why and the session (with its outbox) goes on.
             raise CannotSeal(f"the message cannot be sealed: {exc}: not sent") from exc
-        self.seq += 1
         entry = self.outbox.add(envelope, text, now)
         entry.sealed_to = _by_key(keys)
         return entry, unsealable
@@ -176,23 +167,36 @@ class Sending:
         envelopes = []
         for i in range(0, len(vouches), MAX_VOUCHES_PER_MESSAGE):
             payload = encode_vouches(list(vouches[i : i + MAX_VOUCHES_PER_MESSAGE]))
-            envelope = seal(
-                payload,
-                sender=self.identity,
-                sender_nick=sender_nick,
-                recipients=_wrapped_to(keys),
-                seq=self.seq,
-                kind=MessageKind.VOUCH,
-                now=date,
-                msg_id=self.random(MSG_ID_BYTES),
-            )
-            self.seq += 1
+            envelope = self._seal(payload, sender_nick, keys, MessageKind.VOUCH, date)
             if len(self.outbox) < MAX_OUTBOX:  # a full outbox holds what people typed
                 entry = self.outbox.add(envelope, "", now)
                 entry.sealed_to = _by_key(keys)
                 entry.payload = payload
             envelopes.append(envelope)
         return envelopes
+
+    def _seal(
+        self,
+        payload: bytes,
+        sender_nick: str,
+        keys: dict[str, CertifiedKey],
+        kind: MessageKind,
+        date: float,
+    ) -> Envelope:
+        """`payload` sealed to `keys` as of `date`, under our next sequence number and
+        a new random id; the number is used up only once the envelope is made."""
+        envelope = seal(
+            payload,
+            sender=self.identity,
+            sender_nick=sender_nick,
+            recipients=_wrapped_to(keys),
+            seq=self.seq,
+            kind=kind,
+            now=date,
+            msg_id=self.random(MSG_ID_BYTES),
+        )
+        self.seq += 1
+        return envelope
 
     # --- what the broker says, and what time does --------------------------------------
 
