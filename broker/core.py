@@ -12,7 +12,9 @@ With CURVE, `handle` also gets the transport key the message came with; a sessio
 bound at HELLO to the key that opened it, and another key never speaks for it.
 
 The broker never holds a private key and never decrypts: it reads the envelope's
-cleartext header to route, and cuts the envelope into one delivery per recipient.
+cleartext header and recipient leaves to route, checks that the leaves are those whose
+Merkle tree head the header signs (`envelope.merkle`), and cuts the envelope into one
+delivery per recipient: that recipient's leaf, its audit path, its wrapped key.
 
 Memory is bounded in bytes, not in messages. The socket takes only a few hundred messages
 per connection; what it will not take now is *held* here (`hold`), counted in bytes. A
@@ -25,7 +27,9 @@ Each session carries its peer's session-key certificate (forward secrecy: messag
 wrapped to that key, not to the identity key). The broker checks every certificate it
 is given against the session's nickname and identity key before it keeps or relays
 it, so a peer cannot use the broker to spread junk; peers check it again against their
-pins, and the date, which the broker cannot (its clock is monotonic).
+pins, and the date, which the broker cannot (its clock is monotonic). A certificate is
+good in one room (its room id): this broker serves one room, `BrokerConfig.room`, and
+refuses a HELLO for another, or a certificate made for another.
 """
 
 from __future__ import annotations
@@ -48,11 +52,13 @@ from zchat.envelope import (
     is_valid_room,
     load_public_key,
     nick_key,
+    room_id,
     verify_certificate,
 )
 from zchat.envelope.limits import MAX_ROOM
 from zchat.envelope.nick import NICK_RULES
 from zchat.envelope.proof import verify_proof
+from zchat.envelope.room import ROOM_RULES
 from zchat.wire import protocol as p
 from zchat.wire.errors import ProtocolError, UnsupportedProtocol
 
@@ -75,8 +81,8 @@ class BrokerConfig:
     #: Bytes held for all connections together: past this, the connection holding the
     #: most is evicted, so that many slow readers cannot add up to unbounded memory.
     max_held_total: int = 64 * 2**20
-    #: The room's name, told to every peer in WELCOME: members' vouches name it, so
-    #: a vouch made in one room is worth nothing in another (docs/SECURITY.md).
+    #: The one room this broker serves: a HELLO for another is refused, and so is a
+    #: certificate made for another (its room id, docs/SECURITY.md).
     room: str = p.DEFAULT_ROOM
 
     def __post_init__(self) -> None:
@@ -204,12 +210,19 @@ class Broker:
         nick = hello.nick.decode("ascii", "replace")
         if not is_valid_nick(nick):
             return [self._refuse(conn, p.RefuseCode.NICK_INVALID, NICK_RULES)]
+        room = hello.room.decode("ascii", "replace")
+        if not is_valid_room(room):
+            return [self._refuse(conn, p.RefuseCode.ROOM_INVALID, ROOM_RULES)]
+        if room != self.config.room:
+            # The room's name is not given: a name is known only to those told it.
+            reason = "this broker serves one room, and not that one"
+            return [self._refuse(conn, p.RefuseCode.TOO_MANY_ROOMS, reason)]
         try:
             key = load_public_key(hello.public_der)
         except BadPublicKey as exc:
             return [self._refuse(conn, p.RefuseCode.BAD_KEY, str(exc))]
         fp = fingerprint(hello.public_der)
-        problem = _certificate_problem(hello.certificate, nick, key, fp)
+        problem = _certificate_problem(hello.certificate, nick, key, fp, self.room_id)
         if problem is not None:
             return [self._refuse(conn, p.RefuseCode.BAD_CERTIFICATE, problem)]
         refusal = self._check_room(conn, nick, fp)
@@ -304,7 +317,9 @@ class Broker:
 
     def _rekey(self, session: _Session, cert: bytes) -> list[Outgoing]:
         """A member's new session key: checked, kept for snapshots, told to the others."""
-        problem = _certificate_problem(cert, session.nick, session.public_key, session.fingerprint)
+        problem = _certificate_problem(
+            cert, session.nick, session.public_key, session.fingerprint, self.room_id
+        )
         if problem is not None:
             self.counters.errors += 1
             return [_to(session.conn, p.Error(p.ErrorCode.BAD_CERTIFICATE, problem))]
@@ -320,10 +335,12 @@ class Broker:
             log.warning("%s tried to send as %s", session.nick, header.sender)
             error = p.Error(p.ErrorCode.FORGED_SENDER, "sender is not you", header.msg_id)
             return [_to(session.conn, error)]
+        # Parsing the SEND built the recipients' Merkle tree once and checked its head
+        # against the header's: each delivery below is that recipient's leaf and path.
         out: list[Outgoing] = []
         delivered: list[str] = []
         absent: list[str] = []
-        for i, nick in enumerate(header.recipients):
+        for i, nick in enumerate(env.recipients):
             if not env.wrapped_keys[i]:
                 continue  # the sender asked not to deliver to this one (a targeted resend)
             target = self._by_nick.get(nick_key(nick))
@@ -464,6 +481,12 @@ class Broker:
     def nicks(self) -> list[str]:
         return [s.nick for s in self._by_nick.values()]
 
+    @property
+    def room_id(self) -> bytes:
+        """The id of our room: its name and, with CURVE, our public key (`curve_public`,
+        which the server sets after construction, so it is read at each use)."""
+        return room_id(self.config.room, self.curve_public)
+
 
 def _to(conn: bytes, msg: p.Message) -> Outgoing:
     return Outgoing(conn, p.encode(msg))
@@ -474,9 +497,10 @@ def _member(session: _Session) -> p.Member:
 
 
 def _certificate_problem(
-    raw: bytes, nick: str, identity_key: rsa.RSAPublicKey, identity_fp: bytes
+    raw: bytes, nick: str, identity_key: rsa.RSAPublicKey, identity_fp: bytes, room: bytes
 ) -> str | None:
-    """Why `raw` is not a certificate `nick`'s identity key made, or None if it is.
+    """Why `raw` is not a certificate `nick`'s identity key made for room id `room`, or
+    None if it is.
 
     One signature check (about 25 us), once per HELLO or REKEY: what the broker relays
     to every member is at least genuine. Not the date: the broker has none it could
@@ -485,7 +509,11 @@ def _certificate_problem(
     try:
         cert = SessionCertificate.parse(raw)
         verify_certificate(
-            cert, nick=nick, identity_key=identity_key, identity_fingerprint=identity_fp
+            cert,
+            nick=nick,
+            identity_key=identity_key,
+            identity_fingerprint=identity_fp,
+            room_id=room,
         )
     except (MalformedEnvelope, BadCertificate) as exc:
         return f"bad session-key certificate: {exc}"

@@ -1,4 +1,4 @@
-"""What the two signed records, session certificates and vouches, do alike.
+"""What the two signed records, session certificates and membership records, do alike.
 
 Each is a binary layout `version || fields` followed by an RSA-PSS signature over
 `CONTEXT || version || fields`. How such a record is read off the network, and how a
@@ -16,7 +16,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from zchat.envelope import _primitives as prim
 from zchat.envelope._codec import Reader
-from zchat.envelope.errors import BadSignature, EnvelopeError, MalformedEnvelope
+from zchat.envelope.errors import (
+    BadSignature,
+    EnvelopeError,
+    MalformedEnvelope,
+    UnsupportedVersion,
+)
 from zchat.envelope.limits import MAX_RSA_BYTES, MIN_RSA_BYTES
 
 U64_MAX = 2**64 - 1
@@ -57,12 +62,14 @@ def open_record(data: bytes, *, what: str, version: int, fixed: int, limit: int)
 
     `fixed` is the size of the record without its variable parts and signature; the
     length is checked before any field is read, so no work grows with hostile input.
+    The version comes first: another version may have another length.
     """
+    if data and data[0] != version:
+        raise UnsupportedVersion(data[0], what)
     if not fixed + MIN_RSA_BYTES < len(data) <= limit:
         raise MalformedEnvelope(f"{what} length out of range")
     reader = Reader(data, what=what)
-    if reader.u8() != version:
-        raise MalformedEnvelope(f"unsupported {what} version")
+    reader.u8()
     return reader
 
 

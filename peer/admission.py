@@ -16,7 +16,7 @@ So that one comparison admits a newcomer everywhere, we tell the room:
 - when the user admits X by fingerprint, one VOUCH message for X to our other
   admitted members;
 - when X is admitted (either way), our vouches for the members we admitted, sealed to
-  X alone, at most `MAX_VOUCHES_PER_MESSAGE` a message;
+  X alone, at most `MAX_RECORDS_PER_MESSAGE` a message;
 - when an admitted member comes back after leaving (not a quiet reconnect), our
   vouches to them, and our vouch for them to the members who arrived since they left.
 
@@ -44,15 +44,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from zchat.envelope import (
-    BadVouch,
+    BadRecord,
     EnvelopeError,
     Identity,
-    Vouch,
-    check_vouch,
+    MembershipRecord,
+    RecordType,
+    check_record,
     format_fingerprint,
     make_vouch,
     nick_key,
-    parse_vouches,
+    parse_records,
 )
 from zchat.envelope.limits import MAX_ROOM
 from zchat.peer import events as ev
@@ -132,7 +133,9 @@ class Gate:
     #: member (case-folded) -> the clock when it left
     _gone: OrderedDict[str, int] = field(default_factory=OrderedDict)
     _clock: int = 0
-    _signed: OrderedDict[tuple[str, str, bytes, int], Vouch] = field(default_factory=OrderedDict)
+    _signed: OrderedDict[tuple[bytes, str, bytes, int], MembershipRecord] = field(
+        default_factory=OrderedDict
+    )
 
     # --- held vouches ----------------------------------------------------------------
 
@@ -214,14 +217,14 @@ class Gate:
     # --- our own vouches ------------------------------------------------------------
 
     def signed(
-        self, identity: Identity, *, room: str, nick: str, fingerprint: bytes, time_ms: int
-    ) -> Vouch:
+        self, identity: Identity, *, room_id: bytes, nick: str, fingerprint: bytes, time_ms: int
+    ) -> MembershipRecord:
         """Our vouch for `nick`'s key, signed once and then reused."""
-        key = (room, nick, fingerprint, time_ms)
+        key = (room_id, nick, fingerprint, time_ms)
         vouch = self._signed.get(key)
         if vouch is None:
             vouch = make_vouch(
-                identity, room=room, nick=nick, fingerprint=fingerprint, time_ms=time_ms
+                identity, room_id=room_id, nick=nick, fingerprint=fingerprint, time_ms=time_ms
             )
             self._signed[key] = vouch
             while len(self._signed) > MAX_SIGNED:
@@ -241,7 +244,7 @@ class AdmissionMixin:
     if TYPE_CHECKING:  # provided by PeerCore
         nick: str
         identity: Identity
-        room: str
+        room_id: bytes
         config: PeerConfig
         members: dict[str, Contact]
         _missing: dict[str, tuple[Contact, float]]
@@ -258,7 +261,7 @@ class AdmissionMixin:
         def _remember_certificate(self, member: Contact) -> None: ...
 
         def _seal_vouches(
-            self, vouches: list[Vouch], recipients: list[Contact], now: float
+            self, vouches: list[MembershipRecord], recipients: list[Contact], now: float
         ) -> None: ...
 
     def _arrived(self, member: Contact, now: float, *, announce: bool, already_here: bool) -> None:
@@ -320,13 +323,22 @@ class AdmissionMixin:
         if self.config.admit_all:
             return  # an open room admits everyone already, and vouches for nobody
         try:
-            vouches = parse_vouches(plaintext)
+            records = parse_records(plaintext)
         except EnvelopeError as exc:
             self._events.append(ev.VouchRejected(sender.nick, (), f"unreadable vouches: {exc}"))
             return
         held: list[str] = []
         seen: set[str] = set()
-        for vouch in vouches:
+        for vouch in records:
+            # Each record on its own: one unreadable, or of a kind not acted on here,
+            # is reported, and the others still count.
+            if isinstance(vouch, EnvelopeError):
+                self._events.append(ev.VouchRejected(sender.nick, (), f"unreadable: {vouch}"))
+                continue
+            if vouch.type is not RecordType.VOUCH:
+                reason = "revocations are not acted on by this zchat"
+                self._events.append(ev.VouchRejected(sender.nick, (vouch.nick,), reason))
+                continue
             if nick_key(vouch.nick) in seen:
                 continue  # one vouch a nickname and message: a repeat costs no signature check
             seen.add(nick_key(vouch.nick))
@@ -340,9 +352,9 @@ class AdmissionMixin:
             # for members here with that key: a vouch for anyone else must not grow
             # what we remember (a made-up member's vouches for made-up names).
             here = self.members.get(nick_key(vouch.nick))
-            if here is not None and here.fingerprint == vouch.vouched_fingerprint:
-                self.gate.tell(sender.nick, vouch.nick, vouch.vouched_fingerprint)
-            fact = Held(sender.fingerprint, vouch.nick, vouch.vouched_fingerprint)
+            if here is not None and here.fingerprint == vouch.subject_fingerprint:
+                self.gate.tell(sender.nick, vouch.nick, vouch.subject_fingerprint)
+            fact = Held(sender.fingerprint, vouch.nick, vouch.subject_fingerprint)
             if not sender.vouches_count:
                 target = self.members.get(nick_key(vouch.nick))
                 if target is not None and target.vouches_count:
@@ -355,19 +367,19 @@ class AdmissionMixin:
             reason = f"you have not admitted {sender.nick}"
             self._events.append(ev.VouchRejected(sender.nick, tuple(held), reason, held=True))
 
-    def _refusal(self, sender: Contact, vouch: Vouch) -> str:
+    def _refusal(self, sender: Contact, vouch: MembershipRecord) -> str:
         """Why `vouch` from `sender` can never count, or "" when it may."""
         try:
-            check_vouch(
+            check_record(
                 vouch,
-                room=self.room,
-                voucher_key=sender.public_key,
-                voucher_fingerprint=sender.fingerprint,
+                room_id=self.room_id,
+                signer_key=sender.public_key,
+                signer_fingerprint=sender.fingerprint,
             )
-        except BadVouch as exc:
+        except BadRecord as exc:
             return str(exc)
         if nick_key(vouch.nick) == nick_key(self.nick):
-            if vouch.vouched_fingerprint != self.identity.fingerprint:
+            if vouch.subject_fingerprint != self.identity.fingerprint:
                 return "it vouches for another key under your nickname"
             return ""
         target = self.members.get(nick_key(vouch.nick))
@@ -375,10 +387,10 @@ class AdmissionMixin:
             # Not here: a newcomer the JOIN of whom is still on its way, or that key
             # announced under another nickname (a vouch replayed for someone else).
             for other in self.members.values():
-                if other.fingerprint == vouch.vouched_fingerprint:
+                if other.fingerprint == vouch.subject_fingerprint:
                     return f"it names {vouch.nick}, but that key is here as {other.nick}"
             return ""
-        if target.fingerprint != vouch.vouched_fingerprint:
+        if target.fingerprint != vouch.subject_fingerprint:
             return f"it is for another key than the one {target.nick} has here"
         if target.trust is ev.Trust.CHANGED:
             return (
@@ -447,11 +459,11 @@ class AdmissionMixin:
         if told:
             self._seal_vouches([self._my_vouch(subject)], told, now)
 
-    def _my_vouch(self, member: Contact) -> Vouch:
+    def _my_vouch(self, member: Contact) -> MembershipRecord:
         assert member.admission is not None
         return self.gate.signed(
             self.identity,
-            room=self.room,
+            room_id=self.room_id,
             nick=member.nick,
             fingerprint=member.fingerprint,
             time_ms=member.admission.at_ms,

@@ -46,27 +46,29 @@ from zchat.envelope import (
     Delivery,
     EnvelopeError,
     Identity,
+    MembershipRecord,
     MessageKind,
     NotForMe,
     SessionKey,
     UnknownSessionKey,
-    Vouch,
+    WrongRoom,
     certify,
     decrypt_verified,
-    encode_vouches,
+    encode_records,
     fingerprint,
     is_valid_nick,
     load_public_key,
     nick_key,
     reseal,
+    room_id,
     seal,
     verify_delivery,
 )
 from zchat.envelope.limits import (
     KEY_ID_BYTES,
+    MAX_RECORDS_PER_MESSAGE,
     MAX_ROOM,
     MAX_TEXT_BYTES,
-    MAX_VOUCHES_PER_MESSAGE,
     MSG_ID_BYTES,
 )
 from zchat.envelope.proof import sign_proof
@@ -123,6 +125,9 @@ class PeerConfig:
     rotate_every: float = DEFAULT_ROTATE_EVERY
     #: Seconds a replaced session key of ours still opens what was sealed to it.
     key_grace: float = DEFAULT_KEY_GRACE
+    #: The room to join (`zchat peer --room`, ZCHAT_ROOM): our certificates, messages
+    #: and vouches are bound to it (its room id, with the broker's CURVE key).
+    room: str = p.DEFAULT_ROOM
 
 
 @dataclass
@@ -201,8 +206,9 @@ class PeerCore(AdmissionMixin):
     outbox: Outbox = field(default_factory=Outbox)
     reconnect_wanted: bool = False
     closed_reason: str = ""
-    #: The room's name, as the broker's WELCOME gives it: vouches are bound to it.
-    room: str = p.DEFAULT_ROOM
+    #: The room's name (`config.room`) and its id: what we sign is bound to it.
+    room: str = field(init=False)
+    room_id: bytes = field(init=False)
     gate: Gate = field(default_factory=Gate)
 
     _out: list[list[bytes]] = field(default_factory=list)
@@ -237,6 +243,8 @@ class PeerCore(AdmissionMixin):
     _wall_offset: float | None = None
 
     def __post_init__(self) -> None:
+        self.room = self.config.room
+        self.room_id = room_id(self.room, self.broker_key)
         self._interval = self.config.heartbeat_interval
         self._timeout = self.config.heartbeat_timeout
         self._backoff = self.config.reconnect_min
@@ -311,7 +319,7 @@ class PeerCore(AdmissionMixin):
             self._hello_waiting = False
             self._last_heard = now  # the handshake's timer starts with the HELLO
             cert = self._install(key, now, wall)
-            self._send(p.Hello(nick, self.identity.public_der, cert))
+            self._send(p.Hello(nick, self.identity.public_der, cert, self.room.encode()))
         elif self.phase is Phase.READY:
             self._send(p.Rekey(self._install(key, now, wall)))
 
@@ -323,7 +331,12 @@ class PeerCore(AdmissionMixin):
             return b""
         lifetime = certificate_lifetime_ms(self.config.rotate_every)
         cert = certify(
-            self.identity, self.nick, key, created_ms=int(wall * 1000), lifetime_ms=lifetime
+            self.identity,
+            self.nick,
+            key,
+            room_id=self.room_id,
+            created_ms=int(wall * 1000),
+            lifetime_ms=lifetime,
         )
         self._ring.install(key, cert, now)
         return cert.encode()
@@ -388,8 +401,10 @@ class PeerCore(AdmissionMixin):
         if nick_key(welcome.nick) != nick_key(self.nick):
             self._problem("unexpected", "the broker welcomed us under another nickname")
             return
+        if welcome.room != self.room:
+            self._problem("unexpected", "the broker welcomed us into another room")
+            return
         self.nick = welcome.nick
-        self.room = welcome.room
         self._welcomed = True  # a snapshot counts only after a welcome to this hello
         self._interval = _clamp(welcome.heartbeat_ms / 1000)
         self._timeout = _clamp(welcome.timeout_ms / 1000)
@@ -544,6 +559,7 @@ class PeerCore(AdmissionMixin):
                 nick=member.nick,
                 identity_key=member.public_key,
                 identity_fingerprint=member.fingerprint,
+                room_id=self.room_id,
                 date_ms=date_ms,
                 previous=previous,
                 not_before_ms=self._newest_certificate.get(newest, 0),
@@ -636,14 +652,22 @@ class PeerCore(AdmissionMixin):
             verify_delivery(
                 delivery,
                 me=self.nick,
+                room_id=self.room_id,
                 sender_key=member.public_key,
                 sender_fingerprint=member.fingerprint,
             )
         except NotForMe:
             self._problem("not-for-me", f"a message from {member.nick} not addressed to us")
             return
+        except WrongRoom:
+            self._problem("wrong-room", f"a message from {member.nick} for another room")
+            return
         except EnvelopeError as exc:
             self._problem("bad-signature", f"message claiming to be from {member.nick}: {exc}")
+            return
+        if not isinstance(header.kind, MessageKind):
+            kind = f"a message of a kind this zchat does not know ({header.kind})"
+            self._problem("unknown-kind", f"{kind} from {member.nick}: dropped")
             return
         if member.trust is ev.Trust.CHANGED:
             # A resend of a message already held is the same message: report it once.
@@ -670,7 +694,7 @@ class PeerCore(AdmissionMixin):
             return  # a duplicate (a resend) is silent: it was shown once
         try:
             plaintext = decrypt_verified(delivery, me=self.nick, keys=self._ring.held())
-            text = "" if header.kind is MessageKind.VOUCH else plaintext.decode("utf-8")
+            text = "" if header.kind is MessageKind.MEMBERSHIP else plaintext.decode("utf-8")
         except UnknownSessionKey:
             # Sealed to a key of ours past its grace: late, or replayed from a
             # recording. Nothing to open it with, and nothing to show.
@@ -680,7 +704,7 @@ class PeerCore(AdmissionMixin):
             self._problem("cannot-decrypt", f"a message from {member.nick} did not decrypt")
             return
         self._replay.record(member.nick, member.fingerprint, header.seq)
-        if header.kind is MessageKind.VOUCH:
+        if header.kind is MessageKind.MEMBERSHIP:
             self._take_vouches(member, plaintext, now)  # never shown as text
             return
         self._events.append(
@@ -690,7 +714,7 @@ class PeerCore(AdmissionMixin):
                 header.msg_id,
                 header.timestamp_ms,
                 header.kind is MessageKind.DIRECT,
-                header.recipients,
+                header.named,
                 admitted=member.may_read,
             )
         )
@@ -733,7 +757,7 @@ class PeerCore(AdmissionMixin):
         if msg_id:
             entry = self.outbox.drop(msg_id)
             if entry is not None and not _quiet(entry):
-                self._events.append(ev.Undelivered(msg_id, entry.envelope.header.recipients))
+                self._events.append(ev.Undelivered(msg_id, entry.envelope.recipients))
         self._problem(code.name.lower().replace("_", "-"), f"the broker said: {reason}")
 
     # --- time ------------------------------------------------------------------------
@@ -827,6 +851,7 @@ class PeerCore(AdmissionMixin):
                 raw,
                 sender=self.identity,
                 sender_nick=self.nick,
+                room_id=self.room_id,
                 recipients=[
                     sealable[nick_key(m.nick)].recipient(m.nick)
                     for m in recipients
@@ -845,7 +870,7 @@ class PeerCore(AdmissionMixin):
         entry = self.outbox.add(envelope, text, now)
         entry.sealed_to = sealable
         self._events.append(
-            ev.Sent(entry.msg_id, text, envelope.header.recipients, kind is MessageKind.DIRECT)
+            ev.Sent(entry.msg_id, text, envelope.recipients, kind is MessageKind.DIRECT)
         )
         if unsealable:
             self._events.append(ev.Unsealed(entry.msg_id, unsealable))
@@ -940,8 +965,10 @@ class PeerCore(AdmissionMixin):
 
     # --- admission: the rules are peer.admission's; sealing is ours -------------------
 
-    def _seal_vouches(self, vouches: list[Vouch], recipients: list[Contact], now: float) -> None:
-        """Seal `vouches` to `recipients`, `MAX_VOUCHES_PER_MESSAGE` a message.
+    def _seal_vouches(
+        self, vouches: list[MembershipRecord], recipients: list[Contact], now: float
+    ) -> None:
+        """Seal `vouches` to `recipients`, `MAX_RECORDS_PER_MESSAGE` a message.
 
         Like a message: its own sequence number, kept in the outbox and resent until
         acknowledged; unlike one, never shown, and its acknowledgement is no event.
@@ -961,15 +988,16 @@ class PeerCore(AdmissionMixin):
             for m in recipients
             if nick_key(m.nick) in sealable
         ]
-        for i in range(0, len(vouches), MAX_VOUCHES_PER_MESSAGE):
-            payload = encode_vouches(vouches[i : i + MAX_VOUCHES_PER_MESSAGE])
+        for i in range(0, len(vouches), MAX_RECORDS_PER_MESSAGE):
+            payload = encode_records(vouches[i : i + MAX_RECORDS_PER_MESSAGE])
             envelope = seal(
                 payload,
                 sender=self.identity,
                 sender_nick=self.nick,
+                room_id=self.room_id,
                 recipients=sealed_to,
                 seq=self.seq,
-                kind=MessageKind.VOUCH,
+                kind=MessageKind.MEMBERSHIP,
                 now=self.date(),
                 msg_id=self.random(MSG_ID_BYTES),
             )
@@ -1041,11 +1069,10 @@ class PeerCore(AdmissionMixin):
         for nick in keep:  # sent to again: absent only if the broker says so once more
             entry.absent_since.pop(nick_key(nick), None)
         envelope = entry.envelope
-        header = envelope.header
         stale = any(
             not wrapped or targets[nick].fingerprint[:KEY_ID_BYTES] != key_id
             for nick, key_id, wrapped in zip(
-                header.recipients, header.key_ids, envelope.wrapped_keys, strict=True
+                envelope.recipients, envelope.key_ids, envelope.wrapped_keys, strict=True
             )
             if nick in keep
         )
@@ -1073,7 +1100,7 @@ class PeerCore(AdmissionMixin):
         """
         date_ms = self._cert_date_ms(now)
         targets: dict[str, CertifiedKey] = {}
-        for nick in entry.envelope.header.recipients:
+        for nick in entry.envelope.recipients:
             key = nick_key(nick)
             missing = self._missing.get(key)
             contact = self.members.get(key) or (missing[0] if missing else None)
@@ -1118,4 +1145,4 @@ def _clamp(seconds: float) -> float:
 
 def _quiet(entry: Entry) -> bool:
     """Vouches are sent, resent and acknowledged as messages are, but never shown."""
-    return entry.envelope.header.kind is MessageKind.VOUCH
+    return entry.envelope.header.kind is MessageKind.MEMBERSHIP
