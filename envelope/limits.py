@@ -117,5 +117,5 @@ MAX_CERT_BYTES: Final = CERT_FIXED_BYTES + NICK_MAX_LEN + MAX_PUBLIC_KEY_DER + M
 RECORD_FIXED_BYTES: Final = 1 + 1 + ROOM_ID_BYTES + 1 + 2 * FINGERPRINT_BYTES + 8
 MAX_RECORD_BYTES: Final = RECORD_FIXED_BYTES + NICK_MAX_LEN + MAX_RSA_BYTES
 #: Records travel sealed, several to a MEMBERSHIP message; a message holds at most this
-#: many (a u8 count), so one message is at most 16 x 652 bytes, well under the text limit.
+#: many, so its plaintext is at most 1 + 16 x (2 + 651) = 10,449 bytes, under the text limit.
 MAX_RECORDS_PER_MESSAGE: Final = 16

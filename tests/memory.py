@@ -87,12 +87,19 @@ def certificate(
 
 
 def hello(
-    nick: bytes, identity: Identity, wall: float = WALL_AT_ZERO, *, room: str = DEFAULT_ROOM
+    nick: bytes,
+    identity: Identity,
+    wall: float = WALL_AT_ZERO,
+    *,
+    room: str = DEFAULT_ROOM,
+    broker_key: bytes = b"",
 ) -> p.Hello:
-    """A HELLO as a peer sends it, with a genuine session-key certificate (none when the
-    nickname is not one a certificate can name: the broker refuses that first)."""
+    """A HELLO as a peer sends it, with a genuine session-key certificate for `room` on
+    the broker whose CURVE key is `broker_key` (none when the nickname is not one a
+    certificate can name: the broker refuses that first)."""
     text = nick.decode("ascii", "replace")
-    cert = certificate(identity, text, wall, room=room_id(room)) if is_valid_nick(text) else b""
+    rid = room_id(room, broker_key)
+    cert = certificate(identity, text, wall, room=rid) if is_valid_nick(text) else b""
     return p.Hello(nick, identity.public_der, cert, room.encode())
 
 

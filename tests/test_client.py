@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import zmq
 
-from tests.memory import seeded
+from tests.memory import ROOM_ID, seeded
 from tests.net import broker_thread, make_client, ready, sees, texts, wait_for
 from zchat.broker.core import Broker, BrokerConfig, Outgoing
 from zchat.envelope import Envelope, Identity, seal
@@ -29,6 +29,7 @@ def _sealed_for_bob(sender: Client, identity: Identity, text: str) -> Envelope:
         text.encode(),
         sender=identity,
         sender_nick=sender.core.nick,
+        room_id=ROOM_ID,
         recipients=[bob.session.recipient(bob.nick)],
         seq=seq,
     )

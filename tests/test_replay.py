@@ -9,7 +9,7 @@ import tracemalloc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.memory import WALL_AT_ZERO, pooled_session_keys, seeded
+from tests.memory import ROOM_ID, WALL_AT_ZERO, pooled_session_keys, seeded
 from zchat.envelope import Identity, MessageKind, Recipient, seal
 from zchat.peer import events as ev
 from zchat.peer.core import PeerCore
@@ -155,6 +155,7 @@ def delivery(sender: Identity, nick: str, to: str, to_core: PeerCore, seq: int) 
         f"{nick} #{seq}".encode(),
         sender=sender,
         sender_nick=nick,
+        room_id=ROOM_ID,
         recipients=[Recipient(to, key.private_key.public_key(), key.fingerprint)],
         seq=seq,
         kind=MessageKind.ROOM,
