@@ -39,6 +39,8 @@ class SignedRecord(ABC):
 
     __slots__ = ()
     signature: bytes
+    #: The one room the record is good in (`envelope.room`).
+    room_id: bytes
 
     def __post_init__(self) -> None:
         problem = self._problem()
@@ -90,6 +92,25 @@ def from_fields(
 def signature_size_ok(signature: bytes) -> bool:
     """As long as some RSA modulus zchat accepts; the key itself is checked when verifying."""
     return MIN_RSA_BYTES <= len(signature) <= MAX_RSA_BYTES
+
+
+def verify_in_room(
+    record: SignedRecord,
+    key: rsa.RSAPublicKey,
+    room_id: bytes,
+    *,
+    context: bytes,
+    error: type[EnvelopeError],
+    what: str,
+) -> None:
+    """Raise `error` unless `record` is for `room_id` and signed by `key` (under `context`).
+
+    The room first: a record for another room is refused whoever signed it, and
+    saying so costs no signature check.
+    """
+    if record.room_id != room_id:
+        raise error(f"the {what} is for another room")
+    verify_record(key, record.signature, context + record.body(), error=error, what=what)
 
 
 def verify_record(

@@ -43,7 +43,7 @@ from zchat.envelope._signed import (
     from_fields,
     open_record,
     signature_size_ok,
-    verify_record,
+    verify_in_room,
 )
 from zchat.envelope.errors import BadCertificate, BadPublicKey
 from zchat.envelope.keys import Identity, fingerprint, load_public_key, public_der
@@ -220,14 +220,8 @@ def verify_certificate(
         raise BadCertificate(f"a certificate for {cert.nick}, not {nick}")
     if cert.identity_fingerprint != identity_fingerprint:
         raise BadCertificate("certified by another identity key than the pinned one")
-    if cert.room_id != room_id:
-        raise BadCertificate("a certificate for another room")
-    verify_record(
-        identity_key,
-        cert.signature,
-        CERT_CONTEXT + cert.body(),
-        error=BadCertificate,
-        what="certificate",
+    verify_in_room(
+        cert, identity_key, room_id, context=CERT_CONTEXT, error=BadCertificate, what="certificate"
     )
     if cert.expires_ms - cert.created_ms > MAX_CERT_LIFETIME_MS:
         raise BadCertificate("the certificate claims too long a life")

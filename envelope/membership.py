@@ -43,7 +43,7 @@ from zchat.envelope._signed import (
     from_fields,
     open_record,
     signature_size_ok,
-    verify_record,
+    verify_in_room,
 )
 from zchat.envelope.errors import (
     BadRecord,
@@ -179,14 +179,8 @@ def check_record(
     """
     if record.signer_fingerprint != signer_fingerprint:
         raise BadRecord("the record names another signer than its sender")
-    if record.room_id != room_id:
-        raise BadRecord("the record is for another room")
-    verify_record(
-        signer_key,
-        record.signature,
-        MEMBERSHIP_CONTEXT + record.body(),
-        error=BadRecord,
-        what="record",
+    verify_in_room(
+        record, signer_key, room_id, context=MEMBERSHIP_CONTEXT, error=BadRecord, what="record"
     )
 
 

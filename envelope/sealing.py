@@ -13,6 +13,7 @@ private-key operation happens for a message that is forged or not ours.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -88,7 +89,8 @@ def seal(
     problem = leaves_problem(leaves, sender_nick)
     if problem:
         raise ValueError(problem)
-    fields = _Fields(
+    data, tree = _tree(leaves)
+    header = Header(
         kind=kind,
         msg_id=os.urandom(MSG_ID_BYTES) if msg_id is None else msg_id,
         timestamp_ms=int(now * 1000),
@@ -96,9 +98,12 @@ def seal(
         sender=sender_nick,
         sender_fingerprint=sender.fingerprint,
         room_id=room_id,
+        count=len(leaves),
+        root=tree.root,
         named=tuple(r.nick for r in recipients) if kind == MessageKind.DIRECT else (),
     )
-    return _sealed(fields, leaves, plaintext, sender, {r.nick: r for r in recipients}, int(now))
+    by_nick = {r.nick: r for r in recipients}
+    return _sealed(header, leaves, data, tree, plaintext, sender, by_nick, int(now))
 
 
 def reseal(
@@ -132,58 +137,29 @@ def reseal(
         else leaf
         for leaf in envelope.leaves
     )
-    fields = _Fields(
-        old.kind,
-        old.msg_id,
-        old.timestamp_ms,
-        old.seq,
-        old.sender,
-        old.sender_fingerprint,
-        old.room_id,
-        old.named,
-    )
+    data, tree = _tree(leaves)
+    header = dataclasses.replace(old, root=tree.root)
     # The token carries whole seconds; the header's milliseconds give back the same.
-    return _sealed(fields, leaves, plaintext, sender, given, old.timestamp_ms // 1000)
+    return _sealed(header, leaves, data, tree, plaintext, sender, given, old.timestamp_ms // 1000)
 
 
-@dataclass(frozen=True, slots=True)
-class _Fields:
-    """A header's fields but the tree's: what seal and reseal decide themselves."""
-
-    kind: MessageKind | int
-    msg_id: bytes
-    timestamp_ms: int
-    seq: int
-    sender: str
-    sender_fingerprint: bytes
-    room_id: bytes
-    named: tuple[str, ...]
+def _tree(leaves: tuple[Leaf, ...]) -> tuple[tuple[bytes, ...], MerkleTree]:
+    """The leaves' data and the tree over it, whose head the header signs."""
+    data = tuple(leaf.encode() for leaf in leaves)
+    return data, MerkleTree(data)
 
 
 def _sealed(
-    fields: _Fields,
+    header: Header,
     leaves: tuple[Leaf, ...],
+    data: tuple[bytes, ...],
+    tree: MerkleTree,
     plaintext: bytes,
     sender: Identity,
     recipients: dict[str, Recipient],
     token_time: int,
 ) -> Envelope:
-    """Build the tree and the header, encrypt, wrap for every leaf in `recipients` (a
-    blank for the others), sign."""
-    data = tuple(leaf.encode() for leaf in leaves)
-    tree = MerkleTree(data)
-    header = Header(
-        fields.kind,
-        fields.msg_id,
-        fields.timestamp_ms,
-        fields.seq,
-        fields.sender,
-        fields.sender_fingerprint,
-        fields.room_id,
-        len(leaves),
-        tree.root,
-        fields.named,
-    )
+    """Encrypt, wrap for every leaf in `recipients` (a blank for the others), sign."""
     header_bytes = header.encode()
     key = prim.new_message_key()
     token = prim.encrypt(key, plaintext, token_time)
