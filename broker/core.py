@@ -123,8 +123,10 @@ class _Session:
     fingerprint: bytes
     nonce: bytes
     last_seen: float
-    #: The session-key certificate (encoded) as the peer gave it, checked.
+    #: The session-key certificate (encoded) as the peer gave it, checked, and when it
+    #: was made: a REKEY must bring a newer one.
     certificate: bytes = b""
+    certificate_created_ms: int = 0
     transport_key: bytes | None = None  # the CURVE key that said HELLO, if any
 
 
@@ -222,14 +224,15 @@ class Broker:
         except BadPublicKey as exc:
             return [self._refuse(conn, p.RefuseCode.BAD_KEY, str(exc))]
         fp = fingerprint(hello.public_der)
-        problem = _certificate_problem(hello.certificate, nick, key, fp, self.room_id)
-        if problem is not None:
-            return [self._refuse(conn, p.RefuseCode.BAD_CERTIFICATE, problem)]
+        checked = _checked_certificate(hello.certificate, nick, key, fp, self.room_id)
+        if isinstance(checked, str):
+            return [self._refuse(conn, p.RefuseCode.BAD_CERTIFICATE, checked)]
         refusal = self._check_room(conn, nick, fp)
         if refusal is not None:
             return [refusal]
         nonce = self.random(p.CHALLENGE_BYTES)
         pending = _Session(conn, nick, hello.public_der, key, fp, nonce, now, hello.certificate)
+        pending.certificate_created_ms = checked.created_ms
         pending.transport_key = transport_key
         self._pending[conn] = pending
         return [_to(conn, p.Challenge(nonce))]
@@ -316,14 +319,21 @@ class Broker:
         return [*out, _to(conn, welcome), _to(conn, p.Snapshot(members))]
 
     def _rekey(self, session: _Session, cert: bytes) -> list[Outgoing]:
-        """A member's new session key: checked, kept for snapshots, told to the others."""
-        problem = _certificate_problem(
+        """A member's new session key: checked, kept for snapshots, told to the others.
+
+        Only a newer one than the session's: an older one (or one as old) would roll the
+        member back to a key it may have dropped, in every later SNAPSHOT.
+        """
+        checked = _checked_certificate(
             cert, session.nick, session.public_key, session.fingerprint, self.room_id
         )
-        if problem is not None:
+        if not isinstance(checked, str) and checked.created_ms <= session.certificate_created_ms:
+            checked = "bad session-key certificate: not newer than the current one"
+        if isinstance(checked, str):
             self.counters.errors += 1
-            return [_to(session.conn, p.Error(p.ErrorCode.BAD_CERTIFICATE, problem))]
+            return [_to(session.conn, p.Error(p.ErrorCode.BAD_CERTIFICATE, checked))]
         session.certificate = cert
+        session.certificate_created_ms = checked.created_ms
         rekeyed = p.Rekeyed(session.nick, cert)
         return [_to(s.conn, rekeyed) for s in self._by_nick.values() if s is not session]
 
@@ -496,11 +506,11 @@ def _member(session: _Session) -> p.Member:
     return p.Member(session.nick, session.public_der, session.certificate)
 
 
-def _certificate_problem(
+def _checked_certificate(
     raw: bytes, nick: str, identity_key: rsa.RSAPublicKey, identity_fp: bytes, room: bytes
-) -> str | None:
-    """Why `raw` is not a certificate `nick`'s identity key made for room id `room`, or
-    None if it is.
+) -> SessionCertificate | str:
+    """`raw`, parsed, if it is a certificate `nick`'s identity key made for room id
+    `room`; else why it is not.
 
     One signature check (about 25 us), once per HELLO or REKEY: what the broker relays
     to every member is at least genuine. Not the date: the broker has none it could
@@ -517,4 +527,4 @@ def _certificate_problem(
         )
     except (MalformedEnvelope, BadCertificate) as exc:
         return f"bad session-key certificate: {exc}"
-    return None
+    return cert

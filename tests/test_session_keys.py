@@ -356,16 +356,28 @@ def test_the_broker_relays_a_genuine_rekey_and_keeps_it_for_newcomers(
 
 
 @pytest.mark.parametrize(
-    "cert", ["junk", "another identity's", "for another nickname", "for another room"]
+    "cert",
+    [
+        "junk",
+        "another identity's",
+        "for another nickname",
+        "for another room",
+        "older than the session's",
+        "as old as the session's",
+    ],
 )
 def test_the_broker_never_relays_a_rekey_that_is_not_the_sessions(
     cert: str, alice: Identity, bob: Identity
 ) -> None:
+    (other,) = session_keys(1)
     raw = {
         "junk": b"\x02junk",
-        "another identity's": certificate(bob, "alice", WALL_AT_ZERO),
-        "for another nickname": certificate(alice, "bob", WALL_AT_ZERO),
-        "for another room": certificate(alice, "alice", WALL_AT_ZERO, room=room_id("exec")),
+        "another identity's": certificate(bob, "alice", WALL_AT_ZERO + 60),
+        "for another nickname": certificate(alice, "bob", WALL_AT_ZERO + 60),
+        "for another room": certificate(alice, "alice", WALL_AT_ZERO + 60, room=room_id("exec")),
+        # A rollback: the HELLO's certificate was made at WALL_AT_ZERO.
+        "older than the session's": certificate(alice, "alice", WALL_AT_ZERO - 60, other),
+        "as old as the session's": certificate(alice, "alice", WALL_AT_ZERO, other),
     }[cert]
     broker = Broker(random=seeded(0))
     handshake(broker, b"a", b"alice", alice)
