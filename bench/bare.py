@@ -18,6 +18,7 @@ import zmq
 
 from zchat.bench.clock import sleep_until
 from zchat.bench.results import Counts
+from zchat.envelope.limits import HASH_BYTES, KEY_ID_BYTES, LEAF_INDEX_BYTES
 from zchat.wire import protocol as p
 
 #: The bare router's acknowledgement: protocol tag and the ACK command, nothing else.
@@ -30,10 +31,12 @@ BARE_WELCOME = b"ok"
 def run_bare_router(endpoint: str, room: int) -> None:
     """Fan each message out to every other member; never returns (the parent kills it).
 
-    A message is the SEND shape, `tag | command | header | signature | token | key...`;
-    member j of the others gets `tag | command | header | signature | token | key j`,
-    the DELIVER shape. No frame is parsed or checked: this is the most a Python
-    ROUTER loop can route, the ceiling for the broker's socket loop.
+    A message is the SEND shape, `tag | command | header | signature | token |
+    recipients | key...`; member j of the others gets `tag | command | header |
+    signature | token | leaf | path | key j`, the DELIVER shape, with a leaf and a path
+    of the sizes a real one has (the first leaf's, and ceil(log2 n) hashes). No frame
+    is parsed or checked: this is the most a Python ROUTER loop can route, the ceiling
+    for the broker's socket loop.
     """
     sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
     sock.setsockopt(zmq.LINGER, 0)
@@ -48,16 +51,18 @@ def run_bare_router(endpoint: str, room: int) -> None:
         sock.send_multipart([ident, BARE_WELCOME])
     others = {m: [o for o in members if o != m] for m in members}
     tag, deliver = p.PROTOCOL_TAG, bytes([p.Command.DELIVER])
+    path = bytes(HASH_BYTES * (room - 2).bit_length())  # for the room - 1 recipients
     send = sock.send
     while True:
         frames = _recv(sock, 0)
         sender = frames[0]
-        if len(frames) < 7:
+        if len(frames) < 8:
             sock.send_multipart([sender, BARE_WELCOME])  # a late hello
             continue
-        header, signature, token = frames[3:6]
-        for target, key in zip(others[sender], frames[6:], strict=False):
-            for frame in (target, tag, deliver, header, signature, token):
+        header, signature, token, recipients = frames[3:7]
+        leaf = bytes(LEAF_INDEX_BYTES) + recipients[: 1 + recipients[0] + KEY_ID_BYTES]
+        for target, key in zip(others[sender], frames[7:], strict=False):
+            for frame in (target, tag, deliver, header, signature, token, leaf, path):
                 send(frame, _MORE)
             send(key, 0)
         send(sender, _MORE)

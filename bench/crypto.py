@@ -18,15 +18,20 @@ from collections.abc import Callable
 from zchat.bench.results import CryptoTimings, EnvelopeOverhead, RotationCost
 from zchat.envelope import (
     Delivery,
+    Envelope,
     Identity,
     Recipient,
     certify,
     generate_session_key,
     open_delivery,
+    room_id,
     seal,
     verify_certificate,
 )
 from zchat.envelope import _primitives as prim
+
+#: What the timed certificates and envelopes are bound to: any room costs the same.
+_ROOM_ID = room_id("bench")
 
 
 def _per_op(
@@ -85,16 +90,19 @@ def time_rotation(identity: Identity, *, scale: float = 1.0) -> RotationCost:
         session = generate_session_key()
     keygen = (time.perf_counter() - start) / keys
     created = int(time.time() * 1000)
-    cert = certify(identity, "bench", session, created_ms=created, lifetime_ms=3_600_000)
+    cert = certify(
+        identity, "bench", session, room_id=_ROOM_ID, created_ms=created, lifetime_ms=3_600_000
+    )
     ops: dict[str, Callable[[], object]] = {
         "certify": lambda: certify(
-            identity, "bench", session, created_ms=created, lifetime_ms=3_600_000
+            identity, "bench", session, room_id=_ROOM_ID, created_ms=created, lifetime_ms=3_600_000
         ),
         "check": lambda: verify_certificate(
             cert,
             nick="bench",
             identity_key=identity.public_key,
             identity_fingerprint=identity.fingerprint,
+            room_id=_ROOM_ID,
         ),
     }
     iterations = {"certify": max(2, int(30 * scale)), "check": max(2, int(300 * scale))}
@@ -142,9 +150,17 @@ def envelope_overhead(
     group = [Recipient(nick, key) for nick, key in zip(nicks, keys, strict=True)]
 
     def do_seal() -> object:
-        return seal(payload, sender=sender, sender_nick="sender", recipients=group, seq=1)
+        return seal(
+            payload,
+            sender=sender,
+            sender_nick="sender",
+            room_id=_ROOM_ID,
+            recipients=group,
+            seq=1,
+        )
 
-    envelope = seal(payload, sender=sender, sender_nick="sender", recipients=group, seq=1)
+    envelope = do_seal()
+    assert isinstance(envelope, Envelope)
     delivery: Delivery = envelope.delivery_for(0)
     fp = sender.fingerprint
 
@@ -152,6 +168,7 @@ def envelope_overhead(
         return open_delivery(
             delivery,
             me="r0",
+            room_id=_ROOM_ID,
             keys=(recipient,),
             sender_key=sender.public_key,
             sender_fingerprint=fp,

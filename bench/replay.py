@@ -89,7 +89,12 @@ async def replay(
     payload = bench_text(0).encode()
     sealed = [
         seal(
-            payload, sender=identity, sender_nick=core.nick, recipients=recipients, seq=core.seq + k
+            payload,
+            sender=identity,
+            sender_nick=core.nick,
+            room_id=core.room_id,
+            recipients=recipients,
+            seq=core.seq + k,
         )
         for k in range(SEALED)
     ]

@@ -42,7 +42,7 @@ from zchat.bench.keys import key_path, read_key
 from zchat.bench.messages import bench_text, due_time
 from zchat.bench.replay import BenchCore, replay
 from zchat.bench.results import Opened
-from zchat.envelope import Envelope, Recipient, seal
+from zchat.envelope import DEFAULT_ROOM, Envelope, Recipient, room_id, seal
 from zchat.peer import events as ev
 from zchat.peer.client import Client, initial_seq
 from zchat.peer.config import PeerConfig
@@ -252,6 +252,7 @@ class Worker:
             bench_text(0).encode(),
             sender=self.identity,
             sender_nick=self.nick,
+            room_id=room_id(DEFAULT_ROOM),
             recipients=recipients,
             seq=1,
         )

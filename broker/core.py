@@ -12,7 +12,9 @@ With CURVE, `handle` also gets the transport key the message came with; a sessio
 bound at HELLO to the key that opened it, and another key never speaks for it.
 
 The broker never holds a private key and never decrypts: it reads the envelope's
-cleartext header to route, and cuts the envelope into one delivery per recipient.
+cleartext header and recipient leaves to route, checks that the leaves are those whose
+Merkle tree head the header signs (`envelope.merkle`), and cuts the envelope into one
+delivery per recipient: that recipient's leaf, its audit path, its wrapped key.
 
 Memory is bounded in bytes, not in messages. The socket takes only a few hundred messages
 per connection; what it will not take now is *held* here (`hold`), counted in bytes. A
@@ -25,7 +27,9 @@ Each session carries its peer's session-key certificate (forward secrecy: messag
 wrapped to that key, not to the identity key). The broker checks every certificate it
 is given against the session's nickname and identity key before it keeps or relays
 it, so a peer cannot use the broker to spread junk; peers check it again against their
-pins, and the date, which the broker cannot (its clock is monotonic).
+pins, and the date, which the broker cannot (its clock is monotonic). A certificate is
+good in one room (its room id): this broker serves one room, `BrokerConfig.room`, and
+refuses a HELLO for another, or a certificate made for another.
 """
 
 from __future__ import annotations
@@ -48,11 +52,13 @@ from zchat.envelope import (
     is_valid_room,
     load_public_key,
     nick_key,
+    room_id,
     verify_certificate,
 )
 from zchat.envelope.limits import MAX_ROOM
 from zchat.envelope.nick import NICK_RULES
 from zchat.envelope.proof import verify_proof
+from zchat.envelope.room import ROOM_RULES
 from zchat.wire import protocol as p
 from zchat.wire.errors import ProtocolError, UnsupportedProtocol
 
@@ -75,8 +81,8 @@ class BrokerConfig:
     #: Bytes held for all connections together: past this, the connection holding the
     #: most is evicted, so that many slow readers cannot add up to unbounded memory.
     max_held_total: int = 64 * 2**20
-    #: The room's name, told to every peer in WELCOME: members' vouches name it, so
-    #: a vouch made in one room is worth nothing in another (docs/SECURITY.md).
+    #: The one room this broker serves: a HELLO for another is refused, and so is a
+    #: certificate made for another (its room id, docs/SECURITY.md).
     room: str = p.DEFAULT_ROOM
 
     def __post_init__(self) -> None:
@@ -117,8 +123,10 @@ class _Session:
     fingerprint: bytes
     nonce: bytes
     last_seen: float
-    #: The session-key certificate (encoded) as the peer gave it, checked.
+    #: The session-key certificate (encoded) as the peer gave it, checked, and when it
+    #: was made: a REKEY must bring a newer one.
     certificate: bytes = b""
+    certificate_created_ms: int = 0
     transport_key: bytes | None = None  # the CURVE key that said HELLO, if any
 
 
@@ -204,19 +212,27 @@ class Broker:
         nick = hello.nick.decode("ascii", "replace")
         if not is_valid_nick(nick):
             return [self._refuse(conn, p.RefuseCode.NICK_INVALID, NICK_RULES)]
+        room = hello.room.decode("ascii", "replace")
+        if not is_valid_room(room):
+            return [self._refuse(conn, p.RefuseCode.ROOM_INVALID, ROOM_RULES)]
+        if room != self.config.room:
+            # The room's name is not given: a name is known only to those told it.
+            reason = "this broker serves one room, and not that one"
+            return [self._refuse(conn, p.RefuseCode.TOO_MANY_ROOMS, reason)]
         try:
             key = load_public_key(hello.public_der)
         except BadPublicKey as exc:
             return [self._refuse(conn, p.RefuseCode.BAD_KEY, str(exc))]
         fp = fingerprint(hello.public_der)
-        problem = _certificate_problem(hello.certificate, nick, key, fp)
-        if problem is not None:
-            return [self._refuse(conn, p.RefuseCode.BAD_CERTIFICATE, problem)]
+        checked = _checked_certificate(hello.certificate, nick, key, fp, self.room_id)
+        if isinstance(checked, str):
+            return [self._refuse(conn, p.RefuseCode.BAD_CERTIFICATE, checked)]
         refusal = self._check_room(conn, nick, fp)
         if refusal is not None:
             return [refusal]
         nonce = self.random(p.CHALLENGE_BYTES)
         pending = _Session(conn, nick, hello.public_der, key, fp, nonce, now, hello.certificate)
+        pending.certificate_created_ms = checked.created_ms
         pending.transport_key = transport_key
         self._pending[conn] = pending
         return [_to(conn, p.Challenge(nonce))]
@@ -303,12 +319,21 @@ class Broker:
         return [*out, _to(conn, welcome), _to(conn, p.Snapshot(members))]
 
     def _rekey(self, session: _Session, cert: bytes) -> list[Outgoing]:
-        """A member's new session key: checked, kept for snapshots, told to the others."""
-        problem = _certificate_problem(cert, session.nick, session.public_key, session.fingerprint)
-        if problem is not None:
+        """A member's new session key: checked, kept for snapshots, told to the others.
+
+        Only a newer one than the session's: an older one (or one as old) would roll the
+        member back to a key it may have dropped, in every later SNAPSHOT.
+        """
+        checked = _checked_certificate(
+            cert, session.nick, session.public_key, session.fingerprint, self.room_id
+        )
+        if not isinstance(checked, str) and checked.created_ms <= session.certificate_created_ms:
+            checked = "bad session-key certificate: not newer than the current one"
+        if isinstance(checked, str):
             self.counters.errors += 1
-            return [_to(session.conn, p.Error(p.ErrorCode.BAD_CERTIFICATE, problem))]
+            return [_to(session.conn, p.Error(p.ErrorCode.BAD_CERTIFICATE, checked))]
         session.certificate = cert
+        session.certificate_created_ms = checked.created_ms
         rekeyed = p.Rekeyed(session.nick, cert)
         return [_to(s.conn, rekeyed) for s in self._by_nick.values() if s is not session]
 
@@ -320,10 +345,12 @@ class Broker:
             log.warning("%s tried to send as %s", session.nick, header.sender)
             error = p.Error(p.ErrorCode.FORGED_SENDER, "sender is not you", header.msg_id)
             return [_to(session.conn, error)]
+        # Parsing the SEND built the recipients' Merkle tree once and checked its head
+        # against the header's: each delivery below is that recipient's leaf and path.
         out: list[Outgoing] = []
         delivered: list[str] = []
         absent: list[str] = []
-        for i, nick in enumerate(header.recipients):
+        for i, nick in enumerate(env.recipients):
             if not env.wrapped_keys[i]:
                 continue  # the sender asked not to deliver to this one (a targeted resend)
             target = self._by_nick.get(nick_key(nick))
@@ -464,6 +491,12 @@ class Broker:
     def nicks(self) -> list[str]:
         return [s.nick for s in self._by_nick.values()]
 
+    @property
+    def room_id(self) -> bytes:
+        """The id of our room: its name and, with CURVE, our public key (`curve_public`,
+        which the server sets after construction, so it is read at each use)."""
+        return room_id(self.config.room, self.curve_public)
+
 
 def _to(conn: bytes, msg: p.Message) -> Outgoing:
     return Outgoing(conn, p.encode(msg))
@@ -473,10 +506,11 @@ def _member(session: _Session) -> p.Member:
     return p.Member(session.nick, session.public_der, session.certificate)
 
 
-def _certificate_problem(
-    raw: bytes, nick: str, identity_key: rsa.RSAPublicKey, identity_fp: bytes
-) -> str | None:
-    """Why `raw` is not a certificate `nick`'s identity key made, or None if it is.
+def _checked_certificate(
+    raw: bytes, nick: str, identity_key: rsa.RSAPublicKey, identity_fp: bytes, room: bytes
+) -> SessionCertificate | str:
+    """`raw`, parsed, if it is a certificate `nick`'s identity key made for room id
+    `room`; else why it is not.
 
     One signature check (about 25 us), once per HELLO or REKEY: what the broker relays
     to every member is at least genuine. Not the date: the broker has none it could
@@ -485,8 +519,12 @@ def _certificate_problem(
     try:
         cert = SessionCertificate.parse(raw)
         verify_certificate(
-            cert, nick=nick, identity_key=identity_key, identity_fingerprint=identity_fp
+            cert,
+            nick=nick,
+            identity_key=identity_key,
+            identity_fingerprint=identity_fp,
+            room_id=room,
         )
     except (MalformedEnvelope, BadCertificate) as exc:
         return f"bad session-key certificate: {exc}"
-    return None
+    return cert

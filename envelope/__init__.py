@@ -1,9 +1,10 @@
 """zchat's end-to-end envelope: pure functions and types, no sockets, no threads.
 
 A message is encrypted once with a fresh Fernet key; that key is wrapped with RSA-OAEP
-for each recipient; the sender signs with RSA-PSS. The proof of key a peer gives the
-broker (`proof`) is signed here too, so every padding choice is made in this package.
-See docs/PROTOCOL.md for the bytes.
+for each recipient; the sender signs with RSA-PSS a header that carries the Merkle tree
+head over the recipients (`merkle`) and the room it is for (`room`). The proof of key a
+peer gives the broker (`proof`) is signed here too, so every padding choice is made in
+this package. See docs/PROTOCOL.md for the bytes.
 """
 
 from zchat.envelope.certificate import (
@@ -18,8 +19,8 @@ from zchat.envelope.certificate import (
 from zchat.envelope.errors import (
     BadCertificate,
     BadPublicKey,
+    BadRecord,
     BadSignature,
-    BadVouch,
     DecryptionFailed,
     EnvelopeError,
     IdentityError,
@@ -28,9 +29,11 @@ from zchat.envelope.errors import (
     MalformedKeyFile,
     NotForMe,
     PassphraseRequired,
+    UnknownRecordType,
     UnknownSessionKey,
     UnsupportedVersion,
     WrongPassphrase,
+    WrongRoom,
 )
 from zchat.envelope.frames import Delivery, Envelope
 from zchat.envelope.header import Header, MessageKind
@@ -47,8 +50,20 @@ from zchat.envelope.keys import (
     public_der,
     save_identity,
 )
+from zchat.envelope.membership import (
+    MembershipRecord,
+    RecordType,
+    check_record,
+    encode_records,
+    make_record,
+    make_vouch,
+    parse_records,
+    same_member,
+)
 from zchat.envelope.nick import is_valid_nick, nick_key
 from zchat.envelope.proof import sign_proof, verify_proof
+from zchat.envelope.recipients import Leaf
+from zchat.envelope.room import DEFAULT_ROOM, is_valid_room, room_id
 from zchat.envelope.sealing import (
     Opened,
     Recipient,
@@ -58,23 +73,15 @@ from zchat.envelope.sealing import (
     seal,
     verify_delivery,
 )
-from zchat.envelope.vouch import (
-    Vouch,
-    check_vouch,
-    encode_vouches,
-    is_valid_room,
-    make_vouch,
-    parse_vouches,
-    same_member,
-)
 
 __all__ = [
+    "DEFAULT_ROOM",
     "PRIVATE_KEY_FILE",
     "PUBLIC_KEY_FILE",
     "BadCertificate",
     "BadPublicKey",
+    "BadRecord",
     "BadSignature",
-    "BadVouch",
     "DecryptionFailed",
     "Delivery",
     "Envelope",
@@ -83,25 +90,29 @@ __all__ = [
     "Identity",
     "IdentityError",
     "InsecureKeyFile",
+    "Leaf",
     "MalformedEnvelope",
     "MalformedKeyFile",
+    "MembershipRecord",
     "MessageKind",
     "NotForMe",
     "Opened",
     "PassphraseRequired",
     "Recipient",
+    "RecordType",
     "SessionCertificate",
     "SessionKey",
+    "UnknownRecordType",
     "UnknownSessionKey",
     "UnsupportedVersion",
-    "Vouch",
     "WrongPassphrase",
+    "WrongRoom",
     "certify",
     "check_certificate",
+    "check_record",
     "check_validity",
-    "check_vouch",
     "decrypt_verified",
-    "encode_vouches",
+    "encode_records",
     "fingerprint",
     "format_fingerprint",
     "generate_identity",
@@ -111,12 +122,14 @@ __all__ = [
     "load_identity",
     "load_or_create_identity",
     "load_public_key",
+    "make_record",
     "make_vouch",
     "nick_key",
     "open_delivery",
-    "parse_vouches",
+    "parse_records",
     "public_der",
     "reseal",
+    "room_id",
     "same_member",
     "save_identity",
     "seal",

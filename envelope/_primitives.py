@@ -20,11 +20,14 @@ from zchat.envelope.limits import FERNET_KEY_BYTES
 
 # Domain separation: a signature or a wrapped key made for one purpose can never be
 # taken for another, whatever the bytes after the prefix.
-SIGNATURE_CONTEXT = b"zchat/2 envelope signature\x00"
-WRAP_CONTEXT = b"zchat/2 wrapped key\x00"
-PROOF_CONTEXT = b"zchat/2 hello proof\x00"
-CERT_CONTEXT = b"zchat/2 session key certificate\x00"
-VOUCH_CONTEXT = b"zchat/2 vouch\x00"
+# Each names the protocol version, so that nothing signed under version 2 passes for
+# version 3. `ROOM_CONTEXT` is no signature context but a hash prefix (`envelope.room`).
+SIGNATURE_CONTEXT = b"zchat/3 envelope signature\x00"
+WRAP_CONTEXT = b"zchat/3 wrapped key\x00"
+PROOF_CONTEXT = b"zchat/3 hello proof\x00"
+CERT_CONTEXT = b"zchat/3 session key certificate\x00"
+MEMBERSHIP_CONTEXT = b"zchat/3 membership\x00"
+ROOM_CONTEXT = b"zchat/3 room\x00"
 
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 

@@ -1,4 +1,4 @@
-"""What the two signed records, session certificates and vouches, do alike.
+"""What the two signed records, session certificates and membership records, do alike.
 
 Each is a binary layout `version || fields` followed by an RSA-PSS signature over
 `CONTEXT || version || fields`. How such a record is read off the network, and how a
@@ -16,7 +16,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from zchat.envelope import _primitives as prim
 from zchat.envelope._codec import Reader
-from zchat.envelope.errors import BadSignature, EnvelopeError, MalformedEnvelope
+from zchat.envelope.errors import (
+    BadSignature,
+    EnvelopeError,
+    MalformedEnvelope,
+    UnsupportedVersion,
+)
 from zchat.envelope.limits import MAX_RSA_BYTES, MIN_RSA_BYTES
 
 U64_MAX = 2**64 - 1
@@ -34,6 +39,8 @@ class SignedRecord(ABC):
 
     __slots__ = ()
     signature: bytes
+    #: The one room the record is good in (`envelope.room`).
+    room_id: bytes
 
     def __post_init__(self) -> None:
         problem = self._problem()
@@ -57,12 +64,14 @@ def open_record(data: bytes, *, what: str, version: int, fixed: int, limit: int)
 
     `fixed` is the size of the record without its variable parts and signature; the
     length is checked before any field is read, so no work grows with hostile input.
+    The version comes first: another version may have another length.
     """
+    if data and data[0] != version:
+        raise UnsupportedVersion(data[0], what)
     if not fixed + MIN_RSA_BYTES < len(data) <= limit:
         raise MalformedEnvelope(f"{what} length out of range")
     reader = Reader(data, what=what)
-    if reader.u8() != version:
-        raise MalformedEnvelope(f"unsupported {what} version")
+    reader.u8()
     return reader
 
 
@@ -83,6 +92,25 @@ def from_fields(
 def signature_size_ok(signature: bytes) -> bool:
     """As long as some RSA modulus zchat accepts; the key itself is checked when verifying."""
     return MIN_RSA_BYTES <= len(signature) <= MAX_RSA_BYTES
+
+
+def verify_in_room(
+    record: SignedRecord,
+    key: rsa.RSAPublicKey,
+    room_id: bytes,
+    *,
+    context: bytes,
+    error: type[EnvelopeError],
+    what: str,
+) -> None:
+    """Raise `error` unless `record` is for `room_id` and signed by `key` (under `context`).
+
+    The room first: a record for another room is refused whoever signed it, and
+    saying so costs no signature check.
+    """
+    if record.room_id != room_id:
+        raise error(f"the {what} is for another room")
+    verify_record(key, record.signature, context + record.body(), error=error, what=what)
 
 
 def verify_record(

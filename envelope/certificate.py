@@ -9,9 +9,10 @@ finds nothing to unwrap them with.
 The identity key certifies each session key, so that nobody (the broker included) can
 slip in a session key of their own. The certificate layout (big-endian)::
 
-    version      u8        CERT_VERSION
+    version      u8        CERT_VERSION (3)
     nick         u8 length, then that many ASCII bytes
     identity_fp  32 bytes  SHA-256 of the identity key (DER SubjectPublicKeyInfo)
+    room_id      32 bytes  the one room the key is good in (`envelope.room`)
     created_ms   u64       milliseconds since the Unix epoch, the certifier's clock
     expires_ms   u64       after this the session key is never sealed to
     session_der  u16 length, then the session key as DER SubjectPublicKeyInfo
@@ -20,7 +21,9 @@ slip in a session key of their own. The certificate layout (big-endian)::
 
 The signature is as long as the identity key's modulus (256 to 512 bytes); the parser
 checks only its size, and `check_certificate` verifies it against the *pinned*
-identity key, never one the certificate names itself.
+identity key, never one the certificate names itself, and for the caller's own room:
+the same member in two rooms has a session key for each, and a message sealed to its
+key in one room never opens in the other.
 """
 
 from __future__ import annotations
@@ -40,23 +43,24 @@ from zchat.envelope._signed import (
     from_fields,
     open_record,
     signature_size_ok,
-    verify_record,
+    verify_in_room,
 )
 from zchat.envelope.errors import BadCertificate, BadPublicKey
 from zchat.envelope.keys import Identity, fingerprint, load_public_key, public_der
 from zchat.envelope.limits import (
     CERT_FIXED_BYTES,
+    CERT_VERSION,
     CLOCK_SKEW_MS,
     FINGERPRINT_BYTES,
     MAX_CERT_BYTES,
     MAX_CERT_LIFETIME_MS,
     MAX_PUBLIC_KEY_DER,
+    ROOM_ID_BYTES,
     RSA_PUBLIC_EXPONENT,
     SESSION_KEY_BITS,
 )
 from zchat.envelope.nick import is_valid_nick, nick_key
 
-CERT_VERSION: Final = 2
 #: Domain separation: a certificate signature can never pass for a message signature,
 #: a handshake proof or a vouch, whatever the bytes after the prefix.
 CERT_CONTEXT: Final = prim.CERT_CONTEXT
@@ -91,6 +95,7 @@ class SessionCertificate(SignedRecord):
 
     nick: str
     identity_fingerprint: bytes
+    room_id: bytes
     created_ms: int
     expires_ms: int
     session_der: bytes
@@ -101,6 +106,8 @@ class SessionCertificate(SignedRecord):
             return "invalid nickname in certificate"
         if len(self.identity_fingerprint) != FINGERPRINT_BYTES:
             return "identity fingerprint must be 32 bytes"
+        if len(self.room_id) != ROOM_ID_BYTES:
+            return "room id must be 32 bytes"
         if not 0 <= self.created_ms <= U64_MAX or not 0 <= self.expires_ms <= U64_MAX:
             return "certificate times must fit in 64 bits"
         if not 0 < len(self.session_der) <= MAX_PUBLIC_KEY_DER:
@@ -115,7 +122,12 @@ class SessionCertificate(SignedRecord):
 
     def body(self) -> bytes:
         return _body(
-            self.nick, self.identity_fingerprint, self.created_ms, self.expires_ms, self.session_der
+            self.nick,
+            self.identity_fingerprint,
+            self.room_id,
+            self.created_ms,
+            self.expires_ms,
+            self.session_der,
         )
 
     @classmethod
@@ -130,9 +142,12 @@ class SessionCertificate(SignedRecord):
         )
         nick = reader.short_string()
         identity_fp = reader.take(FINGERPRINT_BYTES)
+        room = reader.take(ROOM_ID_BYTES)
         created, expires = _TIMES.unpack(reader.take(_TIMES.size))
         session_der = reader.take(reader.u16())
-        return from_fields(cls, nick, identity_fp, created, expires, session_der, reader.rest())
+        return from_fields(
+            cls, nick, identity_fp, room, created, expires, session_der, reader.rest()
+        )
 
 
 def certify(
@@ -140,13 +155,22 @@ def certify(
     nick: str,
     session: SessionKey,
     *,
+    room_id: bytes,
     created_ms: int,
     lifetime_ms: int,
 ) -> SessionCertificate:
-    """Sign `session` as `nick`'s session key, valid for `lifetime_ms` from `created_ms`."""
+    """Sign `session` as `nick`'s session key in room `room_id`, valid for `lifetime_ms`
+    from `created_ms`."""
     if not 0 < lifetime_ms <= MAX_CERT_LIFETIME_MS:
         raise ValueError(f"a certificate lives 1 ms to {MAX_CERT_LIFETIME_MS} ms")
-    fields = (nick, identity.fingerprint, created_ms, created_ms + lifetime_ms, session.public_der)
+    fields = (
+        nick,
+        identity.fingerprint,
+        room_id,
+        created_ms,
+        created_ms + lifetime_ms,
+        session.public_der,
+    )
     signature = prim.pss_sign(identity.private_key, CERT_CONTEXT + _body(*fields))
     return SessionCertificate(*fields, signature)
 
@@ -157,16 +181,22 @@ def check_certificate(
     nick: str,
     identity_key: rsa.RSAPublicKey,
     identity_fingerprint: bytes,
+    room_id: bytes,
     now_ms: int,
 ) -> rsa.RSAPublicKey:
     """Return the session key `cert` certifies, or raise BadCertificate.
 
     `identity_key` and `identity_fingerprint` must be the key the caller trusts for
     `nick` (its pin), never one taken from the certificate: a certificate that a
-    stranger signed names the stranger's fingerprint and is refused here.
+    stranger signed names the stranger's fingerprint and is refused here. `room_id`
+    is the caller's own room: a certificate for another is refused.
     """
     key = verify_certificate(
-        cert, nick=nick, identity_key=identity_key, identity_fingerprint=identity_fingerprint
+        cert,
+        nick=nick,
+        identity_key=identity_key,
+        identity_fingerprint=identity_fingerprint,
+        room_id=room_id,
     )
     check_validity(cert, now_ms=now_ms)
     return key
@@ -178,6 +208,7 @@ def verify_certificate(
     nick: str,
     identity_key: rsa.RSAPublicKey,
     identity_fingerprint: bytes,
+    room_id: bytes,
 ) -> rsa.RSAPublicKey:
     """`check_certificate` without the clock: everything but whether it is valid *now*.
 
@@ -189,12 +220,8 @@ def verify_certificate(
         raise BadCertificate(f"a certificate for {cert.nick}, not {nick}")
     if cert.identity_fingerprint != identity_fingerprint:
         raise BadCertificate("certified by another identity key than the pinned one")
-    verify_record(
-        identity_key,
-        cert.signature,
-        CERT_CONTEXT + cert.body(),
-        error=BadCertificate,
-        what="certificate",
+    verify_in_room(
+        cert, identity_key, room_id, context=CERT_CONTEXT, error=BadCertificate, what="certificate"
     )
     if cert.expires_ms - cert.created_ms > MAX_CERT_LIFETIME_MS:
         raise BadCertificate("the certificate claims too long a life")
@@ -217,12 +244,15 @@ def check_validity(cert: SessionCertificate, *, now_ms: int) -> None:
         raise BadCertificate("the certificate has expired")
 
 
-def _body(nick: str, identity_fp: bytes, created_ms: int, expires_ms: int, der: bytes) -> bytes:
+def _body(
+    nick: str, identity_fp: bytes, room: bytes, created_ms: int, expires_ms: int, der: bytes
+) -> bytes:
     return b"".join(
         [
             CERT_VERSION.to_bytes(1, "big"),
             short_string(nick),
             identity_fp,
+            room,
             _TIMES.pack(created_ms, expires_ms),
             len(der).to_bytes(2, "big"),
             der,

@@ -2,11 +2,14 @@
 
     EnvelopeError
      ├── MalformedEnvelope     bytes that do not parse: frame count, sizes, encodings
-     │    └── UnsupportedVersion   a version this code does not speak
+     │    ├── UnsupportedVersion   a version byte this code does not speak
+     │    └── UnknownRecordType    a membership record of a type this code does not know
      ├── BadPublicKey          a public key that does not load or is not acceptable
      ├── BadSignature          the sender's signature does not verify
      ├── BadCertificate        a session-key certificate that must not be sealed to
-     ├── BadVouch              a vouch that admits nobody: forged, misdirected, elsewhere
+     ├── BadRecord             a membership record that counts for nothing: forged,
+     │                         misdirected, another room
+     ├── WrongRoom             a genuine message signed for another room than ours
      ├── NotForMe              a genuine message whose signed recipients do not name us
      ├── UnknownSessionKey     sealed to a session key we no longer hold (expired)
      ├── DecryptionFailed      unwrap or decrypt failed (deliberately opaque)
@@ -32,11 +35,24 @@ class MalformedEnvelope(EnvelopeError):
 
 
 class UnsupportedVersion(MalformedEnvelope):
-    """The header carries an envelope version this code does not speak."""
+    """A header, certificate or record of a version this code does not speak.
 
-    def __init__(self, version: int) -> None:
-        super().__init__(f"unsupported envelope version {version}")
+    `what` says which ("envelope", "certificate", "record"). Reported, never fatal:
+    the one thing is dropped, and everything else goes on.
+    """
+
+    def __init__(self, version: int, what: str = "envelope") -> None:
+        super().__init__(f"unsupported {what} version {version}")
         self.version = version
+        self.what = what
+
+
+class UnknownRecordType(MalformedEnvelope):
+    """A membership record of a type this code does not know: skipped and reported."""
+
+    def __init__(self, record_type: int) -> None:
+        super().__init__(f"unknown membership record type {record_type}")
+        self.record_type = record_type
 
 
 class BadPublicKey(EnvelopeError):
@@ -54,12 +70,21 @@ class BadCertificate(EnvelopeError):
     """
 
 
-class BadVouch(EnvelopeError):
-    """A vouch that admits nobody: a bad signature, another room, another key or name."""
+class BadRecord(EnvelopeError):
+    """A membership record (vouch or revocation) that counts for nothing: a bad
+    signature, another signer than its sender, or another room."""
+
+
+class WrongRoom(EnvelopeError):
+    """A correctly signed message for another room than ours.
+
+    Not a forgery, but never shown: a broker that delivers it is mixing rooms (the
+    same member in two rooms, with one key, signs for both). Reported as a problem.
+    """
 
 
 class NotForMe(EnvelopeError):
-    """A correctly signed message whose recipient list does not name us.
+    """A correctly signed message whose recipients (our leaf) do not name us.
 
     Kept apart from the other errors: it is not an attack on us, but it is what a
     genuine direct message forwarded to a third party looks like.

@@ -50,9 +50,7 @@ from zchat.envelope.errors import (
 )
 from zchat.envelope.limits import (
     KEY_SIZES,
-    MAX_KEY_BITS,
     MAX_PUBLIC_KEY_DER,
-    MIN_KEY_BITS,
     RSA_PUBLIC_EXPONENT,
 )
 
@@ -130,7 +128,7 @@ def format_fingerprint(fp: bytes) -> str:
 
 
 def load_public_key(der: bytes) -> rsa.RSAPublicKey:
-    """Load a peer's public key from DER: only RSA of 2048 to 4096 bits with e = 65537."""
+    """Load a peer's public key from DER: only RSA of 2048, 3072 or 4096 bits, e = 65537."""
     if len(der) > MAX_PUBLIC_KEY_DER:
         raise BadPublicKey("public key too large")
     try:
@@ -141,8 +139,10 @@ def load_public_key(der: bytes) -> rsa.RSAPublicKey:
         raise BadPublicKey("public key does not parse") from exc
     if not isinstance(key, rsa.RSAPublicKey):
         raise BadPublicKey("public key is not RSA")
-    if not MIN_KEY_BITS <= key.key_size <= MAX_KEY_BITS or key.key_size % 8:
-        raise BadPublicKey(f"RSA key size {key.key_size} is not accepted")
+    # Exactly the sizes zchat makes: anything between (4095 bits, 2056) has no honest
+    # use, and each accepted size is one more shape a parser must get right.
+    if key.key_size not in KEY_SIZES:
+        raise BadPublicKey(f"RSA key size {key.key_size} is not accepted (2048, 3072 or 4096)")
     if key.public_numbers().e != RSA_PUBLIC_EXPONENT:
         raise BadPublicKey(f"RSA public exponent must be {RSA_PUBLIC_EXPONENT}")
     # DER is canonical, so re-encoding must give back the same bytes; anything else

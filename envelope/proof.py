@@ -15,17 +15,13 @@ round.
 
 from __future__ import annotations
 
-from typing import Final
-
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from zchat.envelope import _primitives as prim
 from zchat.envelope.errors import BadSignature
+from zchat.envelope.limits import CURVE_KEY_TEXT
 
 PROOF_CONTEXT = prim.PROOF_CONTEXT
-#: A CURVE public key as libzmq's socket options take it: 40 Z85 characters.
-#: Either key is this long, or empty when the connection has no CURVE.
-CURVE_KEY_TEXT: Final = 40
 
 
 def proof_bytes(

@@ -1,11 +1,13 @@
 """Seal a message for many recipients; open one delivery. The only safe order of work.
 
 Sealing: a fresh Fernet key encrypts the plaintext; that key is wrapped with RSA-OAEP
-to each recipient's session key (see `envelope.certificate`), which the signed header
-names; the sender signs header and token with RSA-PSS under its identity key.
+to each recipient's session key (see `envelope.certificate`), which the recipient's
+leaf names; the header signs the tree head over the leaves (`envelope.merkle`), and
+the sender signs header and token with RSA-PSS under its identity key.
 
-Opening: check the frames, check the sender's key is the one the header names, verify
-the signature, check we are a named recipient, and only then unwrap and decrypt. No
+Opening: the delivery's parser has checked that its leaf is in the tree the header
+signs. Then: the sender's key is the one the header names, the signature verifies,
+the header is for our room, and the leaf is ours; only then unwrap and decrypt. No
 private-key operation happens for a message that is forged or not ours.
 """
 
@@ -21,12 +23,14 @@ from typing import Protocol
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from zchat.envelope import _primitives as prim
-from zchat.envelope.errors import BadSignature, NotForMe, UnknownSessionKey
+from zchat.envelope.errors import BadSignature, NotForMe, UnknownSessionKey, WrongRoom
 from zchat.envelope.frames import Delivery, Envelope
 from zchat.envelope.header import Header, MessageKind
 from zchat.envelope.keys import Identity, fingerprint, public_der
 from zchat.envelope.limits import KEY_ID_BYTES, MAX_TEXT_BYTES, MSG_ID_BYTES
+from zchat.envelope.merkle import MerkleTree
 from zchat.envelope.nick import nick_key
+from zchat.envelope.recipients import Leaf, leaves_problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +69,7 @@ def seal(
     *,
     sender: Identity,
     sender_nick: str,
+    room_id: bytes,
     recipients: Sequence[Recipient],
     seq: int,
     kind: MessageKind = MessageKind.ROOM,
@@ -73,12 +78,18 @@ def seal(
 ) -> Envelope:
     """Encrypt `plaintext` once and wrap its key for every recipient. Signs the result.
 
+    `room_id` is the room it is for (`envelope.room.room_id`). A DIRECT message names
+    its recipients in the header too, so at most MAX_NAMED of them (a ValueError).
     `now` and `msg_id` come from the caller when it keeps its own clock and randomness
     (the sans-I/O peer core, tests); left out, they are read from the system.
     """
-    if len(plaintext) > MAX_TEXT_BYTES:
-        raise ValueError(f"message is {len(plaintext)} bytes; the limit is {MAX_TEXT_BYTES}")
+    _check_size(plaintext)
     now = time.time() if now is None else now
+    leaves = tuple(Leaf(r.nick, r.key_fingerprint[:KEY_ID_BYTES]) for r in recipients)
+    problem = leaves_problem(leaves, sender_nick)
+    if problem:
+        raise ValueError(problem)
+    data, tree = _tree(leaves)
     header = Header(
         kind=kind,
         msg_id=os.urandom(MSG_ID_BYTES) if msg_id is None else msg_id,
@@ -86,10 +97,13 @@ def seal(
         seq=seq,
         sender=sender_nick,
         sender_fingerprint=sender.fingerprint,
-        recipients=tuple(r.nick for r in recipients),
-        key_ids=tuple(r.key_fingerprint[:KEY_ID_BYTES] for r in recipients),
+        room_id=room_id,
+        count=len(leaves),
+        root=tree.root,
+        named=tuple(r.nick for r in recipients) if kind == MessageKind.DIRECT else (),
     )
-    return _sealed(header, plaintext, sender, {r.nick: r for r in recipients}, int(now))
+    by_nick = {r.nick: r for r in recipients}
+    return _sealed(header, leaves, data, tree, plaintext, sender, by_nick, int(now))
 
 
 def reseal(
@@ -103,66 +117,86 @@ def reseal(
 
     For a resend to someone whose session key changed since: the old wrapped key was
     made for a key that is retired (or gone), and must not be used again. The kind,
-    message id, time, sequence number and recipient list stay, so recipients take it
+    room, message id, time, sequence number and recipients stay, so recipients take it
     for the same message (and drop it as a duplicate if they already have it); the
-    message key is new, wrapped to each of `recipients` (nicknames as the header spells
-    them), and so is the signature, which covers the new key ids. A recipient of the
-    header left out of `recipients` keeps its key id and gets a blank wrapped key: the
-    broker does not deliver to it.
+    message key is new, wrapped to each of `recipients` (nicknames as the envelope
+    spells them), and so are the leaves' key ids, the tree head and the signature. A
+    recipient of the envelope left out of `recipients` keeps its key id and gets a
+    blank wrapped key: the broker does not deliver to it.
     """
-    if len(plaintext) > MAX_TEXT_BYTES:
-        raise ValueError(f"message is {len(plaintext)} bytes; the limit is {MAX_TEXT_BYTES}")
+    _check_size(plaintext)
     old = envelope.header
     if sender.fingerprint != old.sender_fingerprint:
         raise ValueError("only the key that sealed a message can seal it again")
     given = {r.nick: r for r in recipients}
-    if not given.keys() <= set(old.recipients):
+    if not given.keys() <= set(envelope.recipients):
         raise ValueError("a message is resealed only for the recipients it names")
-    key_ids = tuple(
-        given[nick].key_fingerprint[:KEY_ID_BYTES] if nick in given else key_id
-        for nick, key_id in zip(old.recipients, old.key_ids, strict=True)
+    leaves = tuple(
+        Leaf(leaf.nick, given[leaf.nick].key_fingerprint[:KEY_ID_BYTES])
+        if leaf.nick in given
+        else leaf
+        for leaf in envelope.leaves
     )
-    header = dataclasses.replace(old, key_ids=key_ids)
+    data, tree = _tree(leaves)
+    header = dataclasses.replace(old, root=tree.root)
     # The token carries whole seconds; the header's milliseconds give back the same.
-    return _sealed(header, plaintext, sender, given, old.timestamp_ms // 1000)
+    return _sealed(header, leaves, data, tree, plaintext, sender, given, old.timestamp_ms // 1000)
+
+
+def _tree(leaves: tuple[Leaf, ...]) -> tuple[tuple[bytes, ...], MerkleTree]:
+    """The leaves' data and the tree over it, whose head the header signs."""
+    data = tuple(leaf.encode() for leaf in leaves)
+    return data, MerkleTree(data)
 
 
 def _sealed(
     header: Header,
+    leaves: tuple[Leaf, ...],
+    data: tuple[bytes, ...],
+    tree: MerkleTree,
     plaintext: bytes,
     sender: Identity,
     recipients: dict[str, Recipient],
     token_time: int,
 ) -> Envelope:
-    """Encrypt, wrap for every recipient in `recipients` (a blank for the others), sign."""
+    """Encrypt, wrap for every leaf in `recipients` (a blank for the others), sign."""
     header_bytes = header.encode()
     key = prim.new_message_key()
     token = prim.encrypt(key, plaintext, token_time)
     wrapped = tuple(
         prim.wrap(r.public_key, key, header.msg_id, sender.fingerprint, r.nick, r.key_fingerprint)
-        if (r := recipients.get(nick)) is not None
+        if (r := recipients.get(leaf.nick)) is not None
         else b""
-        for nick in header.recipients
+        for leaf in leaves
     )
     signature = prim.sign(sender.private_key, header_bytes, token)
-    return Envelope(header, header_bytes, signature, token, wrapped)
+    return Envelope(header, header_bytes, signature, token, leaves, data, wrapped, tree)
 
 
 def open_delivery(
     delivery: Delivery,
     *,
     me: str,
+    room_id: bytes,
     keys: Iterable[UnwrapKey],
     sender_key: rsa.RSAPublicKey,
     sender_fingerprint: bytes | None = None,
 ) -> Opened:
-    """Verify and decrypt a delivery addressed to `me`, with one of our session `keys`.
+    """Verify and decrypt a delivery addressed to `me` in room `room_id`, with one of
+    our session `keys`.
 
     Raises BadSignature (forged, tampered, or signed by another key than
-    `sender_key`), NotForMe (genuine but not addressed to us), UnknownSessionKey
-    (wrapped to a key we no longer hold) or DecryptionFailed.
+    `sender_key`), WrongRoom (genuine, but for another room), NotForMe (genuine but
+    not addressed to us), UnknownSessionKey (wrapped to a key we no longer hold) or
+    DecryptionFailed.
     """
-    verify_delivery(delivery, me=me, sender_key=sender_key, sender_fingerprint=sender_fingerprint)
+    verify_delivery(
+        delivery,
+        me=me,
+        room_id=room_id,
+        sender_key=sender_key,
+        sender_fingerprint=sender_fingerprint,
+    )
     return Opened(delivery.header, decrypt_verified(delivery, me=me, keys=keys))
 
 
@@ -170,10 +204,12 @@ def verify_delivery(
     delivery: Delivery,
     *,
     me: str,
+    room_id: bytes,
     sender_key: rsa.RSAPublicKey,
     sender_fingerprint: bytes | None = None,
 ) -> Header:
-    """The first half of `open_delivery`: signature and recipient checks, no decryption.
+    """The first half of `open_delivery`: signature, room and recipient checks, no
+    decryption.
 
     For callers that must decide something between the two (a replay check, or
     holding a message back until its sender's key is trusted).
@@ -183,16 +219,21 @@ def verify_delivery(
     if header.sender_fingerprint != fp:
         raise BadSignature("signed by a different key than the sender's")
     prim.verify(sender_key, delivery.signature, delivery.header_bytes, delivery.token)
-    _named(header, me)
+    # After the signature, so that either error means the sender really signed it.
+    if header.room_id != room_id:
+        raise WrongRoom(f"message {header.msg_id.hex()} is for another room")
+    if nick_key(delivery.leaf.nick) != nick_key(me):
+        raise NotForMe(f"message {header.msg_id.hex()} is not addressed to {me}")
     return header
 
 
 def decrypt_verified(delivery: Delivery, *, me: str, keys: Iterable[UnwrapKey]) -> bytes:
     """The second half of `open_delivery`. Only for a delivery `verify_delivery` passed."""
     header = delivery.header
-    index = _named(header, me)
-    key_id = header.key_ids[index]
-    ours = next((k for k in keys if k.fingerprint[:KEY_ID_BYTES] == key_id), None)
+    leaf = delivery.leaf
+    if nick_key(leaf.nick) != nick_key(me):
+        raise NotForMe(f"message {header.msg_id.hex()} is not addressed to {me}")
+    ours = next((k for k in keys if k.fingerprint[:KEY_ID_BYTES] == leaf.key_id), None)
     if ours is None:
         raise UnknownSessionKey(f"message {header.msg_id.hex()} is for a session key we dropped")
     key = prim.unwrap(
@@ -200,16 +241,12 @@ def decrypt_verified(delivery: Delivery, *, me: str, keys: Iterable[UnwrapKey]) 
         delivery.wrapped_key,
         header.msg_id,
         header.sender_fingerprint,
-        header.recipients[index],
+        leaf.nick,
         ours.fingerprint,
     )
     return prim.decrypt(key, delivery.token)
 
 
-def _named(header: Header, me: str) -> int:
-    """Where the signed recipient list names us."""
-    mine = nick_key(me)
-    index = next((i for i, r in enumerate(header.recipients) if nick_key(r) == mine), None)
-    if index is None:
-        raise NotForMe(f"message {header.msg_id.hex()} is not addressed to {me}")
-    return index
+def _check_size(plaintext: bytes) -> None:
+    if len(plaintext) > MAX_TEXT_BYTES:
+        raise ValueError(f"message is {len(plaintext)} bytes; the limit is {MAX_TEXT_BYTES}")

@@ -16,7 +16,7 @@ So that one comparison admits a newcomer everywhere, we tell the room:
 - when the user admits X by fingerprint, one VOUCH message for X to our other
   admitted members;
 - when X is admitted (either way), our vouches for the members we admitted, sealed to
-  X alone, at most `MAX_VOUCHES_PER_MESSAGE` a message;
+  X alone, at most `MAX_RECORDS_PER_MESSAGE` a message;
 - when an admitted member comes back after leaving (not a quiet reconnect), our
   vouches to them, and our vouch for them to the members who arrived since they left.
 
@@ -46,13 +46,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from zchat.envelope import (
-    BadVouch,
+    BadRecord,
     EnvelopeError,
     Identity,
-    Vouch,
-    check_vouch,
+    MembershipRecord,
+    RecordType,
+    check_record,
     nick_key,
-    parse_vouches,
+    parse_records,
 )
 from zchat.peer import events as ev
 from zchat.peer.contact import Contact
@@ -77,8 +78,8 @@ class RoomView(Protocol):
         """Our identity: it signs our vouches."""
 
     @property
-    def room(self) -> str:
-        """The room's name: a vouch is bound to it."""
+    def room_id(self) -> bytes:
+        """Our room's id (`envelope.room.room_id`): a vouch is bound to it."""
 
     def member(self, nick: str) -> Contact | None:
         """The member present under `nick`, if any."""
@@ -97,7 +98,7 @@ class RoomView(Protocol):
 class SealVouches:
     """Seal `vouches` to `recipients`, as messages of their own (`peer.sending`)."""
 
-    vouches: tuple[Vouch, ...]
+    vouches: tuple[MembershipRecord, ...]
     recipients: tuple[Contact, ...]
 
 
@@ -225,13 +226,22 @@ class Admission:
         if self.open_room:
             return out  # an open room admits everyone already, and vouches for nobody
         try:
-            vouches = parse_vouches(plaintext)
+            records = parse_records(plaintext)
         except EnvelopeError as exc:
             out.append(ev.VouchRejected(sender.nick, (), f"unreadable vouches: {exc}"))
             return out
         held: list[str] = []
         seen: set[str] = set()
-        for vouch in vouches:
+        for vouch in records:
+            # Each record on its own: one unreadable, or of a kind not acted on here,
+            # is reported, and the others still count.
+            if isinstance(vouch, EnvelopeError):
+                out.append(ev.VouchRejected(sender.nick, (), f"unreadable: {vouch}"))
+                continue
+            if vouch.type is not RecordType.VOUCH:
+                reason = "revocations are not acted on by this zchat"
+                out.append(ev.VouchRejected(sender.nick, (vouch.nick,), reason))
+                continue
             if nick_key(vouch.nick) in seen:
                 continue  # one vouch a nickname and message: a repeat costs no signature check
             seen.add(nick_key(vouch.nick))
@@ -245,9 +255,9 @@ class Admission:
             # for members here with that key: a vouch for anyone else must not grow
             # what we remember (a made-up member's vouches for made-up names).
             here = room.member(vouch.nick)
-            if here is not None and here.fingerprint == vouch.vouched_fingerprint:
-                self.gate.tell(sender.nick, vouch.nick, vouch.vouched_fingerprint)
-            fact = Held(sender.fingerprint, vouch.nick, vouch.vouched_fingerprint)
+            if here is not None and here.fingerprint == vouch.subject_fingerprint:
+                self.gate.tell(sender.nick, vouch.nick, vouch.subject_fingerprint)
+            fact = Held(sender.fingerprint, vouch.nick, vouch.subject_fingerprint)
             if not sender.vouches_admit:
                 target = room.member(vouch.nick)
                 if target is not None and target.vouches_admit:
@@ -261,19 +271,19 @@ class Admission:
             out.append(ev.VouchRejected(sender.nick, tuple(held), reason, held=True))
         return out
 
-    def _refusal(self, room: RoomView, sender: Contact, vouch: Vouch) -> str:
+    def _refusal(self, room: RoomView, sender: Contact, vouch: MembershipRecord) -> str:
         """Why `vouch` from `sender` can never count, or "" when it may."""
         try:
-            check_vouch(
+            check_record(
                 vouch,
-                room=room.room,
-                voucher_key=sender.public_key,
-                voucher_fingerprint=sender.fingerprint,
+                room_id=room.room_id,
+                signer_key=sender.public_key,
+                signer_fingerprint=sender.fingerprint,
             )
-        except BadVouch as exc:
+        except BadRecord as exc:
             return str(exc)
         if nick_key(vouch.nick) == nick_key(room.nick):
-            if vouch.vouched_fingerprint != room.identity.fingerprint:
+            if vouch.subject_fingerprint != room.identity.fingerprint:
                 return "it vouches for another key under your nickname"
             return ""
         target = room.member(vouch.nick)
@@ -281,10 +291,10 @@ class Admission:
             # Not here: a newcomer the JOIN of whom is still on its way, or that key
             # announced under another nickname (a vouch replayed for someone else).
             for other in room.present():
-                if other.fingerprint == vouch.vouched_fingerprint:
+                if other.fingerprint == vouch.subject_fingerprint:
                     return f"it names {vouch.nick}, but that key is here as {other.nick}"
             return ""
-        if target.fingerprint != vouch.vouched_fingerprint:
+        if target.fingerprint != vouch.subject_fingerprint:
             return f"it is for another key than the one {target.nick} has here"
         if target.trust is ev.Trust.CHANGED:
             return (
@@ -354,11 +364,11 @@ class Admission:
         if untold:
             out.append(SealVouches((self._my_vouch(room, subject),), tuple(untold)))
 
-    def _my_vouch(self, room: RoomView, member: Contact) -> Vouch:
+    def _my_vouch(self, room: RoomView, member: Contact) -> MembershipRecord:
         assert member.admission is not None
         return self.gate.signed(
             room.identity,
-            room=room.room,
+            room_id=room.room_id,
             nick=member.nick,
             fingerprint=member.fingerprint,
             time_ms=member.admission.at_ms,

@@ -1,4 +1,5 @@
-"""The peer's settings: its timers, the open-room flag and the session-key schedule.
+"""The peer's settings: its room, its timers, the open-room flag and the session-key
+schedule.
 
 A value, read by the core (`peer.core`) and set by whoever makes it (the client, the
 shell's `zchat peer`, the benchmark, tests); it imports nothing of the peer's.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from zchat.envelope import DEFAULT_ROOM
 from zchat.peer.session_keys import DEFAULT_KEY_GRACE, DEFAULT_ROTATE_EVERY
 
 
@@ -28,3 +30,6 @@ class PeerConfig:
     rotate_every: float = DEFAULT_ROTATE_EVERY
     #: Seconds a replaced session key of ours still opens what was sealed to it.
     key_grace: float = DEFAULT_KEY_GRACE
+    #: The room to join (`zchat peer --room`, ZCHAT_ROOM): our certificates, messages
+    #: and vouches are bound to it (its room id, with the broker's CURVE key).
+    room: str = DEFAULT_ROOM

@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import Enum
 
-from zchat.envelope import Identity, SessionKey, certify, is_valid_nick, nick_key
+from zchat.envelope import Identity, SessionKey, certify, is_valid_nick, nick_key, room_id
 from zchat.envelope.proof import sign_proof
 from zchat.peer import events as ev
 from zchat.peer.config import PeerConfig
@@ -109,6 +109,8 @@ class PeerCore:
             nick,
             identity,
             Pins() if pins is None else pins,
+            room=self.config.room,
+            room_id=room_id(self.config.room, broker_key),
             open_room=self.config.admit_all,
             seq=seq,
             random=random,
@@ -178,8 +180,12 @@ class PeerCore:
 
     @property
     def room(self) -> str:
-        """The room's name, as the broker's WELCOME gives it: vouches are bound to it."""
+        """The room's name (`config.room`): what we sign is bound to it, by its id."""
         return self.roster.room
+
+    @property
+    def room_id(self) -> bytes:
+        return self.roster.room_id
 
     @property
     def members(self) -> dict[str, Contact]:
@@ -251,7 +257,7 @@ class PeerCore:
             self._hello_waiting = False
             self._last_heard = now  # the handshake's timer starts with the HELLO
             cert = self._install(key, now, wall)
-            self._send(p.Hello(nick, self.identity.public_der, cert))
+            self._send(p.Hello(nick, self.identity.public_der, cert, self.room.encode()))
         elif self.phase is Phase.READY:
             self._send(p.Rekey(self._install(key, now, wall)))
 
@@ -261,9 +267,9 @@ class PeerCore:
             # No certificate can name it, and the broker refuses the nickname anyway
             # before it looks at one (the user gets to pick another).
             return b""
-        lifetime = certificate_lifetime_ms(self.config.rotate_every)
+        life, ms = certificate_lifetime_ms(self.config.rotate_every), int(wall * 1000)
         cert = certify(
-            self.identity, self.nick, key, created_ms=int(wall * 1000), lifetime_ms=lifetime
+            self.identity, self.nick, key, room_id=self.room_id, created_ms=ms, lifetime_ms=life
         )
         self._ring.install(key, cert, now)
         return cert.encode()
@@ -330,8 +336,10 @@ class PeerCore:
         if nick_key(welcome.nick) != nick_key(self.nick):
             self._problem(ev.Problem(P.UNEXPECTED, welcome.nick, context="Welcome"))
             return
+        if welcome.room != self.room:  # the room is ours to choose, never the broker's
+            self._problem(ev.Problem(P.UNEXPECTED, detail=welcome.room, context="Welcome room"))
+            return
         self.roster.nick = welcome.nick
-        self.roster.room = welcome.room
         self._welcomed = True  # a snapshot counts only after a welcome to this hello
         self._interval = _clamp(welcome.heartbeat_ms / 1000)
         self._timeout = _clamp(welcome.timeout_ms / 1000)

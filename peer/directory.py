@@ -217,10 +217,12 @@ class Directory:
         raw: bytes,
         date_ms: int | None,
         *,
+        room_id: bytes,
         pinned: bytes | None,
         known: Contact | None = None,
     ) -> str:
-        """Check the certificate announced for `member`: its session key if it is valid.
+        """Check the certificate announced for `member`: its session key if it is valid
+        and for our room (`room_id`).
 
         `pinned` is the fingerprint pinned for the member's nickname; `known` is how we
         knew the member before, if at all. A certificate we refuse changes nothing, as
@@ -244,6 +246,7 @@ class Directory:
                 nick=member.nick,
                 identity_key=member.public_key,
                 identity_fingerprint=member.fingerprint,
+                room_id=room_id,
                 date_ms=date_ms,
                 previous=previous,
                 not_before_ms=self._newest_certificate.get(newest, 0),

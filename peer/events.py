@@ -121,7 +121,9 @@ class ProblemCode(str, Enum):
     ROOM_FULL = "room-full"
     UNKNOWN_SENDER = "unknown-sender"
     NOT_FOR_ME = "not-for-me"
+    WRONG_ROOM = "wrong-room"  # genuine, but signed for another room
     BAD_SIGNATURE = "bad-signature"
+    UNKNOWN_KIND = "unknown-kind"  # verified, but of a kind this zchat does not know
     HELD_BACK_DROPPED = "held-back-dropped"
     STALE = "stale"
     CANNOT_DECRYPT = "cannot-decrypt"
@@ -142,6 +144,8 @@ class ProblemCode(str, Enum):
     BAD_PROOF = "bad-proof"
     NOT_AUTHORIZED = "not-authorized"
     KEY_IN_USE = "key-in-use"
+    TOO_MANY_ROOMS = "too-many-rooms"
+    ROOM_INVALID = "room-invalid"
     # The connection cannot work (`TransportFailed`).
     TRANSPORT_FAILED = "transport-failed"
 
@@ -159,7 +163,8 @@ class Problem:
     #: What another layer said, verbatim: an error's text, the broker's reason, a hint.
     detail: str = ""
     #: Where it came from, when the code alone does not say: the broker's message
-    #: ("Welcome", "Rekeyed", "Error"), or what the client was doing ("session key").
+    #: ("Welcome", "Rekeyed", "Error"; "Welcome room": a WELCOME into another room than
+    #: we asked for), or what the client was doing ("session key").
     context: str = ""
     #: Everyone else it names.
     nicks: tuple[str, ...] = ()

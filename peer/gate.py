@@ -11,7 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Final
 
-from zchat.envelope import Identity, Vouch, make_vouch, nick_key
+from zchat.envelope import Identity, MembershipRecord, make_vouch, nick_key
 from zchat.envelope.limits import MAX_ROOM
 
 #: Vouches held from one voucher: one per nickname, at most this many.
@@ -50,7 +50,9 @@ class Gate:
     #: member (case-folded) -> the clock when it left
     _gone: OrderedDict[str, int] = field(default_factory=OrderedDict)
     _clock: int = 0
-    _signed: OrderedDict[tuple[str, str, bytes, int], Vouch] = field(default_factory=OrderedDict)
+    _signed: OrderedDict[tuple[bytes, str, bytes, int], MembershipRecord] = field(
+        default_factory=OrderedDict
+    )
 
     # --- held vouches ----------------------------------------------------------------
 
@@ -132,14 +134,14 @@ class Gate:
     # --- our own vouches ------------------------------------------------------------
 
     def signed(
-        self, identity: Identity, *, room: str, nick: str, fingerprint: bytes, time_ms: int
-    ) -> Vouch:
+        self, identity: Identity, *, room_id: bytes, nick: str, fingerprint: bytes, time_ms: int
+    ) -> MembershipRecord:
         """Our vouch for `nick`'s key, signed once and then reused."""
-        key = (room, nick, fingerprint, time_ms)
+        key = (room_id, nick, fingerprint, time_ms)
         vouch = self._signed.get(key)
         if vouch is None:
             vouch = make_vouch(
-                identity, room=room, nick=nick, fingerprint=fingerprint, time_ms=time_ms
+                identity, room_id=room_id, nick=nick, fingerprint=fingerprint, time_ms=time_ms
             )
             self._signed[key] = vouch
             while len(self._signed) > MAX_SIGNED:

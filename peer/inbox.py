@@ -3,7 +3,7 @@ changed key held back, replays dropped, then decrypted with our session keys.
 
 A part of the peer core (`peer.core`): it owns the replay guard (`peer.replay`) and the
 messages held back (`peer.withheld`), and returns what a delivery came to (`Opened`);
-the core shows it, and hands the vouches in a VOUCH message to admission.
+the core shows it, and hands the records in a MEMBERSHIP message to admission.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from zchat.envelope import (
     NotForMe,
     SessionKey,
     UnknownSessionKey,
+    WrongRoom,
     decrypt_verified,
     nick_key,
     verify_delivery,
@@ -29,7 +30,7 @@ from zchat.peer.withheld import Withheld
 
 @dataclass
 class Opened:
-    """What a delivery came to: events to show and, for a VOUCH message, its plaintext
+    """What a delivery came to: events to show and, for a MEMBERSHIP message, its plaintext
     for admission (`peer.admission`)."""
 
     events: list[ev.Event] = field(default_factory=list)
@@ -44,26 +45,41 @@ class Inbox:
     withheld: Withheld = field(default_factory=Withheld)
 
     def deliver(
-        self, delivery: Delivery, member: Contact, *, me: str, keys: tuple[SessionKey, ...]
+        self,
+        delivery: Delivery,
+        member: Contact,
+        *,
+        me: str,
+        room_id: bytes,
+        keys: tuple[SessionKey, ...],
     ) -> Opened:
-        """A delivery from `member` (as its header names it); `me` is our nickname and
-        `keys` our session keys."""
+        """A delivery from `member` (as its header names it); `me` is our nickname,
+        `room_id` our room's id and `keys` our session keys."""
         header = delivery.header
         opened = Opened()
         try:
             verify_delivery(
                 delivery,
                 me=me,
+                room_id=room_id,
                 sender_key=member.public_key,
                 sender_fingerprint=member.fingerprint,
             )
         except NotForMe:
             opened.events.append(ev.Problem(ev.ProblemCode.NOT_FOR_ME, member.nick))
             return opened
+        except WrongRoom:
+            opened.events.append(ev.Problem(ev.ProblemCode.WRONG_ROOM, member.nick))
+            return opened
         except EnvelopeError as exc:
             opened.events.append(
                 ev.Problem(ev.ProblemCode.BAD_SIGNATURE, member.nick, detail=str(exc))
             )
+            return opened
+        if not isinstance(header.kind, MessageKind):
+            # Verified like any envelope, then dropped: a kind of a later zchat.
+            unknown = ev.Problem(ev.ProblemCode.UNKNOWN_KIND, member.nick, detail=str(header.kind))
+            opened.events.append(unknown)
             return opened
         if member.trust is ev.Trust.CHANGED:
             # A resend of a message already held is the same message: report it once.
@@ -92,7 +108,7 @@ class Inbox:
             return opened  # a duplicate (a resend) is silent: it was shown once
         try:
             plaintext = decrypt_verified(delivery, me=me, keys=keys)
-            text = "" if header.kind is MessageKind.VOUCH else plaintext.decode("utf-8")
+            text = "" if header.kind is MessageKind.MEMBERSHIP else plaintext.decode("utf-8")
         except UnknownSessionKey:
             # Sealed to a key of ours past its grace: late, or replayed from a
             # recording. Nothing to open it with, and nothing to show.
@@ -102,7 +118,7 @@ class Inbox:
             opened.events.append(ev.Problem(ev.ProblemCode.CANNOT_DECRYPT, member.nick))
             return opened
         self.replay.record(member.nick, member.fingerprint, header.seq)
-        if header.kind is MessageKind.VOUCH:
+        if header.kind is MessageKind.MEMBERSHIP:
             opened.vouches = plaintext  # never shown as text
             return opened
         opened.events.append(
@@ -112,7 +128,7 @@ class Inbox:
                 header.msg_id,
                 header.timestamp_ms,
                 header.kind is MessageKind.DIRECT,
-                header.recipients,
+                header.named,
                 admitted=member.may_read,
             )
         )

@@ -48,7 +48,7 @@ class Entry:
 
     def strangers(self, nicks: tuple[str, ...]) -> tuple[str, ...]:
         """Those of `nicks` this message was not sealed for."""
-        keys = {nick_key(r) for r in self.envelope.header.recipients}
+        keys = {nick_key(r) for r in self.envelope.recipients}
         return tuple(n for n in nicks if nick_key(n) not in keys)
 
     def corrected_by(self, delivered: tuple[str, ...], absent: tuple[str, ...]) -> bool:
@@ -70,7 +70,7 @@ class Entry:
     @property
     def quiet(self) -> bool:
         """Vouches are sent, resent and acknowledged as messages are, but never shown."""
-        return self.envelope.header.kind is MessageKind.VOUCH
+        return self.envelope.header.kind is MessageKind.MEMBERSHIP
 
 
 @dataclass
@@ -90,7 +90,7 @@ class Outbox:
         return iter(list(self._entries.values()))
 
     def add(self, envelope: Envelope, text: str, now: float) -> Entry:
-        recipients = envelope.header.recipients
+        recipients = envelope.recipients
         entry = Entry(envelope, text, sent_at=now, pending={nick_key(r): r for r in recipients})
         self._entries[entry.msg_id] = entry
         return entry
@@ -123,7 +123,7 @@ class Outbox:
         entry.acked = True
         if delivered:
             entry.acked_at = now
-        recipients = {nick_key(n): n for n in entry.envelope.header.recipients}
+        recipients = {nick_key(n): n for n in entry.envelope.recipients}
         news_delivered = []
         for nick in delivered:
             key = nick_key(nick)
@@ -217,7 +217,7 @@ class Outbox:
         recent = [e for e in self._recent.values() if e.acked_at >= since]
         live = [e for e in self._entries.values() if e.acked and e.acked_at >= since]
         for entry in [*recent, *live]:
-            for nick in entry.envelope.header.recipients:
+            for nick in entry.envelope.recipients:
                 key = nick_key(nick)
                 if key not in entry.pending and keep(key):
                     entry.pending[key] = nick

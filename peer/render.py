@@ -102,6 +102,8 @@ def problem_text(trouble: ev.Problem) -> str:
             return f"malformed message from the broker: {detail}"
         case P.UNEXPECTED if context == "Welcome":
             return "the broker welcomed us under another nickname"
+        case P.UNEXPECTED if context == "Welcome room":
+            return "the broker welcomed us into another room"
         case P.UNEXPECTED if context == "Rekeyed":
             return f"a new session key for {nick}, who is not here"
         case P.UNEXPECTED:
@@ -127,8 +129,12 @@ def problem_text(trouble: ev.Problem) -> str:
             return f"message from {nick}, who is not here"
         case P.NOT_FOR_ME:
             return f"a message from {nick} not addressed to us"
+        case P.WRONG_ROOM:
+            return f"a message from {nick} for another room"
         case P.BAD_SIGNATURE:
             return f"message claiming to be from {nick}: {detail}"
+        case P.UNKNOWN_KIND:
+            return f"a message of a kind this zchat does not know ({detail}) from {nick}: dropped"
         case P.HELD_BACK_DROPPED:
             return (
                 f"the oldest message held back from {nick} was dropped: at most "

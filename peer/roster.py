@@ -32,8 +32,8 @@ from zchat.envelope import (
     Delivery,
     Envelope,
     Identity,
+    MembershipRecord,
     SessionKey,
-    Vouch,
     fingerprint,
     load_public_key,
     nick_key,
@@ -72,21 +72,25 @@ class Roster:
         identity: Identity,
         pins: Pins,
         *,
+        room: str,
+        room_id: bytes,
         open_room: bool,
         seq: int,
         random: Callable[[int], bytes],
         date: Callable[[], float],
     ) -> None:
-        #: Our nickname, as the broker knows it, and the room's name (vouches are
-        #: bound to it), as its WELCOME gives them.
+        #: Our nickname, as the broker knows it (its WELCOME gives it).
         self.nick = nick
-        self.room = p.DEFAULT_ROOM
+        #: The room we asked for, and its id (`envelope.room.room_id`): certificates,
+        #: messages and vouches are bound to it, ours and the members' alike.
+        self.room = room
+        self.room_id = room_id
         self.identity = identity
         self.date = date
         self.pinning = Pinning(pins)
         self.directory = Directory()
         self.admission = Admission(open_room=open_room)
-        self.sending = Sending(identity, seq, random)
+        self.sending = Sending(identity, seq, random, room_id)
         self.inbox = Inbox()
         #: The date minus the monotonic clock, as of the last call that gave both.
         self._wall_offset: float | None = None
@@ -184,7 +188,9 @@ class Roster:
         if member is None:
             self._problem(ev.Problem(P.UNKNOWN_SENDER, delivery.header.sender))
         else:
-            opened = self.inbox.deliver(delivery, member, me=self.nick, keys=keys)
+            opened = self.inbox.deliver(
+                delivery, member, me=self.nick, room_id=self.room_id, keys=keys
+            )
             self._opened(opened, member, now)
         return self._flush()
 
@@ -244,7 +250,7 @@ class Roster:
             now=now,
         )
         envelope = entry.envelope
-        self._output.events.append(ev.Sent(entry.msg_id, text, envelope.header.recipients, direct))
+        self._output.events.append(ev.Sent(entry.msg_id, text, envelope.recipients, direct))
         if unsealable:
             self._output.events.append(ev.Unsealed(entry.msg_id, unsealable))
         self._output.envelopes.append(envelope)
@@ -335,7 +341,9 @@ class Roster:
         self, member: Contact, raw: bytes, date_ms: int | None, *, known: Contact | None
     ) -> None:
         pinned = self.pinning.pins.get(member.nick)
-        refused = self.directory.take_certificate(member, raw, date_ms, pinned=pinned, known=known)
+        refused = self.directory.take_certificate(
+            member, raw, date_ms, room_id=self.room_id, pinned=pinned, known=known
+        )
         if refused:
             self._problem(ev.Problem(P.BAD_CERTIFICATE, member.nick, detail=refused))
 
@@ -374,7 +382,7 @@ class Roster:
                     self._output.events.append(effect)
 
     def _seal_vouches(
-        self, vouches: tuple[Vouch, ...], recipients: tuple[Contact, ...], now: float
+        self, vouches: tuple[MembershipRecord, ...], recipients: tuple[Contact, ...], now: float
     ) -> None:
         self._output.envelopes += self.sending.seal_vouches(
             vouches, recipients, sender_nick=self.nick, date=self.date(), now=now

@@ -17,18 +17,18 @@ from typing import Protocol
 from zchat.envelope import (
     Envelope,
     Identity,
+    MembershipRecord,
     MessageKind,
     Recipient,
-    Vouch,
-    encode_vouches,
+    encode_records,
     nick_key,
     reseal,
     seal,
 )
 from zchat.envelope.limits import (
     KEY_ID_BYTES,
+    MAX_RECORDS_PER_MESSAGE,
     MAX_TEXT_BYTES,
-    MAX_VOUCHES_PER_MESSAGE,
     MSG_ID_BYTES,
 )
 from zchat.peer import events as ev
@@ -91,6 +91,8 @@ class Sending:
     seq: int
     #: Where message ids come from (see `peer.core.PeerCore.random`).
     random: Callable[[int], bytes]
+    #: Our room's id (`envelope.room.room_id`): everything we seal is bound to it.
+    room_id: bytes
     outbox: Outbox = field(default_factory=Outbox)
 
     def check_text(self, text: str) -> bytes:
@@ -149,14 +151,14 @@ class Sending:
 
     def seal_vouches(
         self,
-        vouches: tuple[Vouch, ...],
+        vouches: tuple[MembershipRecord, ...],
         recipients: tuple[Contact, ...],
         *,
         sender_nick: str,
         date: float,
         now: float,
     ) -> list[Envelope]:
-        """Seal `vouches` to `recipients`, `MAX_VOUCHES_PER_MESSAGE` a message.
+        """Seal `vouches` to `recipients`, `MAX_RECORDS_PER_MESSAGE` a message.
 
         Like a message: its own sequence number, kept in the outbox and resent until
         acknowledged; unlike one, never shown, and its acknowledgement is no event.
@@ -165,9 +167,9 @@ class Sending:
         if not vouches or not keys:
             return []
         envelopes = []
-        for i in range(0, len(vouches), MAX_VOUCHES_PER_MESSAGE):
-            payload = encode_vouches(list(vouches[i : i + MAX_VOUCHES_PER_MESSAGE]))
-            envelope = self._seal(payload, sender_nick, keys, MessageKind.VOUCH, date)
+        for i in range(0, len(vouches), MAX_RECORDS_PER_MESSAGE):
+            payload = encode_records(list(vouches[i : i + MAX_RECORDS_PER_MESSAGE]))
+            envelope = self._seal(payload, sender_nick, keys, MessageKind.MEMBERSHIP, date)
             if len(self.outbox) < MAX_OUTBOX:  # a full outbox holds what people typed
                 entry = self.outbox.add(envelope, "", now)
                 entry.sealed_to = _by_key(keys)
@@ -189,6 +191,7 @@ class Sending:
             payload,
             sender=self.identity,
             sender_nick=sender_nick,
+            room_id=self.room_id,
             recipients=_wrapped_to(keys),
             seq=self.seq,
             kind=kind,
@@ -221,7 +224,7 @@ class Sending:
         """The broker refused to route `msg_id` (an ERROR about it): it is let go."""
         entry = self.outbox.drop(msg_id)
         if entry is not None and not entry.quiet:
-            return [ev.Undelivered(msg_id, entry.envelope.header.recipients)]
+            return [ev.Undelivered(msg_id, entry.envelope.recipients)]
         return []
 
     def expire(self, now: float, grace: float) -> list[ev.Event]:
@@ -294,8 +297,8 @@ class Sending:
             if room.is_missing(nick):
                 keep.discard(nick)
                 entry.absent_since.setdefault(nick_key(nick), now)
-        header = entry.envelope.header
-        targets = sealable(((n, _resend_key(entry, n, room)) for n in header.recipients), date_ms)
+        envelope = entry.envelope
+        targets = sealable(((n, _resend_key(entry, n, room)) for n in envelope.recipients), date_ms)
         for nick in keep - targets.keys():
             for dropped, nicks in self.outbox.forget_recipient(nick):
                 resent.events.append(ev.Undelivered(dropped.msg_id, nicks))
@@ -304,11 +307,10 @@ class Sending:
             return
         for nick in keep:  # sent to again: absent only if the broker says so once more
             entry.absent_since.pop(nick_key(nick), None)
-        envelope = entry.envelope
         stale = any(
             not wrapped or targets[nick].fingerprint[:KEY_ID_BYTES] != key_id
             for nick, key_id, wrapped in zip(
-                header.recipients, header.key_ids, envelope.wrapped_keys, strict=True
+                envelope.recipients, envelope.key_ids, envelope.wrapped_keys, strict=True
             )
             if nick in keep
         )

@@ -122,9 +122,11 @@ def certified_key(
     nick: str,
     identity_key: rsa.RSAPublicKey,
     identity_fingerprint: bytes,
+    room_id: bytes,
     date_ms: int | None,
 ) -> CertifiedKey:
-    """The session key `certificate` certifies for `nick`, or raise BadCertificate.
+    """The session key `certificate` certifies for `nick` in our room `room_id`, or raise
+    BadCertificate.
 
     `identity_key` and `identity_fingerprint` must be the pinned ones. The date is
     checked when there is one; the sender checks it again whenever it seals.
@@ -134,6 +136,7 @@ def certified_key(
         nick=nick,
         identity_key=identity_key,
         identity_fingerprint=identity_fingerprint,
+        room_id=room_id,
     )
     if date_ms is not None:
         check_validity(certificate, now_ms=date_ms)
@@ -146,6 +149,7 @@ def announced_key(
     nick: str,
     identity_key: rsa.RSAPublicKey,
     identity_fingerprint: bytes,
+    room_id: bytes,
     date_ms: int | None,
     previous: CertifiedKey | None,
     not_before_ms: int = 0,
@@ -169,6 +173,7 @@ def announced_key(
         nick=nick,
         identity_key=identity_key,
         identity_fingerprint=identity_fingerprint,
+        room_id=room_id,
         date_ms=date_ms,
     )
     if previous is not None and key.created_ms < previous.created_ms:

@@ -21,15 +21,15 @@ MAX_WITHHELD: Final = 100
 #: for a real member's backlog while someone checks a fingerprint; 40 hostile keys
 #: sending 100 such messages each would otherwise hold 90 MB.
 MAX_WITHHELD_BYTES: Final = 4 * 1024 * 1024
-#: What one recipient name of a held header costs in memory once parsed (a string and
-#: a key id), beyond its bytes on the wire: a header names up to 256 of them.
+#: What one recipient name of a held header costs in memory once parsed (a string),
+#: beyond its bytes on the wire: a direct message's header names up to 16 of them.
 PARSED_NAME_BYTES: Final = 128
 
 
 def held_size(delivery: Delivery) -> int:
     """What holding `delivery` costs, in bytes: its frames and its parsed header."""
     frames = sum(len(f) for f in delivery.frames())
-    return frames + PARSED_NAME_BYTES * len(delivery.header.recipients)
+    return frames + PARSED_NAME_BYTES * len(delivery.header.named)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,8 @@ import time
 
 import zmq
 
-from tests.support.room import hello
-from zchat.envelope import Envelope, Header, MessageKind, generate_identity
+from tests.support.room import hello, unsigned_envelope
+from zchat.envelope import generate_identity
 from zchat.envelope.proof import sign_proof
 from zchat.wire import protocol as p
 from zchat.wire.transport import configure
@@ -39,17 +39,17 @@ def main() -> None:
     token = b"gAAAAA" + os.urandom(150)
     messages = []
     for seq in range(count):
-        header = Header(
-            MessageKind.ROOM,
-            os.urandom(16),
-            int(time.time() * 1000),
-            seq,
+        env = unsigned_envelope(
             nick,
             identity.fingerprint,
-            (target,),
-            (os.urandom(8),),
+            [(target, os.urandom(8))],
+            seq=seq,
+            msg_id=os.urandom(16),
+            timestamp_ms=int(time.time() * 1000),
+            signature=os.urandom(256),
+            token=token,
+            wrapped=os.urandom(256),
         )
-        env = Envelope(header, header.encode(), os.urandom(256), token, (os.urandom(256),))
         messages.append(p.encode(p.Send(env)))
     print("ready", flush=True)
     start = time.monotonic()

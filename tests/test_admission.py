@@ -20,6 +20,7 @@ from tests.support.room import (
     CLOSED,
     FAST_CORE,
     OPEN,
+    ROOM_ID,
     WALL_AT_ZERO,
     MemoryRoom,
     certificate,
@@ -29,18 +30,21 @@ from tests.support.room import (
 from zchat.broker.core import Broker, BrokerConfig
 from zchat.envelope import (
     Identity,
+    MembershipRecord,
     MessageKind,
     Recipient,
-    Vouch,
+    RecordType,
     decrypt_verified,
-    encode_vouches,
+    encode_records,
     format_fingerprint,
     generate_session_key,
+    make_record,
     make_vouch,
-    parse_vouches,
+    parse_records,
+    room_id,
     seal,
 )
-from zchat.envelope.limits import KEY_ID_BYTES, MAX_VOUCHES_PER_MESSAGE
+from zchat.envelope.limits import KEY_ID_BYTES, MAX_RECORDS_PER_MESSAGE
 from zchat.peer import events as ev
 from zchat.peer.core import PeerCore
 from zchat.peer.errors import FingerprintMismatch, NobodyHere, NotAdmitted, UnknownRecipient
@@ -96,20 +100,21 @@ def vouch_delivery(
     sealer: Identity,
     sealer_nick: str,
     to: tuple[str, PeerCore],
-    vouches: list[Vouch] | bytes,
+    vouches: list[MembershipRecord] | bytes,
     seq: int,
 ) -> list[bytes]:
-    """A DELIVER of a VOUCH message, sealed by `sealer` as `sealer_nick` to `to` alone
-    (wrapped to that peer's current session key)."""
+    """A DELIVER of a MEMBERSHIP message, sealed by `sealer` as `sealer_nick` to `to`
+    alone (wrapped to that peer's current session key), in that peer's room."""
     key = to[1].session_keys.held()[0]
-    plaintext = vouches if isinstance(vouches, bytes) else encode_vouches(vouches)
+    plaintext = vouches if isinstance(vouches, bytes) else encode_records(vouches)
     envelope = seal(
         plaintext,
         sender=sealer,
         sender_nick=sealer_nick,
+        room_id=to[1].room_id,
         recipients=[Recipient(to[0], key.private_key.public_key(), key.fingerprint)],
         seq=seq,
-        kind=MessageKind.VOUCH,
+        kind=MessageKind.MEMBERSHIP,
     )
     return p.encode(p.Deliver(envelope.delivery_for(0)))
 
@@ -146,7 +151,7 @@ def test_a_member_the_broker_announces_is_sealed_nothing_until_admitted(
     room.peers[a].admit("bob", typed(bob), room.now)
     room.send(a, "now you read me")
     (send,) = [s for s in tap.take(a) if s.envelope.header.kind is MessageKind.ROOM]
-    assert send.envelope.header.recipients == ("bob",)
+    assert send.envelope.recipients == ("bob",)
     assert [e.text for e in room.of_type(b, ev.MessageReceived)] == ["now you read me"]
 
 
@@ -331,12 +336,12 @@ def test_vouch_messages_per_event_are_bounded_by_the_room_and_a_restart_sends_no
     room.peers[conns["m00"]].admit("newcomer", typed(newcomer), room.now)
     vouched = tap.take(conns["m00"])
     # One VOUCH to the room about the newcomer; to the newcomer, 19 vouches: two messages.
-    assert [len(s.envelope.header.recipients) for s in vouched] == [19, 1, 1]
-    assert all(s.envelope.header.kind is MessageKind.VOUCH for s in vouched)
+    assert [len(s.envelope.recipients) for s in vouched] == [19, 1, 1]
+    assert all(s.envelope.header.kind is MessageKind.MEMBERSHIP for s in vouched)
     for name, conn in conns.items():
         if name != "m00":  # admitted by vouch: what it admitted, to the newcomer alone
             told = tap.take(conn)
-            assert [s.envelope.header.recipients for s in told] == [("newcomer",)] * 2, name
+            assert [s.envelope.recipients for s in told] == [("newcomer",)] * 2, name
     # The newcomer admits m00, and takes the word of those m00 vouched for.
     room.peers[n].admit("m00", typed(keys.get(0)), room.now)
     assert readers(room.peers[n]) == set(names)
@@ -413,7 +418,9 @@ class Scene:
     evil: Identity
     seq: int = 1 << 40
 
-    def deliver(self, sealer: Identity, sealer_nick: str, vouches: list[Vouch] | bytes) -> None:
+    def deliver(
+        self, sealer: Identity, sealer_nick: str, vouches: list[MembershipRecord] | bytes
+    ) -> None:
         self.seq += 1
         frames = vouch_delivery(
             sealer, sealer_nick, ("alice", self.room.peers[self.a]), vouches, self.seq
@@ -421,9 +428,9 @@ class Scene:
         self.room.peers[self.a].receive(frames, self.room.now)
         self.room.pump()
 
-    def vouch(self, by: Identity, nick: str = "mallory", **change: object) -> Vouch:
+    def vouch(self, by: Identity, nick: str = "mallory", **change: object) -> MembershipRecord:
         fields: dict[str, object] = {
-            "room": "zchat",
+            "room_id": ROOM_ID,
             "nick": nick,
             "fingerprint": self.mallory.fingerprint,
             "time_ms": 1,
@@ -445,7 +452,7 @@ def scene(keys: KeyPool) -> Scene:
     return Scene(room, a, alice, carol, mallory, dave, evil)
 
 
-def forged(s: Scene) -> list[Vouch]:
+def forged(s: Scene) -> list[MembershipRecord]:
     """Signed by the broker's key, naming carol as the voucher."""
     real = s.vouch(s.carol)
     fake = s.vouch(s.evil)
@@ -462,10 +469,13 @@ REJECTIONS = {
         lambda s: [s.vouch(s.carol, nick="mallory2")],
         "it names mallory2, but that key is here as mallory",
     ),
-    "another room": (lambda s: [s.vouch(s.carol, room="elsewhere")], "another room"),
+    "another room": (
+        lambda s: [s.vouch(s.carol, room_id=room_id("elsewhere"))],
+        "another room",
+    ),
     "another voucher inside carol's message": (
         lambda s: [s.vouch(s.dave)],
-        "names another voucher than its sender",
+        "names another signer than its sender",
     ),
     "another key under our own nickname": (
         lambda s: [s.vouch(s.carol, nick="alice", fingerprint=s.evil.fingerprint)],
@@ -473,6 +483,38 @@ REJECTIONS = {
     ),
     "bytes that are no vouches": (lambda s: b"\x01\x00\x05junk", "unreadable vouches"),
 }
+
+
+def test_one_bad_record_in_a_membership_message_does_not_spoil_the_others(
+    scene: Scene,
+) -> None:
+    """carol's message carries a forged vouch for dave, a record of a future version,
+    a revocation, and her good vouch for mallory: each is weighed on its own, the bad
+    ones are reported, and mallory is admitted (one bad vouch made the whole message
+    unreadable in version 2)."""
+    future = bytearray(scene.vouch(scene.carol, nick="dave").encode())
+    future[0] = 4
+    revocation = make_record(
+        scene.carol,
+        RecordType.REVOKE,
+        room_id=ROOM_ID,
+        nick="dave",
+        fingerprint=scene.dave.fingerprint,
+        time_ms=2,
+    )
+    real = scene.vouch(scene.carol, nick="dave", fingerprint=scene.dave.fingerprint)
+    fake = scene.vouch(scene.evil, nick="dave", fingerprint=scene.dave.fingerprint)
+    forged_for_dave = dataclasses.replace(real, signature=fake.signature)
+    records = [forged_for_dave.encode(), bytes(future), revocation.encode()]
+    records.append(scene.vouch(scene.carol).encode())
+    plaintext = bytes([len(records)]) + b"".join(len(r).to_bytes(2, "big") + r for r in records)
+    scene.deliver(scene.carol, "carol", plaintext)
+    assert readers(scene.room.peers[scene.a]) == {"carol", "mallory"}
+    reasons = [e.reason for e in scene.room.of_type(scene.a, ev.VouchRejected)]
+    assert len(reasons) == 3
+    assert "signature does not verify" in reasons[0]
+    assert "unsupported record version 4" in reasons[1]
+    assert "revocations" in reasons[2]
 
 
 @pytest.mark.parametrize("case", REJECTIONS)
@@ -493,7 +535,7 @@ def test_a_vouch_that_is_not_what_carol_signed_for_mallory_here_admits_nobody(
     tap = Tap(scene.room)
     scene.room.send(scene.a, "still only carol")
     (send,) = tap.take(scene.a)
-    assert send.envelope.header.recipients == ("carol",)
+    assert send.envelope.recipients == ("carol",)
 
 
 def test_a_vouch_the_broker_seals_in_carols_name_is_a_bad_signature(scene: Scene) -> None:
@@ -527,10 +569,10 @@ def test_vouches_for_names_not_here_grow_nothing_but_the_bounded_held_store(
     for ever new made-up names, and each was remembered as 'told' until it left."""
     core = scene.room.peers[scene.a]
     names = (f"n{i}" for i in range(10_000))
-    for _ in range(3 * MAX_HELD_PER_VOUCHER // MAX_VOUCHES_PER_MESSAGE):
+    for _ in range(3 * MAX_HELD_PER_VOUCHER // MAX_RECORDS_PER_MESSAGE):
         batch = [
             scene.vouch(scene.mallory, nick=nick, fingerprint=sha256(nick.encode()).digest())
-            for nick in itertools.islice(names, MAX_VOUCHES_PER_MESSAGE)
+            for nick in itertools.islice(names, MAX_RECORDS_PER_MESSAGE)
         ]
         scene.deliver(scene.mallory, "mallory", batch)
     assert core.gate.told_count() == 0
@@ -598,17 +640,28 @@ def test_a_vouch_for_someone_not_here_yet_counts_when_they_arrive_with_that_key(
     assert "another key than the one grace has here" in rejected.reason
 
 
-def test_a_room_name_the_broker_gives_binds_the_vouches(keys: KeyPool) -> None:
+def test_the_room_a_peer_joins_binds_the_vouches(keys: KeyPool) -> None:
     """The same vouch is good in the room it names, and nowhere else."""
     alice, carol, mallory = keys.get(0), keys.get(2), keys.get(3)
+    work_open = dataclasses.replace(OPEN, room="work")
     for room_name, counts in (("zchat", False), ("work", True)):
         room = MemoryRoom(broker=Broker(BrokerConfig(room="work"), random=seeded(0)))
-        room.join("carol", carol)
-        room.join("mallory", mallory)
-        a = room.join("alice", alice, pins=admitted_by_alice(("carol", carol)), config=CLOSED)
+        room.join("carol", carol, config=work_open)
+        room.join("mallory", mallory, config=work_open)
+        a = room.join(
+            "alice",
+            alice,
+            pins=admitted_by_alice(("carol", carol)),
+            config=dataclasses.replace(CLOSED, room="work"),
+        )
         assert room.peers[a].room == "work"
+        assert room.peers[a].room_id == room_id("work")
         vouch = make_vouch(
-            carol, room=room_name, nick="mallory", fingerprint=mallory.fingerprint, time_ms=1
+            carol,
+            room_id=room_id(room_name),
+            nick="mallory",
+            fingerprint=mallory.fingerprint,
+            time_ms=1,
         )
         room.peers[a].receive(
             vouch_delivery(carol, "carol", ("alice", room.peers[a]), [vouch], 1 << 40), room.now
@@ -624,7 +677,7 @@ def test_an_open_room_takes_no_vouches_and_sends_none(scene: Scene, keys: KeyPoo
     a = room.join("alice", scene.alice, config=OPEN)
     assert readers(room.peers[a]) == {"carol"}
     room.join("mallory", scene.mallory)
-    for vouches in ([scene.vouch(scene.carol, room="elsewhere")], b"junk"):
+    for vouches in ([scene.vouch(scene.carol, room_id=room_id("elsewhere"))], b"junk"):
         frames = vouch_delivery(
             scene.carol, "carol", ("alice", scene.room.peers[scene.a]), vouches, scene.seq
         )
@@ -674,20 +727,20 @@ def test_vouches_are_sealed_to_the_session_keys_of_admitted_members_never_to_ide
     tap.take(a)
     core = room.peers[a]
     core.admit("mallory", typed(mallory), room.now)  # vouches to carol and to mallory
-    vouches = [s.envelope for s in tap.take(a) if s.envelope.header.kind is MessageKind.VOUCH]
-    assert {n for env in vouches for n in env.header.recipients} == {"carol", "mallory"}
+    vouches = [s.envelope for s in tap.take(a) if s.envelope.header.kind is MessageKind.MEMBERSHIP]
+    assert {n for env in vouches for n in env.recipients} == {"carol", "mallory"}
     for env in vouches:
-        for i, nick in enumerate(env.header.recipients):
+        for i, nick in enumerate(env.recipients):
             session = core.members[nick].session
             assert session is not None
-            assert env.header.key_ids[i] == session.fingerprint[:KEY_ID_BYTES]
+            assert env.key_ids[i] == session.fingerprint[:KEY_ID_BYTES]
             identity = {"carol": carol, "mallory": mallory}[nick]
-            assert env.header.key_ids[i] != identity.fingerprint[:KEY_ID_BYTES]
+            assert env.key_ids[i] != identity.fingerprint[:KEY_ID_BYTES]
             delivery = env.delivery_for(i)
             held = room.peers[conns[nick]].session_keys.held()
             assert decrypt_verified(delivery, me=nick, keys=held)
     # dave, whom alice has not admitted, was sealed no vouch.
-    assert "dave" not in {n for env in vouches for n in env.header.recipients}
+    assert "dave" not in {n for env in vouches for n in env.recipients}
 
 
 def test_a_vouch_resent_to_a_members_new_session_key_still_carries_its_vouches(
@@ -716,7 +769,7 @@ def test_a_vouch_resent_to_a_members_new_session_key_still_carries_its_vouches(
     (to_carol,) = [
         s.envelope
         for s in map(p.parse_from_peer, core.take_outgoing())
-        if isinstance(s, p.Send) and s.envelope.header.recipients == ("carol",)
+        if isinstance(s, p.Send) and s.envelope.recipients == ("carol",)
     ]
     core.receive(p.encode(p.Ack(to_carol.header.msg_id, (), ("carol",))), 0.0)  # she is away
     core.receive(p.encode(p.Leave("carol", p.LeaveReason.BYE)), 0.0)
@@ -729,7 +782,8 @@ def test_a_vouch_resent_to_a_members_new_session_key_still_carries_its_vouches(
     ]
     assert len(resent) == 1  # the same message, once
     (envelope,) = resent
-    assert envelope.header.key_ids == (new.fingerprint[:KEY_ID_BYTES],)
+    assert envelope.key_ids == (new.fingerprint[:KEY_ID_BYTES],)
     plaintext = decrypt_verified(envelope.delivery_for(0), me="carol", keys=[new])
-    (vouch,) = parse_vouches(plaintext)
-    assert (vouch.nick, vouch.vouched_fingerprint) == ("dave", dave.fingerprint)
+    (vouch,) = parse_records(plaintext)
+    assert isinstance(vouch, MembershipRecord)
+    assert (vouch.nick, vouch.subject_fingerprint) == ("dave", dave.fingerprint)

@@ -3,6 +3,7 @@ one fingerprint comparison admits a newcomer everywhere, both ways."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -86,9 +87,15 @@ def test_an_open_room_needs_no_admission_and_trust_new_keys_is_its_hidden_old_na
     assert "--trust-new-keys" not in helped.stdout
     broker, ep = start_broker(env={"ZCHAT_ROOM": "bots only"})
     broker.line(broker.err, lambda s: "room 'bots only'" in s, timeout=5)
-    bot = start_peer("bot", ep, tmp_path / "bot", "--trust-new-keys", admit_all=False)
+    bot = start_peer(
+        "bot", ep, tmp_path / "bot", "--trust-new-keys", "--room", "bots only", admit_all=False
+    )
     other = start_peer(
-        "other", ep, tmp_path / "other", env={"ZCHAT_ADMIT_ALL": "1"}, admit_all=False
+        "other",
+        ep,
+        tmp_path / "other",
+        env={"ZCHAT_ADMIT_ALL": "1", "ZCHAT_ROOM": "bots only"},
+        admit_all=False,
     )
     with running(broker, bot, other):
         bot.wait_event("ready")
@@ -102,13 +109,24 @@ def test_an_open_room_needs_no_admission_and_trust_new_keys_is_its_hidden_old_na
         assert [e for e in bot.history if e["event"] in ("admit-needed", "admitted")] == []
 
 
-def test_a_room_name_that_is_not_one_is_a_usage_error() -> None:
+@pytest.mark.parametrize("command", ["broker", "peer"])
+def test_a_room_name_that_is_not_one_is_a_usage_error(command: str, tmp_path: Path) -> None:
     out = subprocess.run(
-        [*ZCHAT, "broker", "--room", "caf\u00e9"],
+        [*ZCHAT, command, "--room", "caf\u00e9", *(["--nick", "x"] if command == "peer" else [])],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
+        env={**os.environ, "ZCHAT_HOME": str(tmp_path)},
     )
     assert out.returncode == 2
     assert out.stderr.startswith("zchat: error: invalid room name")
+
+
+def test_a_peer_asking_for_another_room_than_the_brokers_is_refused(tmp_path: Path) -> None:
+    broker, ep = start_broker(env={"ZCHAT_ROOM": "ops"})
+    peer = start_peer("carol", ep, tmp_path / "carol", "--room", "general")
+    with running(broker, peer):
+        refused = peer.wait_event("error", code="too-many-rooms")
+        assert "ops" not in refused["message"]
+        assert peer.wait() == 4, peer.stderr_lines  # refused, for another reason than a name

@@ -15,14 +15,22 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.support.keys import KeyPool
-from zchat.envelope import Identity, encode_vouches, make_vouch, nick_key
+from zchat.envelope import (
+    Identity,
+    RecordType,
+    encode_records,
+    make_record,
+    make_vouch,
+    nick_key,
+    room_id,
+)
 from zchat.peer import events as ev
 from zchat.peer.admission import Admission, Effect, Record, SealVouches
 from zchat.peer.contact import Contact
 from zchat.peer.pins import Admission as Grant
 from zchat.peer.pins import How, Pin
 
-ROOM = "lobby"
+ROOM = room_id("lobby")
 TODAY_MS = 1_700_000_000_000
 YOU = Grant(How.YOU, "me", 1)
 VOUCHED = Grant(How.VOUCH, "carol", 2)
@@ -35,7 +43,7 @@ class FakeRoom:
 
     identity: Identity
     nick: str = "me"
-    room: str = ROOM
+    room_id: bytes = ROOM
     here: dict[str, Contact] = field(default_factory=dict)
     missing: list[Contact] = field(default_factory=list)
 
@@ -74,12 +82,12 @@ def contact(
 
 
 def vouches(
-    voucher: Identity, *named: tuple[str, Identity], room: str = ROOM, time_ms: int = 5
+    voucher: Identity, *named: tuple[str, Identity], room: bytes = ROOM, time_ms: int = 5
 ) -> bytes:
-    """A VOUCH message's plaintext: `voucher`'s word for each (nick, identity)."""
-    return encode_vouches(
+    """A MEMBERSHIP message's plaintext: `voucher`'s vouch for each (nick, identity)."""
+    return encode_records(
         [
-            make_vouch(voucher, room=room, nick=n, fingerprint=i.fingerprint, time_ms=time_ms)
+            make_vouch(voucher, room_id=room, nick=n, fingerprint=i.fingerprint, time_ms=time_ms)
             for n, i in named
         ]
     )
@@ -256,7 +264,7 @@ def test_admitting_by_fingerprint_records_it_and_tells_both_sides(keys: KeyPool)
     # Our vouch for bob to carol; our vouch for carol to bob.
     assert sealed(effects) == [(("bob",), ("carol",)), (("carol",), ("bob",))]
     vouch = next(e for e in effects if isinstance(e, SealVouches)).vouches[0]
-    assert (vouch.room, vouch.nick, vouch.vouched_fingerprint) == (ROOM, "bob", bob.fingerprint)
+    assert (vouch.room_id, vouch.nick, vouch.subject_fingerprint) == (ROOM, "bob", bob.fingerprint)
     assert vouch.time_ms == YOU.at_ms
 
 
@@ -304,7 +312,7 @@ def test_a_vouch_admits_is_held_or_is_rejected_and_says_why(
     dave_here = room.add("dave", dave, trust=trust)
     plaintext = {
         "dave as here": vouches(carol, ("dave", dave)),
-        "dave, another room": vouches(carol, ("dave", dave), room="elsewhere"),
+        "dave, another room": vouches(carol, ("dave", dave), room=room_id("elsewhere")),
         "dave with eve's key": vouches(carol, ("dave", eve)),
         "dave with a changed key": vouches(carol, ("dave", dave)),
         "me with eve's key": vouches(carol, ("me", eve)),
@@ -348,6 +356,38 @@ def test_unreadable_vouches_are_rejected_not_raised(keys: KeyPool) -> None:
     (rejected,) = Admission().take_vouches(room, carol, b"\x01junk")
     assert isinstance(rejected, ev.VouchRejected)
     assert rejected.reason.startswith("unreadable vouches")
+
+
+def test_each_record_is_weighed_on_its_own_and_a_revocation_is_reported_not_acted_on(
+    keys: KeyPool,
+) -> None:
+    """One unreadable record and one revocation in carol's message are reported; her
+    vouch for dave after them still admits him."""
+    me, carol, dave = keys.get(0), keys.get(2), keys.get(4)
+    room = FakeRoom(me)
+    sender = room.add("carol", carol, YOU)
+    dave_here = room.add("dave", dave)
+    future = bytearray(
+        make_vouch(
+            carol, room_id=ROOM, nick="dave", fingerprint=dave.fingerprint, time_ms=5
+        ).encode()
+    )
+    future[0] = 4  # a record version this zchat does not know
+    revoke = make_record(
+        carol, RecordType.REVOKE, room_id=ROOM, nick="dave", fingerprint=dave.fingerprint, time_ms=6
+    )
+    good = make_vouch(carol, room_id=ROOM, nick="dave", fingerprint=dave.fingerprint, time_ms=5)
+    records = [bytes(future), revoke.encode(), good.encode()]
+    plaintext = bytes([len(records)]) + b"".join(len(r).to_bytes(2, "big") + r for r in records)
+    said = events(Admission().take_vouches(room, sender, plaintext))
+    unreadable, revoked, admitted = said
+    assert isinstance(unreadable, ev.VouchRejected)
+    assert unreadable.reason.startswith("unreadable: ")
+    assert revoked == ev.VouchRejected(
+        "carol", ("dave",), "revocations are not acted on by this zchat"
+    )
+    assert admitted == ev.Admitted("dave", dave.fingerprint, How.VOUCH.value, "carol")
+    assert dave_here.admission == Grant(How.VOUCH, "carol", TODAY_MS)
 
 
 def test_vouches_held_from_a_stranger_count_once_the_user_admits_it(keys: KeyPool) -> None:

@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 
 from tests.support.keys import KeyPool
-from tests.support.room import FAST_CORE, MemoryRoom, hello, seeded
-from zchat.broker.core import Broker, Outgoing
+from tests.support.room import FAST_CORE, ROOM_ID, MemoryRoom, hello, seeded
+from zchat.broker.core import Broker, BrokerConfig, Outgoing
 from zchat.broker.held import held_size
-from zchat.envelope import Header, Identity, Recipient, seal
+from zchat.envelope import Header, Identity, Recipient, room_id, seal
 from zchat.envelope.proof import sign_proof
 from zchat.peer import events as ev
 from zchat.peer.core import Phase
@@ -94,6 +94,68 @@ def test_an_unsupported_protocol_version_is_refused(alice: Identity) -> None:
     reply = p.parse_from_broker(out[0].frames)
     assert isinstance(reply, p.Refuse)
     assert reply.code is p.RefuseCode.UNSUPPORTED_VERSION
+
+
+def test_a_hello_for_another_room_is_refused_without_naming_ours(alice: Identity) -> None:
+    """The broker serves one room: another is refused with TOO_MANY_ROOMS, and the
+    reason does not give our room's name away (a room is known to those told it)."""
+    broker = Broker(BrokerConfig(room="ops"), random=seeded(0))
+    out = broker.handle(b"c1", p.encode(hello(b"alice", alice, room="zchat")), 0.0)
+    reply = p.parse_from_broker(out[-1].frames)
+    assert isinstance(reply, p.Refuse)
+    assert reply.code is p.RefuseCode.TOO_MANY_ROOMS
+    assert "ops" not in reply.reason
+    assert broker.nicks == []
+    out = broker.handle(b"c1", p.encode(hello(b"alice", alice, room="ops")), 0.0)
+    assert isinstance(p.parse_from_broker(out[-1].frames), p.Challenge)
+
+
+@pytest.mark.parametrize("room", [b"", b"x" * 65, b"bad\nroom", "r\u00f6\u00f6m".encode()])
+def test_a_hello_for_an_invalid_room_is_refused_with_the_rules(
+    alice: Identity, room: bytes
+) -> None:
+    hello_frames = p.encode(hello(b"alice", alice))
+    hello_frames[-1] = room
+    reply = p.parse_from_broker(
+        Broker(random=seeded(0)).handle(b"c1", hello_frames, 0.0)[-1].frames
+    )
+    assert isinstance(reply, p.Refuse)
+    assert reply.code is p.RefuseCode.ROOM_INVALID
+    assert "printable ASCII" in reply.reason
+
+
+def test_with_curve_the_room_id_names_the_brokers_key(alice: Identity) -> None:
+    """A certificate made for room "zchat" without CURVE (or on another broker) is not
+    one for "zchat" on a broker whose CURVE key is K."""
+    broker = Broker(random=seeded(0))
+    broker.curve_public = b"K" * 40
+    assert broker.room_id == room_id("zchat", b"K" * 40) != ROOM_ID
+    out = broker.handle(b"c1", p.encode(hello(b"alice", alice)), 0.0, b"T" * 40)
+    reply = p.parse_from_broker(out[-1].frames)
+    assert isinstance(reply, p.Refuse)
+    assert reply.code is p.RefuseCode.BAD_CERTIFICATE
+    assert "another room" in reply.reason
+
+
+def test_a_send_whose_recipients_are_not_those_its_header_signs_is_malformed(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    room = MemoryRoom()
+    a = room.join("alice", alice)
+    room.join("bob", bob)
+    room.join("carol", carol)
+    frames, _ = room.send_by_hand(a, "for bob and carol")  # handled once, as sent
+    delivered = room.broker.counters.deliveries
+    # Someone on the way swaps carol's key id for that of a key of its own: the tree
+    # head no longer matches, and nobody gets the message.
+    frames[5] = frames[5][:-8] + b"\xee" * 8
+    out = room.broker.handle(a, frames, room.now)
+    assert [o.conn for o in out] == [a]
+    reply = p.parse_from_broker(out[0].frames)
+    assert isinstance(reply, p.Error)
+    assert reply.code is p.ErrorCode.MALFORMED
+    assert "not those the header signs" in reply.reason
+    assert room.broker.counters.deliveries == delivered
 
 
 def test_same_nick_and_key_takes_its_old_place_at_once(alice: Identity, bob: Identity) -> None:
@@ -182,7 +244,8 @@ def test_room_message_reaches_everyone_but_the_sender_each_with_one_wrapped_key(
     for conn in conns[1:]:
         assert messages(room, conn) == ["hello room"]
         (deliver,) = sent_to(room, conn, p.Command.DELIVER)
-        assert len(deliver) == 2 + 4  # tag, command, header, signature, token, ONE key
+        # tag, command, header, signature, token, its leaf, its path, ONE key
+        assert len(deliver) == 2 + 6
     assert messages(room, conns[0]) == []
     assert sent_to(room, conns[0], p.Command.DELIVER) == []
 
@@ -202,6 +265,7 @@ def test_the_ack_names_who_got_it_and_who_was_absent(
         b"hi",
         sender=alice,
         sender_nick="alice",
+        room_id=ROOM_ID,
         seq=core.seq,
         recipients=[Recipient("bob", bob.public_key), Recipient("carol", carol.public_key)],
     )
@@ -238,6 +302,7 @@ def test_the_broker_refuses_a_forged_sender(
         b"I am bob",
         sender=alice,
         sender_nick="bob",
+        room_id=ROOM_ID,
         seq=1,
         recipients=[Recipient("carol", carol.public_key)],
     )
@@ -259,6 +324,7 @@ def test_a_forged_fingerprint_is_refused_too(alice: Identity, bob: Identity) -> 
         b"x",
         sender=alice,
         sender_nick="alice",
+        room_id=ROOM_ID,
         seq=1,
         recipients=[Recipient("bob", bob.public_key)],
     )
@@ -280,6 +346,7 @@ def test_a_blank_wrapped_key_means_do_not_deliver(
         b"x",
         sender=alice,
         sender_nick="alice",
+        room_id=ROOM_ID,
         seq=1,
         recipients=[Recipient("bob", bob.public_key), Recipient("carol", carol.public_key)],
     )
@@ -499,7 +566,7 @@ def test_a_key_with_another_public_exponent_is_refused_at_hello() -> None:
     from zchat.envelope import public_der
 
     odd = public_der(rsa.generate_private_key(3, 2048).public_key())
-    out = Broker(random=seeded(0)).handle(b"c1", p.encode(p.Hello(b"odd", odd, b"")), 0.0)
+    out = Broker(random=seeded(0)).handle(b"c1", p.encode(p.Hello(b"odd", odd, b"", b"zchat")), 0.0)
     reply = p.parse_from_broker(out[0].frames)
     assert isinstance(reply, p.Refuse)
     assert reply.code is p.RefuseCode.BAD_KEY
@@ -565,7 +632,10 @@ def test_when_all_that_is_held_passes_the_total_the_member_furthest_behind_goes(
         (c, p.Leave("bob", p.LeaveReason.BACKLOG)),
     ]
     assert sorted(broker.nicks) == ["alice", "carol"]
-    assert broker.held.bytes_for(c) == broker.held.total == 2 * size
+    # carol's deliveries are a little larger than bob's: her leaf names her.
+    assert (
+        broker.held.bytes_for(c) == broker.held.total == sum(held_size(o.frames) for o in to_carol)
+    )
 
 
 def test_held_messages_leave_oldest_first_and_only_a_queue_that_stops_moving_is_evicted(

@@ -23,8 +23,8 @@ import zmq
 
 from tests.net import FAST, broker_thread, zmq_context
 from tests.procs import running, start_broker
-from tests.support.room import hello
-from zchat.envelope import Envelope, Header, Identity, MessageKind
+from tests.support.room import hello, unsigned_envelope
+from zchat.envelope import Identity
 from zchat.envelope.limits import MSG_ID_BYTES
 from zchat.envelope.proof import sign_proof
 from zchat.wire import protocol as p
@@ -104,19 +104,17 @@ def session(
 
 def flood_frames(sender: str, identity: Identity, targets: tuple[str, ...]) -> list[bytes]:
     """One SEND to `targets`, with a junk signature: the broker reads only the header."""
-    header = Header(
-        MessageKind.ROOM,
-        bytes(MSG_ID_BYTES),
-        int(time.time() * 1000),
-        1,
+    token = b"gAAAAA" + os.urandom(TOKEN_BYTES // 4 * 3)[: TOKEN_BYTES - 6]
+    env = unsigned_envelope(
         sender,
         identity.fingerprint,
-        targets,
-        tuple(os.urandom(8) for _ in targets),
+        [(t, os.urandom(8)) for t in targets],
+        msg_id=bytes(MSG_ID_BYTES),
+        timestamp_ms=int(time.time() * 1000),
+        signature=os.urandom(256),
+        token=token,
+        wrapped=os.urandom(256),
     )
-    token = b"gAAAAA" + os.urandom(TOKEN_BYTES // 4 * 3)[: TOKEN_BYTES - 6]
-    wrapped = tuple(os.urandom(256) for _ in targets)
-    env = Envelope(header, header.encode(), os.urandom(256), token, wrapped)
     return p.encode(p.Send(env))
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import zmq
 
 from tests.net import broker_thread, make_client, ready, sees, texts, wait_for
-from tests.support.room import seeded
+from tests.support.room import ROOM_ID, seeded
 from zchat.broker.core import Broker, BrokerConfig, Outgoing
 from zchat.envelope import Envelope, Identity, seal
 from zchat.envelope.limits import MAX_FRAME_BYTES
@@ -29,6 +29,7 @@ def _sealed_for_bob(sender: Client, identity: Identity, text: str) -> Envelope:
         text.encode(),
         sender=identity,
         sender_nick=sender.core.nick,
+        room_id=ROOM_ID,
         recipients=[bob.session.recipient(bob.nick)],
         seq=seq,
     )

@@ -131,6 +131,34 @@ def test_small_rsa_keys_are_refused() -> None:
         load_public_key(public_der(weak))
 
 
+def numbers_key(bits: int, exponent: int = 65537) -> bytes:
+    """The DER of an RSA public key with a modulus of exactly `bits` bits (not a product
+    of two primes: only the public checks are tried, and no key need be generated)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from zchat.envelope import public_der
+
+    modulus = (1 << (bits - 1)) | (0xC5A3 << 8) | 1
+    return public_der(rsa.RSAPublicNumbers(exponent, modulus).public_key())
+
+
+@pytest.mark.parametrize("bits", [2047, 2049, 2056, 3064, 4095, 4104])
+def test_only_the_three_key_sizes_are_accepted(bits: int) -> None:
+    with pytest.raises(BadPublicKey, match=f"size {bits}"):
+        load_public_key(numbers_key(bits))
+
+
+@pytest.mark.parametrize("bits", [2048, 3072, 4096])
+def test_each_of_the_three_key_sizes_is_accepted(bits: int) -> None:
+    assert load_public_key(numbers_key(bits)).key_size == bits
+
+
+@pytest.mark.parametrize("exponent", [3, 17, 65539, 2**65 + 1])
+def test_any_public_exponent_but_65537_is_refused(exponent: int) -> None:
+    with pytest.raises(BadPublicKey, match="exponent"):
+        load_public_key(numbers_key(2048, exponent))
+
+
 def test_an_rsa_key_with_another_public_exponent_is_refused() -> None:
     """A huge exponent makes every verify and wrap slow (a cheap denial of service);
     only 65537 is accepted."""

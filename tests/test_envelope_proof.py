@@ -20,7 +20,7 @@ PEER_KEY = b"Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID"
 
 def test_the_signed_input_is_laid_out_as_the_protocol_document_says(alice: Identity) -> None:
     signed = proof_bytes(NONCE, b"alice", alice.public_der)
-    assert PROOF_CONTEXT == b"zchat/2 hello proof\x00"
+    assert PROOF_CONTEXT == b"zchat/3 hello proof\x00"
     assert signed == PROOF_CONTEXT + NONCE + b"\x05alice" + b"\x00" + b"\x00" + alice.public_der
     # §3.4: 20 + 32 + 1 + n + 1 + b + 1 + t + d, which is 354 bytes for "alice", an
     # RSA-2048 key and no CURVE (b = t = 0), and 434 with CURVE (b = t = 40).
@@ -111,7 +111,8 @@ def test_no_signed_input_can_be_taken_for_another_kind() -> None:
         prim.WRAP_CONTEXT,
         PROOF_CONTEXT,
         prim.CERT_CONTEXT,
-        prim.VOUCH_CONTEXT,
+        prim.MEMBERSHIP_CONTEXT,
+        prim.ROOM_CONTEXT,
     ]
     for a in contexts:
         assert a.endswith(b"\x00")

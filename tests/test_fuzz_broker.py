@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from tests.net import broker_thread, make_client, ready, sees, texts, wait_for
 from tests.support.keys import KeyPool
-from tests.support.room import hello
+from tests.support.room import ROOM_ID, hello
 from zchat.broker.core import Broker, BrokerConfig, Outgoing
 from zchat.envelope import Envelope, Identity, MessageKind, Recipient, seal
 from zchat.envelope._primitives import sign
@@ -47,7 +47,7 @@ def forge_header(env: Envelope, signer: Identity, **change: object) -> Envelope:
     header = dataclasses.replace(env.header, **change)  # type: ignore[arg-type]
     header_bytes = header.encode()
     signature = sign(signer.private_key, header_bytes, env.token)
-    return Envelope(header, header_bytes, signature, env.token, env.wrapped_keys)
+    return dataclasses.replace(env, header=header, header_bytes=header_bytes, signature=signature)
 
 
 def unknown_algorithm_der(ident: Identity) -> bytes:
@@ -58,12 +58,13 @@ def unknown_algorithm_der(ident: Identity) -> bytes:
 
 
 def too_many_recipients(env: Envelope, count: int) -> list[bytes]:
-    """A SEND whose header names `count` recipients (over the limit), one key each."""
+    """A SEND whose header counts `count` recipients (over the limit), with a leaf and a
+    key for each."""
     base = env.header_bytes
-    count_at = len(base) - sum(1 + len(r) for r in env.header.recipients) - 2
-    names = b"".join(b"\x04r%03d" % i for i in range(count))
-    header = base[:count_at] + count.to_bytes(2, "big") + names
-    return [p.PROTOCOL_TAG, bytes([p.Command.SEND]), header, env.signature, env.token] + [
+    count_at = 99 + len(env.header.sender)  # after the room id and the sender (§2.2)
+    header = base[:count_at] + count.to_bytes(2, "big") + base[count_at + 2 :]
+    leaves = b"".join(b"\x05r%04d" % i + bytes(8) for i in range(count))
+    return [p.PROTOCOL_TAG, bytes([p.Command.SEND]), header, env.signature, env.token, leaves] + [
         env.wrapped_keys[0]
     ] * count
 
@@ -126,12 +127,18 @@ def corpus(keys: KeyPool) -> Corpus:
     ids = dict(zip((*NICKS, "carol"), keys.many(4), strict=True))
     a, b, m, c = (ids[n] for n in ("alice", "bob", "mallory", "carol"))
     to_bob = seal(
-        b"hi", sender=a, sender_nick="alice", recipients=[Recipient("bob", b.public_key)], seq=1
+        b"hi",
+        sender=a,
+        sender_nick="alice",
+        room_id=ROOM_ID,
+        recipients=[Recipient("bob", b.public_key)],
+        seq=1,
     )
     to_both = seal(
         b"hi all",
         sender=m,
         sender_nick="mallory",
+        room_id=ROOM_ID,
         recipients=[Recipient("alice", a.public_key), Recipient("bob", b.public_key)],
         seq=1,
     )
@@ -139,6 +146,7 @@ def corpus(keys: KeyPool) -> Corpus:
         b"I am alice",
         sender=m,
         sender_nick="alice",
+        room_id=ROOM_ID,
         recipients=[Recipient("bob", b.public_key)],
         seq=2,
     )
@@ -147,7 +155,7 @@ def corpus(keys: KeyPool) -> Corpus:
         frames_of(hello(b"alice", a)),  # alice again, same key
         frames_of(hello(b"alice", m)),  # alice's name, another key
         frames_of(hello("b\u043eb".encode(), c)),
-        frames_of(p.Hello(b"carol", unknown_algorithm_der(c), b"")),
+        frames_of(p.Hello(b"carol", unknown_algorithm_der(c), b"", b"zchat")),
         frames_of(p.Proof(sign_proof(c.private_key, ZERO_NONCE, b"carol", c.public_der))),
         frames_of(p.Proof(sign_proof(a.private_key, ZERO_NONCE, b"alice", a.public_der))),
         frames_of(p.Send(to_bob)),
@@ -214,7 +222,7 @@ def fan_out_oracle(
                     env = msg.envelope
                     assert env.header.sender == listed_nick
                     assert delivery.frames()[:3] == env.frames()[:3]
-                    assert o.conn in {conn_of.get(r.lower()) for r in env.header.recipients}
+                    assert o.conn in {conn_of.get(r.lower()) for r in env.recipients}
                 case p.Leave(left):
                     assert isinstance(msg, p.Bye | p.Proof), f"LEAVE from {frames!r}"
                     assert left == listed_nick
@@ -344,11 +352,14 @@ class Fuzzer:
         self.rng = random.Random(seed)
         a, b, m = ids["alice"], ids["bob"], ids["mallory"]
         to_bob = [Recipient("bob", b.public_key)]
-        forged = seal(b"I am alice", sender=m, sender_nick="alice", recipients=to_bob, seq=7)
+        forged = seal(
+            b"I am alice", sender=m, sender_nick="alice", room_id=ROOM_ID, recipients=to_bob, seq=7
+        )
         nobody = seal(
             b"to nobody",
             sender=m,
             sender_nick="mallory",
+            room_id=ROOM_ID,
             recipients=[Recipient("zz-nobody", b.public_key)],
             seq=8,
         )
@@ -360,11 +371,15 @@ class Fuzzer:
             frames_of(p.Send(forge_header(forged, m, sender_fingerprint=a.fingerprint))),
             frames_of(p.Send(forge_header(nobody, m, sender_fingerprint=a.fingerprint))),
             frames_of(p.Send(forge_header(nobody, m, sender="MALLORY"))),
-            frames_of(p.Send(forge_header(forged, m, kind=MessageKind.DIRECT, seq=2**64 - 1))),
+            frames_of(
+                p.Send(
+                    forge_header(forged, m, kind=MessageKind.DIRECT, named=("bob",), seq=2**64 - 1)
+                )
+            ),
         ]
         self.bad_envelopes = [
             too_many_recipients(forged, MAX_RECIPIENTS + 1),
-            too_many_recipients(forged, 300),
+            too_many_recipients(forged, 2 * MAX_RECIPIENTS),
             *(
                 [p.PROTOCOL_TAG, bytes([p.Command.SEND]), h, *forged.frames()[1:]]
                 for h in JSON_HEADERS
@@ -388,8 +403,8 @@ class Fuzzer:
             frames_of(hello(b"ALICE", m)),
             frames_of(hello("b\u043eb".encode(), m)),
             frames_of(hello(b"x" * 33, m)),
-            frames_of(p.Hello(b"eve", b"\x30\x82" + b"\x00" * 300, b"")),
-            frames_of(p.Hello(b"eve", unknown_algorithm_der(m), b"")),
+            frames_of(p.Hello(b"eve", b"\x30\x82" + b"\x00" * 300, b"", b"zchat")),
+            frames_of(p.Hello(b"eve", unknown_algorithm_der(m), b"", b"zchat")),
             frames_of(hello(b"alice", a)),  # alice's key: challenged, never proven
             frames_of(p.Proof(b"\x00" * 256)),
             frames_of(p.Heartbeat()),

@@ -29,7 +29,7 @@ from tests.support.lying_broker import (
     record_deliveries,
     watch_crashes,
 )
-from tests.support.room import MemoryRoom, certificate
+from tests.support.room import ROOM_ID, MemoryRoom, certificate
 from tests.support.waits import WAIT, until
 from zchat.broker.core import Outgoing
 from zchat.envelope import (
@@ -45,6 +45,7 @@ from zchat.envelope import (
     seal,
 )
 from zchat.envelope import _primitives as prim
+from zchat.envelope.limits import MAX_ROOM
 from zchat.peer import events as ev
 from zchat.peer.client import Client
 from zchat.peer.config import PeerConfig
@@ -154,9 +155,9 @@ def test_a_substituted_key_is_flagged_and_nothing_is_encrypted_to_it(
             with pytest.raises(UntrustedRecipient):
                 a.send_text("just for bob", to=["bob"])
             from_alice = [env for who, env in core.sends if who == "alice"]
-            assert [env.header.recipients for env in from_alice] == [("carol",)]
+            assert [env.recipients for env in from_alice] == [("carol",)]
             for env in from_alice:
-                for nick, wrapped in zip(env.header.recipients, env.wrapped_keys, strict=True):
+                for nick, wrapped in zip(env.recipients, env.wrapped_keys, strict=True):
                     with pytest.raises(DecryptionFailed):
                         prim.unwrap(
                             evil.private_key,
@@ -172,6 +173,7 @@ def test_a_substituted_key_is_flagged_and_nothing_is_encrypted_to_it(
                 b"send the money to mallory",
                 sender=evil,
                 sender_nick="bob",
+                room_id=ROOM_ID,
                 recipients=[Recipient("alice", alice.public_key)],
                 seq=1,
             )
@@ -207,11 +209,11 @@ EVIL_SESSION = generate_session_key()
 
 def opens_for(identity: Identity, env: Envelope, nick: str) -> list[int]:
     """The wrapped keys of `env` that `identity`'s private key, or the session key the
-    broker certified with it, unwraps, named `nick` or as the recipient the header says
+    broker certified with it, unwraps, named `nick` or as the recipient the leaf says
     the slot is for: every way it could try."""
     opened = []
     header = env.header
-    for i, (named, wrapped) in enumerate(zip(header.recipients, env.wrapped_keys, strict=True)):
+    for i, (named, wrapped) in enumerate(zip(env.recipients, env.wrapped_keys, strict=True)):
         if not wrapped:
             continue  # blanked: a resend meant for someone else
         for as_nick in {named, nick}:
@@ -282,13 +284,13 @@ def test_a_member_the_broker_announces_can_open_nothing_until_admitted(
             msg_id = a.send_text("now bob_ reads this")
             await wait_for(a, lambda e: isinstance(e, ev.Acked) and e.msg_id == msg_id)
             (last,) = [env for who, env in core.sends if env.header.msg_id == msg_id]
-            assert opens_for(evil, last, "bob_") == [last.header.recipients.index("bob_")]
+            assert opens_for(evil, last, "bob_") == [last.recipients.index("bob_")]
             await close_all(a, c, d)
         kinds = {env.header.kind for env in before}
-        assert kinds == {MessageKind.ROOM, MessageKind.DIRECT, MessageKind.VOUCH}
+        assert kinds == {MessageKind.ROOM, MessageKind.DIRECT, MessageKind.MEMBERSHIP}
         assert len(before) >= 7
         for env in before:  # every envelope alice sent until she admitted bob_
-            assert "bob_" not in env.header.recipients
+            assert "bob_" not in env.recipients
             assert opens_for(evil, env, "bob_") == []
         assert crashes == []
 
@@ -303,7 +305,11 @@ def resigned(delivery: Delivery, signer: Identity, **change: object) -> list[byt
     header_bytes = header.encode()
     signature = prim.sign(signer.private_key, header_bytes, delivery.token)
     return p.encode(
-        p.Deliver(Delivery(header, header_bytes, signature, delivery.token, delivery.wrapped_key))
+        p.Deliver(
+            dataclasses.replace(
+                delivery, header=header, header_bytes=header_bytes, signature=signature
+            )
+        )
     )
 
 
@@ -336,6 +342,7 @@ def test_forged_and_tampered_deliveries_are_bad_signatures_never_messages(keys: 
                 b"forged",
                 sender=evil,
                 sender_nick="bob",
+                room_id=ROOM_ID,
                 recipients=[Recipient("alice", alice.public_key)],
                 seq=d.header.seq + 1,
             )
@@ -348,11 +355,7 @@ def test_forged_and_tampered_deliveries_are_bad_signatures_never_messages(keys: 
                 p.encode(p.Deliver(dataclasses.replace(d, token=bytes(flipped)))),
                 resigned(d, evil, seq=d.header.seq + 1),  # a "new" message from bob
                 p.encode(p.Deliver(dataclasses.replace(d, token=own_d.token))),  # swapped token
-                p.encode(
-                    p.Deliver(
-                        Delivery(d.header, d.header_bytes, own_d.signature, d.token, d.wrapped_key)
-                    )
-                ),
+                p.encode(p.Deliver(dataclasses.replace(d, signature=own_d.signature))),
             ]
             for frames in forgeries:
                 core.inject("alice", frames)
@@ -483,7 +486,7 @@ def junk_announcements(bob: Identity, carol: Identity) -> list[tuple[str, list[b
     tag = p.PROTOCOL_TAG
     small_rsa = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key()
     ec_key = ec.generate_private_key(ec.SECP256R1()).public_key()
-    members = [p.Member(f"m{i:03d}", carol.public_der) for i in range(300)]
+    members = [p.Member(f"m{i:04d}", carol.public_der) for i in range(MAX_ROOM + 1)]
     unknown_oid = bytearray(carol.public_der)
     unknown_oid[8] = 0  # an algorithm OID nobody knows: UnsupportedAlgorithm, not ValueError
     cert = certificate(carol, "dave", time.time())  # a genuine one, for the frame layouts

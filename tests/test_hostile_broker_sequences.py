@@ -45,7 +45,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 
 from tests.support.keys import KeyPool
-from tests.support.room import CLOSED, WALL_AT_ZERO, pooled_session_keys, seeded
+from tests.support.room import CLOSED, ROOM_ID, WALL_AT_ZERO, pooled_session_keys, seeded
 from zchat.envelope import (
     Envelope,
     Identity,
@@ -150,7 +150,9 @@ def issue(signer: Identity, nick: str, key: SessionKey, epoch: int) -> Issued:
     index = (signer.fingerprint, nick, key.fingerprint, epoch)
     if index not in _ISSUED:
         created_ms = int((WALL_AT_ZERO + epoch * EPOCH) * 1000)
-        cert = certify(signer, nick, key, created_ms=created_ms, lifetime_ms=LIFETIME_MS)
+        cert = certify(
+            signer, nick, key, room_id=ROOM_ID, created_ms=created_ms, lifetime_ms=LIFETIME_MS
+        )
         _ISSUED[index] = Issued(
             cert.encode(),
             signer.fingerprint,
@@ -352,10 +354,10 @@ class HostileBroker(RuleBasedStateMachine):
         header = envelope.header
         date_ms = int(self.wall * 1000)
         for nick, key_id, wrapped in zip(
-            header.recipients, header.key_ids, envelope.wrapped_keys, strict=True
+            envelope.recipients, envelope.key_ids, envelope.wrapped_keys, strict=True
         ):
             if not wrapped:
-                continue  # blanked: a resend for the others; the header keeps its old id
+                continue  # blanked: a resend for the others; the leaf keeps its old id
             trusted = self.checks.admitted.get(nick_key(nick), set())
             assert trusted, f"sealed to {nick}, whom alice never admitted"
             certified = [
@@ -540,6 +542,7 @@ class HostileBroker(RuleBasedStateMachine):
                 b"hello alice",
                 sender=sender,
                 sender_nick=name,
+                room_id=ROOM_ID,
                 recipients=[Recipient("alice", key.private_key.public_key(), key.fingerprint)],
                 seq=self.seq,
                 kind=MessageKind.DIRECT if which % 2 else MessageKind.ROOM,
@@ -587,7 +590,7 @@ class HostileBroker(RuleBasedStateMachine):
             sends = [m for m in self.loop() if isinstance(m, p.Send)]
             if sends and answer != "none":
                 header = sends[-1].envelope.header
-                everyone = header.recipients
+                everyone = sends[-1].envelope.recipients
                 if answer == "delivered":
                     self.receive(p.Ack(header.msg_id, everyone, ()))
                 else:

@@ -16,7 +16,7 @@ import pytest
 import zmq
 
 from tests.net import broker_thread, joined, make_client, sees, texts, wait_for
-from tests.support.room import hello
+from tests.support.room import ROOM_ID, hello
 from tests.support.waits import until
 from zchat.broker.core import Broker, BrokerConfig
 from zchat.envelope import (
@@ -30,7 +30,7 @@ from zchat.envelope import (
     seal,
 )
 from zchat.envelope import _codec as codec_module
-from zchat.envelope.limits import MAX_RECIPIENTS
+from zchat.envelope.limits import MAX_NAMED, MAX_RECIPIENTS
 from zchat.envelope.proof import sign_proof
 from zchat.peer import events as ev
 from zchat.wire import protocol as p
@@ -70,6 +70,7 @@ def sealed(alice: Identity, bob: Identity) -> Envelope:
         b"hi",
         sender=alice,
         sender_nick="alice",
+        room_id=ROOM_ID,
         recipients=[Recipient("bob", bob.public_key)],
         seq=1,
     )
@@ -98,7 +99,7 @@ def test_a_send_naming_100000_recipients_is_refused_by_its_frame_count(
         [
             p.PROTOCOL_TAG,
             bytes([p.Command.SEND]),
-            *env.frames()[:3],
+            *env.frames()[:4],
             *[env.wrapped_keys[0]] * 100_000,
         ]
     )
@@ -121,33 +122,58 @@ class ReaderCount:
         monkeypatch.setattr(codec_module.Reader, "take", take)
 
 
-def full_header(count: int) -> bytes:
+def full_header(count: int, kind: MessageKind = MessageKind.ROOM) -> bytes:
+    named = tuple(f"r{i:03d}" for i in range(count)) if kind is MessageKind.DIRECT else ()
     return Header(
-        kind=MessageKind.ROOM,
+        kind=kind,
         msg_id=b"\x07" * 16,
         timestamp_ms=1,
         seq=1,
         sender="alice",
         sender_fingerprint=b"\x02" * 32,
-        recipients=tuple(f"r{i:03d}" for i in range(count)),
-        key_ids=(b"\x03" * 8,) * count,
+        room_id=ROOM_ID,
+        count=count,
+        root=b"\x04" * 32,
+        named=named,
     ).encode()
 
 
-def test_a_header_claiming_65535_recipients_costs_less_than_a_valid_one(
+#: Where `count` is in a header from "alice" (§2.2), and what reading a ROOM header costs:
+#: the sender's length and name, the count, the tree head, the names' count.
+COUNT_AT = 99 + len("alice")
+HEADER_READS = 5
+
+
+def test_a_header_claiming_65535_recipients_costs_no_more_than_one_of_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The header no longer lists the recipients: whatever it claims, it is read in the
+    same few bounded steps, and a count over the limit is refused."""
+    counter = ReaderCount(monkeypatch)
+    Header.parse(full_header(1))
+    one, counter.reads = counter.reads, 0
+    Header.parse(full_header(MAX_RECIPIENTS))
+    most, counter.reads = counter.reads, 0
+    valid = full_header(1)
+    claim = valid[:COUNT_AT] + (65_535).to_bytes(2, "big") + valid[COUNT_AT + 2 :]
+    with pytest.raises(MalformedEnvelope, match="recipients"):
+        Header.parse(claim)
+    assert counter.reads == one == most == HEADER_READS
+
+
+def test_a_header_claiming_255_names_is_refused_before_reading_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     counter = ReaderCount(monkeypatch)
-    valid = full_header(MAX_RECIPIENTS)
-    Header.parse(valid)
-    valid_reads, counter.reads = counter.reads, 0
-    # The most the u16 count can claim, followed by as many names as fit the limit.
-    count_at = len(full_header(1)) - 5 - 8 - 2  # before 'r000' and its key id
-    claim = valid[:count_at] + (65_535).to_bytes(2, "big") + valid[count_at + 2 :]
-    with pytest.raises(MalformedEnvelope, match="count"):
+    Header.parse(full_header(MAX_NAMED, MessageKind.DIRECT))
+    assert counter.reads == HEADER_READS + 2 * MAX_NAMED  # length and name, each
+    counter.reads = 0
+    valid = full_header(1, MessageKind.DIRECT)
+    names_at = COUNT_AT + 2 + 32
+    claim = valid[:names_at] + bytes([255]) + valid[names_at + 1 :]
+    with pytest.raises(MalformedEnvelope, match="too many names"):
         Header.parse(claim)
-    assert counter.reads == 3  # sender length, sender, count: then refused
-    assert valid_reads == 3 + 3 * MAX_RECIPIENTS  # length, name, key id each
+    assert counter.reads == HEADER_READS
 
 
 @pytest.mark.parametrize(
@@ -195,7 +221,7 @@ def test_a_flood_of_frames_is_refused_and_honest_peers_are_served_meanwhile(
     frames = (
         [b"x"] * 200_000
         if flood == "tiny-frames"
-        else [p.PROTOCOL_TAG, bytes([p.Command.SEND]), *env.frames()[:3]]
+        else [p.PROTOCOL_TAG, bytes([p.Command.SEND]), *env.frames()[:4]]
         + [env.wrapped_keys[0]] * 100_000
     )
 
@@ -315,7 +341,7 @@ def test_a_hello_with_a_key_of_unknown_algorithm_is_refused_and_the_broker_lives
             raw: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
             raw.setsockopt(zmq.LINGER, 0)
             raw.connect(ep)
-            raw.send_multipart(p.encode(p.Hello(b"eve", unknown_algorithm(carol), b"")))
+            raw.send_multipart(p.encode(p.Hello(b"eve", unknown_algorithm(carol), b"", b"zchat")))
             assert raw.poll(2000)
             reply = p.parse_from_broker(raw.recv_multipart())
             assert isinstance(reply, p.Refuse)

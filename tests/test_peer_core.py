@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.room import WALL_AT_ZERO, MemoryRoom, seeded
-from zchat.envelope import Header, Identity, generate_identity
+from tests.support.keys import KeyPool
+from tests.support.room import WALL_AT_ZERO, MemoryRoom, pooled_session_keys, seeded
+from zchat.envelope import Header, Identity, Recipient, generate_identity, room_id, seal
+from zchat.envelope.limits import MAX_NAMED
 from zchat.peer import events as ev
-from zchat.peer.core import PeerCore
-from zchat.peer.errors import NotText
+from zchat.peer.config import PeerConfig
+from zchat.peer.core import PeerCore, Phase
+from zchat.peer.errors import CannotSeal, NotText
 from zchat.peer.pins import Pin
+from zchat.peer.render import problem_text
 from zchat.wire import protocol as p
 
 
@@ -149,3 +153,82 @@ def test_pins_come_out_as_one_value_however_many_joins_pinned_them(
     carol = Pin("carol", alice.fingerprint, seen_ms=seen)
     assert core.take_pins() == (carol, *pins)  # every pin, sorted
     assert len(pins) == 30  # a value: what was handed out before stays as it was
+
+
+# --- protocol version 3: rooms, kinds, names ------------------------------------------
+
+
+def sealed_by_hand(
+    room: MemoryRoom, sender: bytes, to: bytes, *, kind: int = 1, room_id: bytes | None = None
+) -> list[bytes]:
+    """A genuine DELIVER from `sender` to `to`, sealed outside the core (another kind, or
+    another room's id), wrapped to `to`'s current session key."""
+    me = room.peers[sender]
+    them = room.peers[to]
+    key = them.session_keys.held()[0]
+    env = seal(
+        b"from elsewhere",
+        sender=me.identity,
+        sender_nick=me.nick,
+        room_id=me.room_id if room_id is None else room_id,
+        recipients=[Recipient(them.nick, key.private_key.public_key(), key.fingerprint)],
+        seq=me.seq + 10,
+        kind=kind,  # type: ignore[arg-type]
+    )
+    return p.encode(p.Deliver(env.delivery_for(0)))
+
+
+def test_a_genuine_message_for_another_room_is_reported_and_never_shown(
+    alice: Identity, bob: Identity
+) -> None:
+    """bob is alice's member in two rooms: her message for "exec", delivered here, is
+    refused (issue 18.4), however genuine."""
+    room = MemoryRoom()
+    a, b = room.join("alice", alice), room.join("bob", bob)
+    room.take(b)
+    room.peers[b].receive(sealed_by_hand(room, a, b, room_id=room_id("exec")), room.now)
+    events = room.peers[b].take_events()
+    assert [e.code for e in events if isinstance(e, ev.Problem)] == ["wrong-room"]
+    assert [e for e in events if isinstance(e, ev.MessageReceived)] == []
+
+
+def test_a_message_of_a_kind_this_zchat_does_not_know_is_verified_then_dropped(
+    alice: Identity, bob: Identity
+) -> None:
+    room = MemoryRoom()
+    a, b = room.join("alice", alice), room.join("bob", bob)
+    room.peers[b].take_events()
+    room.peers[b].receive(sealed_by_hand(room, a, b, kind=9), room.now)
+    events = room.peers[b].take_events()
+    (problem,) = [e for e in events if isinstance(e, ev.Problem)]
+    assert problem.code == "unknown-kind"
+    assert "(9)" in problem_text(problem)
+    assert [e for e in events if isinstance(e, ev.MessageReceived)] == []
+
+
+def test_a_direct_message_to_more_people_than_a_header_names_is_refused_clearly(
+    keys: KeyPool,
+) -> None:
+    room = MemoryRoom()
+    a = room.join("alice", keys.get(0))
+    for i in range(MAX_NAMED + 1):
+        room.join(f"m{i:02d}", keys.get(1 + i))  # one key holds one nickname
+    names = [f"m{i:02d}" for i in range(MAX_NAMED + 1)]
+    with pytest.raises(CannotSeal, match=f"at most {MAX_NAMED} people"):
+        room.send(a, "too many for a /msg", to=names)
+    room.send(a, "sixteen is fine", to=names[:MAX_NAMED])
+    room.pump()
+    (sent,) = room.of_type(a, ev.Sent)
+    assert len(sent.recipients) == MAX_NAMED
+
+
+def test_a_welcome_into_another_room_than_asked_for_is_a_problem(alice: Identity) -> None:
+    core = PeerCore("alice", alice, seq=1, random=seeded(1), config=PeerConfig(room="ops"))
+    core.start(0.0)
+    core.add_session_key(pooled_session_keys()(), 0.0, wall=WALL_AT_ZERO)
+    (hello,) = core.take_outgoing()
+    assert hello[-1] == b"ops"  # HELLO names the room
+    core.receive(p.encode(p.Welcome("alice", 1000, 5000, "zchat")), 0.0)
+    assert [e.code for e in core.take_events() if isinstance(e, ev.Problem)] == ["unexpected"]
+    core.receive(p.encode(p.Snapshot(())), 0.0)
+    assert core.phase is not Phase.READY

@@ -18,7 +18,7 @@ import zmq
 
 from tests.procs import Peer, running, start_peer
 from tests.support.keys import KeyPool
-from tests.support.room import certificate
+from tests.support.room import ROOM_ID, certificate
 from zchat.envelope import (
     Envelope,
     Identity,
@@ -94,8 +94,8 @@ class HostileBroker:
             if not isinstance(msg, p.Send):
                 continue
             header = msg.envelope.header
-            self.send(p.Ack(header.msg_id, header.recipients, ()))
-            if header.kind is not MessageKind.VOUCH:
+            self.send(p.Ack(header.msg_id, msg.envelope.recipients, ()))
+            if header.kind is not MessageKind.MEMBERSHIP:
                 return msg
 
     def send(self, msg: p.BrokerMessage) -> None:
@@ -118,7 +118,14 @@ def held_back_flood(alice_der: bytes, changed: Identity) -> Iterator[Envelope]:
     text = b"x" * MAX_TEXT_BYTES
     for seq in range(1, EACH + 1):
         for i in range(CHANGED):
-            yield seal(text, sender=changed, sender_nick=f"h{i}", recipients=[alice], seq=seq)
+            yield seal(
+                text,
+                sender=changed,
+                sender_nick=f"h{i}",
+                room_id=ROOM_ID,
+                recipients=[alice],
+                seq=seq,
+            )
 
 
 def count(peer: Peer, event: str, **fields: object) -> int:
@@ -177,7 +184,7 @@ def test_a_join_flood_and_a_held_back_flood_leave_the_peers_memory_bounded(
             # A line typed now goes to the whole (full) room: no crash, no lost message.
             peer.send("hello, all of you")
             send = broker.acknowledge_next_send()
-            assert len(send.envelope.header.recipients) == MAX_ROOM - 1
+            assert len(send.envelope.recipients) == MAX_ROOM - 1
             peer.wait_event("ack", timeout=15)
 
             # 2. The room empties; CHANGED members come back with new keys, and each

@@ -44,8 +44,8 @@ def send_and_capture(
 
 
 def recipients_with_keys(send: p.Send) -> set[str]:
-    header = send.envelope.header
-    return {n for n, k in zip(header.recipients, send.envelope.wrapped_keys, strict=True) if k}
+    envelope = send.envelope
+    return {n for n, k in zip(envelope.recipients, envelope.wrapped_keys, strict=True) if k}
 
 
 def texts(room: MemoryRoom, conn: bytes) -> list[str]:
@@ -141,7 +141,7 @@ def test_nothing_is_encrypted_to_a_changed_key(
     a = room.join("alice", alice, pins=pinned_to("bob", carol, ("carol", carol)), config=CLOSED)
     b = room.join("bob", bob)
     send = send_and_capture(room, a, "for the room")
-    assert send.envelope.header.recipients == ("carol",)
+    assert send.envelope.recipients == ("carol",)
     assert recipients_with_keys(send) == {"carol"}
     assert room.of_type(a, ev.Sent)[-1].recipients == ("carol",)
     assert texts(room, b) == []

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from zchat.envelope.limits import MAX_ROOM
 from zchat.peer import events as ev
 from zchat.peer.events import ProblemCode
 from zchat.peer.json_events import to_json
@@ -75,6 +76,14 @@ def test_every_problem_is_worded_and_json_carries_those_very_words(code: Problem
             "the broker welcomed us under another nickname",
         ),
         (
+            ev.Problem(ProblemCode.UNEXPECTED, detail="ops", context="Welcome room"),
+            "the broker welcomed us into another room",
+        ),
+        (
+            ev.Problem(ProblemCode.UNKNOWN_KIND, "bob", detail="9"),
+            "a message of a kind this zchat does not know (9) from bob: dropped",
+        ),
+        (
             ev.Problem(ProblemCode.UNEXPECTED, "bob", context="Rekeyed"),
             "a new session key for bob, who is not here",
         ),
@@ -88,12 +97,12 @@ def test_every_problem_is_worded_and_json_carries_those_very_words(code: Problem
         ),
         (
             ev.Problem(ProblemCode.ROOM_FULL, count=3),
-            "the broker announced 3 member(s) more than a room holds (256, us included): "
+            f"the broker announced 3 member(s) more than a room holds ({MAX_ROOM}, us included): "
             "ignored, and so is anyone else announced until someone leaves",
         ),
         (
             ev.Problem(ProblemCode.ROOM_FULL, "zed"),
-            "zed joined, but that is one more than a room holds (256, us included): "
+            f"zed joined, but that is one more than a room holds ({MAX_ROOM}, us included): "
             "ignored, and so is anyone else announced until someone leaves",
         ),
         (

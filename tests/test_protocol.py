@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.room import certificate
+from tests.support.room import ROOM_ID, certificate
 from zchat.envelope import Identity, Recipient, seal
 from zchat.envelope.limits import MAX_CERT_BYTES
 from zchat.wire import protocol as p
@@ -19,11 +19,12 @@ def peer_messages(alice: Identity, bob: Identity) -> list[p.PeerMessage]:
         b"x",
         sender=alice,
         sender_nick="alice",
+        room_id=ROOM_ID,
         recipients=[Recipient("bob", bob.public_key)],
         seq=1,
     )
     return [
-        p.Hello(b"alice", alice.public_der, certificate(alice, "alice", WALL)),
+        p.Hello(b"alice", alice.public_der, certificate(alice, "alice", WALL), b"zchat"),
         p.Proof(b"\x01" * 256),
         p.Send(env),
         p.Heartbeat(),
@@ -37,6 +38,7 @@ def broker_messages(alice: Identity, bob: Identity) -> list[p.BrokerMessage]:
         b"x",
         sender=alice,
         sender_nick="alice",
+        room_id=ROOM_ID,
         recipients=[Recipient("bob", bob.public_key)],
         seq=1,
     )
@@ -79,6 +81,7 @@ def test_deliver_frames_match_the_encoded_deliver(alice: Identity, bob: Identity
         b"x",
         sender=alice,
         sender_nick="alice",
+        room_id=ROOM_ID,
         recipients=[Recipient("bob", bob.public_key)],
         seq=1,
     )
@@ -90,14 +93,34 @@ def test_a_peer_cannot_send_broker_commands(alice: Identity, bob: Identity) -> N
         p.parse_from_peer(p.encode(p.Welcome("alice", 1, 1)))
 
 
-def test_the_protocol_tag_says_version_2() -> None:
-    assert p.PROTOCOL_TAG == b"ZCHAT2"
+def test_the_protocol_tag_says_version_3() -> None:
+    assert p.PROTOCOL_TAG == b"ZCHAT3"
 
 
-@pytest.mark.parametrize("tag", [b"ZCHAT1", b"ZCHAT3"])
+@pytest.mark.parametrize("tag", [b"ZCHAT1", b"ZCHAT2", b"ZCHAT4"])
 def test_another_protocol_version_is_recognised_as_such(tag: bytes) -> None:
     with pytest.raises(UnsupportedProtocol):
         p.parse_from_peer([tag, bytes([p.Command.HELLO]), b"a", b"k", b"c"])
+
+
+def test_a_deliver_carries_the_leaf_and_path_of_its_recipient_only(
+    alice: Identity, bob: Identity
+) -> None:
+    env = seal(
+        b"x",
+        sender=alice,
+        sender_nick="alice",
+        room_id=ROOM_ID,
+        recipients=[Recipient(n, bob.public_key) for n in ("bob", "carol", "dave")],
+        seq=1,
+    )
+    frames = p.deliver_frames(env, 2)
+    assert len(frames) == 2 + 6  # tag, command, header, signature, token, leaf, path, key
+    assert frames[5] == (2).to_bytes(2, "big") + b"\x04dave" + env.key_ids[2]
+    assert frames[6] == env.tree.path(2)
+    msg = p.parse_from_broker(frames)
+    assert isinstance(msg, p.Deliver)
+    assert msg.delivery.leaf.nick == "dave"
 
 
 @pytest.mark.parametrize(
@@ -110,8 +133,10 @@ def test_another_protocol_version_is_recognised_as_such(tag: bytes) -> None:
         [p.PROTOCOL_TAG, b"\x01\x01", b"a", b"b", b"c"],
         [p.PROTOCOL_TAG, bytes([p.Command.HELLO]), b"a"],
         [p.PROTOCOL_TAG, bytes([p.Command.HELLO]), b"a", b"k"],  # version 1's: no certificate
+        [p.PROTOCOL_TAG, bytes([p.Command.HELLO]), b"a", b"k", b"c"],  # version 2's: no room
         [p.PROTOCOL_TAG, bytes([p.Command.HEARTBEAT]), b"extra"],
         [p.PROTOCOL_TAG, bytes([p.Command.SEND]), b"h", b"s", b"t"],
+        [p.PROTOCOL_TAG, bytes([p.Command.SEND]), b"h", b"s", b"t", b"r"],
         [p.PROTOCOL_TAG, bytes([p.Command.SEND])] + [b"x"] * 300,
         [p.PROTOCOL_TAG, bytes([p.Command.REKEY])],
         [p.PROTOCOL_TAG, bytes([p.Command.REKEY]), b"c", b"extra"],

@@ -9,7 +9,7 @@ import tracemalloc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.support.room import ready_core
+from tests.support.room import ROOM_ID, ready_core
 from zchat.envelope import Identity, MessageKind, Recipient, seal
 from zchat.peer import events as ev
 from zchat.peer.core import PeerCore
@@ -148,6 +148,7 @@ def delivery(sender: Identity, nick: str, to: str, to_core: PeerCore, seq: int) 
         f"{nick} #{seq}".encode(),
         sender=sender,
         sender_nick=nick,
+        room_id=ROOM_ID,
         recipients=[Recipient(to, key.private_key.public_key(), key.fingerprint)],
         seq=seq,
         kind=MessageKind.ROOM,

@@ -18,6 +18,7 @@ from tests.net import broker_thread, make_client, ready, sees, texts
 from tests.support.keys import KeyPool
 from tests.support.room import (
     CLOSED,
+    ROOM_ID,
     WALL_AT_ZERO,
     MemoryRoom,
     certificate,
@@ -34,6 +35,7 @@ from zchat.envelope import (
     certify,
     format_fingerprint,
     generate_session_key,
+    room_id,
 )
 from zchat.envelope.limits import CLOCK_SKEW_MS, KEY_ID_BYTES, MAX_CERT_LIFETIME_MS
 from zchat.envelope.proof import sign_proof
@@ -67,7 +69,7 @@ def session_keys(n: int) -> list[SessionKey]:
 def test_a_replaced_key_is_kept_for_the_grace_period_then_dropped(alice: Identity) -> None:
     first, second = session_keys(2)
     ring = KeyRing(grace=10.0)
-    cert = certify(alice, "alice", first, created_ms=0, lifetime_ms=HOUR_MS)
+    cert = certify(alice, "alice", first, room_id=ROOM_ID, created_ms=0, lifetime_ms=HOUR_MS)
     ring.install(first, cert, now=100.0)
     ring.install(second, cert, now=200.0)
     assert ring.held() == (second, first)  # the current one first
@@ -81,7 +83,7 @@ def test_a_replaced_key_is_kept_for_the_grace_period_then_dropped(alice: Identit
 def test_the_ring_keeps_only_so_many_replaced_keys(alice: Identity) -> None:
     made = session_keys(MAX_RETIRED_KEYS + 3)
     ring = KeyRing(grace=1000.0)
-    cert = certify(alice, "alice", made[0], created_ms=0, lifetime_ms=HOUR_MS)
+    cert = certify(alice, "alice", made[0], room_id=ROOM_ID, created_ms=0, lifetime_ms=HOUR_MS)
     for i, key in enumerate(made):
         ring.install(key, cert, now=float(i))
     assert len(ring.held()) == 1 + MAX_RETIRED_KEYS
@@ -167,25 +169,30 @@ def bad_certificates(owner: Identity, nick: str, other: Identity, wall: float) -
     """Certificates a hostile broker could announce as `nick`'s session key, at `wall`."""
     (key,) = session_keys(1)
     now = int(wall * 1000)
-    genuine = certify(owner, nick, key, created_ms=now, lifetime_ms=HOUR_MS)
+    genuine = certify(owner, nick, key, room_id=ROOM_ID, created_ms=now, lifetime_ms=HOUR_MS)
     signature = bytearray(genuine.signature)
     signature[10] ^= 1
     return {
         "from another identity": certify(
-            other, nick, key, created_ms=now, lifetime_ms=HOUR_MS
+            other, nick, key, room_id=ROOM_ID, created_ms=now, lifetime_ms=HOUR_MS
         ).encode(),
         "forged": dataclasses.replace(genuine, signature=bytes(signature)).encode(),
         "expired": certify(
-            owner, nick, key, created_ms=now - 3 * HOUR_MS, lifetime_ms=HOUR_MS
+            owner, nick, key, room_id=ROOM_ID, created_ms=now - 3 * HOUR_MS, lifetime_ms=HOUR_MS
         ).encode(),
         "from the future": certify(
-            owner, nick, key, created_ms=now + 3 * HOUR_MS, lifetime_ms=HOUR_MS
+            owner, nick, key, room_id=ROOM_ID, created_ms=now + 3 * HOUR_MS, lifetime_ms=HOUR_MS
         ).encode(),
         "for another nickname": certify(
-            owner, "dave", key, created_ms=now, lifetime_ms=HOUR_MS
+            owner, "dave", key, room_id=ROOM_ID, created_ms=now, lifetime_ms=HOUR_MS
         ).encode(),
         "older than the one we have": certify(
-            owner, nick, key, created_ms=now - 60_000, lifetime_ms=HOUR_MS
+            owner, nick, key, room_id=ROOM_ID, created_ms=now - 60_000, lifetime_ms=HOUR_MS
+        ).encode(),
+        # The member's own key for another room it is in (issue 18.4): a message for
+        # this room sealed to it would open there.
+        "for another room": certify(
+            owner, nick, key, room_id=room_id("exec"), created_ms=now, lifetime_ms=HOUR_MS
         ).encode(),
         "junk": b"\x02" + b"junk" * 100,
         "none": b"",
@@ -199,6 +206,7 @@ LIES = [
     "from the future",
     "for another nickname",
     "older than the one we have",
+    "for another room",
     "junk",
     "none",
 ]
@@ -222,7 +230,7 @@ def test_a_refused_certificate_is_never_sealed_to(
     # bob keeps the key we had for him; nothing is wrapped to the one announced
     assert core.members["bob"].session == genuine
     for envelope in (wrapped_to(room, a, "room"), wrapped_to(room, a, "direct", ["bob"])):
-        assert envelope.header.key_ids == (genuine.fingerprint[:KEY_ID_BYTES],)
+        assert envelope.key_ids == (genuine.fingerprint[:KEY_ID_BYTES],)
 
 
 @pytest.mark.parametrize("lie", [lie for lie in LIES if lie != "older than the one we have"])
@@ -238,7 +246,7 @@ def test_a_newcomer_without_a_valid_certificate_is_never_sealed_to(
     assert [e.code for e in events if isinstance(e, ev.Problem)] == ["bad-certificate"]
     assert core.members["carol"].session is None
     envelope = wrapped_to(room, a, "for the room")
-    assert envelope.header.recipients == ("bob",)  # carol is left out...
+    assert envelope.recipients == ("bob",)  # carol is left out...
     unsealed = [e for e in core.take_events() if isinstance(e, ev.Unsealed)]
     assert unsealed == [ev.Unsealed(envelope.header.msg_id, ("carol",))]  # ...and it says so
     with pytest.raises(NoSessionKey):
@@ -266,7 +274,7 @@ def test_a_changed_identity_is_never_sealed_to_even_with_its_own_valid_certifica
         room.send(a, "for bob", to=["bob"])
     room.join("carol", carol)  # someone to send to, so the room message goes out
     envelope = wrapped_to(room, a, "for the room")
-    assert "bob" not in envelope.header.recipients
+    assert "bob" not in envelope.recipients
     # trusting the new key makes its certificate count (checked against the new pin)
     core.trust("bob", format_fingerprint(carol.fingerprint), room.now)
     session = core.members["bob"].session
@@ -302,7 +310,14 @@ def handshake(broker: Broker, conn: bytes, nick: bytes, who: Identity) -> list[p
 
 @pytest.mark.parametrize(
     "cert",
-    ["none", "junk", "another identity's", "for another nickname"],
+    [
+        "none",
+        "junk",
+        "another identity's",
+        "for another nickname",
+        "for another room",
+        "for this room on another broker",
+    ],
 )
 def test_the_broker_refuses_a_hello_whose_certificate_is_not_the_peers(
     cert: str, alice: Identity, bob: Identity
@@ -312,9 +327,13 @@ def test_the_broker_refuses_a_hello_whose_certificate_is_not_the_peers(
         "junk": b"\x02junk",
         "another identity's": certificate(bob, "alice", WALL_AT_ZERO),
         "for another nickname": certificate(alice, "bob", WALL_AT_ZERO),
+        "for another room": certificate(alice, "alice", WALL_AT_ZERO, room=room_id("exec")),
+        "for this room on another broker": certificate(
+            alice, "alice", WALL_AT_ZERO, room=room_id("zchat", b"K" * 40)
+        ),
     }[cert]
     broker = Broker(random=seeded(0))
-    out = broker.handle(b"c1", p.encode(p.Hello(b"alice", alice.public_der, raw)), 0.0)
+    out = broker.handle(b"c1", p.encode(p.Hello(b"alice", alice.public_der, raw, b"zchat")), 0.0)
     reply = p.parse_from_broker(out[-1].frames)
     assert isinstance(reply, p.Refuse)
     assert reply.code is p.RefuseCode.BAD_CERTIFICATE
@@ -338,14 +357,29 @@ def test_the_broker_relays_a_genuine_rekey_and_keeps_it_for_newcomers(
     assert {m.nick: m.certificate for m in snapshot.members}["alice"] == new
 
 
-@pytest.mark.parametrize("cert", ["junk", "another identity's", "for another nickname"])
+@pytest.mark.parametrize(
+    "cert",
+    [
+        "junk",
+        "another identity's",
+        "for another nickname",
+        "for another room",
+        "older than the session's",
+        "as old as the session's",
+    ],
+)
 def test_the_broker_never_relays_a_rekey_that_is_not_the_sessions(
     cert: str, alice: Identity, bob: Identity
 ) -> None:
+    (other,) = session_keys(1)
     raw = {
         "junk": b"\x02junk",
-        "another identity's": certificate(bob, "alice", WALL_AT_ZERO),
-        "for another nickname": certificate(alice, "bob", WALL_AT_ZERO),
+        "another identity's": certificate(bob, "alice", WALL_AT_ZERO + 60),
+        "for another nickname": certificate(alice, "bob", WALL_AT_ZERO + 60),
+        "for another room": certificate(alice, "alice", WALL_AT_ZERO + 60, room=room_id("exec")),
+        # A rollback: the HELLO's certificate was made at WALL_AT_ZERO.
+        "older than the session's": certificate(alice, "alice", WALL_AT_ZERO - 60, other),
+        "as old as the session's": certificate(alice, "alice", WALL_AT_ZERO, other),
     }[cert]
     broker = Broker(random=seeded(0))
     handshake(broker, b"a", b"alice", alice)
@@ -431,8 +465,17 @@ def older_and_newer(bob: Identity) -> tuple[bytes, bytes]:
     """Two genuine certificates of bob's: one half an hour old, and the one after it."""
     wall = WALL_AT_ZERO
     older, newer = generate_session_key(), generate_session_key()
-    old = certify(bob, "bob", older, created_ms=int((wall - 1800) * 1000), lifetime_ms=7_200_000)
-    new = certify(bob, "bob", newer, created_ms=int(wall * 1000), lifetime_ms=7_200_000)
+    old = certify(
+        bob,
+        "bob",
+        older,
+        room_id=ROOM_ID,
+        created_ms=int((wall - 1800) * 1000),
+        lifetime_ms=7_200_000,
+    )
+    new = certify(
+        bob, "bob", newer, room_id=ROOM_ID, created_ms=int(wall * 1000), lifetime_ms=7_200_000
+    )
     return old.encode(), new.encode()
 
 

@@ -4,27 +4,27 @@ Pure: no sockets. Each message is a frozen dataclass; `encode` turns one into fr
 and `parse_from_peer` / `parse_from_broker` turn frames back, raising ProtocolError on
 anything else. Every message starts with the same two frames (as in ZeroMQ RFC 7)::
 
-    frame 0   PROTOCOL_TAG   b"ZCHAT2": protocol name and version
+    frame 0   PROTOCOL_TAG   b"ZCHAT3": protocol name and version
     frame 1   command        one byte, a Command
     frame 2.. body           per command, below and in docs/PROTOCOL.md
 
 The dialog::
 
-    peer -> HELLO nick, public key, certificate   (any time; starts or restarts a session)
+    peer -> HELLO nick, public key, certificate, room   (any time; starts or restarts one)
     peer <- CHALLENGE nonce               or REFUSE code, reason
     peer -> PROOF signature(nonce ...)    (zchat.envelope.proof signs it)
     peer <- WELCOME nick, timers, room    then SNAPSHOT of the room   (or REFUSE)
     others <- JOIN nick, public key, certificate   (REKEYED nick, certificate: back again)
-    peer -> SEND envelope                 ->  each recipient <- DELIVER its delivery
+    peer -> SEND envelope, recipients     ->  each recipient <- DELIVER its leaf and path
     peer <- ACK id, delivered, absent
     both -> HEARTBEAT                     (every interval; silence means gone)
     peer -> REKEY certificate             ->  others <- REKEYED nick, certificate
     peer -> BYE                           ->  others <- LEAVE nick, reason
 
 The certificate (`zchat.envelope.SessionCertificate`) is the peer's session key, which
-every message to it is wrapped to, signed by its identity key; a peer makes a new one
-at every HELLO and on a schedule (REKEY), so that a stolen identity key opens nothing
-recorded (forward secrecy, docs/SECURITY.md).
+every message to it is wrapped to, signed by its identity key for the room of the
+HELLO; a peer makes a new one at every HELLO and on a schedule (REKEY), so that a
+stolen identity key opens nothing recorded (forward secrecy, docs/SECURITY.md).
 """
 
 from __future__ import annotations
@@ -52,19 +52,23 @@ from zchat.envelope.limits import (
     MSG_ID_BYTES,
     NICK_MAX_LEN,
 )
+
+# The room a peer asks for unless told another (`zchat peer --room`), and the one a
+# broker serves unless told another (`zchat broker --room`): re-exported (PEP 484's
+# `as` form) from `envelope.room`, where room ids are made.
+from zchat.envelope.room import DEFAULT_ROOM as DEFAULT_ROOM  # noqa: PLC0414
 from zchat.wire.errors import ProtocolError, UnsupportedProtocol
 
 _E = TypeVar("_E", bound=IntEnum)
 
-PROTOCOL_TAG: Final = b"ZCHAT2"
+PROTOCOL_TAG: Final = b"ZCHAT3"
 _TAG_FAMILY: Final = b"ZCHAT"
 
 CHALLENGE_BYTES: Final = 32
-#: The room a broker names in WELCOME unless told another (`zchat broker --room`).
-DEFAULT_ROOM: Final = "zchat"
 #: Reasons in REFUSE and ERROR are for people, and short.
 MAX_REASON_BYTES: Final = 200
-#: SNAPSHOT: three frames (nick, key, certificate) per member.
+#: SNAPSHOT: three frames (nick, key, certificate) per member: the others in a full
+#: room are MAX_ROOM - 1, and one spare costs nothing (3,000 frames, about 2.3 MB).
 MEMBER_FRAMES: Final = 3
 MAX_SNAPSHOT_FRAMES: Final = MEMBER_FRAMES * MAX_ROOM
 #: The most frames any legal message has, tag and command included.
@@ -103,7 +107,11 @@ class RefuseCode(IntEnum):
     ROOM_FULL = 6
     NOT_AUTHORIZED = 7  # CURVE: this transport key may not use this nickname
     KEY_IN_USE = 8  # this key already holds another nickname in the room
-    BAD_CERTIFICATE = 9  # the session-key certificate is not this nickname's and key's
+    BAD_CERTIFICATE = 9  # the session-key certificate is not this nickname's, key's, room's
+    #: No room for this room: this broker serves one room, and the HELLO asked for
+    #: another (a broker of many rooms will send it when it holds as many as it may).
+    TOO_MANY_ROOMS = 10
+    ROOM_INVALID = 11  # the room name is not 1-64 printable ASCII characters
 
 
 class ErrorCode(IntEnum):
@@ -131,6 +139,8 @@ class Hello:
     nick: bytes  # raw: the broker answers an invalid nickname with REFUSE, not silence
     public_der: bytes
     certificate: bytes  # raw too: the broker answers a bad one with REFUSE
+    #: The room to join, raw as well. The certificate is bound to it (its room id).
+    room: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +183,7 @@ class Welcome:
     nick: str
     heartbeat_ms: int
     timeout_ms: int
-    #: The room's name, which vouches are bound to (`envelope.vouch`). The broker's
-    #: word: it keeps one room's vouches out of another, nothing more.
+    #: The room the peer is in: the one its HELLO asked for.
     room: str = DEFAULT_ROOM
 
 
@@ -259,8 +268,8 @@ Message = PeerMessage | BrokerMessage
 def encode(msg: Message) -> list[bytes]:
     """The frames of `msg`, protocol tag and command included."""
     match msg:
-        case Hello(nick, der, cert):
-            body = [nick, der, cert]
+        case Hello(nick, der, cert, room):
+            body = [nick, der, cert, room]
         case Proof(signature):
             body = [signature]
         case Send(envelope):
@@ -295,16 +304,10 @@ def encode(msg: Message) -> list[bytes]:
 def deliver_frames(envelope: Envelope, index: int) -> list[bytes]:
     """DELIVER for the index-th recipient without building intermediate objects.
 
-    The broker's hot path: one list of existing byte strings per recipient.
+    The broker's hot path: existing byte strings, the leaf's index and the path cut
+    from the tree the SEND's parser built.
     """
-    return [
-        PROTOCOL_TAG,
-        _DELIVER_BYTE,
-        envelope.header_bytes,
-        envelope.signature,
-        envelope.token,
-        envelope.wrapped_keys[index],
-    ]
+    return [PROTOCOL_TAG, _DELIVER_BYTE, *envelope.delivery_frames(index)]
 
 
 def _member_frames(member: Member) -> list[bytes]:
@@ -350,10 +353,10 @@ def parse_from_peer(frames: Sequence[bytes]) -> PeerMessage:
     try:
         match command:
             case Command.HELLO:
-                nick, der, cert = _exact(body, 3)
-                # No size checks here: an over-long nickname, key or certificate is
-                # still a HELLO, and the broker answers it with a refusal that says why.
-                return Hello(nick, der, cert)
+                nick, der, cert, room = _exact(body, 4)
+                # No size checks here: an over-long nickname, key, certificate or room
+                # is still a HELLO, and the broker answers it with a refusal that says why.
+                return Hello(nick, der, cert, room)
             case Command.PROOF:
                 (signature,) = _exact(body, 1)
                 _limit(signature, MAX_RSA_BYTES, "signature")

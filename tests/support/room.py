@@ -17,7 +17,20 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from zchat.broker.core import Broker, BrokerConfig, Outgoing
-from zchat.envelope import Identity, SessionKey, certify, generate_session_key, is_valid_nick
+from zchat.envelope import (
+    DEFAULT_ROOM,
+    Envelope,
+    Header,
+    Identity,
+    Leaf,
+    MessageKind,
+    SessionKey,
+    certify,
+    generate_session_key,
+    is_valid_nick,
+    room_id,
+)
+from zchat.envelope.merkle import MerkleTree
 from zchat.peer import events as ev
 from zchat.peer.config import PeerConfig
 from zchat.peer.core import PeerCore
@@ -30,6 +43,9 @@ FAST_CORE = BrokerConfig(heartbeat_interval=0.1, heartbeat_timeout=0.5)
 #: tests of everything but admission. Those of admission say `config=CLOSED`.
 OPEN = PeerConfig(admit_all=True)
 CLOSED = PeerConfig()
+#: The id of the room every core and broker here is in unless a test says otherwise
+#: (no CURVE: the room's name alone).
+ROOM_ID = room_id(DEFAULT_ROOM)
 #: The date when the room's clock reads 0 (14 November 2023): envelopes carry dates.
 WALL_AT_ZERO = 1_700_000_000.0
 #: Each connection seals from a block of sequence numbers of its own, as a real run
@@ -58,18 +74,73 @@ def pooled_session_keys() -> Callable[[], SessionKey]:
     return next_key
 
 
-def certificate(identity: Identity, nick: str, wall: float, key: SessionKey | None = None) -> bytes:
+def certificate(
+    identity: Identity,
+    nick: str,
+    wall: float,
+    key: SessionKey | None = None,
+    *,
+    room: bytes = ROOM_ID,
+) -> bytes:
     """A genuine session-key certificate of `nick` made at `wall`, for a broker to announce."""
     key = key or pooled_session_keys()()
-    return certify(identity, nick, key, created_ms=int(wall * 1000), lifetime_ms=3_600_000).encode()
+    created = int(wall * 1000)
+    return certify(
+        identity, nick, key, room_id=room, created_ms=created, lifetime_ms=3_600_000
+    ).encode()
 
 
-def hello(nick: bytes, identity: Identity, wall: float = WALL_AT_ZERO) -> p.Hello:
-    """A HELLO as a peer sends it, with a genuine session-key certificate (none when the
-    nickname is not one a certificate can name: the broker refuses that first)."""
+def hello(
+    nick: bytes,
+    identity: Identity,
+    wall: float = WALL_AT_ZERO,
+    *,
+    room: str = DEFAULT_ROOM,
+    broker_key: bytes = b"",
+) -> p.Hello:
+    """A HELLO as a peer sends it, with a genuine session-key certificate for `room` on
+    the broker whose CURVE key is `broker_key` (none when the nickname is not one a
+    certificate can name: the broker refuses that first)."""
     text = nick.decode("ascii", "replace")
-    cert = certificate(identity, text, wall) if is_valid_nick(text) else b""
-    return p.Hello(nick, identity.public_der, cert)
+    rid = room_id(room, broker_key)
+    cert = certificate(identity, text, wall, room=rid) if is_valid_nick(text) else b""
+    return p.Hello(nick, identity.public_der, cert, room.encode())
+
+
+def unsigned_envelope(
+    sender: str,
+    sender_fingerprint: bytes,
+    recipients: list[tuple[str, bytes]],
+    *,
+    seq: int = 1,
+    kind: MessageKind = MessageKind.ROOM,
+    room: bytes = ROOM_ID,
+    msg_id: bytes = bytes(16),
+    timestamp_ms: int = int(WALL_AT_ZERO * 1000),
+    signature: bytes = bytes(256),
+    token: bytes = b"gAAAAA" + bytes(150),
+    wrapped: bytes = bytes(256),
+) -> Envelope:
+    """An envelope to `recipients` ((nick, key id) pairs) that is well formed, for a
+    broker to route, but signed and sealed by nobody: a broker checks neither."""
+    leaves = tuple(Leaf(nick, key_id) for nick, key_id in recipients)
+    data = tuple(leaf.encode() for leaf in leaves)
+    tree = MerkleTree(data)
+    named = tuple(nick for nick, _ in recipients) if kind is MessageKind.DIRECT else ()
+    header = Header(
+        kind,
+        msg_id,
+        timestamp_ms,
+        seq,
+        sender,
+        sender_fingerprint,
+        room,
+        len(leaves),
+        tree.root,
+        named,
+    )
+    keys = (wrapped,) * len(leaves)
+    return Envelope(header, header.encode(), signature, token, leaves, data, keys, tree)
 
 
 def seeded(seed: int) -> Callable[[int], bytes]:
@@ -215,7 +286,7 @@ def ready_core(
     core = PeerCore(nick, identity, pins, config, seq=1, random=seeded(seed), date=calendar)
     core.start(now)
     core.add_session_key(session_key or pooled_session_keys()(), now, wall=wall)
-    core.receive(p.encode(p.Welcome(nick, *timers)), now)
+    core.receive(p.encode(p.Welcome(nick, *timers, config.room)), now)  # the room it asked for
     core.receive(p.encode(p.Snapshot(tuple(members))), now)
     core.take_outgoing()
     if not keep_events:

@@ -2,36 +2,60 @@
 
     python -m tests.vectors.make_vectors
 
-Identity keys (alice/bob/carol.pem) are kept when present; session keys
-(bob_session.pem, carol_session.pem) and the certificates for them are made afresh.
-The envelope is randomised (OAEP, PSS, Fernet IV), so a fresh run writes different
-bytes; what the test checks is that the *stored* bytes keep opening to the stored
-plaintext and header, so that an accidental format change fails the suite.
+Identity keys (alice/bob/carol/dave.pem) are kept when present; session keys
+(bob_session.pem, carol_session.pem, dave_session.pem) and everything signed with them
+are made afresh. Signatures (PSS), wrapped keys (OAEP) and tokens (Fernet's IV) are
+randomised, so a fresh run writes different bytes; what the tests check is that the
+*stored* bytes keep parsing to the stored fields, re-encode to the same bytes, verify and
+open, so that an accidental format change fails the suite. The room id and the Merkle
+tree are deterministic: there the tests also build the bytes from the fields.
+
+Files written, each with a `desc`:
+
+    envelope_v3.json     alice to bob, carol and dave: the SEND body and each DELIVER body
+    certificate_v3.json  bob's session-key certificate, its fields and bytes
+    vouch_v3.json        bob's vouch for carol, its fields and bytes
+    revoke_v3.json       bob's revocation of that vouch
+    membership_v3.json   the plaintext of a MEMBERSHIP message carrying the two
+    merkle.json          a tree of seven leaves: its head and every audit path
+    room_id.json         room ids, with and without a broker's CURVE key
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from zchat.envelope import (
     Identity,
+    MembershipRecord,
     MessageKind,
     Recipient,
+    RecordType,
     SessionKey,
     certify,
+    encode_records,
     generate_identity,
     generate_session_key,
+    make_record,
+    room_id,
     seal,
 )
-from zchat.envelope.limits import ENVELOPE_VERSION
+from zchat.envelope.limits import CERT_VERSION, ENVELOPE_VERSION, RECORD_VERSION
+from zchat.envelope.merkle import MerkleTree
 
 HERE = Path(__file__).parent
 CREATED_MS = 1_764_000_000_000
 LIFETIME_MS = 3600 * 1000
+ROOM = "general"
+#: The server key of the CurveZMQ example (RFC 26): any 40 Z85 characters serve.
+BROKER_KEY = b"rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
+RECIPIENTS = ("bob", "carol", "dave")
+MERKLE_LEAVES = [b"\x03bob" + bytes([i]) * 8 for i in range(7)]
 
 
 def _pem(key: rsa.RSAPrivateKey) -> bytes:
@@ -57,49 +81,158 @@ def _session(name: str) -> SessionKey:
     return session
 
 
-def main() -> None:
-    alice, bob, carol = (_identity(n) for n in ("alice", "bob", "carol"))
-    sessions = {"bob": _session("bob"), "carol": _session("carol")}
-    certs = {
-        name: certify(ident, name, sessions[name], created_ms=CREATED_MS, lifetime_ms=LIFETIME_MS)
-        for name, ident in (("bob", bob), ("carol", carol))
+def _write(name: str, vector: dict[str, Any]) -> None:
+    (HERE / name).write_text(json.dumps(vector, indent=2, ensure_ascii=False) + "\n")
+
+
+def _record(record: MembershipRecord, desc: str) -> dict[str, Any]:
+    return {
+        "desc": desc,
+        "version": RECORD_VERSION,
+        "type": int(record.type),
+        "room": ROOM,
+        "broker_key": BROKER_KEY.decode(),
+        "room_id": record.room_id.hex(),
+        "nick": record.nick,
+        "subject_fingerprint": record.subject_fingerprint.hex(),
+        "signer_fingerprint": record.signer_fingerprint.hex(),
+        "time_ms": record.time_ms,
+        "record": record.encode().hex(),
     }
+
+
+def main() -> None:
+    alice = _identity("alice")
+    idents = {name: _identity(name) for name in RECIPIENTS}
+    sessions = {name: _session(name) for name in RECIPIENTS}
+    rid = room_id(ROOM, BROKER_KEY)
+    text = "hello, bob, carol and dave: ünïcödé ✓"
     env = seal(
-        "hello, bob and carol: ünïcödé ✓".encode(),
+        text.encode(),
         sender=alice,
         sender_nick="alice",
+        room_id=rid,
         recipients=[
             Recipient(n, sessions[n].private_key.public_key(), sessions[n].fingerprint)
-            for n in ("bob", "carol")
+            for n in RECIPIENTS
         ],
         seq=42,
         kind=MessageKind.ROOM,
         now=1_764_000_000.123,
         msg_id=bytes(range(16)),
     )
-    vector = {
-        "desc": (
-            f"alice to bob and carol, envelope version {ENVELOPE_VERSION}, wrapped to their "
-            "session keys; identity keys in alice/bob/carol.pem, session keys in "
-            "bob_session.pem and carol_session.pem"
-        ),
-        "plaintext": "hello, bob and carol: ünïcödé ✓",
-        "header": {
-            "version": ENVELOPE_VERSION,
-            "kind": 1,
-            "msg_id": bytes(range(16)).hex(),
-            "timestamp_ms": 1_764_000_000_123,
-            "seq": 42,
-            "sender": "alice",
-            "sender_fingerprint": alice.fingerprint.hex(),
-            "recipients": ["bob", "carol"],
-            "key_ids": [env.header.key_ids[0].hex(), env.header.key_ids[1].hex()],
+    _write(
+        f"envelope_v{ENVELOPE_VERSION}.json",
+        {
+            "desc": (
+                f"alice to bob, carol and dave in room {ROOM!r} on the broker whose CURVE key "
+                f"is {BROKER_KEY.decode()!r}, envelope version {ENVELOPE_VERSION}, wrapped to "
+                "their session keys; identity keys in alice/bob/carol/dave.pem, session keys in "
+                "NAME_session.pem. `send` is SEND's body (header, signature, token, recipients, "
+                "wrapped keys), `deliveries[i]` DELIVER's body for recipient i (header, "
+                "signature, token, leaf, path, wrapped key)"
+            ),
+            "plaintext": text,
+            "header": {
+                "version": ENVELOPE_VERSION,
+                "kind": int(env.header.kind),
+                "msg_id": env.header.msg_id.hex(),
+                "timestamp_ms": env.header.timestamp_ms,
+                "seq": env.header.seq,
+                "sender": env.header.sender,
+                "sender_fingerprint": alice.fingerprint.hex(),
+                "room_id": rid.hex(),
+                "count": env.header.count,
+                "root": env.header.root.hex(),
+                "named": list(env.header.named),
+            },
+            "recipients": list(env.recipients),
+            "key_ids": [k.hex() for k in env.key_ids],
+            "send": [f.hex() for f in env.frames()],
+            "deliveries": [
+                [f.hex() for f in env.delivery_frames(i)] for i in range(len(RECIPIENTS))
+            ],
         },
-        "certificates": {name: cert.encode().hex() for name, cert in certs.items()},
-        "frames": [f.hex() for f in env.frames()],
-    }
-    out = HERE / f"envelope_v{ENVELOPE_VERSION}.json"
-    out.write_text(json.dumps(vector, indent=2, ensure_ascii=False) + "\n")
+    )
+    cert = certify(
+        idents["bob"],
+        "bob",
+        sessions["bob"],
+        room_id=rid,
+        created_ms=CREATED_MS,
+        lifetime_ms=LIFETIME_MS,
+    )
+    _write(
+        f"certificate_v{CERT_VERSION}.json",
+        {
+            "desc": "bob's session key (bob_session.pem) certified by bob.pem for the room above",
+            "version": CERT_VERSION,
+            "nick": cert.nick,
+            "identity_fingerprint": cert.identity_fingerprint.hex(),
+            "room": ROOM,
+            "broker_key": BROKER_KEY.decode(),
+            "room_id": cert.room_id.hex(),
+            "created_ms": cert.created_ms,
+            "expires_ms": cert.expires_ms,
+            "session_der": cert.session_der.hex(),
+            "certificate": cert.encode().hex(),
+        },
+    )
+    records = [
+        make_record(
+            idents["bob"],
+            record_type,
+            room_id=rid,
+            nick="carol",
+            fingerprint=idents["carol"].fingerprint,
+            time_ms=time_ms,
+        )
+        for record_type, time_ms in (
+            (RecordType.VOUCH, CREATED_MS),
+            (RecordType.REVOKE, CREATED_MS + 1),
+        )
+    ]
+    _write(f"vouch_v{RECORD_VERSION}.json", _record(records[0], "bob (bob.pem) vouches for carol"))
+    _write(
+        f"revoke_v{RECORD_VERSION}.json",
+        _record(records[1], "bob (bob.pem) takes his vouch for carol back, a millisecond later"),
+    )
+    _write(
+        f"membership_v{RECORD_VERSION}.json",
+        {
+            "desc": "a MEMBERSHIP message's plaintext: bob's vouch, then his revocation",
+            "records": [r.encode().hex() for r in records],
+            "plaintext": encode_records(records).hex(),
+        },
+    )
+    tree = MerkleTree(MERKLE_LEAVES)
+    _write(
+        "merkle.json",
+        {
+            "desc": (
+                "RFC 9162 tree over seven leaves (leaf data: u8 3, 'bob', key id i repeated); "
+                "paths leaf side first, as DELIVER carries them"
+            ),
+            "leaves": [d.hex() for d in MERKLE_LEAVES],
+            "root": tree.root.hex(),
+            "paths": [tree.path(i).hex() for i in range(len(MERKLE_LEAVES))],
+        },
+    )
+    _write(
+        "room_id.json",
+        {
+            "desc": "SHA-256('zchat/3 room' 0x00 || u8 len || room || u8 len || broker key)",
+            "ids": [
+                {"room": room, "broker_key": key.decode(), "room_id": room_id(room, key).hex()}
+                for room, key in (
+                    ("zchat", b""),
+                    ("general", b""),
+                    ("general", BROKER_KEY),
+                    ("a room with spaces & ~", BROKER_KEY),
+                )
+            ],
+        },
+    )
 
 
 if __name__ == "__main__":

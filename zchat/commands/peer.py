@@ -12,8 +12,9 @@ import typer
 import zmq
 
 from zchat.console import error, fail
-from zchat.envelope import is_valid_nick
+from zchat.envelope import DEFAULT_ROOM, is_valid_nick, is_valid_room
 from zchat.envelope.nick import NICK_RULES
+from zchat.envelope.room import ROOM_RULES
 from zchat.exit_codes import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -51,6 +52,14 @@ def peer(
     connect: Annotated[
         str, typer.Option("--connect", "-c", envvar="ZCHAT_CONNECT", help="Broker endpoint.")
     ] = DEFAULT_CONNECT,
+    room: Annotated[
+        str,
+        typer.Option(
+            "--room",
+            envvar="ZCHAT_ROOM",
+            help="The room to join: keys, messages and vouches are good in this room only.",
+        ),
+    ] = DEFAULT_ROOM,
     home: Annotated[
         Path | None,
         typer.Option(
@@ -118,6 +127,8 @@ def peer(
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not json_mode
     if nick is not None and not is_valid_nick(nick):
         fail(f"invalid nickname {nick!r}", NICK_RULES, EXIT_USAGE)
+    if not is_valid_room(room):
+        fail(f"invalid room name {for_terminal(room)!r}", ROOM_RULES, EXIT_USAGE)
     if nick is None and not interactive:
         fail(
             "--nick is required in scripted mode (--json, or input or output not a terminal)",
@@ -130,7 +141,10 @@ def peer(
     except PinsError as exc:
         fail(str(exc), "fix or remove the file; it only holds pins")
     config = PeerConfig(
-        admit_all=admit_all or trust_new_keys, absent_grace=absent_grace, rotate_every=rotate
+        admit_all=admit_all or trust_new_keys,
+        absent_grace=absent_grace,
+        rotate_every=rotate,
+        room=room,
     )
 
     def make_client(nick: str) -> Client:
