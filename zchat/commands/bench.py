@@ -14,11 +14,16 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from zchat.bench.run import QUICK, BenchError, Settings, run
+from zchat.bench.swarm_results import QUICK_SWARM, SwarmSettings
 from zchat.console import EXIT_INTERRUPTED, EXIT_USAGE, fail, info
 
 #: Every peer is a process of its own; more than this on one machine measures the
 #: scheduler, not zchat.
 MAX_BENCH_ROOM = 100
+#: Light sessions a swarm may run on one machine: every one is two sockets.
+MAX_SWARM = 5000
+DEFAULT_OUT = Path("bench-results.json")
+SWARM_OUT = Path("swarm-results.json")
 #: Steps of one room, as `bench.run` announces them.
 _ROOM_STEPS = 7
 _SETUP_STEPS = 4
@@ -46,16 +51,32 @@ def bench(
     ] = None,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Where to write the results as JSON.")
-    ] = Path("bench-results.json"),
+    ] = DEFAULT_OUT,
     plot: Annotated[
         Path | None,
         typer.Option(help="Also draw the results to this PNG (needs the 'bench' extra)."),
+    ] = None,
+    swarm: Annotated[
+        int | None,
+        typer.Option(
+            "--swarm",
+            min=2,
+            max=MAX_SWARM,
+            help="Instead: real brokers against this many light sessions in a few processes "
+            "(a join storm, an idle room, busy rooms, many rooms). Results go to "
+            f"{SWARM_OUT} unless --out says otherwise.",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Measure zchat against bare ZeroMQ and the raw cryptography, on this machine.
 
     Starts a broker and, per room size, that many peer processes on 127.0.0.1.
+    With --swarm, measures the broker at scale instead (issue 21's workloads).
     """
+    if swarm is not None:
+        _swarm(swarm, quick=quick, phase_seconds=phase_seconds, out=out)
+        return
     settings = QUICK if quick else Settings()
     if room:
         if not all(2 <= n <= MAX_BENCH_ROOM for n in room):
@@ -115,6 +136,33 @@ def bench(
     if plot is not None:
         report.plot(results, plot)
         info(f"plot written to {plot}")
+
+
+def _swarm(members: int, *, quick: bool, phase_seconds: float | None, out: Path) -> None:
+    from zchat.bench import swarm_report  # noqa: PLC0415  rich tables only when asked
+    from zchat.bench.swarm import run_swarm  # noqa: PLC0415
+
+    settings = replace(QUICK_SWARM if quick else SwarmSettings(), members=members)
+    if phase_seconds is not None:
+        warmup = min(settings.warmup_s, phase_seconds / 4)
+        settings = replace(settings, phase_s=phase_seconds, idle_s=phase_seconds, warmup_s=warmup)
+    if out == DEFAULT_OUT:
+        out = SWARM_OUT
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 140))
+    status = Console(stderr=True)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with status.status("starting") as shown:
+            results = run_swarm(settings, shown.update)
+    except BenchError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted; every benchmark process was stopped", code=EXIT_INTERRUPTED)
+    swarm_report.show(results, console)
+    swarm_report.write_json(results, out)
+    info(f"results written to {out}")
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
