@@ -168,6 +168,16 @@ class _Run:
             broker_cpu_s=round(storm_cpu, 2),
         )
 
+        # Real peers come back after an eviction or a refusal: so do the light sessions,
+        # before the room is measured idle and busy.
+        started, replies = self._join(seats, rejoin=True)
+        back = sum(r["connected"] for r in replies)
+        if back:
+            self.results.notes.append(
+                f"after the storm, {back} members joined again: "
+                f"{sum(r['welcomed'] for r in replies)} welcomed, the last after "
+                f"{_since(started, max(r['last_welcome_ns'] for r in replies)):.1f} s"
+            )
         step(f"idle room: {s.members} members for {s.idle_s:g} s")
         time.sleep(SETTLE_S)
         watch = CpuWatch(pids)
@@ -175,7 +185,7 @@ class _Run:
         watch.between(start, start + int(s.idle_s * _NS))
         rss = sum(rss_bytes(pid) for pid in pids)
         self.results.idle = IdleResult(
-            members=s.members,
+            members=self._present(),
             seconds=s.idle_s,
             broker_cpu_pct=round(100 * watch.processes_s / s.idle_s, 2),
             broker_rss_mb=round(rss / 2**20, 1),
@@ -221,7 +231,9 @@ class _Run:
         self.endpoints = {room: ep for group, (ep, _) in placed for room in group}
         return {room: proc for group, (_, proc) in placed for room in group}
 
-    def _join(self, seats: dict[str, list[int]]) -> tuple[int, list[dict[str, Any]]]:
+    def _join(
+        self, seats: dict[str, list[int]], *, rejoin: bool = False
+    ) -> tuple[int, list[dict[str, Any]]]:
         start = time.monotonic_ns() + int(LEAD_S * _NS)
         by_seat = {
             seat: [self.endpoints[room], room, len(members)]
@@ -234,6 +246,7 @@ class _Run:
             "rooms": seats,
             "start_ns": start,
             "timeout_s": self.settings.join_timeout_s,
+            "rejoin": rejoin,
         }
         self.swarm.send_all(cmd)
         timeout = LEAD_S + self.settings.join_timeout_s + 30
@@ -307,9 +320,15 @@ class _Run:
             self.children.stop(proc, grace=0.0)
 
     def _evicted(self) -> set[str]:
+        return {nick for r in self._stats() for nick in r["evicted"]}
+
+    def _present(self) -> int:
+        """Sessions in a room now, by their own account."""
+        return sum(r["present"] for r in self._stats())
+
+    def _stats(self) -> list[dict[str, Any]]:
         self.swarm.send_all({"cmd": "stats"})
-        replies = self.swarm.gather("counters", timeout=30).values()
-        return {nick for r in replies for nick in r["evicted"]}
+        return list(self.swarm.gather("counters", timeout=30).values())
 
 
 def _since(start_ns: int, end_ns: int) -> float:

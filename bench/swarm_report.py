@@ -73,8 +73,13 @@ def show(results: SwarmResults, console: Console) -> None:
         refused = sum(storm.refused.values())
         table.add_row(
             f"{storm.members} joining at once",
-            f"{storm.welcomed} welcomed in {storm.welcome_s:.1f} s, all known in "
-            f"{storm.settled_s:.1f} s; {storm.evicted} evicted"
+            f"{storm.welcomed} welcomed in {storm.welcome_s:.1f} s, "
+            + (
+                f"all known in {storm.settled_s:.1f} s"
+                if storm.settled == storm.members
+                else f"{storm.settled} knew all"
+            )
+            + f"; {storm.evicted} evicted"
             + (f", {refused} refused {storm.refused}" if refused else "")
             + f"; {storm.bytes / 2**20:.1f} MB ({storm.bytes_per_member / 1024:.0f} KiB/member)",
             f"all in < {STORM_S:g} s, 0 evicted",

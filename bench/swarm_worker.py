@@ -76,6 +76,7 @@ class Session:
 
 @dataclass
 class JoinReport:
+    connected: int = 0  # seats that said HELLO in this phase
     welcomed: int = 0
     settled: int = 0
     last_welcome_ns: int = 0
@@ -274,48 +275,57 @@ class Worker:
         elif name == "busy":
             self._start_busy(cmd)
         elif name == "stats":
-            self.control.send_json({"evicted": sorted(self.evicted), "refused": self.refused})
+            present = sum(1 for s in self.sessions.values() if s.state == "in")
+            self.control.send_json(
+                {"evicted": sorted(self.evicted), "refused": self.refused, "present": present}
+            )
         elif name == "leave":
             self._leave()
             self.control.send_json({})
         return True
 
     def _start_join(self, cmd: dict[str, Any]) -> None:
+        """HELLO from every seat named, at `start_ns`; with `rejoin`, only from those not
+        in their room already (evicted or refused: a real peer would come back)."""
         # Every worker gets every seat; each takes its own.
         seats = {int(k): v for k, v in cmd["seats"].items() if int(k) in self.sessions}
-        rooms: dict[str, list[Session]] = {}
-        for seat, (_, room, size) in seats.items():
+        connect: list[tuple[Session, str]] = []
+        for seat, (endpoint, room, size) in seats.items():
             s = self.sessions[seat]
+            if cmd["rejoin"] and s.state == "in" and s.room == room:
+                s.size = size
+                continue
+            self._close(s)
             s.room, s.size, s.known, s.state = room, size, 0, "hello"
             s.welcomed_ns = s.settled_ns = 0
-            rooms.setdefault(room, []).append(s)
-        # Everyone in a room writes to all the others: the nicknames come from the parent.
-        for room, members in cmd["rooms"].items():
-            for s in rooms.get(room, []):
-                s.recipients = tuple(seat_nick(m) for m in members if m != s.seat)
-        self.join = JoinReport()
+            connect.append((s, endpoint))
+        # Everyone in a room writes to all the others: the seats come from the parent.
+        for members in cmd["rooms"].values():
+            others = {seat: seat_nick(seat) for seat in members}
+            for seat in members:
+                if seat in self.sessions:
+                    nicks = (nick for m, nick in others.items() if m != seat)
+                    self.sessions[seat].recipients = tuple(nicks)
+        self.join = JoinReport(connected=len(connect))
         self.rx_bytes = self.rx_messages = 0
         self.phase = "join"
         self.done_after = cmd["start_ns"] + int(cmd["timeout_s"] * _NS)
         sleep_until(cmd["start_ns"])
-        for seat, (endpoint, _, _) in seats.items():
-            s = self.sessions[seat]
+        for s, endpoint in connect:
             sock = self.ctx.socket(zmq.DEALER)
             configure(sock)
             sock.connect(endpoint)
             s.sock = sock
             self.by_sock[sock] = s
             self.poller.register(sock, zmq.POLLIN)
-            sock.send_multipart(
-                lw.hello(s.nick, s.identity.public_der, s.certificate, s.room), copy=False
-            )
+            sock.send_multipart(lw.hello(s.nick, s.identity.public_der, s.certificate, s.room))
 
     def _start_busy(self, cmd: dict[str, Any]) -> None:
         start, measure, end = cmd["start_ns"], cmd["measure_ns"], cmd["end_ns"]
         report = BusyReport()
         sends: list[tuple[int, int, int]] = []
         mine = {s.seat for s in self.sessions.values() if s.state == "in"}
-        for room, plan in cmd["rooms"].items():
+        for plan in cmd["rooms"].values():
             members: list[int] = plan["seats"]
             here = [m for m in members if m in mine]
             period = _NS / plan["rate"]
@@ -328,7 +338,6 @@ class Worker:
                 # Every member but the sender gets it, if the sender is still in.
                 report.expected += len(here) - (1 if sender in here else 0)
                 number += 1
-            del room
         # Due last first: the loop pops the next one off the end.
         self.sends = sorted(sends, reverse=True)
         self.busy = report
