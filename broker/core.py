@@ -31,12 +31,15 @@ pins, and the date, which the broker cannot (its clock is monotonic).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from zchat.broker.held import HeldQueues, held_size
+from zchat.broker.timers import Deadlines
 from zchat.envelope import (
     BadCertificate,
     BadPublicKey,
@@ -106,6 +109,8 @@ class Counters:
     evicted: int = 0
     foreign_key: int = 0  # messages dropped: another CURVE key than the session's
     held: int = 0  # messages the socket would not take at once, held by the broker
+    #: Refused handshakes by REFUSE code (its name): `refused` split, for the metrics.
+    refused_by_code: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -146,7 +151,12 @@ class Broker:
     #: What the socket would not take yet, per connection. The loop reads it (to send
     #: the oldest first, and to keep later messages behind it); only the core changes it.
     held: HeldQueues[Outgoing] = field(default_factory=HeldQueues)
-    _next_heartbeat: float = 0.0
+    #: Every member's deadlines, and handshakes' (`_Timer`), checked lazily.
+    _timers: Deadlines[tuple[_Timer, bytes]] = field(default_factory=Deadlines)
+    #: When the broker last sent each member anything: a quiet link gets a heartbeat.
+    _last_sent: dict[bytes, float] = field(default_factory=dict)
+    #: Members who joined since the last flush, in order, not yet announced.
+    _announce: list[_Session] = field(default_factory=list)
 
     # --- input -----------------------------------------------------------------------
 
@@ -154,6 +164,14 @@ class Broker:
         self, conn: bytes, frames: list[bytes], now: float, transport_key: bytes | None = None
     ) -> list[Outgoing]:
         """Handle one message; `transport_key` is the CURVE key it came with, if any."""
+        out = self._handle(conn, frames, now, transport_key)
+        if out:
+            self._sent(out, now)
+        return out
+
+    def _handle(
+        self, conn: bytes, frames: list[bytes], now: float, transport_key: bytes | None
+    ) -> list[Outgoing]:
         session = self._sessions.get(conn)
         pending = self._pending.get(conn)
         known = session or pending
@@ -178,11 +196,28 @@ class Broker:
         for s in (session, pending):
             if s is not None:
                 s.last_seen = now
+        if self._announce and not isinstance(msg, _SAYS_NOTHING_TO_OTHERS):
+            # Whatever this message makes the others hear (a delivery, a LEAVE, a new
+            # key) comes after the JOINs of everyone who joined before it.
+            early = self._flush_joins()
+            return [*early, *self._dispatch(conn, msg, now, transport_key, session, pending)]
+        return self._dispatch(conn, msg, now, transport_key, session, pending)
+
+    def _dispatch(
+        self,
+        conn: bytes,
+        msg: p.PeerMessage,
+        now: float,
+        transport_key: bytes | None,
+        session: _Session | None,
+        pending: _Session | None,
+    ) -> list[Outgoing]:
+        known = session or pending
         match msg:
             case p.Hello():
                 return self._hello(conn, msg, now, transport_key)
             case p.Proof() if pending is not None:
-                return self._proof(pending, msg)
+                return self._proof(pending, msg, now)
             case p.Send() if session is not None:
                 return self._send(session, msg)
             case p.Rekey(cert) if session is not None:
@@ -219,6 +254,7 @@ class Broker:
         pending = _Session(conn, nick, hello.public_der, key, fp, nonce, now, hello.certificate)
         pending.transport_key = transport_key
         self._pending[conn] = pending
+        self._timers.set((_Timer.HANDSHAKE, conn), now + self.config.handshake_timeout)
         return [_to(conn, p.Challenge(nonce))]
 
     def _check_room(self, conn: bytes, nick: str, fp: bytes) -> Outgoing | None:
@@ -246,7 +282,7 @@ class Broker:
             return self._refuse(conn, p.RefuseCode.ROOM_FULL, "the room is full")
         return None
 
-    def _proof(self, session: _Session, proof: p.Proof) -> list[Outgoing]:
+    def _proof(self, session: _Session, proof: p.Proof, now: float) -> list[Outgoing]:
         conn = session.conn
         del self._pending[conn]
         nick = session.nick.encode()
@@ -276,19 +312,23 @@ class Broker:
             # Same nickname, same key: the peer came back (crash, new connection)
             # and takes its place at once. The others already know this key, but not
             # the session key it made for this connection.
+            out += self._flush_joins()  # they hear of the key before its news
             if holder.conn != conn:
                 self._sessions.pop(holder.conn, None)
                 replaced = p.Error(p.ErrorCode.REPLACED, "logged in elsewhere")
                 out.append(_to(holder.conn, replaced))
             log.info("%s reconnected", session.nick)
-            rekeyed = p.Rekeyed(session.nick, session.certificate)
-            out += [_to(s.conn, rekeyed) for s in self._by_nick.values() if s is not holder]
+            rekeyed = p.encode(p.Rekeyed(session.nick, session.certificate))
+            out += _to_each(rekeyed, self._by_nick.values(), but=holder)
         else:
             self.counters.peers += 1
             log.info("%s joined (%s)", session.nick, session.fingerprint.hex()[:16])
-            member = _member(session)
-            out += [_to(s.conn, p.Join(member)) for s in self._by_nick.values()]
+            # Told to the others at the end of the batch (`_flush_joins`), so that a
+            # storm of joins is one pass over the room per batch, not per join.
+            self._announce.append(session)
         self._sessions[conn] = session
+        self._timers.set((_Timer.SILENCE, conn), now + self.config.heartbeat_timeout)
+        self._timers.set((_Timer.BEAT, conn), now + self.config.heartbeat_interval)
         self._by_nick[nick_key(session.nick)] = session
         self._by_key[session.fingerprint] = session
         self.counters.handshakes += 1
@@ -309,8 +349,8 @@ class Broker:
             self.counters.errors += 1
             return [_to(session.conn, p.Error(p.ErrorCode.BAD_CERTIFICATE, problem))]
         session.certificate = cert
-        rekeyed = p.Rekeyed(session.nick, cert)
-        return [_to(s.conn, rekeyed) for s in self._by_nick.values() if s is not session]
+        rekeyed = p.encode(p.Rekeyed(session.nick, cert))
+        return _to_each(rekeyed, self._by_nick.values(), but=session)
 
     def _send(self, session: _Session, send: p.Send) -> list[Outgoing]:
         env = send.envelope
@@ -416,57 +456,162 @@ class Broker:
 
     # --- time ------------------------------------------------------------------------
 
-    def tick(self, now: float) -> list[Outgoing]:
-        """Evict the silent and the stuck; send heartbeats when they are due."""
+    def tick(self, now: float, *, input_waiting: bool = False) -> list[Outgoing]:
+        """Announce the batch's joins; evict the silent and the stuck; beat quiet links.
+
+        Costs what is due (`broker.timers`), not a look at every member.
+        `input_waiting`: the loop left messages unread in the socket. A member's sign of
+        life may be among them, so silence is judged on arrival: nobody is evicted for
+        silence until the input is read, unless silent for twice the timeout.
+        """
         cfg = self.config
+        out = self._flush_joins() if self._announce else []
+        for kind, conn in self._timers.due(now):
+            if kind is _Timer.SILENCE:
+                out += self._silence(conn, now, input_waiting)
+            elif kind is _Timer.BEAT:
+                out += self._beat(conn, now)
+            else:
+                pending = self._pending.get(conn)
+                if pending is None:
+                    continue
+                if now - pending.last_seen > cfg.handshake_timeout:
+                    del self._pending[conn]
+                else:
+                    deadline = pending.last_seen + cfg.handshake_timeout
+                    self._timers.set((_Timer.HANDSHAKE, conn), deadline)
+        if self.held:
+            for conn in self.held.stuck(now, cfg.backlog_timeout):
+                out += self._evict_backlogged(conn, "nothing read for too long")
+        if out:
+            self._sent(out, now)
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When `tick` next has something to do (None: nothing is scheduled)."""
+        return self._timers.next_at()
+
+    @property
+    def timer_work(self) -> int:
+        """Deadlines looked at so far, due or stale: what `tick` has cost, counted."""
+        return self._timers.examined
+
+    def _silence(self, conn: bytes, now: float, input_waiting: bool) -> list[Outgoing]:
+        session = self._sessions.get(conn)
+        if session is None:
+            return []
+        timeout = self.config.heartbeat_timeout
+        silent = now - session.last_seen
+        if silent <= timeout:
+            self._timers.set((_Timer.SILENCE, conn), session.last_seen + timeout)
+            return []
+        if input_waiting and silent <= 2 * timeout:
+            self._timers.set((_Timer.SILENCE, conn), now + self.config.heartbeat_interval)
+            return []
+        log.info("%s timed out", session.nick)
+        self.counters.evicted += 1
+        out = self._correct(conn, self.held.drop(conn))
+        out += self._remove(session, p.LeaveReason.TIMEOUT)
+        # If it is only stalled, this tells it to say hello again once it reads.
+        out.append(_to(conn, p.Error(p.ErrorCode.EVICTED, "silent too long")))
+        return out
+
+    def _beat(self, conn: bytes, now: float) -> list[Outgoing]:
+        """A heartbeat over `conn` if the broker sent it nothing for an interval."""
+        if conn not in self._sessions:
+            self._last_sent.pop(conn, None)
+            return []
+        interval = self.config.heartbeat_interval
+        last = self._last_sent.get(conn, -interval)
+        if now - last < interval:
+            self._timers.set((_Timer.BEAT, conn), last + interval)
+            return []
+        self._timers.set((_Timer.BEAT, conn), now + interval)
+        return [Outgoing(conn, _HEARTBEAT)]
+
+    def _sent(self, out: list[Outgoing], now: float) -> None:
+        """Note when each member's link last carried something: a link that did needs
+        no heartbeat."""
+        sessions, last = self._sessions, self._last_sent
+        for o in out:
+            if o.conn in sessions:
+                last[o.conn] = now
+
+    def _flush_joins(self) -> list[Outgoing]:
+        """JOIN for each member that joined since the last flush, to every member who
+        does not know it yet: those listed before it (the later ones had it in their
+        SNAPSHOT). Each JOIN is encoded once, whatever the room's size."""
+        joined, self._announce = self._announce, []
+        newer = set(joined)
         out: list[Outgoing] = []
-        for pending in list(self._pending.values()):
-            if now - pending.last_seen > cfg.handshake_timeout:
-                del self._pending[pending.conn]
-        for session in list(self._sessions.values()):
-            if now - session.last_seen > cfg.heartbeat_timeout:
-                log.info("%s timed out", session.nick)
-                self.counters.evicted += 1
-                out += self._correct(session.conn, self.held.drop(session.conn))
-                out += self._remove(session, p.LeaveReason.TIMEOUT)
-                # If it is only stalled, this tells it to say hello again once it reads.
-                out.append(_to(session.conn, p.Error(p.ErrorCode.EVICTED, "silent too long")))
-        for conn in self.held.stuck(now, cfg.backlog_timeout):
-            out += self._evict_backlogged(conn, "nothing read for too long")
-        if now >= self._next_heartbeat:
-            self._next_heartbeat = now + cfg.heartbeat_interval
-            beat = p.encode(p.Heartbeat())
-            out += [Outgoing(s.conn, beat) for s in self._by_nick.values()]
+        for session in joined:
+            if self._by_nick.get(nick_key(session.nick)) is session:  # still here
+                join = p.encode(p.Join(_member(session)))
+                out += [Outgoing(s.conn, join) for s in self._by_nick.values() if s not in newer]
+            newer.discard(session)
         return out
 
     # --- helpers ---------------------------------------------------------------------
 
     def _remove(self, session: _Session, reason: p.LeaveReason) -> list[Outgoing]:
+        # A member that joined in this batch is announced before it leaves.
+        early = self._flush_joins() if self._announce else []
         if self._sessions.get(session.conn) is session:
             del self._sessions[session.conn]
+            self._last_sent.pop(session.conn, None)
         if self._by_key.get(session.fingerprint) is session:
             del self._by_key[session.fingerprint]
         key = nick_key(session.nick)
         if self._by_nick.get(key) is not session:
-            return []
+            return early
         del self._by_nick[key]
         self.counters.peers -= 1
         log.info("%s left (%s)", session.nick, reason.name.lower())
-        leave = p.Leave(session.nick, reason)
-        return [_to(s.conn, leave) for s in self._by_nick.values()]
+        leave = p.encode(p.Leave(session.nick, reason))
+        return [*early, *_to_each(leave, self._by_nick.values())]
 
     def _refuse(self, conn: bytes, code: p.RefuseCode, reason: str) -> Outgoing:
         self.counters.refused += 1
-        log.info("refused a handshake: %s", reason)
+        by_code = self.counters.refused_by_code
+        by_code[code.name] = by_code.get(code.name, 0) + 1
+        log.info("refused a handshake (%s): %s", code.name.lower(), reason)
         return _to(conn, p.Refuse(code, reason))
 
     @property
     def nicks(self) -> list[str]:
         return [s.nick for s in self._by_nick.values()]
 
+    @property
+    def member_count(self) -> int:
+        return len(self._by_nick)
+
+    @property
+    def handshake_count(self) -> int:
+        return len(self._pending)
+
 
 def _to(conn: bytes, msg: p.Message) -> Outgoing:
     return Outgoing(conn, p.encode(msg))
+
+
+def _to_each(
+    frames: list[bytes], sessions: Iterable[_Session], but: _Session | None = None
+) -> list[Outgoing]:
+    """The same frames to every session but `but`: encoded once, shared by all."""
+    return [Outgoing(s.conn, frames) for s in sessions if s is not but]
+
+
+class _Timer(IntEnum):
+    """What a member's deadline is for (`broker.timers`)."""
+
+    SILENCE = 1  # evict if nothing arrived for the heartbeat timeout
+    BEAT = 2  # send a heartbeat if nothing was sent for an interval
+    HANDSHAKE = 3  # forget a handshake not finished in time
+
+
+_HEARTBEAT: Final = p.encode(p.Heartbeat())
+#: Messages whose answers go to their sender only: no need to announce joins first.
+_SAYS_NOTHING_TO_OTHERS: Final = (p.Hello, p.Proof, p.Heartbeat)
 
 
 def _member(session: _Session) -> p.Member:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import math
 import os
 import threading
 import time
@@ -48,9 +49,12 @@ from zchat.wire.transport import (
 
 log = logging.getLogger("zchat.broker")
 
-#: Handle at most this many messages per poll before looking at the clock again, so
-#: heartbeats go out on time under load.
+#: Handle at most this many messages, and for at most this long, before the timers
+#: (`Broker.tick`): a storm of joins must not hold back heartbeats and evictions.
 _BATCH = 512
+_BATCH_S = 0.02
+#: The longest the loop sleeps with nothing due: it still notices `stop` this often.
+_IDLE_MS = 1000
 _STATS_EVERY = 5.0
 #: While messages are held, the loop wakes this often to retry them: libzmq does not
 #: say when one connection's queue has room again.
@@ -117,18 +121,24 @@ class Server:
         assert sock is not None
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
-        poll_ms = max(1, int(self.config.heartbeat_interval * 250))
         next_stats = time.monotonic() + _STATS_EVERY
         last = _format(self.core)
-        held = self.core.held
+        core = self.core
+        held = core.held
         try:
             while not self.stop.is_set():
-                if poller.poll(min(poll_ms, _RETRY_MS) if held else poll_ms):
-                    self._drain(sock)
+                # Asleep until the next deadline: an idle room wakes for what is due
+                # (`broker.timers`), not on a fixed beat.
+                due = core.next_deadline()
+                wait = _IDLE_MS if due is None else (due - time.monotonic()) * 1000
+                wait = max(0, min(_IDLE_MS, math.ceil(wait)))
+                waiting = False
+                if poller.poll(min(wait, _RETRY_MS) if held else wait):
+                    waiting = self._drain(sock)
                 now = time.monotonic()
                 if held:
                     self._retry_held(sock, now)
-                self._send(sock, self.core.tick(now), now)
+                self._send(sock, core.tick(now, input_waiting=waiting), now)
                 if held.dropped_bytes - self._trimmed_at >= _TRIM_AFTER_BYTES:
                     self._give_back_memory()
                 if now >= next_stats:
@@ -151,9 +161,12 @@ class Server:
         if ctx is not None:
             ctx.term()
 
-    def _drain(self, sock: zmq.Socket[bytes]) -> None:
+    def _drain(self, sock: zmq.Socket[bytes]) -> bool:
+        """Handle what is waiting, for a batch's worth; True if input is left unread."""
         curve = self.curve_secret is not None
         key: bytes | None = None
+        handle = self.core.handle
+        stop = time.monotonic() + _BATCH_S
         for _ in range(_BATCH):
             try:
                 if curve:
@@ -161,9 +174,12 @@ class Server:
                 else:  # the hot path stays free of metadata look-ups
                     frames = recv_bounded(sock)
             except zmq.Again:
-                return
+                return False
             now = time.monotonic()
-            self._send(sock, self.core.handle(frames[0], frames[1:], now, key), now)
+            self._send(sock, handle(frames[0], frames[1:], now, key), now)
+            if now > stop:
+                break
+        return True
 
     def _send(self, sock: zmq.Socket[bytes], outgoing: Iterable[Outgoing], now: float) -> None:
         core = self.core

@@ -135,7 +135,12 @@ class MemoryRoom:
                 if pins is not None:
                     self.saved[conn].append(pins)
             if not moved:
-                return
+                # The broker's loop ticks after every batch it reads: joins of the
+                # batch are announced then (`Broker._flush_joins`).
+                ticked = self.broker.tick(self.now)
+                if not ticked:
+                    return
+                self.deliver(ticked)
         raise AssertionError("the room never went quiet")
 
     @property
