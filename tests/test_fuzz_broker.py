@@ -196,7 +196,6 @@ def fan_out_oracle(
     listed = broker._sessions.get(conn)
     pending = broker._pending.get(conn)
     listed_nick = None if listed is None else listed.nick
-    pending_nick = None if pending is None else pending.nick
     conn_of = {key: s.conn for key, s in broker._by_nick.items()}
     unannounced = {s.nick for s in broker._announce}
     try:
