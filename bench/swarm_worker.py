@@ -146,8 +146,8 @@ class Worker:
                 if sock is self.control:
                     if not self._command(self.control.recv_json()):
                         return
-                else:
-                    self._drain(self.by_sock[sock])
+                elif (session := self.by_sock.get(sock)) is not None:
+                    self._drain(session)  # else closed by a command of this same poll
             self._check_phase(time.monotonic_ns())
             if time.monotonic() > check_parent:
                 check_parent = time.monotonic() + 1
