@@ -144,9 +144,11 @@ class _Run:
         brokers = self._brokers(["big"])
         pids = [proc.pid for proc in brokers.values()]
         cpu_before = sum(cpu_seconds(pids))
+        swarm_before = sum(cpu_seconds(self.swarm.pids))
         seats = {"big": list(range(s.members))}
         started, replies = self._join(seats)
         storm_cpu = sum(cpu_seconds(pids)) - cpu_before
+        swarm_cpu = sum(cpu_seconds(self.swarm.pids)) - swarm_before
         evicted = self._evicted()
         welcome = max(r["last_welcome_ns"] for r in replies)
         settled = max(r["last_settled_ns"] for r in replies)
@@ -165,7 +167,9 @@ class _Run:
             bytes_per_member=round(rx / s.members, 1),
             evicted=len(evicted),
             refused=refused,
+            rehellos=sum(r["rehellos"] for r in replies),
             broker_cpu_s=round(storm_cpu, 2),
+            swarm_cpu_s=round(swarm_cpu, 2),
         )
 
         # Real peers come back after an eviction or a refusal: so do the light sessions,

@@ -80,8 +80,10 @@ def show(results: SwarmResults, console: Console) -> None:
                 else f"{storm.settled} knew all"
             )
             + f"; {storm.evicted} evicted"
+            + (f", {storm.rehellos} handshakes forgotten" if storm.rehellos else "")
             + (f", {refused} refused {storm.refused}" if refused else "")
-            + f"; {storm.bytes / 2**20:.1f} MB ({storm.bytes_per_member / 1024:.0f} KiB/member)",
+            + f"; {storm.bytes / 2**20:.1f} MB ({storm.bytes_per_member / 1024:.0f} KiB/member)"
+            + f"; CPU s: broker {storm.broker_cpu_s:g}, swarm {storm.swarm_cpu_s:g}",
             f"all in < {STORM_S:g} s, 0 evicted",
             _verdict(
                 storm.welcomed == storm.members and storm.welcome_s < STORM_S and storm.evicted == 0

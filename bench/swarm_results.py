@@ -67,7 +67,12 @@ class StormResult:
     bytes_per_member: float
     evicted: int
     refused: dict[str, int]
+    #: Handshakes the broker forgot (ERROR HELLO_FIRST to a PROOF), said again.
+    rehellos: int
     broker_cpu_s: float
+    #: The swarm's own worker processes: when they are the busier, the storm's time
+    #: is theirs (a thousand sessions reading a gigabyte in a few processes).
+    swarm_cpu_s: float
 
 
 @dataclass(frozen=True, slots=True)

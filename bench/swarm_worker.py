@@ -83,6 +83,7 @@ class JoinReport:
     last_settled_ns: int = 0
     rx_bytes: int = 0
     rx_messages: int = 0
+    rehellos: int = 0
     refused: dict[str, int] = field(default_factory=dict)
 
 
@@ -121,6 +122,7 @@ class Worker:
         self.beats: list[tuple[int, int]] = []  # (due, seat): a heap, stale entries skipped
         self.evicted: set[str] = set()  # nicknames the broker gave up on, as anyone heard
         self.refused: Counter[str] = Counter()
+        self.rehellos = 0  # handshakes the broker forgot, said again
         self.rx_bytes = 0
         self.rx_messages = 0
         self.phase: str | None = None
@@ -233,9 +235,16 @@ class Worker:
         elif cmd == lw.REFUSE:
             self.refused[str(lw.refuse_code(frames))] += 1
             self._gone(s)
-        elif cmd == lw.ERROR and lw.error_code(frames) in _GONE_ERRORS:
-            self.evicted.add(s.nick)
-            self._gone(s)
+        elif cmd == lw.ERROR:
+            code = lw.error_code(frames)
+            if code == ErrorCode.HELLO_FIRST and s.state == "hello" and s.sock is not None:
+                # The broker forgot our handshake: say HELLO again, as a real peer does.
+                self.rehellos += 1
+                again = lw.hello(s.nick, s.identity.public_der, s.certificate, s.room)
+                s.sock.send_multipart(again)
+            elif code in _GONE_ERRORS:
+                self.evicted.add(s.nick)
+                self._gone(s)
 
     def _settle(self, s: Session, now: int) -> None:
         if not s.settled_ns and s.state == "in" and s.known >= s.size - 1:
@@ -367,6 +376,7 @@ class Worker:
         report.last_settled_ns = max(settled, default=0)
         report.rx_bytes, report.rx_messages = self.rx_bytes, self.rx_messages
         report.refused = dict(self.refused)
+        report.rehellos, self.rehellos = self.rehellos, 0
         self.phase, self.join = None, None
         self.control.send_json(asdict(report))
 

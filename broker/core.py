@@ -62,14 +62,20 @@ from zchat.wire.errors import ProtocolError, UnsupportedProtocol
 log = logging.getLogger("zchat.broker")
 
 
+#: Deadlines fall on a grid of this many steps per heartbeat interval (`broker.timers`).
+TIMER_STEPS: Final = 4
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerConfig:
-    heartbeat_interval: float = 1.0
-    heartbeat_timeout: float = 5.0
+    #: docs/PROTOCOL.md §3.8 says why 2 s and 10 s: an idle member costs the broker
+    #: two messages per interval, and a timeout of five intervals rides out a stall.
+    heartbeat_interval: float = 2.0
+    heartbeat_timeout: float = 10.0
     #: A handshake not finished within this long is forgotten.
-    handshake_timeout: float = 5.0
+    handshake_timeout: float = 10.0
     #: A peer whose held messages do not move for this long is evicted.
-    backlog_timeout: float = 5.0
+    backlog_timeout: float = 10.0
     #: Bytes held for one connection beyond what its socket queue takes, before it is
     #: evicted as a reader that stopped. 8 MiB holds ~6,500 typical deliveries (1,280 B
     #: as counted): an honest burst fits, as it did in libzmq's old queue of 10,000
@@ -158,6 +164,11 @@ class Broker:
     #: Members who joined since the last flush, in order, not yet announced.
     _announce: list[_Session] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # A deadline may fall up to a quarter interval late: a heartbeat is still well
+        # inside the timeout, and a whole room's deadlines share a few wake-ups.
+        self._timers.granularity = self.config.heartbeat_interval / TIMER_STEPS
+
     # --- input -----------------------------------------------------------------------
 
     def handle(
@@ -168,6 +179,13 @@ class Broker:
         if out:
             self._sent(out, now)
         return out
+
+    def arrived(self, conn: bytes, now: float, transport_key: bytes | None = None) -> None:
+        """A message from `conn` was read at `now`, to be handled later: a sign of life
+        now (silence is judged on arrival), if it came with the session's transport key."""
+        for known in (self._sessions.get(conn), self._pending.get(conn)):
+            if known is not None and known.transport_key == transport_key:
+                known.last_seen = now
 
     def _handle(
         self, conn: bytes, frames: list[bytes], now: float, transport_key: bytes | None
@@ -461,8 +479,9 @@ class Broker:
 
         Costs what is due (`broker.timers`), not a look at every member.
         `input_waiting`: the loop left messages unread in the socket. A member's sign of
-        life may be among them, so silence is judged on arrival: nobody is evicted for
-        silence until the input is read, unless silent for twice the timeout.
+        life (or a PROOF) may be among them, so silence is judged on arrival: nobody is
+        evicted for silence, and no handshake forgotten, until the input is read, unless
+        silent for twice the timeout.
         """
         cfg = self.config
         out = self._flush_joins() if self._announce else []
@@ -472,14 +491,7 @@ class Broker:
             elif kind is _Timer.BEAT:
                 out += self._beat(conn, now)
             else:
-                pending = self._pending.get(conn)
-                if pending is None:
-                    continue
-                if now - pending.last_seen > cfg.handshake_timeout:
-                    del self._pending[conn]
-                else:
-                    deadline = pending.last_seen + cfg.handshake_timeout
-                    self._timers.set((_Timer.HANDSHAKE, conn), deadline)
+                self._handshake_due(conn, now, input_waiting)
         if self.held:
             for conn in self.held.stuck(now, cfg.backlog_timeout):
                 out += self._evict_backlogged(conn, "nothing read for too long")
@@ -515,6 +527,21 @@ class Broker:
         # If it is only stalled, this tells it to say hello again once it reads.
         out.append(_to(conn, p.Error(p.ErrorCode.EVICTED, "silent too long")))
         return out
+
+    def _handshake_due(self, conn: bytes, now: float, input_waiting: bool) -> None:
+        """Forget a handshake whose PROOF did not come in time: judged on arrival too,
+        as its PROOF may wait in the unread input (a storm of a thousand HELLOs)."""
+        pending = self._pending.get(conn)
+        if pending is None:
+            return
+        timeout = self.config.handshake_timeout
+        silent = now - pending.last_seen
+        if silent <= timeout:
+            self._timers.set((_Timer.HANDSHAKE, conn), pending.last_seen + timeout)
+        elif input_waiting and silent <= 2 * timeout:
+            self._timers.set((_Timer.HANDSHAKE, conn), now + self.config.heartbeat_interval)
+        else:
+            del self._pending[conn]
 
     def _beat(self, conn: bytes, now: float) -> list[Outgoing]:
         """A heartbeat over `conn` if the broker sent it nothing for an interval."""

@@ -19,7 +19,7 @@ from tests.memory import certificate, seeded
 from zchat.bench import lightwire as lw
 from zchat.bench.keycache import ensure_keys, key_file, read_identity
 from zchat.bench.swarm import ROOMS_PER_BROKER, broker_groups
-from zchat.broker.core import Broker
+from zchat.broker.core import Broker, BrokerConfig
 from zchat.envelope import Identity
 from zchat.wire import protocol as p
 
@@ -35,7 +35,7 @@ def test_a_light_hello_and_proof_are_what_the_broker_accepts(alice: Identity) ->
     answer = broker.handle(b"c1", lw.proof(alice.private_key, nonce, "s0001", alice.public_der), 0)
     welcome, snapshot = (out.frames for out in answer)
     assert lw.command(welcome) == lw.WELCOME
-    assert lw.welcome_interval_ms(welcome) == 1000
+    assert lw.welcome_interval_ms(welcome) == int(BrokerConfig().heartbeat_interval * 1000)
     assert (lw.command(snapshot), lw.snapshot_size(snapshot)) == (lw.SNAPSHOT, 0)
     assert broker.nicks == ["s0001"]
 

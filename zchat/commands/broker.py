@@ -52,7 +52,7 @@ def broker(
     heartbeat_interval: Annotated[
         float,
         typer.Option(envvar="ZCHAT_HEARTBEAT_INTERVAL", min=0.01, help="Seconds between beats."),
-    ] = 1.0,
+    ] = 2.0,
     heartbeat_timeout: Annotated[
         float,
         typer.Option(
@@ -60,7 +60,7 @@ def broker(
             min=0.05,
             help="Seconds of silence before a peer is evicted; also bounds handshakes.",
         ),
-    ] = 5.0,
+    ] = 10.0,
     curve: Annotated[
         bool,
         typer.Option(
