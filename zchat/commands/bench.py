@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import signal
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
@@ -118,17 +120,10 @@ def bench(
             current[None] = False
         progress.update(task, description=what)
 
-    # Termination is an interruption too: the run's cleanup must stop every child.
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        with progress:
-            results = run(settings, step)
-            for n in settings.rooms:
-                progress.update(tasks[n], completed=_ROOM_STEPS, description="done")
-    except BenchError as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        fail("interrupted; every benchmark process was stopped", code=EXIT_INTERRUPTED)
+    with _run_ends_cleanly(), progress:
+        results = run(settings, step)
+        for n in settings.rooms:
+            progress.update(tasks[n], completed=_ROOM_STEPS, description="done")
 
     report.show(results, console)
     report.write_json(results, out)
@@ -151,18 +146,24 @@ def _swarm(members: int, *, quick: bool, phase_seconds: float | None, out: Path)
     console = Console()
     if not console.is_terminal:
         console = Console(width=max(console.width, 140))
-    status = Console(stderr=True)
+    with _run_ends_cleanly(), Console(stderr=True).status("starting") as shown:
+        results = run_swarm(settings, shown.update)
+    swarm_report.show(results, console)
+    swarm_report.write_json(results, out)
+    info(f"results written to {out}")
+
+
+@contextlib.contextmanager
+def _run_ends_cleanly() -> Iterator[None]:
+    """A run's failure or interruption, in zchat's words. Termination is an interruption
+    too: the run's own cleanup must stop every child process it started."""
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        with status.status("starting") as shown:
-            results = run_swarm(settings, shown.update)
+        yield
     except BenchError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted; every benchmark process was stopped", code=EXIT_INTERRUPTED)
-    swarm_report.show(results, console)
-    swarm_report.write_json(results, out)
-    info(f"results written to {out}")
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
