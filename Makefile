@@ -4,8 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
+#: Members of the swarm's big room (`make swarm SWARM=64 ARGS=--quick` for a short run).
+SWARM  ?= 1000
 
-.PHONY: help broker peer test check chaos lint bench clean
+.PHONY: help broker peer test check chaos lint bench swarm clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -47,6 +49,9 @@ lint: $(STAMP)  ## ruff and mypy --strict
 
 bench: $(STAMP)  ## measure zchat against bare ZeroMQ and the raw cryptography
 	$(BIN)/zchat bench $(ARGS)
+
+swarm: $(STAMP)  ## the broker at scale: join storm, idle, busy and many rooms (SWARM=N members)
+	$(BIN)/zchat bench --swarm $(SWARM) $(ARGS)
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

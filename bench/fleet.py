@@ -31,8 +31,12 @@ DRAIN_S = 15.0
 class Fleet:
     """The worker processes of one room, and the control socket that drives them."""
 
-    def __init__(self, room: int, control: zmq.Socket[bytes], children: Children) -> None:
+    def __init__(
+        self, room: int, control: zmq.Socket[bytes], children: Children, name: str = ""
+    ) -> None:
         self.room = room
+        #: What error messages call these workers.
+        self.name = name or f"room of {room}"
         self.control = control
         self.children = children
         self.procs: dict[bytes, subprocess.Popen[bytes]] = {}
@@ -42,6 +46,10 @@ class Fleet:
         ident = f"r{self.room}w{index}".encode()
         log = workdir / f"worker-{self.room}-{index}.log"
         args = ["zchat.bench.worker", control_endpoint, str(index), str(self.room), str(workdir)]
+        self.spawn_module(ident, args, log)
+
+    def spawn_module(self, ident: bytes, args: list[str], log: Path) -> None:
+        """A worker running `python -m args...`, which connects with identity `ident`."""
         self.procs[ident] = self.children.spawn(args, log)
         self.logs[ident] = log
 
@@ -89,19 +97,19 @@ class Fleet:
                     continue  # a straggler of an earlier room
                 msg = json.loads(data)
                 if "error" in msg:
-                    raise BenchError(f"room of {self.room}: {msg['error']}")
+                    raise BenchError(f"{self.name}: {msg['error']}")
                 replies[ident] = msg
                 continue
             for ident, proc in self.procs.items():
                 if proc.poll() is not None and ident not in replies:
                     raise BenchError(
-                        f"room of {self.room}: worker {ident.decode()} exited "
+                        f"{self.name}: worker {ident.decode()} exited "
                         f"({proc.returncode}) while waiting for {what}: {tail(self.logs[ident])}"
                     )
             if time.monotonic() > deadline:
                 missing = len(self.procs) - len(replies)
                 raise BenchError(
-                    f"room of {self.room}: {missing} worker(s) gave no answer "
+                    f"{self.name}: {missing} worker(s) gave no answer "
                     f"within {timeout:.0f} s while waiting for {what}"
                 )
         return replies

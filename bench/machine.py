@@ -60,17 +60,7 @@ class CpuWatch:
         self.machine_s = self._machine() - machine
 
     def _processes(self) -> tuple[float, float]:
-        """(user, kernel) CPU seconds of the watched processes so far."""
-        user = kernel = 0
-        for pid in self.pids:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            user += int(fields[11])  # utime
-            kernel += int(fields[12])  # stime
-        tick = os.sysconf("SC_CLK_TCK")
-        return user / tick, kernel / tick
+        return cpu_seconds(self.pids)
 
     @staticmethod
     def _machine() -> float:
@@ -82,3 +72,29 @@ class CpuWatch:
             return 0.0
         busy = sum(ticks[:8]) - ticks[3] - ticks[4]
         return busy / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> tuple[float, float]:
+    """(user, kernel) CPU seconds of processes `pids` so far (a process gone counts 0)."""
+    user = kernel = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        user += int(fields[11])  # utime
+        kernel += int(fields[12])  # stime
+    tick = os.sysconf("SC_CLK_TCK")
+    return user / tick, kernel / tick
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of process `pid` now (Linux; zero elsewhere or once it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -68,33 +69,42 @@ class Children:
                 proc.wait(5)
 
 
-def start_broker(children: Children, workdir: Path) -> tuple[str, int]:
+#: `zchat bench`'s broker timers: a peer starved of CPU by 49 busy neighbours is not dead.
+BENCH_TIMERS = ("--heartbeat-interval", "1", "--heartbeat-timeout", "60")
+#: How long a broker may take to listen once started.
+_LISTEN_S = 20.0
+
+
+def start_broker(
+    children: Children, workdir: Path, options: Sequence[str] = BENCH_TIMERS
+) -> tuple[str, int]:
     """A real `zchat broker` on a free loopback port: its endpoint and pid, once it listens."""
-    port = free_port()
-    endpoint = f"tcp://127.0.0.1:{port}"
-    log = workdir / "broker.log"
-    proc = children.spawn(
-        [
-            "zchat",
-            "broker",
-            "--bind",
-            endpoint,
-            "--heartbeat-interval",
-            "1",
-            # Generous: a peer starved of CPU by 49 busy neighbours is not dead.
-            "--heartbeat-timeout",
-            "60",
-        ],
-        log,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"the broker exited ({proc.returncode}): {tail(log)}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return endpoint, proc.pid
-        time.sleep(0.05)
-    raise BenchError(f"the broker did not listen on {endpoint} within 20 s")
+    ((endpoint, proc),) = start_brokers(children, workdir, 1, options)
+    return endpoint, proc.pid
+
+
+def start_brokers(
+    children: Children, workdir: Path, count: int, options: Sequence[str] = BENCH_TIMERS
+) -> list[tuple[str, subprocess.Popen[bytes]]]:
+    """`count` real brokers, started together (each is a second of interpreter start-up)."""
+    started = []
+    for _ in range(count):
+        port = free_port()
+        endpoint = f"tcp://127.0.0.1:{port}"
+        log = workdir / f"broker-{port}.log"
+        proc = children.spawn(["zchat", "broker", "--bind", endpoint, *options], log)
+        started.append((port, endpoint, proc, log))
+    deadline = time.monotonic() + _LISTEN_S + count * 0.5
+    for port, endpoint, proc, log in started:
+        while True:
+            if proc.poll() is not None:
+                raise BenchError(f"the broker exited ({proc.returncode}): {tail(log)}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if time.monotonic() > deadline:
+                raise BenchError(f"the broker did not listen on {endpoint} in time")
+            time.sleep(0.05)
+    return [(endpoint, proc) for _, endpoint, proc, _ in started]
 
 
 def free_port() -> int:

@@ -8,6 +8,7 @@ one worker reports after a phase. `bench.report` shows and writes `Results`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,3 +157,11 @@ class Results:
     rotation: RotationCost
     rooms: list[RoomResult] = field(default_factory=list)
     notes: list[RoomNotes] = field(default_factory=list)
+
+
+def percentile(values: list[int], pct: float) -> float:
+    """Nearest rank of sorted `values`: the smallest with at least pct% at or below it."""
+    if not values:
+        return 0.0
+    rank = max(1, math.ceil(pct / 100 * len(values)))
+    return float(values[rank - 1])

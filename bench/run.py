@@ -18,7 +18,6 @@ timed first, in this process (`bench.crypto`); what comes out is `bench.results`
 from __future__ import annotations
 
 import contextlib
-import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -40,7 +39,15 @@ from zchat.bench.keys import key_path, write_key
 from zchat.bench.machine import CpuWatch, cores, machine_info
 from zchat.bench.messages import bench_text
 from zchat.bench.processes import Children, free_port, start_broker
-from zchat.bench.results import QUICK, CryptoTimings, Results, RoomNotes, RoomResult, Settings
+from zchat.bench.results import (
+    QUICK,
+    CryptoTimings,
+    Results,
+    RoomNotes,
+    RoomResult,
+    Settings,
+    percentile,
+)
 from zchat.envelope import generate_identity
 
 # What `zchat bench` takes from here; the settings and the error live in their own modules.
@@ -155,8 +162,8 @@ def _run_room(
         broker_deliveries_per_s=round(broker_rate, 1),
         e2e_msgs_per_s=round(e2e_rate, 1),
         latency_ms={
-            "p50": round(_percentile(latencies, 50) / 1000, 2),
-            "p99": round(_percentile(latencies, 99) / 1000, 2),
+            "p50": round(percentile(latencies, 50) / 1000, 2),
+            "p99": round(percentile(latencies, 99) / 1000, 2),
             "max": round((latencies[-1] if latencies else 0) / 1000, 2),
         },
         wire_bytes_per_delivery=round(wire, 1),
@@ -212,11 +219,3 @@ def _due_in_window(room: int, per_sender: float, settings: Settings) -> int:
         due = [first + k * period for k in range(int(settings.phase_s / period) + 1)]
         total += sum(1 for t in due if settings.warmup_s <= t < settings.phase_s)
     return total
-
-
-def _percentile(values: list[int], pct: float) -> float:
-    """Nearest rank: the smallest value with at least pct% of the values at or below."""
-    if not values:
-        return 0.0
-    rank = max(1, math.ceil(pct / 100 * len(values)))
-    return float(values[rank - 1])

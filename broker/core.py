@@ -35,59 +35,23 @@ refuses a HELLO for another, or a certificate made for another.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from zchat.broker.config import BrokerConfig
 from zchat.broker.held import HeldQueues, held_size
-from zchat.envelope import (
-    BadCertificate,
-    BadPublicKey,
-    Header,
-    MalformedEnvelope,
-    SessionCertificate,
-    fingerprint,
-    is_valid_nick,
-    is_valid_room,
-    load_public_key,
-    nick_key,
-    room_id,
-    verify_certificate,
-)
+from zchat.broker.hello import Refusal, check_certificate, check_hello
+from zchat.broker.liveness import Deadline, Liveness
+from zchat.envelope import Header, nick_key, room_id
 from zchat.envelope.limits import MAX_ROOM
-from zchat.envelope.nick import NICK_RULES
 from zchat.envelope.proof import verify_proof
-from zchat.envelope.room import ROOM_RULES
 from zchat.wire import protocol as p
 from zchat.wire.errors import ProtocolError, UnsupportedProtocol
 
 log = logging.getLogger("zchat.broker")
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerConfig:
-    heartbeat_interval: float = 1.0
-    heartbeat_timeout: float = 5.0
-    #: A handshake not finished within this long is forgotten.
-    handshake_timeout: float = 5.0
-    #: A peer whose held messages do not move for this long is evicted.
-    backlog_timeout: float = 5.0
-    #: Bytes held for one connection beyond what its socket queue takes, before it is
-    #: evicted as a reader that stopped. 8 MiB holds ~6,500 typical deliveries (1,280 B
-    #: as counted): an honest burst fits, as it did in libzmq's old queue of 10,000
-    #: messages, where the same count of 22 KB deliveries took 220 MB.
-    max_held_bytes: int = 8 * 2**20
-    #: Bytes held for all connections together: past this, the connection holding the
-    #: most is evicted, so that many slow readers cannot add up to unbounded memory.
-    max_held_total: int = 64 * 2**20
-    #: The one room this broker serves: a HELLO for another is refused, and so is a
-    #: certificate made for another (its room id, docs/SECURITY.md).
-    room: str = p.DEFAULT_ROOM
-
-    def __post_init__(self) -> None:
-        if not is_valid_room(self.room):
-            raise ValueError(f"invalid room name {self.room!r}: 1-64 printable ASCII characters")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +76,8 @@ class Counters:
     evicted: int = 0
     foreign_key: int = 0  # messages dropped: another CURVE key than the session's
     held: int = 0  # messages the socket would not take at once, held by the broker
+    #: Refused handshakes by REFUSE code (its name): `refused` split, for the metrics.
+    refused_by_code: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -154,7 +120,13 @@ class Broker:
     #: What the socket would not take yet, per connection. The loop reads it (to send
     #: the oldest first, and to keep later messages behind it); only the core changes it.
     held: HeldQueues[Outgoing] = field(default_factory=HeldQueues)
-    _next_heartbeat: float = 0.0
+    #: Members who joined since the last flush, in order, not yet announced.
+    _announce: list[_Session] = field(default_factory=list)
+    #: Every member's and handshake's deadlines, and the rules they are judged by.
+    _liveness: Liveness = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._liveness = Liveness(self.config)
 
     # --- input -----------------------------------------------------------------------
 
@@ -162,6 +134,21 @@ class Broker:
         self, conn: bytes, frames: list[bytes], now: float, transport_key: bytes | None = None
     ) -> list[Outgoing]:
         """Handle one message; `transport_key` is the CURVE key it came with, if any."""
+        out = self._handle(conn, frames, now, transport_key)
+        if out:
+            self._sent(out, now)
+        return out
+
+    def arrived(self, conn: bytes, now: float, transport_key: bytes | None = None) -> None:
+        """A message from `conn` was read at `now`, to be handled later: a sign of life
+        now (silence is judged on arrival), if it came with the session's transport key."""
+        for known in (self._sessions.get(conn), self._pending.get(conn)):
+            if known is not None and known.transport_key == transport_key:
+                known.last_seen = now
+
+    def _handle(
+        self, conn: bytes, frames: list[bytes], now: float, transport_key: bytes | None
+    ) -> list[Outgoing]:
         session = self._sessions.get(conn)
         pending = self._pending.get(conn)
         known = session or pending
@@ -186,11 +173,28 @@ class Broker:
         for s in (session, pending):
             if s is not None:
                 s.last_seen = now
+        if self._announce and not isinstance(msg, _SAYS_NOTHING_TO_OTHERS):
+            # Whatever this message makes the others hear (a delivery, a LEAVE, a new
+            # key) comes after the JOINs of everyone who joined before it.
+            early = self._flush_joins()
+            return [*early, *self._dispatch(conn, msg, now, transport_key, session, pending)]
+        return self._dispatch(conn, msg, now, transport_key, session, pending)
+
+    def _dispatch(
+        self,
+        conn: bytes,
+        msg: p.PeerMessage,
+        now: float,
+        transport_key: bytes | None,
+        session: _Session | None,
+        pending: _Session | None,
+    ) -> list[Outgoing]:
+        known = session or pending
         match msg:
             case p.Hello():
                 return self._hello(conn, msg, now, transport_key)
             case p.Proof() if pending is not None:
-                return self._proof(pending, msg)
+                return self._proof(pending, msg, now)
             case p.Send() if session is not None:
                 return self._send(session, msg)
             case p.Rekey(cert) if session is not None:
@@ -209,32 +213,20 @@ class Broker:
         self, conn: bytes, hello: p.Hello, now: float, transport_key: bytes | None
     ) -> list[Outgoing]:
         self._pending.pop(conn, None)  # a new hello replaces an unfinished one
-        nick = hello.nick.decode("ascii", "replace")
-        if not is_valid_nick(nick):
-            return [self._refuse(conn, p.RefuseCode.NICK_INVALID, NICK_RULES)]
-        room = hello.room.decode("ascii", "replace")
-        if not is_valid_room(room):
-            return [self._refuse(conn, p.RefuseCode.ROOM_INVALID, ROOM_RULES)]
-        if room != self.config.room:
-            # The room's name is not given: a name is known only to those told it.
-            reason = "this broker serves one room, and not that one"
-            return [self._refuse(conn, p.RefuseCode.TOO_MANY_ROOMS, reason)]
-        try:
-            key = load_public_key(hello.public_der)
-        except BadPublicKey as exc:
-            return [self._refuse(conn, p.RefuseCode.BAD_KEY, str(exc))]
-        fp = fingerprint(hello.public_der)
-        checked = _checked_certificate(hello.certificate, nick, key, fp, self.room_id)
-        if isinstance(checked, str):
-            return [self._refuse(conn, p.RefuseCode.BAD_CERTIFICATE, checked)]
+        greeting = check_hello(hello, self.config.room, self.room_id)
+        if isinstance(greeting, Refusal):
+            return [self._refuse(conn, greeting.code, greeting.reason)]
+        nick, fp = greeting.nick, greeting.fingerprint
         refusal = self._check_room(conn, nick, fp)
         if refusal is not None:
             return [refusal]
         nonce = self.random(p.CHALLENGE_BYTES)
-        pending = _Session(conn, nick, hello.public_der, key, fp, nonce, now, hello.certificate)
-        pending.certificate_created_ms = checked.created_ms
+        pending = _Session(conn, nick, greeting.public_der, greeting.public_key, fp, nonce, now)
+        pending.certificate = greeting.certificate
+        pending.certificate_created_ms = greeting.certificate_created_ms
         pending.transport_key = transport_key
         self._pending[conn] = pending
+        self._liveness.handshake_began(conn, now)
         return [_to(conn, p.Challenge(nonce))]
 
     def _check_room(self, conn: bytes, nick: str, fp: bytes) -> Outgoing | None:
@@ -262,7 +254,7 @@ class Broker:
             return self._refuse(conn, p.RefuseCode.ROOM_FULL, "the room is full")
         return None
 
-    def _proof(self, session: _Session, proof: p.Proof) -> list[Outgoing]:
+    def _proof(self, session: _Session, proof: p.Proof, now: float) -> list[Outgoing]:
         conn = session.conn
         del self._pending[conn]
         nick = session.nick.encode()
@@ -292,19 +284,22 @@ class Broker:
             # Same nickname, same key: the peer came back (crash, new connection)
             # and takes its place at once. The others already know this key, but not
             # the session key it made for this connection.
+            out += self._flush_joins()  # they hear of the key before its news
             if holder.conn != conn:
                 self._sessions.pop(holder.conn, None)
                 replaced = p.Error(p.ErrorCode.REPLACED, "logged in elsewhere")
                 out.append(_to(holder.conn, replaced))
             log.info("%s reconnected", session.nick)
-            rekeyed = p.Rekeyed(session.nick, session.certificate)
-            out += [_to(s.conn, rekeyed) for s in self._by_nick.values() if s is not holder]
+            rekeyed = p.encode(p.Rekeyed(session.nick, session.certificate))
+            out += _to_each(rekeyed, self._by_nick.values(), but=holder)
         else:
             self.counters.peers += 1
             log.info("%s joined (%s)", session.nick, session.fingerprint.hex()[:16])
-            member = _member(session)
-            out += [_to(s.conn, p.Join(member)) for s in self._by_nick.values()]
+            # Told to the others at the end of the batch (`_flush_joins`), so that a
+            # storm of joins is one pass over the room per batch, not per join.
+            self._announce.append(session)
         self._sessions[conn] = session
+        self._liveness.listed(conn, now)
         self._by_nick[nick_key(session.nick)] = session
         self._by_key[session.fingerprint] = session
         self.counters.handshakes += 1
@@ -324,7 +319,7 @@ class Broker:
         Only a newer one than the session's: an older one (or one as old) would roll the
         member back to a key it may have dropped, in every later SNAPSHOT.
         """
-        checked = _checked_certificate(
+        checked = check_certificate(
             cert, session.nick, session.public_key, session.fingerprint, self.room_id
         )
         if not isinstance(checked, str) and checked.created_ms <= session.certificate_created_ms:
@@ -334,8 +329,8 @@ class Broker:
             return [_to(session.conn, p.Error(p.ErrorCode.BAD_CERTIFICATE, checked))]
         session.certificate = cert
         session.certificate_created_ms = checked.created_ms
-        rekeyed = p.Rekeyed(session.nick, cert)
-        return [_to(s.conn, rekeyed) for s in self._by_nick.values() if s is not session]
+        rekeyed = p.encode(p.Rekeyed(session.nick, cert))
+        return _to_each(rekeyed, self._by_nick.values(), but=session)
 
     def _send(self, session: _Session, send: p.Send) -> list[Outgoing]:
         env = send.envelope
@@ -443,48 +438,102 @@ class Broker:
 
     # --- time ------------------------------------------------------------------------
 
-    def tick(self, now: float) -> list[Outgoing]:
-        """Evict the silent and the stuck; send heartbeats when they are due."""
-        cfg = self.config
+    def tick(self, now: float, *, input_waiting: bool = False) -> list[Outgoing]:
+        """Announce the batch's joins; evict the silent and the stuck; beat quiet links.
+
+        Costs what is due (`broker.liveness`), not a look at every member.
+        `input_waiting`: the loop left messages unread in the socket. A member's sign of
+        life (or a PROOF) may be among them, so silence is judged on arrival: nobody is
+        evicted for silence, and no handshake forgotten, until the input is read, unless
+        silent for twice the timeout.
+        """
+        live = self._liveness
+        out = self._flush_joins() if self._announce else []
+        for kind, conn in live.due(now):
+            session = self._sessions.get(conn)
+            if kind is Deadline.SILENCE:
+                if session is not None and live.silent(conn, session.last_seen, now, input_waiting):
+                    out += self._evict_silent(session)
+            elif kind is Deadline.BEAT:
+                if session is None:
+                    live.unlisted(conn)
+                elif live.beat(conn, now):
+                    out.append(Outgoing(conn, _HEARTBEAT))
+            else:  # a handshake's: forgotten if its PROOF did not come in time
+                pending = self._pending.get(conn)
+                seen = None if pending is None else pending.last_seen
+                if seen is not None and live.handshake_over(conn, seen, now, input_waiting):
+                    del self._pending[conn]
+        if self.held:
+            for conn in self.held.stuck(now, self.config.backlog_timeout):
+                out += self._evict_backlogged(conn, "nothing read for too long")
+        if out:
+            self._sent(out, now)
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When `tick` next has something to do (None: nothing is scheduled)."""
+        return self._liveness.next_at()
+
+    @property
+    def timer_work(self) -> int:
+        """Deadlines looked at so far, due or stale: what `tick` has cost, counted."""
+        return self._liveness.examined
+
+    def _evict_silent(self, session: _Session) -> list[Outgoing]:
+        conn = session.conn
+        log.info("%s timed out", session.nick)
+        self.counters.evicted += 1
+        out = self._correct(conn, self.held.drop(conn))
+        out += self._remove(session, p.LeaveReason.TIMEOUT)
+        # If it is only stalled, this tells it to say hello again once it reads.
+        out.append(_to(conn, p.Error(p.ErrorCode.EVICTED, "silent too long")))
+        return out
+
+    def _sent(self, out: list[Outgoing], now: float) -> None:
+        """Note when each member's link last carried something: a link that did needs
+        no heartbeat."""
+        sessions = self._sessions
+        self._liveness.sent([o.conn for o in out if o.conn in sessions], now)
+
+    def _flush_joins(self) -> list[Outgoing]:
+        """JOIN for each member that joined since the last flush, to every member who
+        does not know it yet: those listed before it (the later ones had it in their
+        SNAPSHOT). Each JOIN is encoded once, whatever the room's size."""
+        joined, self._announce = self._announce, []
+        newer = set(joined)
         out: list[Outgoing] = []
-        for pending in list(self._pending.values()):
-            if now - pending.last_seen > cfg.handshake_timeout:
-                del self._pending[pending.conn]
-        for session in list(self._sessions.values()):
-            if now - session.last_seen > cfg.heartbeat_timeout:
-                log.info("%s timed out", session.nick)
-                self.counters.evicted += 1
-                out += self._correct(session.conn, self.held.drop(session.conn))
-                out += self._remove(session, p.LeaveReason.TIMEOUT)
-                # If it is only stalled, this tells it to say hello again once it reads.
-                out.append(_to(session.conn, p.Error(p.ErrorCode.EVICTED, "silent too long")))
-        for conn in self.held.stuck(now, cfg.backlog_timeout):
-            out += self._evict_backlogged(conn, "nothing read for too long")
-        if now >= self._next_heartbeat:
-            self._next_heartbeat = now + cfg.heartbeat_interval
-            beat = p.encode(p.Heartbeat())
-            out += [Outgoing(s.conn, beat) for s in self._by_nick.values()]
+        for session in joined:
+            if self._by_nick.get(nick_key(session.nick)) is session:  # still here
+                join = p.encode(p.Join(_member(session)))
+                out += [Outgoing(s.conn, join) for s in self._by_nick.values() if s not in newer]
+            newer.discard(session)
         return out
 
     # --- helpers ---------------------------------------------------------------------
 
     def _remove(self, session: _Session, reason: p.LeaveReason) -> list[Outgoing]:
+        # A member that joined in this batch is announced before it leaves.
+        early = self._flush_joins() if self._announce else []
         if self._sessions.get(session.conn) is session:
             del self._sessions[session.conn]
+            self._liveness.unlisted(session.conn)
         if self._by_key.get(session.fingerprint) is session:
             del self._by_key[session.fingerprint]
         key = nick_key(session.nick)
         if self._by_nick.get(key) is not session:
-            return []
+            return early
         del self._by_nick[key]
         self.counters.peers -= 1
         log.info("%s left (%s)", session.nick, reason.name.lower())
-        leave = p.Leave(session.nick, reason)
-        return [_to(s.conn, leave) for s in self._by_nick.values()]
+        leave = p.encode(p.Leave(session.nick, reason))
+        return [*early, *_to_each(leave, self._by_nick.values())]
 
     def _refuse(self, conn: bytes, code: p.RefuseCode, reason: str) -> Outgoing:
         self.counters.refused += 1
-        log.info("refused a handshake: %s", reason)
+        by_code = self.counters.refused_by_code
+        by_code[code.name] = by_code.get(code.name, 0) + 1
+        log.info("refused a handshake (%s): %s", code.name.lower(), reason)
         return _to(conn, p.Refuse(code, reason))
 
     @property
@@ -497,34 +546,30 @@ class Broker:
         which the server sets after construction, so it is read at each use)."""
         return room_id(self.config.room, self.curve_public)
 
+    @property
+    def member_count(self) -> int:
+        return len(self._by_nick)
+
+    @property
+    def handshake_count(self) -> int:
+        return len(self._pending)
+
 
 def _to(conn: bytes, msg: p.Message) -> Outgoing:
     return Outgoing(conn, p.encode(msg))
 
 
+def _to_each(
+    frames: list[bytes], sessions: Iterable[_Session], but: _Session | None = None
+) -> list[Outgoing]:
+    """The same frames to every session but `but`: encoded once, shared by all."""
+    return [Outgoing(s.conn, frames) for s in sessions if s is not but]
+
+
+_HEARTBEAT: Final = p.encode(p.Heartbeat())
+#: Messages whose answers go to their sender only: no need to announce joins first.
+_SAYS_NOTHING_TO_OTHERS: Final = (p.Hello, p.Proof, p.Heartbeat)
+
+
 def _member(session: _Session) -> p.Member:
     return p.Member(session.nick, session.public_der, session.certificate)
-
-
-def _checked_certificate(
-    raw: bytes, nick: str, identity_key: rsa.RSAPublicKey, identity_fp: bytes, room: bytes
-) -> SessionCertificate | str:
-    """`raw`, parsed, if it is a certificate `nick`'s identity key made for room id
-    `room`; else why it is not.
-
-    One signature check (about 25 us), once per HELLO or REKEY: what the broker relays
-    to every member is at least genuine. Not the date: the broker has none it could
-    trust, and every peer checks it anyway.
-    """
-    try:
-        cert = SessionCertificate.parse(raw)
-        verify_certificate(
-            cert,
-            nick=nick,
-            identity_key=identity_key,
-            identity_fingerprint=identity_fp,
-            room_id=room,
-        )
-    except (MalformedEnvelope, BadCertificate) as exc:
-        return f"bad session-key certificate: {exc}"
-    return cert

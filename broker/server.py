@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import math
 import os
 import threading
 import time
@@ -34,7 +35,8 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from zchat.broker.core import Broker, BrokerConfig, Outgoing
+from zchat.broker.config import BrokerConfig
+from zchat.broker.core import Broker, Outgoing
 from zchat.wire.transport import (
     ROUTER_RECV_HWM,
     ROUTER_SEND_HWM,
@@ -48,13 +50,23 @@ from zchat.wire.transport import (
 
 log = logging.getLogger("zchat.broker")
 
-#: Handle at most this many messages per poll before looking at the clock again, so
-#: heartbeats go out on time under load.
-_BATCH = 512
+#: Handle input for at most this long before the timers (`Broker.tick`): a storm of
+#: joins must not hold back heartbeats and evictions.
+_BATCH_S = 0.02
+#: What is read ahead of handling (the inbox), in messages and in bytes of frames:
+#: reading is cheap, handling a PROOF in a full room is not, and every message read
+#: is a sign of life at once (`Broker.arrived`).
+_INBOX_MESSAGES = 4096
+_INBOX_BYTES = 16 * 2**20
+#: The longest the loop sleeps with nothing due: it still notices `stop` this often.
+_IDLE_MS = 1000
 _STATS_EVERY = 5.0
 #: While messages are held, the loop wakes this often to retry them: libzmq does not
 #: say when one connection's queue has room again.
 _RETRY_MS = 2
+#: Input is not read while the bytes held for slow readers pass this share of their
+#: total budget (`BrokerConfig.max_held_total`).
+_PAUSE_AT_HELD = 0.5
 #: Give freed memory back to the system once this much held data has been dropped.
 _TRIM_AFTER_BYTES = 4 * 2**20
 
@@ -74,6 +86,9 @@ class Server:
     _auth: ThreadAuthenticator | None = None
     _own_context: zmq.Context[zmq.Socket[bytes]] | None = None
     _trimmed_at: int = 0  # `core.held.dropped_bytes` when memory was last given back
+    #: Messages read and not handled yet: (frames, CURVE key, bytes), oldest first.
+    _inbox: deque[tuple[list[bytes], bytes | None, int]] = field(default_factory=deque)
+    _inbox_bytes: int = 0
 
     def __post_init__(self) -> None:
         self.core = Broker(self.config, random=os.urandom)
@@ -117,18 +132,33 @@ class Server:
         assert sock is not None
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
-        poll_ms = max(1, int(self.config.heartbeat_interval * 250))
         next_stats = time.monotonic() + _STATS_EVERY
         last = _format(self.core)
-        held = self.core.held
+        core = self.core
+        held = core.held
+        pause_at = core.config.max_held_total * _PAUSE_AT_HELD
         try:
             while not self.stop.is_set():
-                if poller.poll(min(poll_ms, _RETRY_MS) if held else poll_ms):
-                    self._drain(sock)
+                # Asleep until the next deadline: an idle room wakes for what is due
+                # (`broker.timers`), not on a fixed beat.
+                due = core.next_deadline()
+                wait = _IDLE_MS if due is None else (due - time.monotonic()) * 1000
+                wait = max(0, min(_IDLE_MS, math.ceil(wait)))
+                if held.total > pause_at:
+                    # Back-pressure: read no more input until the readers have taken some
+                    # of what is held. A storm of joins then goes as fast as the members
+                    # read it, instead of piling up until the furthest behind is evicted.
+                    # Unread input may hold heartbeats: nobody is evicted for silence.
+                    time.sleep(_RETRY_MS / 1000)
+                    waiting = True
+                elif self._inbox or poller.poll(min(wait, _RETRY_MS) if held else wait):
+                    waiting = self._drain(sock)
+                else:
+                    waiting = False
                 now = time.monotonic()
                 if held:
                     self._retry_held(sock, now)
-                self._send(sock, self.core.tick(now), now)
+                self._send(sock, core.tick(now, input_waiting=waiting), now)
                 if held.dropped_bytes - self._trimmed_at >= _TRIM_AFTER_BYTES:
                     self._give_back_memory()
                 if now >= next_stats:
@@ -151,19 +181,43 @@ class Server:
         if ctx is not None:
             ctx.term()
 
-    def _drain(self, sock: zmq.Socket[bytes]) -> None:
+    def _drain(self, sock: zmq.Socket[bytes]) -> bool:
+        """Read what is waiting into the inbox, then handle it for a batch's time.
+
+        Every message read counts as a sign of life when it is read (silence judged on
+        arrival), even if it is handled a few batches later. True if input is left:
+        in the inbox, or unread because the inbox is full.
+        """
         curve = self.curve_secret is not None
         key: bytes | None = None
-        for _ in range(_BATCH):
+        core, inbox = self.core, self._inbox
+        arrived = core.arrived
+        full = False
+        while True:
+            if len(inbox) >= _INBOX_MESSAGES or self._inbox_bytes >= _INBOX_BYTES:
+                full = True
+                break
             try:
                 if curve:
                     frames, key = recv_bounded_with_user(sock)
                 else:  # the hot path stays free of metadata look-ups
                     frames = recv_bounded(sock)
             except zmq.Again:
-                return
+                break
+            arrived(frames[0], time.monotonic(), key)
+            size = sum(map(len, frames))
+            self._inbox_bytes += size
+            inbox.append((frames, key, size))
+        handle = core.handle
+        stop = time.monotonic() + _BATCH_S
+        while inbox:
+            frames, key, size = inbox.popleft()
+            self._inbox_bytes -= size
             now = time.monotonic()
-            self._send(sock, self.core.handle(frames[0], frames[1:], now, key), now)
+            self._send(sock, handle(frames[0], frames[1:], now, key), now)
+            if now > stop:
+                break
+        return full or bool(inbox)
 
     def _send(self, sock: zmq.Socket[bytes], outgoing: Iterable[Outgoing], now: float) -> None:
         core = self.core

@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator
 import zmq
 
 from tests.support.waits import WAIT
-from zchat.broker.core import Broker, BrokerConfig
+from zchat.broker.config import BrokerConfig
+from zchat.broker.core import Broker
 from zchat.broker.server import Server
 from zchat.envelope import Identity
 from zchat.peer import events as ev

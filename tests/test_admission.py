@@ -27,7 +27,8 @@ from tests.support.room import (
     ready_core,
     seeded,
 )
-from zchat.broker.core import Broker, BrokerConfig
+from zchat.broker.config import BrokerConfig
+from zchat.broker.core import Broker
 from zchat.envelope import (
     Identity,
     MembershipRecord,

@@ -8,7 +8,8 @@ import pytest
 
 from tests.support.keys import KeyPool
 from tests.support.room import FAST_CORE, ROOM_ID, MemoryRoom, hello, seeded
-from zchat.broker.core import Broker, BrokerConfig, Outgoing
+from zchat.broker.config import BrokerConfig
+from zchat.broker.core import Broker, Outgoing
 from zchat.broker.held import held_size
 from zchat.envelope import Header, Identity, Recipient, room_id, seal
 from zchat.envelope.proof import sign_proof

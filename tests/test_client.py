@@ -12,7 +12,8 @@ import zmq
 
 from tests.net import broker_thread, make_client, ready, sees, texts, wait_for
 from tests.support.room import ROOM_ID, seeded
-from zchat.broker.core import Broker, BrokerConfig, Outgoing
+from zchat.broker.config import BrokerConfig
+from zchat.broker.core import Broker, Outgoing
 from zchat.envelope import Envelope, Identity, seal
 from zchat.envelope.limits import MAX_FRAME_BYTES
 from zchat.peer import events as ev

@@ -605,6 +605,8 @@ def test_a_junk_snapshot_in_the_handshake_is_reported_and_the_peer_tries_again(
             a.start()
             events = await wait_for(a, lambda e: isinstance(e, ev.Ready), timeout=10)
             assert "malformed" in problems(events)
+            # Bob hears of alice at the end of the broker's batch, after her welcome.
+            await sees(b, "alice")
             b.send_text("welcome back", to=["alice"])
             assert await texts(a, 1) == ["welcome back"]
             await close_all(a, b)

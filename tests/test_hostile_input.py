@@ -18,7 +18,8 @@ import zmq
 from tests.net import broker_thread, joined, make_client, sees, texts, wait_for
 from tests.support.room import ROOM_ID, hello
 from tests.support.waits import until
-from zchat.broker.core import Broker, BrokerConfig
+from zchat.broker.config import BrokerConfig
+from zchat.broker.core import Broker
 from zchat.envelope import (
     Delivery,
     Envelope,

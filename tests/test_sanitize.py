@@ -19,7 +19,7 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output.vt100 import Vt100_Output
 
 from tests.support.waits import until
-from zchat.broker.core import BrokerConfig
+from zchat.broker.config import BrokerConfig
 from zchat.broker.server import Server
 from zchat.envelope import Identity
 from zchat.peer import events as ev

@@ -53,8 +53,8 @@ class LyingBroker(Broker):
                 self.sends.append((nick, msg.envelope))
         return self._tamper(super().handle(conn, frames, now, transport_key))
 
-    def tick(self, now: float) -> list[Outgoing]:
-        out = self._tamper(super().tick(now))
+    def tick(self, now: float, *, input_waiting: bool = False) -> list[Outgoing]:
+        out = self._tamper(super().tick(now, input_waiting=input_waiting))
         while self._inject:
             out.append(self._inject.popleft())
         return out

@@ -16,7 +16,8 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from zchat.broker.core import Broker, BrokerConfig, Outgoing
+from zchat.broker.config import BrokerConfig
+from zchat.broker.core import Broker, Outgoing
 from zchat.envelope import (
     DEFAULT_ROOM,
     Envelope,
@@ -210,7 +211,12 @@ class MemoryRoom:
                 if pins is not None:
                     self.saved[conn].append(pins)
             if not moved:
-                return
+                # The broker's loop ticks after every batch it reads: joins of the
+                # batch are announced then (`Broker._flush_joins`).
+                ticked = self.broker.tick(self.now)
+                if not ticked:
+                    return
+                self.deliver(ticked)
         raise AssertionError("the room never went quiet")
 
     @property

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import signal
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
@@ -14,12 +16,17 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from zchat.bench.run import QUICK, BenchError, Settings, run
+from zchat.bench.swarm_results import QUICK_SWARM, SwarmSettings
 from zchat.console import fail, info
 from zchat.exit_codes import EXIT_INTERRUPTED, EXIT_USAGE
 
 #: Every peer is a process of its own; more than this on one machine measures the
 #: scheduler, not zchat.
 MAX_BENCH_ROOM = 100
+#: Light sessions a swarm may run on one machine: every one is two sockets.
+MAX_SWARM = 5000
+DEFAULT_OUT = Path("bench-results.json")
+SWARM_OUT = Path("swarm-results.json")
 #: Steps of one room, as `bench.run` announces them.
 _ROOM_STEPS = 7
 _SETUP_STEPS = 4
@@ -47,16 +54,32 @@ def bench(
     ] = None,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Where to write the results as JSON.")
-    ] = Path("bench-results.json"),
+    ] = DEFAULT_OUT,
     plot: Annotated[
         Path | None,
         typer.Option(help="Also draw the results to this PNG (needs the 'bench' extra)."),
+    ] = None,
+    swarm: Annotated[
+        int | None,
+        typer.Option(
+            "--swarm",
+            min=2,
+            max=MAX_SWARM,
+            help="Instead: real brokers against this many light sessions in a few processes "
+            "(a join storm, an idle room, busy rooms, many rooms). Results go to "
+            f"{SWARM_OUT} unless --out says otherwise.",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Measure zchat against bare ZeroMQ and the raw cryptography, on this machine.
 
     Starts a broker and, per room size, that many peer processes on 127.0.0.1.
+    With --swarm, measures the broker at scale instead (issue 21's workloads).
     """
+    if swarm is not None:
+        _swarm(swarm, quick=quick, phase_seconds=phase_seconds, out=out)
+        return
     settings = QUICK if quick else Settings()
     if room:
         if not all(2 <= n <= MAX_BENCH_ROOM for n in room):
@@ -98,17 +121,10 @@ def bench(
             current[None] = False
         progress.update(task, description=what)
 
-    # Termination is an interruption too: the run's cleanup must stop every child.
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        with progress:
-            results = run(settings, step)
-            for n in settings.rooms:
-                progress.update(tasks[n], completed=_ROOM_STEPS, description="done")
-    except BenchError as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        fail("interrupted; every benchmark process was stopped", code=EXIT_INTERRUPTED)
+    with _run_ends_cleanly(), progress:
+        results = run(settings, step)
+        for n in settings.rooms:
+            progress.update(tasks[n], completed=_ROOM_STEPS, description="done")
 
     report.show(results, console)
     report.write_json(results, out)
@@ -116,6 +132,39 @@ def bench(
     if plot is not None:
         report.plot(results, plot)
         info(f"plot written to {plot}")
+
+
+def _swarm(members: int, *, quick: bool, phase_seconds: float | None, out: Path) -> None:
+    from zchat.bench import swarm_report  # noqa: PLC0415  rich tables only when asked
+    from zchat.bench.swarm import run_swarm  # noqa: PLC0415
+
+    settings = replace(QUICK_SWARM if quick else SwarmSettings(), members=members)
+    if phase_seconds is not None:
+        warmup = min(settings.warmup_s, phase_seconds / 4)
+        settings = replace(settings, phase_s=phase_seconds, idle_s=phase_seconds, warmup_s=warmup)
+    if out == DEFAULT_OUT:
+        out = SWARM_OUT
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 140))
+    with _run_ends_cleanly(), Console(stderr=True).status("starting") as shown:
+        results = run_swarm(settings, shown.update)
+    swarm_report.show(results, console)
+    swarm_report.write_json(results, out)
+    info(f"results written to {out}")
+
+
+@contextlib.contextmanager
+def _run_ends_cleanly() -> Iterator[None]:
+    """A run's failure or interruption, in zchat's words. Termination is an interruption
+    too: the run's own cleanup must stop every child process it started."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    except BenchError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted; every benchmark process was stopped", code=EXIT_INTERRUPTED)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import zmq
 
-from zchat.broker.core import BrokerConfig
+from zchat.broker.config import BrokerConfig
 from zchat.broker.server import Server
 from zchat.console import fail, info
 from zchat.envelope import is_valid_room
@@ -21,7 +22,18 @@ from zchat.wire import curve as bc
 from zchat.wire.protocol import DEFAULT_ROOM
 from zchat.wire.transport import TransportError
 
+if TYPE_CHECKING:
+    from zchat.broker.metrics import MetricsAddress
+
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
+
+
+class LogLevel(str, enum.Enum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
 
 app = typer.Typer()
 
@@ -41,7 +53,7 @@ def broker(
     heartbeat_interval: Annotated[
         float,
         typer.Option(envvar="ZCHAT_HEARTBEAT_INTERVAL", min=0.01, help="Seconds between beats."),
-    ] = 1.0,
+    ] = 2.0,
     heartbeat_timeout: Annotated[
         float,
         typer.Option(
@@ -49,7 +61,7 @@ def broker(
             min=0.05,
             help="Seconds of silence before a peer is evicted; also bounds handshakes.",
         ),
-    ] = 5.0,
+    ] = 10.0,
     curve: Annotated[
         bool,
         typer.Option(
@@ -80,7 +92,29 @@ def broker(
             help="The room's name, told to every peer: their vouches are good for this room only.",
         ),
     ] = DEFAULT_ROOM,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every event.")] = False,
+    metrics: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics",
+            envvar="ZCHAT_METRICS",
+            metavar="ADDR",
+            help="Serve Prometheus metrics over HTTP at HOST:PORT (or PORT) "
+            "(needs the 'metrics' extra). Bind it to a private address: no authentication.",
+            show_default=False,
+        ),
+    ] = None,
+    log_level: Annotated[
+        LogLevel,
+        typer.Option(
+            "--log-level",
+            envvar="ZCHAT_LOG_LEVEL",
+            case_sensitive=False,
+            help="What to log, one line per event on standard error.",
+        ),
+    ] = LogLevel.INFO,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log every event (--log-level debug).")
+    ] = False,
 ) -> None:
     """Run the broker: routes sealed messages between peers; never sees plaintext."""
     keys = _curve_keys(curve_dir or bc.default_broker_home()) if curve or print_key else None
@@ -98,10 +132,12 @@ def broker(
             "a timeout of several intervals lets a peer miss a beat or two",
             EXIT_USAGE,
         )
+    address = _metrics_address(metrics) if metrics is not None else None
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s zchat-broker %(message)s",
-        datefmt="%H:%M:%S",
+        level=logging.DEBUG if verbose else log_level.name,
+        # One line per event; the level in every line, for filters and journald.
+        format="%(asctime)s zchat-broker %(levelname)s %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
         stream=sys.stderr,
     )
     config = BrokerConfig(
@@ -127,6 +163,9 @@ def broker(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     log = logging.getLogger("zchat.broker")
+    if address is not None:
+        _serve_metrics(server, address)
+        log.info("metrics on http://%s:%d/metrics", address.host, address.port)
     for endpoint in endpoints:
         log.info("listening on %s", endpoint)
     log.info("room %r", room)
@@ -136,6 +175,33 @@ def broker(
         log.info("peers connect with: zchat peer --broker-key '%s'", keys.public.decode("ascii"))
     server.run()
     log.info("stopped")
+
+
+def _metrics_address(text: str) -> MetricsAddress:
+    """The --metrics address, checked before anything starts; prometheus_client must be
+    installed, as the 'metrics' extra."""
+    try:
+        from zchat.broker.metrics import MetricsAddress  # noqa: PLC0415  optional extra
+    except ImportError:
+        fail(
+            "--metrics needs prometheus_client, which is not installed",
+            "pip install 'zchat[metrics]'",
+        )
+    try:
+        return MetricsAddress.parse(text)
+    except ValueError as exc:
+        fail(
+            f"invalid --metrics address: {exc}", "for example --metrics 127.0.0.1:9100", EXIT_USAGE
+        )
+
+
+def _serve_metrics(server: Server, address: MetricsAddress) -> None:
+    from zchat.broker.metrics import serve_metrics  # noqa: PLC0415  optional extra
+
+    try:
+        serve_metrics(server.core, address)
+    except OSError as exc:
+        fail(f"cannot serve metrics on {address.host}:{address.port}: {exc.strerror}")
 
 
 def _curve_keys(home: Path) -> bc.CurvePair:

@@ -1,0 +1,424 @@
+"""One process of the swarm: many light sessions on one event loop, driven by the parent.
+
+    python -m zchat.bench.swarm_worker CONTROL WORKER FIRST COUNT KEYDIR
+
+Seats FIRST .. FIRST+COUNT-1 are this worker's; seat i is nickname `seat_nick(i)` with
+identity key i of the key cache (`bench.keycache`). Each seat is one DEALER socket, so
+one TCP connection to its broker, as a real peer has. The sessions speak through
+`bench.lightwire`, keep their heartbeats on the broker's interval whatever else
+happens, and count what arrives; they never verify or decrypt anything.
+
+The control dialog (JSON over a DEALER to the parent's ROUTER; each command is answered
+once its phase is done, while the sessions keep running)::
+
+    worker -> {"ready": true}                                 keys loaded, certified
+    parent -> {"cmd": "join", "seats": {seat: [endpoint, room, size]}, "start_ns": ...}
+           <- JoinReport  every seat welcomed and knowing its room, gone, or timed out
+    parent -> {"cmd": "stats"}                                <- {"evicted": [...], ...}
+    parent -> {"cmd": "busy", "rooms": {room: {...}}, ...}    <- BusyReport after draining
+    parent -> {"cmd": "leave"}                                <- {}   BYE, sockets closed
+    parent -> {"cmd": "quit"}                                 <- {}   and exit
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import zmq
+
+from zchat.bench import lightwire as lw
+from zchat.bench.clock import sleep_until
+from zchat.bench.keycache import read_identity
+from zchat.envelope import Identity, certify, generate_session_key
+from zchat.wire.protocol import ErrorCode
+from zchat.wire.transport import configure
+
+#: A worker whose parent is gone, or that has lived this long, exits on its own.
+MAX_LIFETIME_S: Final = 1800.0
+#: Messages read from one socket before the loop looks at its timers again: a storm
+#: of JOINs must not push this worker's own heartbeats late.
+DRAIN_BATCH: Final = 32
+#: After a busy phase, a worker that has seen nothing for this long stops waiting.
+QUIET_S: Final = 2.0
+_GONE_ERRORS: Final = frozenset({ErrorCode.EVICTED, ErrorCode.REPLACED, ErrorCode.HELLO_FIRST})
+_NS: Final = 1_000_000_000
+
+
+def seat_nick(seat: int) -> str:
+    return f"s{seat:04d}"
+
+
+@dataclass(eq=False)
+class Session:
+    seat: int
+    nick: str
+    identity: Identity
+    certificate: bytes
+    sock: zmq.Socket[bytes] | None = None
+    room: str = ""
+    size: int = 0  # members of its room, itself included
+    state: str = "idle"  # idle, hello, in, gone
+    interval_ns: int = _NS
+    next_beat: int = 0
+    known: int = 0  # other members heard of: snapshot, joins, leaves
+    welcomed_ns: int = 0
+    settled_ns: int = 0
+    recipients: tuple[str, ...] = ()
+
+
+@dataclass
+class JoinReport:
+    connected: int = 0  # seats that said HELLO in this phase
+    welcomed: int = 0
+    settled: int = 0
+    last_welcome_ns: int = 0
+    last_settled_ns: int = 0
+    rx_bytes: int = 0
+    rx_messages: int = 0
+    rehellos: int = 0
+    refused: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class BusyReport:
+    sent: int = 0
+    acked: int = 0
+    absent: int = 0
+    expected: int = 0  # deliveries this worker's seats should get, from what was due
+    received: int = 0
+    in_window: int = 0
+    wire_bytes: int = 0
+    latencies_us: list[int] = field(default_factory=list)
+
+
+class Worker:
+    def __init__(self, control: str, worker: int, first: int, count: int, keys: Path) -> None:
+        self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        # libzmq's default is 1,023 sockets per context: a worker may hold more.
+        self.ctx.set(zmq.MAX_SOCKETS, count + 64)
+        self.control = self.ctx.socket(zmq.DEALER)
+        self.control.setsockopt(zmq.LINGER, 1000)
+        self.control.setsockopt(zmq.IDENTITY, f"w{worker}".encode())
+        self.control.connect(control)
+        session_key = generate_session_key()  # one for all: the broker checks signatures only
+        wall_ms = int(time.time() * 1000)
+        self.sessions: dict[int, Session] = {}
+        for seat in range(first, first + count):
+            identity = read_identity(keys, seat)
+            nick = seat_nick(seat)
+            cert = certify(identity, nick, session_key, created_ms=wall_ms, lifetime_ms=86_400_000)
+            self.sessions[seat] = Session(seat, nick, identity, cert.encode())
+        self.by_sock: dict[zmq.Socket[bytes], Session] = {}
+        self.poller = zmq.Poller()
+        self.poller.register(self.control, zmq.POLLIN)
+        self.beats: list[tuple[int, int]] = []  # (due, seat): a heap, stale entries skipped
+        self.evicted: set[str] = set()  # nicknames the broker gave up on, as anyone heard
+        self.refused: Counter[str] = Counter()
+        self.rehellos = 0  # handshakes the broker forgot, said again
+        self.rx_bytes = 0
+        self.rx_messages = 0
+        self.phase: str | None = None
+        self.join: JoinReport | None = None
+        self.busy: BusyReport | None = None
+        self.window = (0, 0)
+        self.sends: list[tuple[int, int, int]] = []  # (due, seat, number), sorted; popped
+        self.done_after = 0  # a phase's deadline
+        self.busy_end = 0
+        self.last_rx = 0
+
+    # --- the loop ----------------------------------------------------------------------
+
+    def serve(self) -> None:
+        self.control.send_json({"ready": True})
+        parent = os.getppid()
+        stop_at = time.monotonic() + MAX_LIFETIME_S
+        check_parent = 0.0
+        while True:
+            now = time.monotonic_ns()
+            timeout = self._timers(now)
+            for sock, _ in self.poller.poll(timeout):
+                if sock is self.control:
+                    if not self._command(self.control.recv_json()):
+                        return
+                elif (session := self.by_sock.get(sock)) is not None:
+                    self._drain(session)  # else closed by a command of this same poll
+            self._check_phase(time.monotonic_ns())
+            if time.monotonic() > check_parent:
+                check_parent = time.monotonic() + 1
+                if os.getppid() != parent or time.monotonic() > stop_at:
+                    return
+
+    def _timers(self, now: int) -> int:
+        """Send every heartbeat and message that is due; ms until the next one."""
+        beats, sends = self.beats, self.sends
+        while beats and beats[0][0] <= now:
+            due, seat = heapq.heappop(beats)
+            s = self.sessions[seat]
+            if s.state == "in" and s.next_beat == due and s.sock is not None:
+                s.sock.send_multipart(lw.heartbeat())
+                s.next_beat = due + s.interval_ns
+                heapq.heappush(beats, (s.next_beat, seat))
+        while sends and sends[-1][0] <= now:
+            due, seat, number = sends.pop()
+            self._send_message(self.sessions[seat], due, number)
+        nxt = min(
+            beats[0][0] if beats else now + _NS,
+            sends[-1][0] if sends else now + _NS,
+            now + _NS // 10,
+        )
+        return max(0, (nxt - now) // 1_000_000)
+
+    def _drain(self, s: Session) -> None:
+        sock = s.sock
+        assert sock is not None
+        for _ in range(DRAIN_BATCH):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            now = time.monotonic_ns()
+            self.last_rx = now
+            self.rx_messages += 1
+            self.rx_bytes += sum(map(len, frames))
+            self._handle(s, frames, now)
+            if s.sock is None:
+                return
+
+    def _handle(self, s: Session, frames: list[bytes], now: int) -> None:
+        cmd = lw.command(frames)
+        if cmd == lw.DELIVER:
+            busy = self.busy
+            if busy is not None:
+                due, _ = lw.delivery_stamp(frames)
+                busy.received += 1
+                busy.wire_bytes += sum(map(len, frames))
+                start, end = self.window
+                if start <= now < end:
+                    busy.in_window += 1
+                if start <= due < end:
+                    busy.latencies_us.append((now - due) // 1000)
+        elif cmd == lw.JOIN:
+            s.known += 1
+            self._settle(s, now)
+        elif cmd == lw.ACK:
+            if self.busy is not None:
+                self.busy.acked += 1
+                self.busy.absent += lw.ack_absent(frames)
+        elif cmd == lw.LEAVE:
+            s.known -= 1
+            nick, reason = lw.leave_nick_and_reason(frames)
+            if reason in lw.EVICTION_REASONS:
+                self.evicted.add(nick.decode())
+        elif cmd == lw.CHALLENGE:
+            assert s.sock is not None
+            der = s.identity.public_der
+            s.sock.send_multipart(
+                lw.proof(s.identity.private_key, lw.challenge_nonce(frames), s.nick, der)
+            )
+        elif cmd == lw.WELCOME:
+            s.state = "in"
+            s.welcomed_ns = now
+            s.interval_ns = lw.welcome_interval_ms(frames) * 1_000_000
+            s.next_beat = now + s.interval_ns
+            heapq.heappush(self.beats, (s.next_beat, s.seat))
+        elif cmd == lw.SNAPSHOT:
+            s.known += lw.snapshot_size(frames)
+            self._settle(s, now)
+        elif cmd == lw.REFUSE:
+            self.refused[str(lw.refuse_code(frames))] += 1
+            self._gone(s)
+        elif cmd == lw.ERROR:
+            code = lw.error_code(frames)
+            if code == ErrorCode.HELLO_FIRST and s.state == "hello" and s.sock is not None:
+                # The broker forgot our handshake: say HELLO again, as a real peer does.
+                self.rehellos += 1
+                again = lw.hello(s.nick, s.identity.public_der, s.certificate, s.room)
+                s.sock.send_multipart(again)
+            elif code in _GONE_ERRORS:
+                self.evicted.add(s.nick)
+                self._gone(s)
+
+    def _settle(self, s: Session, now: int) -> None:
+        if not s.settled_ns and s.state == "in" and s.known >= s.size - 1:
+            s.settled_ns = now
+
+    def _gone(self, s: Session) -> None:
+        s.state = "gone"
+        self._close(s)
+
+    def _close(self, s: Session) -> None:
+        if s.sock is not None:
+            self.poller.unregister(s.sock)
+            del self.by_sock[s.sock]
+            s.sock.close(linger=0)
+            s.sock = None
+
+    def _send_message(self, s: Session, due: int, number: int) -> None:
+        if s.state != "in" or s.sock is None or self.busy is None:
+            return
+        wall_ms = int(time.time() * 1000)
+        frames = lw.room_message(
+            s.nick, s.identity.fingerprint, s.recipients, number=number, due_ns=due, wall_ms=wall_ms
+        )
+        s.sock.send_multipart(frames)
+        self.busy.sent += 1
+
+    # --- commands ------------------------------------------------------------------------
+
+    def _command(self, cmd: dict[str, Any]) -> bool:
+        name = cmd["cmd"]
+        if name == "quit":
+            self._leave()
+            self.control.send_json({})
+            return False
+        if name == "join":
+            self._start_join(cmd)
+        elif name == "busy":
+            self._start_busy(cmd)
+        elif name == "stats":
+            present = sum(1 for s in self.sessions.values() if s.state == "in")
+            self.control.send_json(
+                {"evicted": sorted(self.evicted), "refused": self.refused, "present": present}
+            )
+        elif name == "leave":
+            self._leave()
+            self.control.send_json({})
+        return True
+
+    def _start_join(self, cmd: dict[str, Any]) -> None:
+        """HELLO from every seat named, at `start_ns`; with `rejoin`, only from those not
+        in their room already (evicted or refused: a real peer would come back)."""
+        # Every worker gets every seat; each takes its own.
+        seats = {int(k): v for k, v in cmd["seats"].items() if int(k) in self.sessions}
+        connect: list[tuple[Session, str]] = []
+        for seat, (endpoint, room, size) in seats.items():
+            s = self.sessions[seat]
+            if cmd["rejoin"] and s.state == "in" and s.room == room:
+                s.size = size
+                continue
+            self._close(s)
+            s.room, s.size, s.known, s.state = room, size, 0, "hello"
+            s.welcomed_ns = s.settled_ns = 0
+            connect.append((s, endpoint))
+        # Everyone in a room writes to all the others: the seats come from the parent.
+        for members in cmd["rooms"].values():
+            others = {seat: seat_nick(seat) for seat in members}
+            for seat in members:
+                if seat in self.sessions:
+                    nicks = (nick for m, nick in others.items() if m != seat)
+                    self.sessions[seat].recipients = tuple(nicks)
+        self.join = JoinReport(connected=len(connect))
+        self.rx_bytes = self.rx_messages = 0
+        self.phase = "join"
+        self.done_after = cmd["start_ns"] + int(cmd["timeout_s"] * _NS)
+        sleep_until(cmd["start_ns"])
+        for s, endpoint in connect:
+            sock = self.ctx.socket(zmq.DEALER)
+            configure(sock)
+            sock.connect(endpoint)
+            s.sock = sock
+            self.by_sock[sock] = s
+            self.poller.register(sock, zmq.POLLIN)
+            sock.send_multipart(lw.hello(s.nick, s.identity.public_der, s.certificate, s.room))
+
+    def _start_busy(self, cmd: dict[str, Any]) -> None:
+        start, measure, end = cmd["start_ns"], cmd["measure_ns"], cmd["end_ns"]
+        report = BusyReport()
+        sends: list[tuple[int, int, int]] = []
+        mine = {s.seat for s in self.sessions.values() if s.state == "in"}
+        for plan in cmd["rooms"].values():
+            members: list[int] = plan["seats"]
+            here = [m for m in members if m in mine]
+            period = _NS / plan["rate"]
+            first = start + int(period * plan["offset"])
+            number = 0
+            while (due := first + int(number * period)) < end:
+                sender = members[number % len(members)]
+                if sender in mine:
+                    sends.append((due, sender, number))
+                # Every member but the sender gets it, if the sender is still in.
+                report.expected += len(here) - (1 if sender in here else 0)
+                number += 1
+        # Due last first: the loop pops the next one off the end.
+        self.sends = sorted(sends, reverse=True)
+        self.busy = report
+        self.window = (measure, end)
+        self.phase = "busy"
+        self.done_after = end + int(cmd["drain_s"] * _NS)
+        self.busy_end = end
+
+    def _check_phase(self, now: int) -> None:
+        if self.phase == "join":
+            self._check_join(now)
+        elif self.phase == "busy":
+            self._check_busy(now)
+
+    def _check_join(self, now: int) -> None:
+        joining = [s for s in self.sessions.values() if s.room]
+        if now < self.done_after and any(
+            s.state == "hello" or (s.state == "in" and not s.settled_ns) for s in joining
+        ):
+            return
+        report = self.join
+        assert report is not None
+        welcomed = [s.welcomed_ns for s in joining if s.welcomed_ns]
+        settled = [s.settled_ns for s in joining if s.settled_ns]
+        report.welcomed, report.settled = len(welcomed), len(settled)
+        report.last_welcome_ns = max(welcomed, default=0)
+        report.last_settled_ns = max(settled, default=0)
+        report.rx_bytes, report.rx_messages = self.rx_bytes, self.rx_messages
+        report.refused = dict(self.refused)
+        report.rehellos, self.rehellos = self.rehellos, 0
+        self.phase, self.join = None, None
+        self.control.send_json(asdict(report))
+
+    def _check_busy(self, now: int) -> None:
+        busy = self.busy
+        assert busy is not None
+        if now < self.busy_end or self.sends:
+            return
+        quiet = now - max(self.last_rx, self.busy_end) > QUIET_S * _NS
+        if busy.received < busy.expected and now < self.done_after and not quiet:
+            return
+        self.phase, self.busy = None, None
+        self.control.send_json(asdict(busy))
+
+    def _leave(self) -> None:
+        for s in self.sessions.values():
+            if s.sock is not None and s.state == "in":
+                s.sock.send_multipart(lw.bye())
+            if s.sock is not None:
+                self.poller.unregister(s.sock)
+                del self.by_sock[s.sock]
+                s.sock.close(linger=200)
+                s.sock = None
+            s.state, s.room = "idle", ""
+        self.beats.clear()
+
+
+def main(argv: list[str]) -> int:
+    control, worker, first, count, keys = argv
+    # Ctrl-C reaches the whole process group; the parent decides what happens to us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    w = Worker(control, int(worker), int(first), int(count), Path(keys))
+    try:
+        w.serve()
+    except Exception as exc:
+        w.control.send_json({"error": f"worker {worker}: {exc!r}"})
+        raise
+    finally:
+        w.control.close(linger=1000)
+        w.ctx.destroy(linger=0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
