@@ -9,30 +9,33 @@ and the token carries the instant the message was due instead of a ciphertext.
 
 The dialog, as the light session plays it::
 
-    -> HELLO nick, identity DER, certificate        (room: not on the wire in version 2)
+    -> HELLO nick, identity DER, certificate, room
     <- CHALLENGE nonce                              -> PROOF signature
     <- WELCOME nick, interval, timeout, room        <- SNAPSHOT (3 frames per member)
     <- JOIN / LEAVE / REKEYED                       (counted, never checked)
-    -> SEND header | signature | token | wrapped key per recipient
-    <- DELIVER header | signature | token | wrapped key      <- ACK id, delivered, absent
+    -> SEND header | signature | token | recipients (leaves) | wrapped key per recipient
+    <- DELIVER header | signature | token | leaf | path | wrapped key
+    <- ACK id, delivered, absent
     -> HEARTBEAT every interval                     -> BYE
 
-Protocol version 3 (plan/V3.md) changes HELLO (a room frame), SEND (a recipients
-frame, a Merkle root in the header) and DELIVER (leaf and path frames): this module
-is the whole port.
+Protocol version 3: HELLO names the room; the header signs a Merkle tree head over the
+recipients' leaves, which SEND carries in one frame; a DELIVER carries its leaf and
+path. A change of framing is a change of this module.
 """
 
 from __future__ import annotations
 
 import os
 import struct
+from dataclasses import dataclass
 from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from zchat.envelope import Header, MessageKind
+from zchat.envelope import Header, Leaf, MessageKind
 from zchat.envelope import _primitives as prim
 from zchat.envelope.limits import KEY_ID_BYTES, MIN_RSA_BYTES, MSG_ID_BYTES
+from zchat.envelope.merkle import tree_head
 from zchat.envelope.proof import sign_proof
 from zchat.wire.protocol import PROTOCOL_TAG, Command, LeaveReason
 
@@ -68,10 +71,22 @@ _SNAPSHOT_MEMBER_FRAMES: Final = 3
 
 
 def hello(nick: str, public_der: bytes, certificate: bytes, room: str) -> list[bytes]:
-    """HELLO. `room` is what version 3 will put on the wire; version 2 has no field
-    for it (a broker is one room), so it is accepted and left out."""
-    del room
-    return [PROTOCOL_TAG, _HELLO, nick.encode(), public_der, certificate]
+    return [PROTOCOL_TAG, _HELLO, nick.encode(), public_der, certificate, room.encode()]
+
+
+@dataclass(frozen=True, slots=True)
+class Recipients:
+    """A sender's recipients as a SEND carries them: made once per room, since every
+    message of a light session goes to all the others."""
+
+    count: int
+    root: bytes
+    frame: bytes
+
+    @classmethod
+    def of(cls, nicks: tuple[str, ...]) -> Recipients:
+        data = [Leaf(nick, _KEY_ID).encode() for nick in nicks]
+        return cls(len(data), tree_head(data), b"".join(data))
 
 
 def proof(
@@ -93,7 +108,8 @@ def bye() -> list[bytes]:
 def room_message(
     sender: str,
     sender_fp: bytes,
-    recipients: tuple[str, ...],
+    room_id: bytes,
+    recipients: Recipients,
     *,
     number: int,
     due_ns: int,
@@ -107,11 +123,13 @@ def room_message(
         seq=number + 1,
         sender=sender,
         sender_fingerprint=sender_fp,
-        recipients=recipients,
-        key_ids=(_KEY_ID,) * len(recipients),
+        room_id=room_id,
+        count=recipients.count,
+        root=recipients.root,
     )
     token = _STAMP.pack(due_ns, number).ljust(TOKEN_BYTES, b"x")
-    return [PROTOCOL_TAG, _SEND, header.encode(), _RSA_BLOB, token, *[_RSA_BLOB] * len(recipients)]
+    wrapped = [_RSA_BLOB] * recipients.count
+    return [PROTOCOL_TAG, _SEND, header.encode(), _RSA_BLOB, token, recipients.frame, *wrapped]
 
 
 # --- what the broker sends: read by position, nothing more -------------------------------

@@ -79,20 +79,22 @@ def start_broker(
     children: Children, workdir: Path, options: Sequence[str] = BENCH_TIMERS
 ) -> tuple[str, int]:
     """A real `zchat broker` on a free loopback port: its endpoint and pid, once it listens."""
-    ((endpoint, proc),) = start_brokers(children, workdir, 1, options)
+    ((endpoint, proc),) = start_brokers(children, workdir, [options])
     return endpoint, proc.pid
 
 
 def start_brokers(
-    children: Children, workdir: Path, count: int, options: Sequence[str] = BENCH_TIMERS
+    children: Children, workdir: Path, options: Sequence[Sequence[str]]
 ) -> list[tuple[str, subprocess.Popen[bytes]]]:
-    """`count` real brokers, started together (each is a second of interpreter start-up)."""
+    """Real brokers, one per entry of `options` (its command-line options), started
+    together: each is a second of interpreter start-up."""
     started = []
-    for _ in range(count):
+    count = len(options)
+    for opts in options:
         port = free_port()
         endpoint = f"tcp://127.0.0.1:{port}"
         log = workdir / f"broker-{port}.log"
-        proc = children.spawn(["zchat", "broker", "--bind", endpoint, *options], log)
+        proc = children.spawn(["zchat", "broker", "--bind", endpoint, *opts], log)
         started.append((port, endpoint, proc, log))
     deadline = time.monotonic() + _LISTEN_S + count * 0.5
     for port, endpoint, proc, log in started:

@@ -11,9 +11,10 @@ hundred light sessions (`bench.lightwire`), and real `zchat broker` processes, t
             `members_rate`, in a room of `busy_members` at `busy_rate`, and in `rooms`
             rooms of `room_size` at `room_rate` each
 
-Where rooms go is `broker_groups`: today a broker is one room (protocol 2), so every
-room gets a broker of its own. With protocol 3 a broker holds many rooms; raise
-ROOMS_PER_BROKER and the same code puts them all on one broker.
+Where rooms go is `broker_groups`: today a broker serves the one room it is told
+(`zchat broker --room`), so every room gets a broker of its own. Once a broker holds
+many rooms (plan/V3.md §5), raise ROOMS_PER_BROKER and the same code puts them all on
+one broker.
 
 Broker CPU is read from /proc, by this process, which is idle while it watches.
 Identity keys come from the key cache (`bench.keycache`).
@@ -47,8 +48,9 @@ from zchat.bench.swarm_results import (
     SwarmSettings,
 )
 
-#: Rooms one broker carries. Protocol 2: one. Protocol 3 (plan/V3.md) makes rooms a
-#: HELLO field, and this becomes the `--max-rooms` of the broker the swarm starts.
+#: Rooms one broker carries: one while a broker serves one room (`--room`). Protocol 3
+#: names the room in HELLO; once a broker holds many (plan/V3.md §5), this becomes the
+#: `--max-rooms` of the brokers the swarm starts.
 ROOMS_PER_BROKER: Final = 1
 #: Sessions per worker process: enough that a few processes carry a thousand, few
 #: enough that one process's poll loop keeps its heartbeats on time.
@@ -56,6 +58,8 @@ SEATS_PER_WORKER: Final = 250
 MAX_WORKERS: Final = 4
 #: How long before a phase's start the parent announces it.
 LEAD_S: Final = 0.5
+#: How long before a join's start the parent announces it.
+JOIN_LEAD_S: Final = 2.0
 #: After a busy phase, how long workers may wait for what is still in flight.
 DRAIN_S: Final = 10.0
 #: The idle room is left this long after the storm settles before it is watched.
@@ -230,7 +234,9 @@ class _Run:
         """Brokers for `rooms`, by room (several rooms share one when a broker holds many)."""
         groups = broker_groups(rooms)
         options = self.settings.broker_options
-        started = start_brokers(self.children, self.workdir, len(groups), options)
+        # A broker serves the room it is told (`--room`), until one broker holds many.
+        per_broker = [[*options, "--room", group[0]] for group in groups]
+        started = start_brokers(self.children, self.workdir, per_broker)
         placed = list(zip(groups, started, strict=True))
         self.endpoints = {room: ep for group, (ep, _) in placed for room in group}
         return {room: proc for group, (_, proc) in placed for room in group}
@@ -238,7 +244,9 @@ class _Run:
     def _join(
         self, seats: dict[str, list[int]], *, rejoin: bool = False
     ) -> tuple[int, list[dict[str, Any]]]:
-        start = time.monotonic_ns() + int(LEAD_S * _NS)
+        # Longer ahead than a phase: workers certify their seats' session keys for the
+        # room first (a signature each).
+        start = time.monotonic_ns() + int(JOIN_LEAD_S * _NS)
         by_seat = {
             seat: [self.endpoints[room], room, len(members)]
             for room, members in seats.items()
@@ -253,7 +261,7 @@ class _Run:
             "rejoin": rejoin,
         }
         self.swarm.send_all(cmd)
-        timeout = LEAD_S + self.settings.join_timeout_s + 30
+        timeout = JOIN_LEAD_S + self.settings.join_timeout_s + 30
         replies = list(self.swarm.gather("the join", timeout=timeout).values())
         return start, replies
 

@@ -37,7 +37,7 @@ import zmq
 from zchat.bench import lightwire as lw
 from zchat.bench.clock import sleep_until
 from zchat.bench.keycache import read_identity
-from zchat.envelope import Identity, certify, generate_session_key
+from zchat.envelope import Identity, certify, generate_session_key, room_id
 from zchat.wire.protocol import ErrorCode
 from zchat.wire.transport import configure
 
@@ -50,6 +50,8 @@ DRAIN_BATCH: Final = 32
 QUIET_S: Final = 2.0
 _GONE_ERRORS: Final = frozenset({ErrorCode.EVICTED, ErrorCode.REPLACED, ErrorCode.HELLO_FIRST})
 _NS: Final = 1_000_000_000
+#: The swarm's certificates outlive any run.
+CERT_LIFETIME_MS: Final = 86_400_000
 
 
 def seat_nick(seat: int) -> str:
@@ -61,9 +63,11 @@ class Session:
     seat: int
     nick: str
     identity: Identity
-    certificate: bytes
+    #: Bound to the room (its room id): made when the session joins one.
+    certificate: bytes = b""
     sock: zmq.Socket[bytes] | None = None
     room: str = ""
+    room_id: bytes = b""
     size: int = 0  # members of its room, itself included
     state: str = "idle"  # idle, hello, in, gone
     interval_ns: int = _NS
@@ -71,7 +75,7 @@ class Session:
     known: int = 0  # other members heard of: snapshot, joins, leaves
     welcomed_ns: int = 0
     settled_ns: int = 0
-    recipients: tuple[str, ...] = ()
+    recipients: lw.Recipients | None = None
 
 
 @dataclass
@@ -108,14 +112,11 @@ class Worker:
         self.control.setsockopt(zmq.LINGER, 1000)
         self.control.setsockopt(zmq.IDENTITY, f"w{worker}".encode())
         self.control.connect(control)
-        session_key = generate_session_key()  # one for all: the broker checks signatures only
-        wall_ms = int(time.time() * 1000)
+        # One session key for all: the broker checks certificates' signatures only.
+        self.session_key = generate_session_key()
         self.sessions: dict[int, Session] = {}
         for seat in range(first, first + count):
-            identity = read_identity(keys, seat)
-            nick = seat_nick(seat)
-            cert = certify(identity, nick, session_key, created_ms=wall_ms, lifetime_ms=86_400_000)
-            self.sessions[seat] = Session(seat, nick, identity, cert.encode())
+            self.sessions[seat] = Session(seat, seat_nick(seat), read_identity(keys, seat))
         self.by_sock: dict[zmq.Socket[bytes], Session] = {}
         self.poller = zmq.Poller()
         self.poller.register(self.control, zmq.POLLIN)
@@ -262,11 +263,16 @@ class Worker:
             s.sock = None
 
     def _send_message(self, s: Session, due: int, number: int) -> None:
-        if s.state != "in" or s.sock is None or self.busy is None:
+        if s.state != "in" or s.sock is None or self.busy is None or s.recipients is None:
             return
-        wall_ms = int(time.time() * 1000)
         frames = lw.room_message(
-            s.nick, s.identity.fingerprint, s.recipients, number=number, due_ns=due, wall_ms=wall_ms
+            s.nick,
+            s.identity.fingerprint,
+            s.room_id,
+            s.recipients,
+            number=number,
+            due_ns=due,
+            wall_ms=int(time.time() * 1000),
         )
         s.sock.send_multipart(frames)
         self.busy.sent += 1
@@ -305,6 +311,17 @@ class Worker:
                 s.size = size
                 continue
             self._close(s)
+            if s.room != room or not s.certificate:
+                s.room_id = room_id(room)
+                cert = certify(
+                    s.identity,
+                    s.nick,
+                    self.session_key,
+                    room_id=s.room_id,
+                    created_ms=int(time.time() * 1000),
+                    lifetime_ms=CERT_LIFETIME_MS,
+                )
+                s.certificate = cert.encode()
             s.room, s.size, s.known, s.state = room, size, 0, "hello"
             s.welcomed_ns = s.settled_ns = 0
             connect.append((s, endpoint))
@@ -314,7 +331,7 @@ class Worker:
             for seat in members:
                 if seat in self.sessions:
                     nicks = (nick for m, nick in others.items() if m != seat)
-                    self.sessions[seat].recipients = tuple(nicks)
+                    self.sessions[seat].recipients = lw.Recipients.of(tuple(nicks))
         self.join = JoinReport(connected=len(connect))
         self.rx_bytes = self.rx_messages = 0
         self.phase = "join"

@@ -2,7 +2,8 @@
 produces every figure.
 
 The framing tests hold `bench.lightwire` to `wire.protocol`: when the protocol changes
-(version 3), they fail until the light sessions follow. No timing thresholds.
+(as it did for version 3), they fail until the light sessions follow. No timing
+thresholds.
 """
 
 from __future__ import annotations
@@ -21,15 +22,17 @@ from zchat.bench.keycache import ensure_keys, key_file, read_identity
 from zchat.bench.swarm import ROOMS_PER_BROKER, broker_groups
 from zchat.broker.config import BrokerConfig
 from zchat.broker.core import Broker
-from zchat.envelope import Identity
+from zchat.envelope import DEFAULT_ROOM, Identity, room_id
 from zchat.wire import protocol as p
 
 
 def test_a_light_hello_and_proof_are_what_the_broker_accepts(alice: Identity) -> None:
-    cert = certificate(alice, "s0001", 1_700_000_000.0)
+    cert = certificate(alice, "s0001", 1_700_000_000.0)  # for the default room
     broker = Broker(random=seeded(0))
-    frames = lw.hello("s0001", alice.public_der, cert, "big")
-    assert p.parse_from_peer(frames) == p.Hello(b"s0001", alice.public_der, cert)
+    frames = lw.hello("s0001", alice.public_der, cert, DEFAULT_ROOM)
+    assert p.parse_from_peer(frames) == p.Hello(
+        b"s0001", alice.public_der, cert, DEFAULT_ROOM.encode()
+    )
     (challenge,) = broker.handle(b"c1", frames, 0.0)
     assert lw.command(challenge.frames) == lw.CHALLENGE
     nonce = lw.challenge_nonce(challenge.frames)
@@ -44,12 +47,15 @@ def test_a_light_hello_and_proof_are_what_the_broker_accepts(alice: Identity) ->
 def test_a_light_room_message_is_a_send_and_its_deliveries_carry_the_due_time(
     alice: Identity,
 ) -> None:
+    recipients = lw.Recipients.of(("s0002", "s0003"))
+    room = room_id(DEFAULT_ROOM)
     frames = lw.room_message(
-        "s0001", alice.fingerprint, ("s0002", "s0003"), number=7, due_ns=123_456, wall_ms=1
+        "s0001", alice.fingerprint, room, recipients, number=7, due_ns=123_456, wall_ms=1
     )
     send = p.parse_from_peer(frames)
     assert isinstance(send, p.Send)
-    assert send.envelope.header.recipients == ("s0002", "s0003")
+    assert [leaf.nick for leaf in send.envelope.leaves] == ["s0002", "s0003"]
+    assert send.envelope.header.room_id == room
     assert len(send.envelope.token) == lw.TOKEN_BYTES
     deliver = p.deliver_frames(send.envelope, 1)
     assert lw.command(deliver) == lw.DELIVER
