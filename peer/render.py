@@ -6,7 +6,10 @@ nickname, a warning...), never how it looks. The plain output joins the texts
 module of its own (`peer.json_events`): it carries the fields, not words.
 
 Every string from the network goes through `sanitize.for_terminal` as its span is
-made, so no front end can forget to: escape sequences are shown, never executed.
+made, so no front end can forget to: escape sequences are shown, never executed. A
+message of several lines (a paste) becomes several lines here, each after the first
+starting with `CONTINUATION`: no line of ours starts that way, so no line of a message
+can pass for a line of its own (someone else's message, a notice).
 
 Times follow one rule: a message shows its sender's time, and is marked with the
 time it arrived here when the two differ by more than `CLOCK_TOLERANCE` (a sender's
@@ -16,10 +19,12 @@ the caller's `now`: rendering reads no clock.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
+from typing import Final
 
 from zchat.envelope import format_fingerprint, nick_key
 from zchat.peer import events as ev
@@ -37,6 +42,7 @@ class Role(Enum):
     WARNING = "warning"  # about trust: a changed key, a message held back
     PROBLEM = "problem"  # something failed or was refused
     FINGERPRINT = "fingerprint"
+    CONTINUATION = "continuation"  # starts a row that continues the line above
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +59,11 @@ CLOCK_TOLERANCE = 60.0
 REMEMBER = 1000
 #: Characters of our own message quoted when reporting on it.
 QUOTE = 40
+#: Starts every further line of a message of several lines, and every row the
+#: terminal UI wraps a long line onto (`peer.tui_style`).
+CONTINUATION: Final = "  ┆ "
+#: Where a message's text breaks into lines: LF, or CR LF as some systems send it.
+_NEWLINE = re.compile(r"\r?\n")
 
 
 def plain(line: Line) -> str:
@@ -132,7 +143,7 @@ class Renderer:
                 return [(Span(Role.INFO, "* "), nick(name), Span(Role.INFO, f" left{why}"))]
             case ev.MessageReceived(sender, text, _, timestamp_ms, direct, recipients, admitted):
                 to = self._direct_to(recipients) if direct else ""
-                return [_message(sender, text, timestamp_ms / 1000, now, to, admitted=admitted)]
+                return _message(sender, text, timestamp_ms / 1000, now, to, admitted=admitted)
             case ev.Untrusted(sender, fp, _):
                 return [
                     (
@@ -242,7 +253,7 @@ class Renderer:
             if absent:
                 note += f"; waiting for {_nicks(absent)}"
         to = self._direct_to(sent.recipients) if sent.direct else ""
-        return [_message(self.me, sent.text, sent_at, now, to, note)]
+        return _message(self.me, sent.text, sent_at, now, to, note)
 
 
 def _message(
@@ -254,7 +265,8 @@ def _message(
     note: str = "",
     *,
     admitted: bool = True,
-) -> Line:
+) -> list[Line]:
+    first, *more = _NEWLINE.split(text)
     line = [*stamp(sent_at, now), Span(Role.TEXT, "<"), nick(sender), Span(Role.TEXT, "> ")]
     if not admitted:
         # Signed by the key the broker announced for them, which nobody we admitted
@@ -262,10 +274,11 @@ def _message(
         line.append(Span(Role.WARNING, "[not admitted] "))
     if direct_to:
         line.append(Span(Role.INFO, f"[direct to {direct_to}] "))
-    line.append(Span(Role.TEXT, safe(text)))
+    lines = [[*line, Span(Role.TEXT, safe(first))]]
+    lines += [[Span(Role.CONTINUATION, CONTINUATION), Span(Role.TEXT, safe(row))] for row in more]
     if note:
-        line.append(Span(Role.INFO, f"  ({note})"))
-    return tuple(line)
+        lines[-1].append(Span(Role.INFO, f"  ({note})"))
+    return [tuple(spans) for spans in lines]
 
 
 def _joined(name: str, fp: bytes, trust: ev.Trust, already_here: bool) -> list[Line]:
@@ -410,5 +423,6 @@ def _nicks(nicks: tuple[str, ...]) -> str:
 
 
 def _quote(text: str) -> str:
+    text = " ↵ ".join(_NEWLINE.split(text))  # a reminder of which message: one line
     cut = text if len(text) <= QUOTE else text[: QUOTE - 1] + "…"
     return f"“{safe(cut)}”"
