@@ -328,10 +328,6 @@ class PeerCore(AdmissionMixin):
         self._ring.install(key, cert, now)
         return cert.encode()
 
-    def rename(self, nick: str) -> None:
-        """Pick another nickname after a refusal; call `start` to try it."""
-        self.nick = nick
-
     def leave(self) -> None:
         if self.phase is Phase.READY:
             self._send(p.Bye())
@@ -648,7 +644,7 @@ class PeerCore(AdmissionMixin):
         if member.trust is ev.Trust.CHANGED:
             # A resend of a message already held is the same message: report it once.
             added, dropped = self._withheld.hold(nick_key(member.nick), delivery)
-            if added:
+            if added and header.kind is not MessageKind.VOUCH:  # a vouch is no message
                 self._events.append(ev.Untrusted(member.nick, member.fingerprint, header.msg_id))
             for lost in dropped:
                 self._problem(
@@ -935,7 +931,8 @@ class PeerCore(AdmissionMixin):
             for d in self._withheld.release(nick_key(member.nick))
             if d.header.sender_fingerprint == member.fingerprint
         ]
-        self._events.append(ev.Trusted(member.nick, member.fingerprint, len(held)))
+        texts = sum(1 for d in held if d.header.kind is not MessageKind.VOUCH)
+        self._events.append(ev.Trusted(member.nick, member.fingerprint, texts))
         return held
 
     # --- admission: the rules are peer.admission's; sealing is ours -------------------

@@ -115,7 +115,15 @@ class Renderer:
             case ev.Ready(name, peers, reconnected):
                 self.me = name
                 if reconnected:
-                    return [info("back in the room")]  # who else is back shows as they come
+                    # One line however many are back: who changed shows as they come.
+                    members = len(peers) + 1  # us too, as /who counts
+                    return [
+                        info(
+                            f"back in the room: {members} members"
+                            if peers
+                            else "back in the room: nobody else here"
+                        )
+                    ]
                 here = _nick_list(peers) if peers else (Span(Role.INFO, "nobody else yet"),)
                 return [
                     (
@@ -130,7 +138,9 @@ class Renderer:
             case ev.KeyChanged(name, old, new):
                 return _key_changed(name, old, new)
             case ev.Trusted(name, fp, released):
-                held = f"; {released} held message(s) follow" if released else ""
+                held = {0: "", 1: "; the message held back follows"}.get(
+                    released, f"; the {released} messages held back follow"
+                )
                 return [
                     (
                         Span(Role.INFO, "* you now trust "),
