@@ -476,7 +476,7 @@ def test_a_person_at_a_terminal_picks_a_free_nickname_chats_and_leaves(tmp_path:
             " until you admit them"
         )
         person.expect(rf"fingerprint: {ESC}((?:\w{{4}} ){{12}}\w{{4}})")
-        carols = load_identity(tmp_path / "carol").fingerprint
+        carols = load_identity(tmp_path / "carol" / "carol").fingerprint
         assert person.match.group(1) == format_fingerprint(carols)
         person.expect(rf"if it matches, type /admit carol {format_fingerprint(carols)[:9]}")
         person.expect(rf"dave{ESC}>")
@@ -484,7 +484,9 @@ def test_a_person_at_a_terminal_picks_a_free_nickname_chats_and_leaves(tmp_path:
         person.expect(r"nobody here is admitted yet \(carol\): message not sent")
 
         carol.expect(r'"event": "admit-needed", "nick": "dave", "fingerprint": "([A-Z2-7 ]+)"')
-        daves = load_identity(tmp_path / "dave").fingerprint
+        daves = load_identity(tmp_path / "dave" / "dave").fingerprint
+        # carol, the nickname dave tried first and did not get, left nothing behind
+        assert sorted(p.name for p in (tmp_path / "dave").iterdir()) == ["dave"]
         assert carol.match.group(1) == format_fingerprint(daves)
         carol.sendline(f"/admit dave {format_fingerprint(daves)[:9]}")
         carol.expect(r'"event": "admitted", "nick": "dave", .*"how": "you"')

@@ -12,6 +12,8 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_NICK_TAKEN = 3
+#: `zchat keys`: there is no identity to show (none was made: showing never makes one).
+EXIT_NO_KEY = 3
 EXIT_REFUSED = 4
 EXIT_UNDELIVERED = 5
 EXIT_INTERRUPTED = 130
