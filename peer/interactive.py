@@ -31,10 +31,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from prompt_toolkit import PromptSession, print_formatted_text
-from prompt_toolkit.application import get_app_session
+from prompt_toolkit import PromptSession
+from prompt_toolkit.application import get_app_or_none, get_app_session
 from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.output import Output
+from prompt_toolkit.renderer import print_formatted_text as render
+from prompt_toolkit.styles import default_ui_style, merge_styles
 from prompt_toolkit.utils import is_dumb_terminal
 
 from zchat.envelope import is_valid_nick
@@ -58,6 +60,7 @@ _RETRY = {
 #: Say that the broker is not answering after this long (we keep trying).
 HINT_AFTER = 3.0
 WELCOME = "type to chat; /help lists the commands and keys; Ctrl-D leaves"
+_STYLE = merge_styles([default_ui_style(), STYLE])
 
 
 class Screen:
@@ -80,15 +83,23 @@ class Screen:
             output.write_raw("".join(plain(line) + "\r\n" for line in lines))
             output.flush()
             return
-        # One call per batch: each call redraws the prompt once. Wrapped by us to the
-        # width, so that a wrapped row is marked (`tui_style.rows`).
-        print_formatted_text(
-            screenful(lines, output.get_size().columns),
-            end="",
-            style=STYLE,
-            output=output,
-            include_default_pygments_style=False,
-        )
+        # Wrapped by us to the width, so that a wrapped row is marked (`tui_style.rows`).
+        text = screenful(lines, output.get_size().columns)
+        app = get_app_or_none()
+        above = app is not None and app.is_running and app.output is output
+        if app is not None and above:
+            # What prompt_toolkit's print_formatted_text does while a prompt runs,
+            # less one thing: it also puts the terminal back in cooked mode while it
+            # prints, and the terminal then echoes whatever arrives meanwhile (keys
+            # typed, mouse reports) into the chat. The input stays raw here: what
+            # arrives waits, unechoed, for the prompt.
+            app.renderer.erase()
+        render(output, text, _STYLE, color_depth=output.get_default_color_depth())
+        output.flush()
+        if app is not None and above:
+            app.renderer.reset()
+            app.renderer.request_absolute_cursor_position()
+            app.invalidate()
 
 
 @dataclass(frozen=True)
