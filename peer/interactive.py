@@ -79,8 +79,9 @@ class Screen:
         output = self._output or get_app_session().output
         if self._output is None and is_dumb_terminal():
             # A dumb terminal (an editor's shell buffer) moves no cursor and draws
-            # no style: plain lines, which prompt_toolkit's simple prompt lets be.
-            output.write_raw("".join(plain(line) + "\r\n" for line in lines))
+            # no style: plain lines, which prompt_toolkit's simple prompt lets be,
+            # from the start of the row (over the prompt, if one is there).
+            output.write_raw("\r" + "".join(plain(line) + "\r\n" for line in lines))
             output.flush()
             return
         # Wrapped by us to the width, so that a wrapped row is marked (`tui_style.rows`).
@@ -187,12 +188,12 @@ class Terminal:
         self._screen.show(self._quiet.release())
         match outcome:
             case Left(unacked) if unacked:
-                self._screen.show(
-                    [
-                        problem(f"not delivered (the broker never acknowledged it): {_quote(text)}")
-                        for text in unacked
-                    ]
+                why = (
+                    "not delivered (the broker never acknowledged it)"
+                    if self.in_room
+                    else "not sent (you left before you were in the room)"
                 )
+                self._screen.show([problem(f"{why}: {_quote(text)}") for text in unacked])
             case Left():
                 self._screen.show([info("bye")])
             case Closed(reason):

@@ -12,6 +12,7 @@ import io
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from prompt_toolkit.output.vt100 import Vt100_Output
 from prompt_toolkit.utils import get_cwidth
 
 from tests.net import FAST, broker_thread, joined, make_client
+from zchat.broker.core import Broker
 from zchat.commands.peer import exit_code
 from zchat.console import EXIT_OK, EXIT_UNDELIVERED
 from zchat.envelope import Identity, fingerprint, format_fingerprint, load_identity
@@ -39,6 +41,8 @@ from zchat.peer.pins import Admission, How, Pin
 from zchat.peer.render import Line, Renderer, plain
 from zchat.peer.session import Outcome
 from zchat.peer.tui_style import CONTINUATION
+from zchat.wire import protocol as p
+from zchat.wire.errors import ProtocolError
 
 UP = "\x1b[A"
 CTRL_C = "\x03"
@@ -344,6 +348,70 @@ def test_it_waits_for_the_broker_then_shows_reconnecting_and_back(
                 term.type("/quit\r")
                 assert await term.exit_status() == EXIT_OK
                 await b.close()
+
+    run(scenario)
+
+
+class HoldsAliceAtTheDoor(Broker):
+    """A broker that lets no HELLO from alice in until `open` is set: she stays in the
+    connecting state for as long as the test wants."""
+
+    def __init__(self) -> None:
+        super().__init__(FAST, random=os.urandom)
+        self.open = threading.Event()
+
+    def handle(self, conn: bytes, frames: list[bytes], now: float, *rest: Any) -> Any:
+        if not self.open.is_set():
+            with contextlib.suppress(ProtocolError):
+                hello = p.parse_from_peer(frames)
+                if isinstance(hello, p.Hello) and hello.nick == b"alice":
+                    return []
+        return super().handle(conn, frames, now, *rest)
+
+
+#: alice says hello again soon after a HELLO that got no answer.
+IMPATIENT = PeerConfig(admit_all=True, heartbeat_timeout=0.3)
+
+
+def test_lines_typed_while_connecting_wait_and_go_once_in_the_room(
+    alice: Identity, bob: Identity
+) -> None:
+    async def scenario() -> None:
+        door = HoldsAliceAtTheDoor()
+        with broker_thread(FAST, core=door) as server:
+            endpoint = server.bound[0]
+            async with terminal(endpoint, alice, config=IMPATIENT) as term:
+                await term.shows("connecting to")
+                term.type("early bird\r")
+                await term.shows(r"not in the room yet: “early bird” goes once you are")
+                term.type("/who\r")
+                term.type("second\r")
+                b = await joined("bob", bob, endpoint)
+                door.open.set()
+                await term.shows(r"you are alice; here: bob", timeout=10)
+                assert (await next_of(b, ev.MessageReceived)).text == "early bird"
+                await term.shows(r"\* 2 here:")
+                assert (await next_of(b, ev.MessageReceived)).text == "second"
+                term.type("/quit\r")
+                assert await term.exit_status() == EXIT_OK
+                await b.close()
+
+    run(scenario)
+
+
+def test_leaving_while_connecting_names_the_lines_that_were_never_sent(alice: Identity) -> None:
+    async def scenario() -> None:
+        door = HoldsAliceAtTheDoor()
+        with broker_thread(FAST, core=door) as server:
+            async with terminal(server.bound[0], alice, config=IMPATIENT) as term:
+                await term.shows("connecting to")
+                term.type("into the void\r")
+                await term.shows("not in the room yet")
+                term.type(CTRL_D)
+                await term.shows(
+                    r"not sent \(you left before you were in the room\): “into the void”"
+                )
+                assert await term.exit_status() == EXIT_UNDELIVERED
 
     run(scenario)
 

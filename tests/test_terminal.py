@@ -50,9 +50,8 @@ class Person:
             ZCHAT_CONNECT=endpoint,
             ZCHAT_ADMIT_ALL="1",
             TERM="xterm-256color",
-            PROMPT_TOOLKIT_NO_CPR="1",  # nothing answers a cursor position request here
-            **(env or {}),
         )
+        environment.update(env or {})
         self.child = pexpect.spawn(
             sys.executable,
             ["-m", "zchat", *args],
@@ -62,6 +61,15 @@ class Person:
             dimensions=(ROWS, COLUMNS),
         )
         self.child.logfile_read = self.log
+        self._asked = 0  # cursor position requests answered
+
+    def _answer(self) -> None:
+        """Answer prompt_toolkit's cursor position requests, as a terminal does: with
+        them, it knows there is room below the prompt for the status toolbar."""
+        asked = self.log.getvalue().count("\x1b[6n")
+        for _ in range(asked - self._asked):
+            self.child.send(f"\x1b[{ROWS // 2};1R")
+        self._asked = asked
 
     @property
     def screen(self) -> str:
@@ -79,6 +87,7 @@ class Person:
                 raise AssertionError(f"{pattern!r} not shown; the screen:\n{self.screen[-3000:]}")
             with contextlib.suppress(pexpect.TIMEOUT, pexpect.EOF):
                 self.child.read_nonblocking(65536, timeout=0.05)
+                self._answer()
 
     def type(self, text: str) -> None:
         self.child.send(text)
@@ -106,16 +115,18 @@ def room(tmp_path: Path) -> Iterator[tuple[Person, Peer]]:
     """alice at a terminal and bob scripted, both in the room."""
     broker, endpoint = start_broker()
     bob = start_peer("bob", endpoint, tmp_path / "bob")
-    alice = Person(tmp_path / "alice", endpoint, "peer", "--nick", "alice")
+    alice: Person | None = None
     try:
         bob.wait_event("ready")
+        alice = Person(tmp_path / "alice", endpoint, "peer", "--nick", "alice")
         alice.shows(r"you are alice; here: bob")
         alice.shows(r"alice>")
         bob.wait_event("join", nick="alice")
         yield alice, bob
         assert "Traceback" not in alice.screen
     finally:
-        alice.stop()
+        if alice is not None:
+            alice.stop()
         for proc in (bob, broker):
             proc.stop()
 
@@ -184,6 +195,20 @@ def test_ctrl_c_clears_a_typed_line_into_history_and_ctrl_d_leaves_with_status_0
     assert bob.wait_event("leave", nick="alice")["reason"] == "bye"
 
 
+def test_the_status_toolbar_tab_completion_and_help(room: tuple[Person, Peer]) -> None:
+    alice, _ = room
+    alice.seen = 0
+    alice.shows(r"room zchat  alice  admitted 1 of 1 here  connected")
+    for keys in ("/fi", "\t", "b", "\t"):  # at a person's pace: completion runs meanwhile
+        alice.type(keys)
+        time.sleep(0.3)
+    alice.type("\r")
+    alice.shows(r"bob's fingerprint: (\w{4} ){12}\w{4}")
+    alice.type("/help\r")
+    alice.shows(r"Ctrl-C +clear the line \(Up brings it back\); on an empty line, leave")
+    assert alice.leaves() == 0
+
+
 def test_a_long_paste_asks_once_before_it_is_sent(room: tuple[Person, Peer]) -> None:
     alice, bob = room
     pasted = "\r".join(f"row {i}" for i in range(8))
@@ -197,6 +222,34 @@ def test_a_long_paste_asks_once_before_it_is_sent(room: tuple[Person, Peer]) -> 
     assert bob.wait_event("message")["text"] == pasted.replace("\r", "\n")
     alice.shows(r"<alice> row 0\n(  ┆ row \d\n){6}  ┆ row 7  \(to 1\)")
     assert alice.leaves() == 0
+
+
+#: An SGR sequence that sets a colour (foreground or background, any palette).
+COLOUR = re.compile(r"\x1b\[[0-9;]*(?:3[0-9]|4[0-9]|9[0-7]|10[0-7])(?:;[0-9;]*)?m")
+
+
+@pytest.mark.parametrize("env", [{"NO_COLOR": "1"}, {"TERM": "dumb"}], ids=["no-color", "dumb"])
+def test_colours_follow_no_color_and_a_dumb_terminal(tmp_path: Path, env: dict[str, str]) -> None:
+    broker, endpoint = start_broker()
+    bob = start_peer("bob", endpoint, tmp_path / "bob")
+    alice = None
+    try:
+        bob.wait_event("ready")
+        alice = Person(tmp_path / "alice", endpoint, "peer", "--nick", "alice", env=env)
+        alice.shows(r"you are alice; here: bob")
+        alice.type("hello\r")
+        assert bob.wait_event("message")["text"] == "hello"
+        alice.shows(r"<alice> hello  \(to 1\)")
+        raw = alice.log.getvalue()
+        assert not COLOUR.search(raw), COLOUR.search(raw)
+        if env.get("TERM") == "dumb":  # and no style at all on the chat's lines
+            assert re.search(r"\r\d\d:\d\d <alice> hello  \(to 1\)\r+\n", raw)
+        assert alice.leaves() == 0
+    finally:
+        if alice is not None:
+            alice.stop()
+        bob.stop()
+        broker.stop()
 
 
 # --- an error nobody expected ---------------------------------------------------------
