@@ -37,25 +37,16 @@ EMOJI = " ".join(
 
 
 class Person:
-    """`zchat peer` at a terminal: keys in, the screen (without its styles) out."""
+    """A program at a terminal: keys in, the screen (without its styles) out."""
 
-    def __init__(
-        self, home: Path, endpoint: str, *args: str, env: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path | None = None) -> None:
         self.log = io.StringIO()
         self.seen = 0  # screen characters already matched by `shows`
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("ZCHAT_")}
-        environment.update(
-            ZCHAT_HOME=str(home),
-            ZCHAT_CONNECT=endpoint,
-            ZCHAT_ADMIT_ALL="1",
-            TERM="xterm-256color",
-        )
-        environment.update(env or {})
         self.child = pexpect.spawn(
-            sys.executable,
-            ["-m", "zchat", *args],
-            env=environment,
+            argv[0],
+            argv[1:],
+            env=env,
+            cwd=cwd,
             encoding="utf-8",
             timeout=15,
             dimensions=(ROWS, COLUMNS),
@@ -110,6 +101,16 @@ class Person:
             self.child.terminate(force=True)
 
 
+def zchat(home: Path, endpoint: str, *args: str, env: dict[str, str] | None = None) -> Person:
+    """`zchat ARGS` at a terminal, in an open room, with `home` and `endpoint`."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ZCHAT_")}
+    environment.update(
+        ZCHAT_HOME=str(home), ZCHAT_CONNECT=endpoint, ZCHAT_ADMIT_ALL="1", TERM="xterm-256color"
+    )
+    environment.update(env or {})
+    return Person([sys.executable, "-m", "zchat", *args], environment)
+
+
 @pytest.fixture
 def room(tmp_path: Path) -> Iterator[tuple[Person, Peer]]:
     """alice at a terminal and bob scripted, both in the room."""
@@ -118,7 +119,7 @@ def room(tmp_path: Path) -> Iterator[tuple[Person, Peer]]:
     alice: Person | None = None
     try:
         bob.wait_event("ready")
-        alice = Person(tmp_path / "alice", endpoint, "peer", "--nick", "alice")
+        alice = zchat(tmp_path / "alice", endpoint, "peer", "--nick", "alice")
         alice.shows(r"you are alice; here: bob")
         alice.shows(r"alice>")
         bob.wait_event("join", nick="alice")
@@ -235,7 +236,7 @@ def test_colours_follow_no_color_and_a_dumb_terminal(tmp_path: Path, env: dict[s
     alice = None
     try:
         bob.wait_event("ready")
-        alice = Person(tmp_path / "alice", endpoint, "peer", "--nick", "alice", env=env)
+        alice = zchat(tmp_path / "alice", endpoint, "peer", "--nick", "alice", env=env)
         alice.shows(r"you are alice; here: bob")
         alice.type("hello\r")
         assert bob.wait_event("message")["text"] == "hello"
@@ -277,7 +278,7 @@ def test_a_bug_ends_the_chat_with_one_line_and_a_hint_never_a_traceback(
     (tmp_path / "bug" / "sitecustomize.py").write_text(BUG)
     broker, endpoint = start_broker()
     flags = ["--debug"] if debug else []
-    alice = Person(
+    alice = zchat(
         tmp_path / "alice",
         endpoint,
         *flags,
