@@ -21,13 +21,11 @@ from typing import Final
 
 from zchat.envelope import nick_key
 from zchat.peer import events as ev
-from zchat.peer.render import Line, Role, Span, nick
+from zchat.peer.render import Line, Role, Span, left, nick
 from zchat.peer.sanitize import for_terminal
 
 #: Seconds a join or leave waits for a change of mind before it is shown.
 WINDOW: Final = 3.0
-
-_REASONS: Final = {"bye": "", "timeout": " (timed out)"}
 
 
 @dataclass
@@ -103,10 +101,10 @@ def _outcome(story: _Story) -> str:
     if not story.moves:
         return "is here"  # only the reminder that they are not admitted
     first, last = story.moves[0], story.moves[-1]
-    left = "left" + _REASONS.get(story.reason, f" ({story.reason})")
+    gone = left(story.reason).lstrip()
     if first == "join":
-        return "joined" if last == "join" else f"joined and {left}"
-    return "reconnected" if last == "join" else left
+        return "joined" if last == "join" else f"joined and {gone}"
+    return "reconnected" if last == "join" else gone
 
 
 def _together(names: Sequence[str], outcome: str) -> Line:

@@ -66,6 +66,20 @@ CONTINUATION: Final = "  ┆ "
 _NEWLINE = re.compile(r"\r?\n")
 
 
+#: Why someone left, as the `Left` event's reason says it; anything else is shown as it is.
+_LEFT = {
+    "bye": "",
+    "timeout": " (timed out)",
+    "backlog": " (too far behind: the broker let them go)",
+    "room-full": " (gone since the broker restarted; the room filled up)",
+}
+
+
+def left(reason: str) -> str:
+    """ " left" and why, for someone who left for `reason`."""
+    return " left" + _LEFT.get(reason, f" ({safe(reason)})")
+
+
 def plain(line: Line) -> str:
     """The text of a line, without its roles."""
     return "".join(span.text for span in line)
@@ -149,8 +163,7 @@ class Renderer:
                     )
                 ]
             case ev.Left(name, reason):
-                why = {"bye": "", "timeout": " (timed out)"}.get(reason, f" ({safe(reason)})")
-                return [(Span(Role.INFO, "* "), nick(name), Span(Role.INFO, f" left{why}"))]
+                return [(Span(Role.INFO, "* "), nick(name), Span(Role.INFO, left(reason)))]
             case ev.MessageReceived(sender, text, _, timestamp_ms, direct, recipients, admitted):
                 to = self._direct_to(recipients) if direct else ""
                 return _message(sender, text, timestamp_ms / 1000, now, to, admitted=admitted)
@@ -212,8 +225,8 @@ class Renderer:
                         nick(sender),
                         Span(
                             Role.PROBLEM,
-                            " was sealed to a session key of ours that has expired "
-                            "(it came too late, or is a replay): not shown",
+                            " came too late to be opened (held up for long, or a replay "
+                            "of an old one): not shown",
                         ),
                     )
                 ]
@@ -222,8 +235,8 @@ class Renderer:
                 what = f"your message {_quote(mine[0].text)}" if mine else "a message of yours"
                 return [
                     problem(
-                        f"{what} was not sent to {_nicks(nicks)}: "
-                        "no valid session key from them (yet)"
+                        f"{what} was not sent to {_nicks(nicks)}: their zchat has not "
+                        "shown a valid key for this session (yet)"
                     )
                 ]
 

@@ -95,7 +95,7 @@ def init(
     if (directory / PRIVATE_KEY_FILE).exists():
         fail(
             f"{nick} has an identity already, in {directory}",
-            "'zchat keys show --nick NICK' shows its fingerprint",
+            f"'zchat keys show --nick {nick}' shows its fingerprint",
         )
     try:
         occupancy = Occupancy(directory)  # no peer may make one meanwhile
