@@ -76,7 +76,7 @@ _LEFT = {
 
 
 def left(reason: str) -> str:
-    """ " left" and why, for someone who left for `reason`."""
+    """What follows the nickname of someone who left for `reason`: "left" and why."""
     return " left" + _LEFT.get(reason, f" ({safe(reason)})")
 
 

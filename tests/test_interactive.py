@@ -27,14 +27,14 @@ from prompt_toolkit.output import DummyOutput
 from prompt_toolkit.output.vt100 import Vt100_Output
 from prompt_toolkit.utils import get_cwidth
 
-from tests.net import FAST, broker_thread, joined, make_client
+from tests.net import FAST, broker_thread, joined, make_client, until
 from zchat.broker.core import Broker
 from zchat.commands.peer import exit_code
 from zchat.console import EXIT_OK, EXIT_UNDELIVERED
 from zchat.envelope import Identity, fingerprint, format_fingerprint, load_identity
 from zchat.peer import events as ev
 from zchat.peer.client import Client
-from zchat.peer.core import PeerConfig
+from zchat.peer.core import PeerConfig, Phase
 from zchat.peer.interactive import Screen, chat
 from zchat.peer.pinfile import PINS_FILE, PinFile
 from zchat.peer.pins import Admission, How, Pin
@@ -348,6 +348,73 @@ def test_it_waits_for_the_broker_then_shows_reconnecting_and_back(
                 term.type("/quit\r")
                 assert await term.exit_status() == EXIT_OK
                 await b.close()
+
+    run(scenario)
+
+
+def test_a_reconnect_is_one_line_however_many_are_back(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    async def scenario() -> None:
+        with contextlib.ExitStack() as first:
+            endpoint = first.enter_context(broker())
+            b = await joined("bob", bob, endpoint)
+            c = await joined("carol", carol, endpoint)
+            async with terminal(endpoint, alice) as term:
+                await term.shows(r"you are alice; here: (bob, carol|carol, bob)")
+                first.close()  # the broker goes away: everyone is away, then back
+                lost = await term.shows(r"connection lost .*; reconnecting…")
+                with broker(endpoint):
+                    # (however many were back before us: the others come back quietly)
+                    back = await term.shows(r"back in the room: (\d members|nobody else here)$")
+                    await until(
+                        lambda: all(
+                            x.core.phase is Phase.READY and len(x.core.members) == 2 for x in (b, c)
+                        )
+                    )
+                    b.send_text("marker")  # news shows whatever notice was held before it
+                    await term.shows(r"<bob> marker$")
+                    after = term.lines[term.lines.index(lost) + 1 :]
+                    assert after[:-1] == [back], after  # and nothing per member
+                    term.type("/quit\r")
+                    assert await term.exit_status() == EXIT_OK
+                    await b.close()
+                    await c.close()
+
+    run(scenario)
+
+
+def test_a_member_who_drops_out_and_comes_back_is_one_line_not_a_new_warning(
+    alice: Identity, bob: Identity
+) -> None:
+    """Before: "bob left (timed out)", "bob joined", and the three lines of the NOT
+    ADMITTED warning again, at every drop of bob's connection."""
+
+    async def scenario() -> None:
+        with broker_thread(FAST) as server:
+            endpoint = server.bound[0]
+            b = await joined("bob", bob, endpoint)
+            async with terminal(endpoint, alice, config=PeerConfig()) as term:  # closed
+                await term.shows("you are alice; here: bob")
+                await term.shows(r"bob is here, NOT ADMITTED")
+                term.lines.clear()
+                term._seen = 0
+                assert b._ticker is not None
+                b._ticker.cancel()  # bob's connection dies: no BYE...
+                b._close_socket()
+                await until(lambda: "bob" not in server.core.nicks)  # ...he times out
+                again = await joined("bob", bob, endpoint)
+                again.send_text("marker")  # news: shows what was held before it
+                await term.shows(r"<bob> \[not admitted\] marker$")
+                fp = format_fingerprint(bob.fingerprint)[:9]
+                assert term.lines == [
+                    f"! bob reconnected, still NOT ADMITTED: compare fingerprints, then "
+                    f"/admit bob {fp}",
+                    term.lines[-1],
+                ]
+                term.type("/quit\r")
+                assert await term.exit_status() == EXIT_OK
+                await again.close()
 
     run(scenario)
 
