@@ -137,6 +137,7 @@ class Keyboard:
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._read(), name="keyboard")
+            self._task.add_done_callback(_raise_failure)
 
     async def stop(self) -> None:
         """Stop reading (the prompt goes from the screen); lines read stay in `lines`."""
@@ -174,3 +175,13 @@ class Keyboard:
             self._history.append_string(text)
             self._note("not sent; Up brings it back")
         return yes
+
+
+def _raise_failure(task: asyncio.Task[None]) -> None:
+    """A keyboard that failed (a bug) must not leave the chat waiting for lines that
+    can no longer come: its error goes to the event loop's handler, which ends the run
+    (`zchat.crash`). Kept here, it would be reported only once the task is forgotten."""
+    if not task.cancelled() and task.exception() is not None:
+        task.get_loop().call_exception_handler(
+            {"message": "the chat's input line failed", "exception": task.exception(), "task": task}
+        )

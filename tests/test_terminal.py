@@ -255,24 +255,41 @@ def test_colours_follow_no_color_and_a_dumb_terminal(tmp_path: Path, env: dict[s
 
 # --- an error nobody expected ---------------------------------------------------------
 
-#: Loaded at start-up by every Python process with its directory on PYTHONPATH: makes a
-#: bug to order, where a user's input reaches zchat's code.
+#: Loaded at start-up by every Python process with its directory on PYTHONPATH: makes
+#: bugs to order, where a user's input reaches zchat's code: in the session (the main
+#: task), and in the input line (a task of its own).
 BUG = """
 import zchat.peer.commands as commands
+import zchat.peer.prompt as prompt
+import zchat.peer.session as session
+
 parse_line = commands.parse_line
-def buggy(line):
+def buggy_parse(line):
     if line.strip() == "/boom":
         raise KeyError("boom")
     return parse_line(line)
-commands.parse_line = buggy
-import zchat.peer.session as session
-session.parse_line = buggy
+session.parse_line = buggy_parse
+
+sendable = prompt.Keyboard._sendable
+async def buggy_sendable(self, text):
+    if text == "kaboom":
+        raise ValueError("kaboom")
+    return await sendable(self, text)
+prompt.Keyboard._sendable = buggy_sendable
 """
 
 
-@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize(
+    ("typed", "error", "debug"),
+    [
+        ("/boom", "KeyError: 'boom'", False),
+        ("kaboom", "ValueError: kaboom", False),
+        ("/boom", "KeyError: 'boom'", True),
+    ],
+    ids=["in-the-session", "in-the-input-line", "with-debug"],
+)
 def test_a_bug_ends_the_chat_with_one_line_and_a_hint_never_a_traceback(
-    tmp_path: Path, debug: bool
+    tmp_path: Path, typed: str, error: str, debug: bool
 ) -> None:
     (tmp_path / "bug").mkdir()
     (tmp_path / "bug" / "sitecustomize.py").write_text(BUG)
@@ -289,8 +306,8 @@ def test_a_bug_ends_the_chat_with_one_line_and_a_hint_never_a_traceback(
     )
     try:
         alice.shows(r"alice>")
-        alice.type("/boom\r")
-        alice.shows(r"zchat: error: internal error \(KeyError: 'boom'\); this is a bug in zchat")
+        alice.type(typed + "\r")
+        alice.shows(rf"zchat: error: internal error \({re.escape(error)}\); this is a bug in zchat")
         alice.child.expect(pexpect.EOF, timeout=15)
         alice.child.close()
         assert alice.child.exitstatus == 1
