@@ -243,6 +243,8 @@ def scrypt_problem(n: int, r: int, p: int) -> str:
         return f"r={r} must be from 1 to {MAX_SCRYPT_R}"
     if not 1 <= p <= MAX_SCRYPT_P:
         return f"p={p} must be from 1 to {MAX_SCRYPT_P}"
+    if n >= 2 ** (16 * r):  # RFC 7914, 2; OpenSSL refuses it (cryptography: a MemoryError)
+        return f"n={n} must be below 2^{16 * r} when r={r}"
     if 128 * n * r > MAX_SCRYPT_MEMORY:
         mib = 128 * n * r // 2**20
         return f"n={n}, r={r} need {mib:,} MiB; the limit is {MAX_SCRYPT_MEMORY // 2**20} MiB"

@@ -222,15 +222,6 @@ class Client:
         finally:
             self._flush()
 
-    def retry_handshake(self, nick: str) -> None:
-        """After a refusal (nickname taken or invalid): say hello again as `nick`.
-
-        The same connection is reused: the broker forgot it when it refused.
-        """
-        self.core.rename(nick)
-        self.core.start(time.monotonic())
-        self._flush()
-
     def send_envelope(self, envelope: Envelope, *, flush: bool = True) -> None:
         """Send an envelope sealed beforehand, as it is (the benchmark replays a few).
 

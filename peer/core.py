@@ -274,10 +274,6 @@ class PeerCore:
         self._ring.install(key, cert, now)
         return cert.encode()
 
-    def rename(self, nick: str) -> None:
-        """Pick another nickname after a refusal; call `start` to try it."""
-        self.roster.nick = nick
-
     def leave(self) -> None:
         if self.phase is Phase.READY:
             self._send(p.Bye())

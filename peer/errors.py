@@ -10,7 +10,8 @@ PeerError
  ├── OutboxFull          too many messages wait for acknowledgement
  ├── NotAdmitted         /msg to someone we have not admitted (issue 12)
  ├── FingerprintMismatch /admit or /trust with a fingerprint that is not the key's (issue 12)
- └── CannotSeal          the message cannot be sealed for these recipients (too many)
+ ├── CannotSeal          the message cannot be sealed for these recipients (too many)
+ └── NicknameUnavailable a nickname that cannot be had from here (another zchat uses it)
 """
 
 
@@ -59,3 +60,8 @@ class NotAdmitted(PeerError):
 
 class FingerprintMismatch(PeerError):
     pass
+
+
+class NicknameUnavailable(PeerError):
+    """Raised by the shell's client factory: another zchat on this machine has this
+    nickname (and its identity) already. The terminal UI asks for another."""

@@ -84,7 +84,7 @@ class Inbox:
         if member.trust is ev.Trust.CHANGED:
             # A resend of a message already held is the same message: report it once.
             added, dropped = self.withheld.hold(nick_key(member.nick), delivery)
-            if added:
+            if added and header.kind is not MessageKind.MEMBERSHIP:  # no message to hold
                 opened.events.append(ev.Untrusted(member.nick, member.fingerprint, header.msg_id))
             for lost in dropped:
                 opened.events.append(

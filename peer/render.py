@@ -14,7 +14,10 @@ carries whole, which this module shows as they are: a refused request's reason
 lost, and the client's transport diagnosis.
 
 Every string from the network goes through `sanitize.for_terminal` as its span is
-made, so no front end can forget to: escape sequences are shown, never executed.
+made, so no front end can forget to: escape sequences are shown, never executed. A
+message of several lines (a paste) becomes several lines here, each after the first
+starting with `CONTINUATION`: no line of ours starts that way, so no line of a message
+can pass for a line of its own (someone else's message, a notice).
 
 Times follow one rule: a message shows its sender's time, and is marked with the
 time it arrived here when the two differ by more than `CLOCK_TOLERANCE` (a sender's
@@ -24,10 +27,12 @@ the caller's `now`: rendering reads no clock.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
+from typing import Final
 
 from zchat.envelope import format_fingerprint, nick_key
 from zchat.envelope.limits import MAX_ROOM
@@ -48,6 +53,7 @@ class Role(Enum):
     WARNING = "warning"  # about trust: a changed key, a message held back
     PROBLEM = "problem"  # something failed or was refused
     FINGERPRINT = "fingerprint"
+    CONTINUATION = "continuation"  # starts a row that continues the line above
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,25 @@ REMEMBER = 1000
 #: Characters of our own message quoted when reporting on it.
 QUOTE = 40
 MIB = 1024 * 1024
+#: Starts every further line of a message of several lines, and every row the
+#: terminal UI wraps a long line onto (`peer.tui_style`).
+CONTINUATION: Final = "  ┆ "
+#: Where a message's text breaks into lines: LF, or CR LF as some systems send it.
+_NEWLINE = re.compile(r"\r?\n")
+
+
+#: Why someone left, as the `Left` event's reason says it; anything else is shown as it is.
+_LEFT = {
+    "bye": "",
+    "timeout": " (timed out)",
+    "backlog": " (too far behind: the broker let them go)",
+    "room-full": " (gone since the broker restarted; the room filled up)",
+}
+
+
+def left(reason: str) -> str:
+    """What follows the nickname of someone who left for `reason`: "left" and why."""
+    return " left" + _LEFT.get(reason, f" ({safe(reason)})")
 
 
 def plain(line: Line) -> str:
@@ -192,7 +217,15 @@ class Renderer:
             case ev.Ready(name, peers, reconnected):
                 self.me = name
                 if reconnected:
-                    return [info("back in the room")]  # who else is back shows as they come
+                    # One line however many are back: who changed shows as they come.
+                    members = len(peers) + 1  # us too, as /who counts
+                    return [
+                        info(
+                            f"back in the room: {members} members"
+                            if peers
+                            else "back in the room: nobody else here"
+                        )
+                    ]
                 here = _nick_list(peers) if peers else (Span(Role.INFO, "nobody else yet"),)
                 return [
                     (
@@ -207,7 +240,9 @@ class Renderer:
             case ev.KeyChanged(name, old, new):
                 return _key_changed(name, old, new)
             case ev.Trusted(name, fp, released):
-                held = f"; {released} held message(s) follow" if released else ""
+                held = {0: "", 1: "; the message held back follows"}.get(
+                    released, f"; the {released} messages held back follow"
+                )
                 return [
                     (
                         Span(Role.INFO, "* you now trust "),
@@ -216,11 +251,10 @@ class Renderer:
                     )
                 ]
             case ev.Left(name, reason):
-                why = {"bye": "", "timeout": " (timed out)"}.get(reason, f" ({safe(reason)})")
-                return [(Span(Role.INFO, "* "), nick(name), Span(Role.INFO, f" left{why}"))]
+                return [(Span(Role.INFO, "* "), nick(name), Span(Role.INFO, left(reason)))]
             case ev.MessageReceived(sender, text, _, timestamp_ms, direct, recipients, admitted):
                 to = self._direct_to(recipients) if direct else ""
-                return [_message(sender, text, timestamp_ms / 1000, now, to, admitted=admitted)]
+                return _message(sender, text, timestamp_ms / 1000, now, to, admitted=admitted)
             case ev.Untrusted(sender, fp, _):
                 return [
                     (
@@ -279,8 +313,8 @@ class Renderer:
                         nick(sender),
                         Span(
                             Role.PROBLEM,
-                            " was sealed to a session key of ours that has expired "
-                            "(it came too late, or is a replay): not shown",
+                            " came too late to be opened (held up for long, or a replay "
+                            "of an old one): not shown",
                         ),
                     )
                 ]
@@ -289,8 +323,8 @@ class Renderer:
                 what = f"your message {_quote(mine[0].text)}" if mine else "a message of yours"
                 return [
                     problem(
-                        f"{what} was not sent to {_nicks(nicks)}: "
-                        "no valid session key from them (yet)"
+                        f"{what} was not sent to {_nicks(nicks)}: their zchat has not "
+                        "shown a valid key for this session (yet)"
                     )
                 ]
 
@@ -330,7 +364,7 @@ class Renderer:
             if absent:
                 note += f"; waiting for {_nicks(absent)}"
         to = self._direct_to(sent.recipients) if sent.direct else ""
-        return [_message(self.me, sent.text, sent_at, now, to, note)]
+        return _message(self.me, sent.text, sent_at, now, to, note)
 
 
 def _message(
@@ -342,7 +376,8 @@ def _message(
     note: str = "",
     *,
     admitted: bool = True,
-) -> Line:
+) -> list[Line]:
+    first, *more = _NEWLINE.split(text)
     line = [*stamp(sent_at, now), Span(Role.TEXT, "<"), nick(sender), Span(Role.TEXT, "> ")]
     if not admitted:
         # Signed by the key the broker announced for them, which nobody we admitted
@@ -350,10 +385,11 @@ def _message(
         line.append(Span(Role.WARNING, "[not admitted] "))
     if direct_to:
         line.append(Span(Role.INFO, f"[direct to {direct_to}] "))
-    line.append(Span(Role.TEXT, safe(text)))
+    lines = [[*line, Span(Role.TEXT, safe(first))]]
+    lines += [[Span(Role.CONTINUATION, CONTINUATION), Span(Role.TEXT, safe(row))] for row in more]
     if note:
-        line.append(Span(Role.INFO, f"  ({note})"))
-    return tuple(line)
+        lines[-1].append(Span(Role.INFO, f"  ({note})"))
+    return [tuple(spans) for spans in lines]
 
 
 def _joined(name: str, fp: bytes, trust: ev.Trust, already_here: bool) -> list[Line]:
@@ -498,5 +534,6 @@ def _nicks(nicks: tuple[str, ...]) -> str:
 
 
 def _quote(text: str) -> str:
+    text = " ↵ ".join(_NEWLINE.split(text))  # a reminder of which message: one line
     cut = text if len(text) <= QUOTE else text[: QUOTE - 1] + "…"
     return f"“{safe(cut)}”"

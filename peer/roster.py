@@ -33,6 +33,7 @@ from zchat.envelope import (
     Envelope,
     Identity,
     MembershipRecord,
+    MessageKind,
     SessionKey,
     fingerprint,
     load_public_key,
@@ -334,7 +335,8 @@ class Roster:
         if member.announced:  # its session key can be checked against the new pin now
             self._take_certificate(member, member.announced, None, known=None)
         held = self.inbox.release(member)
-        self._output.events.append(ev.Trusted(member.nick, member.fingerprint, len(held)))
+        texts = sum(1 for d in held if d.header.kind is not MessageKind.MEMBERSHIP)
+        self._output.events.append(ev.Trusted(member.nick, member.fingerprint, texts))
         return held
 
     def _take_certificate(

@@ -13,6 +13,11 @@ U+FE0F VARIATION SELECTOR-16, ...). They are escaped too, as are the few charact
 are not ignorable but draw as a blank cell. Nonspacing marks pile up on the character
 before them and spill over the lines above and below, so only the first
 `MAX_STACKED_MARKS` in a row are kept and the rest are escaped.
+
+Emoji are text people write, and are shown as they are, sequences included: the few
+invisible characters that hold an emoji sequence together (a ZERO WIDTH JOINER between
+two pictographs, a variation selector after one, the tags of a subdivision flag) are
+kept there, and only there (`peer.graphemes` has the rules).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from __future__ import annotations
 import bisect
 import unicodedata
 from typing import Final
+
+from zchat.peer.graphemes import emoji_joiners, is_pictographic
 
 #: The Default_Ignorable_Code_Point property, copied from Unicode's
 #: DerivedCoreProperties.txt, version 14.0.0 (the version of Python 3.11's
@@ -109,12 +116,13 @@ def is_stacking_mark(ch: str) -> bool:
 
 def for_terminal(text: str) -> str:
     """`text` with every control, format, separator and invisible character made visible,
-    and runs of stacked marks cut to `MAX_STACKED_MARKS`."""
+    except those inside an emoji, and runs of stacked marks cut to `MAX_STACKED_MARKS`."""
     if text.isascii() and text.isprintable():  # the common case: nothing to do
         return text
+    joiners = emoji_joiners(text)
     out: list[str] = []
     marks = 0  # marks in a row so far, all drawn on the same base
-    for ch in text:
+    for i, ch in enumerate(text):
         if is_stacking_mark(ch):
             marks += 1
             if marks > MAX_STACKED_MARKS:
@@ -122,7 +130,7 @@ def for_terminal(text: str) -> str:
                 continue
         else:
             marks = 0
-        out.append(_visible(ch))
+        out.append(ch if i in joiners else _visible(ch))
     return "".join(out)
 
 
@@ -134,7 +142,7 @@ def _visible(ch: str) -> str:
         return "^?"
     if is_invisible(ch):
         return _escaped(ch)
-    if ch.isprintable():
+    if ch.isprintable() or is_pictographic(ch):  # an emoji newer than this Python
         return ch
     if unicodedata.category(ch) == "Zs":
         return " "  # no-break and other spaces: harmless, shown as a space

@@ -51,10 +51,6 @@ class Scripted:
     async def next_line(self) -> str | None:
         return await self._lines.get()
 
-    async def refused(self, refusal: ev.Refused) -> str | None:
-        self.show([refusal])
-        return None  # a script chose its nickname: no one to ask for another
-
     def still_waiting(self) -> bool:
         return False  # give up: a script would rather fail than hang
 

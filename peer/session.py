@@ -2,9 +2,10 @@
 
 The session, from a started client to its end::
 
-    join     -> events are shown until Ready; a refusal asks the front end for another
-                nickname (or gives up); a broker that never answers within `patience`
-                asks the front end whether to keep waiting
+    join     -> events are shown until Ready; a refusal ends the session (a front end
+                with someone to ask starts another under a new nickname); a broker
+                that never answers within `patience` asks the front end whether to
+                keep waiting
     chat     -> lines are messages or commands (`peer.slash`, `peer.actions`),
                 while events are shown as they come
     leave    -> end of input, /quit or exit: wait for the broker's acks, then show
@@ -82,9 +83,6 @@ class FrontEnd(Protocol):
     async def next_line(self) -> str | None:
         """The next line typed, or None to leave."""
 
-    async def refused(self, refusal: ev.Refused) -> str | None:
-        """Show `refusal`; return a nickname to try again with, or None to give up."""
-
     def still_waiting(self) -> bool:
         """No answer yet from the broker: True to keep waiting (without a limit)."""
 
@@ -115,14 +113,10 @@ async def _join(client: Client, front: FrontEnd, patience: float) -> Outcome | N
                 return NoAnswer(client.endpoint, patience)
             timeout = None
             continue
-        if isinstance(event, ev.Refused):
-            nick = await front.refused(event)
-            if nick is None:
-                return Refused(event.code, event.reason)
-            client.retry_handshake(nick)
-            continue
         front.show([event])
         match event:
+            case ev.Refused(code, reason):
+                return Refused(code, reason)
             case ev.Ready():
                 return None
             case ev.TransportFailed(reason, hint):
@@ -132,10 +126,13 @@ async def _join(client: Client, front: FrontEnd, patience: float) -> Outcome | N
 
 
 async def _chat(client: Client, front: FrontEnd) -> Outcome:
-    ended = asyncio.Event()  # the session ended by itself: see _ended
+    ended = asyncio.Event()  # the session ended by itself (see _ended), or the printer did
     printer = asyncio.create_task(_show_events(client, front, ended))
+    # A printer that fails (a bug) must not leave us reading input with nothing shown:
+    # the session ends, and awaiting the printer below raises its error.
+    printer.add_done_callback(lambda _: ended.set())
     try:
-        while _ended(client) is None:
+        while _ended(client) is None and not printer.done():
             line = await _next_line(front, ended)
             if line is None:
                 break

@@ -20,7 +20,15 @@ commands:
   /trust NICK FP      accept NICK's changed key, the same way
   /quit  or  exit     leave (after the broker has everything you sent)
   /help               this list
-  //text              send a line that starts with a slash"""
+  //text              send a line that starts with a slash
+keys (at a terminal):
+  Tab                 complete a command or a nickname
+  Up / Down           earlier lines (kept in memory only)
+  Ctrl-C              clear the line (Up brings it back); on an empty line, leave
+  Ctrl-D              leave
+  a paste             one message, however many lines (over 5, you are asked)"""
+#: The commands, as Tab completes them.
+COMMANDS = ("/msg", "/who", "/fingerprint", "/admit", "/trust", "/help", "/quit")
 
 
 @dataclass(frozen=True, slots=True)

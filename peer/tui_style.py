@@ -7,9 +7,12 @@ and would let ``\\r``, backspace, C1 controls and bidi overrides through.
 
 Long lines are wrapped here, not by the terminal: a terminal wraps without a trace,
 so a message padded to the width could start a row with a fake ``12:00 <bob> ...``.
-Every row a line wraps onto starts with `CONTINUATION` instead. No line starts that
-way, and network text reaches the start of a row no other way: each line starts with
-words of ours (a time, ``*``, ``!``), and line breaks in network text are shown escaped.
+Every row a line wraps onto starts with `CONTINUATION` instead, as does every further
+line of a message of several lines (`peer.render`). No line of ours starts that way,
+and network text reaches the start of a row no other way: each line starts with words
+of ours (a time, ``*``, ``!``, `CONTINUATION`), and the line breaks of network text
+other than a message's own are shown escaped. A row never ends inside an emoji or
+under its combining marks: lines are cut between clusters (`graphemes.clusters`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from prompt_toolkit.styles import Style
 from prompt_toolkit.utils import get_cwidth
 
 from zchat.envelope import nick_key
-from zchat.peer.render import Line, Role, Span
+from zchat.peer.graphemes import REGIONAL_INDICATORS, SKIN_TONES, clusters, is_pictographic
+from zchat.peer.render import CONTINUATION, Line, Role, Span
 
 #: Colours for nicknames: readable on dark and light backgrounds (no black, white
 #: or grey), and ANSI names so the user's terminal theme decides the exact shade.
@@ -54,8 +58,6 @@ STYLE = Style.from_dict(
     }
 )
 
-#: Starts every row that a long line wraps onto.
-CONTINUATION: Final = "  ┆ "
 _CONTINUATION_CELLS: Final = 4
 
 
@@ -110,26 +112,40 @@ def rows(line: Line, width: int) -> list[list[tuple[str, str]]]:
     for span in line:
         style = _style(span)
         piece: list[str] = []
-        for char in span.text:
-            cells = 1 if " " <= char < "\x7f" else _cells(char)
+        units = span.text if span.text.isascii() else clusters(span.text)
+        for unit in units:
+            cells = 1 if len(unit) == 1 and " " <= unit < "\x7f" else _cells(unit)
             if used + cells > limit and used:
                 if piece:
                     out[-1].append((style, "".join(piece)))
                     piece = []
                 out.append([("class:continuation", CONTINUATION)])
                 used, limit = 0, rest
-            piece.append(char)
+            piece.append(unit)
             used += cells
         if piece:
             out[-1].append((style, "".join(piece)))
     return out
 
 
-def _cells(char: str) -> int:
-    """Columns `char` takes, never fewer than any terminal gives it: counting too many
-    only ends a row early, too few would let the terminal wrap it unmarked."""
-    if unicodedata.category(char) in ("Mn", "Me"):
-        return 0  # drawn over the character before (the sanitiser caps how many)
+def _cells(cluster: str) -> int:
+    """Columns `cluster` takes, never fewer than any terminal gives it: counting too
+    many only ends a row early, too few would let the terminal wrap it unmarked.
+
+    Each character is counted on its own, as a terminal that does not know an emoji
+    sequence draws it: 👩‍💻 is 4 here, although most terminals draw it in 2.
+    """
+    return sum(_char_cells(char) for char in cluster)
+
+
+def _char_cells(char: str) -> int:
+    code = ord(char)
+    if is_pictographic(char) or code in SKIN_TONES or code in REGIONAL_INDICATORS:
+        return 2  # emoji presentation is wide; newer emoji unknown to this Python too
+    if unicodedata.category(char) in ("Mn", "Me", "Cf"):
+        # Drawn over the character before (the sanitiser caps how many), or nothing:
+        # the only format characters it lets through join an emoji.
+        return 0
     if unicodedata.east_asian_width(char) in ("W", "F", "A"):
         return 2  # ambiguous ones are wide in East Asian terminals
     return max(get_cwidth(char), 1)

@@ -16,13 +16,13 @@ from zchat.envelope import format_fingerprint, load_identity
 pytestmark = pytest.mark.slow
 
 
-def compared(home: Path) -> str:
+def compared(home: Path, nick: str) -> str:
     """What someone reads out from `zchat keys show` and the other types: 2 groups."""
-    return format_fingerprint(load_identity(home).fingerprint)[:9]
+    return format_fingerprint(load_identity(home / nick).fingerprint)[:9]
 
 
 def admits(peer: Peer, nick: str, home: Path) -> None:
-    peer.send(f"/admit {nick} {compared(home)}")
+    peer.send(f"/admit {nick} {compared(home, nick)}")
     peer.wait_event("admitted", nick=nick, how="you")
 
 

@@ -42,10 +42,11 @@ SANS_IO_CORES = ("zchat.broker.core", "zchat.peer.core")
 MAX_MODULE_LINES = 600
 MAX_PEER_CORE_LINES = 400
 #: Who may import the peer core: its loop, and the front ends built on it (the
-#: session, the commands it carries out, the scripted and terminal UIs, the benchmark).
+#: session, the commands it carries out, the scripted and terminal UIs with the terminal's
+#: input line and status toolbar, the benchmark).
 PEER_CORE_IMPORTERS = frozenset(
     {"zchat.peer.client", "zchat.peer.session", "zchat.peer.actions"}
-    | {"zchat.peer.scripted", "zchat.peer.interactive"}
+    | {"zchat.peer.scripted", "zchat.peer.interactive", "zchat.peer.prompt"}
 )
 
 

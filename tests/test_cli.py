@@ -145,12 +145,26 @@ def test_an_invalid_nickname_is_a_usage_error(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_keys_show_prints_the_fingerprint_and_pins_lists_pins(tmp_path: Path) -> None:
     env = {"ZCHAT_HOME": str(tmp_path), "PATH": "/usr/bin"}
-    shown = subprocess.run(
-        [*ZCHAT, "keys", "show"], capture_output=True, text=True, env=env, timeout=30, check=True
+    made = subprocess.run(
+        [*ZCHAT, "keys", "init", "--nick", "carol"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=True,
     )
-    groups = shown.stdout.split()
-    assert len(groups) == 13
-    assert (tmp_path / "private_key.pem").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "carol" / "private_key.pem").stat().st_mode & 0o777 == 0o600
+    for whose in ([], ["--nick", "carol"], ["--nick", "Carol"]):  # the only one, or named
+        shown = subprocess.run(
+            [*ZCHAT, "keys", "show", *whose],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+            check=True,
+        )
+        assert len(shown.stdout.split()) == 13
+        assert shown.stdout == made.stdout
     pins = subprocess.run(
         [*ZCHAT, "keys", "pins"], capture_output=True, text=True, env=env, timeout=30, check=True
     )

@@ -229,6 +229,7 @@ def test_a_scrypt_n_of_5000_digits_is_an_identity_error_not_a_traceback(
         (2**10, 0, 1, "r=0"),
         (2**10, 8, 5, "p=5"),
         (2**10, 8, 0, "p=0"),
+        (2**16, 1, 1, "below 2^16"),  # RFC 7914's n < 2^(16 r): a MemoryError before
     ],
 )
 def test_scrypt_parameters_beyond_the_bounds_are_refused_before_any_work(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -263,7 +264,10 @@ def test_a_replaced_client_never_says_it_reconnects_and_exits_with_an_error(
     first = start_peer("alice", ep, tmp_path / "alice")
     with running(broker, first):
         first.wait_event("ready")
-        second = start_peer("alice", ep, tmp_path / "alice")  # the same key, elsewhere
+        # The same key, elsewhere: a copy of alice's identity in another home (in the
+        # same home, the second is refused before it connects: test_home.py).
+        shutil.copytree(tmp_path / "alice", tmp_path / "elsewhere")
+        second = start_peer("alice", ep, tmp_path / "elsewhere")
         with running(second):
             second.wait_event("ready")
             gone = first.wait_event("disconnected")

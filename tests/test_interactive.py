@@ -12,6 +12,7 @@ import io
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -29,18 +30,22 @@ from prompt_toolkit.utils import get_cwidth
 
 from tests.net import FAST, broker_thread, joined, make_client
 from tests.support.waits import until
+from zchat.broker.core import Broker
 from zchat.commands.peer import exit_code
 from zchat.envelope import Identity, fingerprint, format_fingerprint, load_identity
 from zchat.exit_codes import EXIT_OK, EXIT_UNDELIVERED
 from zchat.peer import events as ev
 from zchat.peer.client import Client
 from zchat.peer.config import PeerConfig
+from zchat.peer.core import Phase
 from zchat.peer.interactive import Screen, chat
 from zchat.peer.pinfile import PINS_FILE, PinFile
 from zchat.peer.pins import Admission, How, Pin
 from zchat.peer.render import Line, Renderer, plain
 from zchat.peer.session import Outcome
 from zchat.peer.tui_style import CONTINUATION
+from zchat.wire import protocol as p
+from zchat.wire.errors import ProtocolError
 
 UP = "\x1b[A"
 CTRL_C = "\x03"
@@ -308,7 +313,7 @@ def test_without_a_nick_it_asks_and_asks_again_when_taken_or_invalid(
                 term.type("not a nick!\r")
                 await term.shows(r"a nickname is 1-32 characters")
                 term.type("BOB\r")
-                await term.shows(r"that nickname is taken: BOB is taken; choose another")
+                await term.shows(r"^! BOB is taken in this room; choose another$")
                 term.type("alice\r")
                 await term.shows(r"you are alice; here: bob")
                 term.type("hi\r")
@@ -348,10 +353,141 @@ def test_it_waits_for_the_broker_then_shows_reconnecting_and_back(
                 await term.shows("bob joined")
             await term.shows(r"connection lost \(the broker stopped answering\); reconnecting…")
             with broker(endpoint):
-                await term.shows(r"back in the room$", timeout=10)
+                await term.shows(r"back in the room: (2 members|nobody else here)$", timeout=10)
                 term.type("/quit\r")
                 assert await term.exit_status() == EXIT_OK
                 await b.close()
+
+    run(scenario)
+
+
+def test_a_reconnect_is_one_line_however_many_are_back(
+    alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    async def scenario() -> None:
+        with contextlib.ExitStack() as first:
+            endpoint = first.enter_context(broker())
+            b = await joined("bob", bob, endpoint)
+            c = await joined("carol", carol, endpoint)
+            async with terminal(endpoint, alice) as term:
+                await term.shows(r"you are alice; here: (bob, carol|carol, bob)")
+                first.close()  # the broker goes away: everyone is away, then back
+                lost = await term.shows(r"connection lost .*; reconnecting…")
+                with broker(endpoint):
+                    # (however many were back before us: the others come back quietly)
+                    back = await term.shows(r"back in the room: (\d members|nobody else here)$")
+                    await until(
+                        lambda: all(
+                            x.core.phase is Phase.READY and len(x.core.members) == 2 for x in (b, c)
+                        )
+                    )
+                    b.send_text("marker")  # news shows whatever notice was held before it
+                    await term.shows(r"<bob> marker$")
+                    after = term.lines[term.lines.index(lost) + 1 :]
+                    assert after[:-1] == [back], after  # and nothing per member
+                    term.type("/quit\r")
+                    assert await term.exit_status() == EXIT_OK
+                    await b.close()
+                    await c.close()
+
+    run(scenario)
+
+
+def test_a_member_who_drops_out_and_comes_back_is_one_line_not_a_new_warning(
+    alice: Identity, bob: Identity
+) -> None:
+    """Before: "bob left (timed out)", "bob joined", and the three lines of the NOT
+    ADMITTED warning again, at every drop of bob's connection."""
+
+    async def scenario() -> None:
+        with broker_thread(FAST) as server:
+            endpoint = server.bound[0]
+            b = await joined("bob", bob, endpoint)
+            async with terminal(endpoint, alice, config=PeerConfig()) as term:  # closed
+                await term.shows("you are alice; here: bob")
+                await term.shows(r"bob is here, NOT ADMITTED")
+                term.lines.clear()
+                term._seen = 0
+                assert b._ticker is not None
+                b._ticker.cancel()  # bob's connection dies: no BYE...
+                b._close_socket()
+                await until(lambda: "bob" not in server.core.nicks)  # ...he times out
+                again = await joined("bob", bob, endpoint)
+                again.send_text("marker")  # news: shows what was held before it
+                await term.shows(r"<bob> \[not admitted\] marker$")
+                fp = format_fingerprint(bob.fingerprint)[:9]
+                assert term.lines == [
+                    f"! bob reconnected, still NOT ADMITTED: compare fingerprints, then "
+                    f"/admit bob {fp}",
+                    term.lines[-1],
+                ]
+                term.type("/quit\r")
+                assert await term.exit_status() == EXIT_OK
+                await again.close()
+
+    run(scenario)
+
+
+class HoldsAliceAtTheDoor(Broker):
+    """A broker that lets no HELLO from alice in until `open` is set: she stays in the
+    connecting state for as long as the test wants."""
+
+    def __init__(self) -> None:
+        super().__init__(FAST, random=os.urandom)
+        self.open = threading.Event()
+
+    def handle(self, conn: bytes, frames: list[bytes], now: float, *rest: Any) -> Any:
+        if not self.open.is_set():
+            with contextlib.suppress(ProtocolError):
+                hello = p.parse_from_peer(frames)
+                if isinstance(hello, p.Hello) and hello.nick == b"alice":
+                    return []
+        return super().handle(conn, frames, now, *rest)
+
+
+#: alice says hello again soon after a HELLO that got no answer.
+IMPATIENT = PeerConfig(admit_all=True, heartbeat_timeout=0.3)
+
+
+def test_lines_typed_while_connecting_wait_and_go_once_in_the_room(
+    alice: Identity, bob: Identity
+) -> None:
+    async def scenario() -> None:
+        door = HoldsAliceAtTheDoor()
+        with broker_thread(FAST, core=door) as server:
+            endpoint = server.bound[0]
+            async with terminal(endpoint, alice, config=IMPATIENT) as term:
+                await term.shows("connecting to")
+                term.type("early bird\r")
+                await term.shows(r"not in the room yet: “early bird” goes once you are")
+                term.type("/who\r")
+                term.type("second\r")
+                b = await joined("bob", bob, endpoint)
+                door.open.set()
+                await term.shows(r"you are alice; here: bob", timeout=10)
+                assert (await next_of(b, ev.MessageReceived)).text == "early bird"
+                await term.shows(r"\* 2 here:")
+                assert (await next_of(b, ev.MessageReceived)).text == "second"
+                term.type("/quit\r")
+                assert await term.exit_status() == EXIT_OK
+                await b.close()
+
+    run(scenario)
+
+
+def test_leaving_while_connecting_names_the_lines_that_were_never_sent(alice: Identity) -> None:
+    async def scenario() -> None:
+        door = HoldsAliceAtTheDoor()
+        with broker_thread(FAST, core=door) as server:
+            async with terminal(server.bound[0], alice, config=IMPATIENT) as term:
+                await term.shows("connecting to")
+                term.type("into the void\r")
+                await term.shows("not in the room yet")
+                term.type(CTRL_D)
+                await term.shows(
+                    r"not sent \(you left before you were in the room\): “into the void”"
+                )
+                assert await term.exit_status() == EXIT_UNDELIVERED
 
     run(scenario)
 
@@ -407,7 +543,7 @@ def test_a_changed_key_is_a_prominent_warning_and_trust_releases_held_messages(
                 await term.shows(f"bob's key is {new}, which does not start with what you typed")
                 assert not any("it is really me" in line for line in term.lines)
                 term.type(f"/trust bob {new[:14]}\r")
-                await term.shows(r"you now trust bob's key .*; 1 held message\(s\) follow")
+                await term.shows(r"you now trust bob's key .*; the message held back follows")
                 await term.shows(r"<bob> it is really me")
                 (saved,) = PinFile.open(tmp_path).pins  # and /trust is kept
                 assert (saved.nick, saved.fingerprint) == ("bob", fingerprint(bob.public_der))
@@ -475,7 +611,7 @@ def test_a_person_at_a_terminal_picks_a_free_nickname_chats_and_leaves(tmp_path:
         )
         person.expect("nickname:")
         person.sendline("carol")
-        person.expect(r"that nickname is taken: carol is taken; choose another")
+        person.expect(r"carol is taken in this room; choose another")
         person.expect("nickname:")
         person.sendline("dave")
         person.expect(rf"you are {ESC}dave{ESC}; here: {ESC}carol")
@@ -486,7 +622,7 @@ def test_a_person_at_a_terminal_picks_a_free_nickname_chats_and_leaves(tmp_path:
             " until you admit them"
         )
         person.expect(rf"fingerprint: {ESC}((?:\w{{4}} ){{12}}\w{{4}})")
-        carols = load_identity(tmp_path / "carol").fingerprint
+        carols = load_identity(tmp_path / "carol" / "carol").fingerprint
         assert person.match.group(1) == format_fingerprint(carols)
         person.expect(rf"if it matches, type /admit carol {format_fingerprint(carols)[:9]}")
         person.expect(rf"dave{ESC}>")
@@ -494,7 +630,9 @@ def test_a_person_at_a_terminal_picks_a_free_nickname_chats_and_leaves(tmp_path:
         person.expect(r"nobody here is admitted yet \(carol\): message not sent")
 
         carol.expect(r'"event": "admit-needed", "nick": "dave", "fingerprint": "([A-Z2-7 ]+)"')
-        daves = load_identity(tmp_path / "dave").fingerprint
+        daves = load_identity(tmp_path / "dave" / "dave").fingerprint
+        # carol, the nickname dave tried first and did not get, left nothing behind
+        assert sorted(p.name for p in (tmp_path / "dave").iterdir()) == ["dave"]
         assert carol.match.group(1) == format_fingerprint(daves)
         carol.sendline(f"/admit dave {format_fingerprint(daves)[:9]}")
         carol.expect(r'"event": "admitted", "nick": "dave", .*"how": "you"')

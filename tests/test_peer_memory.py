@@ -149,13 +149,13 @@ def test_a_join_flood_and_a_held_back_flood_leave_the_peers_memory_bounded(
     broker = HostileBroker()
     # A closed room, so that changed keys are held back (an open room accepts them):
     # alice admitted, earlier, everyone this test fills her room with.
-    home = tmp_path / "alice"
-    home.mkdir(mode=0o700)
+    home = tmp_path / "home"
+    (home / "alice").mkdir(mode=0o700, parents=True)  # alice's identity directory
     admitted_earlier = Admission(How.YOU, "", 1)
     known = [f"j{i}" for i in range(MAX_ROOM - 1)] + ["marker", "marker2"]
     known += [f"h{i}" for i in range(CHANGED)]
     write_secret_file(
-        home / PINS_FILE,
+        home / "alice" / PINS_FILE,
         encode_pins(Pin(n, fingerprint(before_change.public_der), admitted_earlier) for n in known),
     )
     peer = start_peer("alice", broker.endpoint, home, admit_all=False)
@@ -179,7 +179,7 @@ def test_a_join_flood_and_a_held_back_flood_leave_the_peers_memory_bounded(
             admitted = [e["nick"] for e in peer.history if e["event"] == "join"]
             assert len(admitted) == MAX_ROOM  # 255 others, then the marker in j0's place
             assert count(peer, "error", code="room-full") == 1  # one line, not 9,745
-            pins = (tmp_path / "alice" / "pins.json").read_text()
+            pins = (home / "alice" / PINS_FILE).read_text()
             assert pins.count('"j') < MAX_ROOM  # the refused 9,745 left no pin
             # A line typed now goes to the whole (full) room: no crash, no lost message.
             peer.send("hello, all of you")

@@ -208,6 +208,31 @@ def test_a_resent_held_message_is_reported_and_released_once(
     assert texts(room, a) == ["once"]
 
 
+def test_a_vouch_signed_by_a_changed_key_is_held_silently_and_never_a_phantom_message(
+    keys: KeyPool,
+) -> None:
+    """A vouch is no message: held like one until /trust (it counts then), but never
+    announced as a message held back, nor counted among those /trust releases (it was,
+    before: "1 held message(s) follow", and nothing followed)."""
+    alice, bob_before, bob, carol = keys.many(4)
+    room = MemoryRoom()
+    a = room.join("alice", alice, pins=pinned_to("bob", bob_before), config=CLOSED)
+    room.join("carol", carol, config=CLOSED)
+    b = room.join("bob", bob, config=CLOSED)  # a new device: alice knew another key
+    room.peers[b].admit("carol", format_fingerprint(carol.fingerprint)[:9], room.now)
+    room.peers[b].admit("alice", typed(alice), room.now)  # vouches for carol to alice
+    room.pump()
+    assert room.of_type(a, ev.Untrusted) == []
+    room.peers[a].trust("bob", typed(bob), room.now)
+    room.pump()
+    assert trusted(room, a) == [ev.Trusted("bob", bob.fingerprint, released=0)]
+    admitted = room.of_type(a, ev.Admitted)
+    assert [(e.nick, e.how, e.by) for e in admitted] == [
+        ("bob", "you", "alice"),
+        ("carol", "vouch", "bob"),  # the vouch held back counted, once trusted
+    ]
+
+
 def test_trust_releases_only_what_the_trusted_key_signed(
     alice: Identity, bob: Identity, carol: Identity
 ) -> None:

@@ -208,7 +208,7 @@ def test_every_json_event_has_the_fields_the_readme_promises() -> None:
 def test_an_expired_message_is_named_with_its_sender_and_never_shown() -> None:
     (line,) = Renderer("alice").render(ev.Expired("bob\x1b[2J", ID), NOW)
     text = plain(line)
-    assert text.startswith("! a message from bob^[[2J was sealed to a session key")
+    assert text.startswith("! a message from bob^[[2J came too late to be opened")
     assert "not shown" in text
     assert {span.role for span in line} == {Role.PROBLEM, Role.NICK}
 
@@ -218,6 +218,31 @@ def test_members_left_out_for_want_of_a_session_key_are_named_with_the_message()
     renderer.render(ev.Sent(ID, "the plan", ("bob",), False), NOW)
     (line,) = renderer.render(ev.Unsealed(ID, ("carol", "dave")), NOW)
     assert plain(line) == (
-        "! your message \u201cthe plan\u201d was not sent to carol, dave: "
-        "no valid session key from them (yet)"
+        "! your message \u201cthe plan\u201d was not sent to carol, dave: their zchat "
+        "has not shown a valid key for this session (yet)"
     )
+
+
+@pytest.mark.parametrize(
+    ("reason", "shown"),
+    [
+        ("bye", "* bob left"),
+        ("timeout", "* bob left (timed out)"),
+        ("backlog", "* bob left (too far behind: the broker let them go)"),
+        ("room-full", "* bob left (gone since the broker restarted; the room filled up)"),
+        ("other", "* bob left (other)"),
+    ],
+)
+def test_a_leave_says_why_in_words_not_codes(reason: str, shown: str) -> None:
+    (line,) = Renderer("alice").render(ev.Left("bob", reason), NOW)
+    assert plain(line) == shown
+
+
+def test_a_message_of_several_lines_is_shown_as_lines_marked_as_its_own() -> None:
+    event = ev.MessageReceived("bob", "one\ntwo\r\nthree", ID, int(NOW * 1000), False, ("alice",))
+    lines = [plain(line) for line in Renderer("alice").render(event, NOW)]
+    assert lines == ["22:13 <bob> one", "  \u2506 two", "  \u2506 three"]
+    renderer = Renderer("alice")
+    renderer.render(ev.Sent(ID, "a\nb", ("bob",), direct=False), NOW)
+    acked = [plain(line) for line in renderer.render(ev.Acked(ID, ("bob",), ()), NOW)]
+    assert acked == ["22:13 <alice> a", "  \u2506 b  (to 1)"]

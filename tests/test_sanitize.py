@@ -25,9 +25,10 @@ from zchat.envelope import Identity
 from zchat.peer import events as ev
 from zchat.peer.client import Client
 from zchat.peer.config import PeerConfig
+from zchat.peer.graphemes import KEYCAP, KEYCAP_BASES, SUBDIVISION_FLAGS, TAGS, ZWJ, is_pictographic
 from zchat.peer.interactive import Screen, chat
 from zchat.peer.json_events import json_line
-from zchat.peer.render import Renderer, plain
+from zchat.peer.render import CONTINUATION, Renderer, plain
 from zchat.peer.sanitize import (
     BLANK_LOOKING,
     DEFAULT_IGNORABLE,
@@ -131,20 +132,49 @@ def test_marks_that_real_scripts_stack_pass_unchanged() -> None:
 # rare characters that matter, so they are mixed in on purpose.
 _SUSPECTS = [chr(c) for c in (*BLANK_LOOKING, 0x00AD, 0x034F, 0x200B, 0x202E, 0xFE0F, 0xFEFF)]
 _SUSPECTS += ["\U000e0041", "\U000e0100", "\u0301", "\u0489", "\x1b", "\n", "\x9b"]
+# ...and the pieces of emoji sequences, which may hold some of those together
+_SUSPECTS += ["\U0001f469", "\u2764", "\U0001f3fd", "\U0001f3f4", "1", KEYCAP, *SUBDIVISION_FLAGS]
 hostile_text = st.lists(
     st.one_of(st.characters(), st.sampled_from(_SUSPECTS), st.sampled_from(["\u0300", "\u20dd"])),
     max_size=60,
 ).map("".join)
 
 
+def holds_an_emoji_together(out: str, i: int) -> bool:
+    """Whether the invisible `out[i]` sits where an emoji sequence needs it: a ZWJ
+    between two pictographs (the first with at most a selector or skin tone after
+    it), a selector right after a pictograph or on a keycap, a tag inside one of the
+    subdivision flags. Checked here on the output alone, not with the sanitiser's rules."""
+    ch, before, after = out[i], out[i - 1 : i], out[i + 1 : i + 2]
+    if ch == ZWJ:
+        base = (
+            out[i - 2 : i - 1]
+            if before in ("\ufe0f", *map(chr, range(0x1F3FB, 0x1F400)))
+            else before
+        )
+        return bool(base and after) and is_pictographic(base) and is_pictographic(after)
+    if ch in ("\ufe0e", "\ufe0f"):
+        keycap = before in KEYCAP_BASES and after == KEYCAP
+        return keycap or (bool(before) and is_pictographic(before))
+    if ord(ch) in TAGS:
+        return any(
+            out.startswith(flag, start) and start < i < start + len(flag)
+            for flag in SUBDIVISION_FLAGS
+            for start in range(max(0, i - len(flag)), i)
+        )
+    return False
+
+
 @settings(max_examples=500, deadline=None)
 @given(text=hostile_text)
-def test_no_character_that_reaches_the_terminal_is_invisible(text: str) -> None:
+def test_no_character_that_reaches_the_terminal_is_invisible_outside_an_emoji(text: str) -> None:
     out = for_terminal(text)
-    assert out.isprintable()
-    for ch in out:
+    for i, ch in enumerate(out):
+        if holds_an_emoji_together(out, i):
+            continue
+        assert ch.isprintable() or is_pictographic(ch), f"{ord(ch):04X} passed through"
         assert not is_invisible(ch), f"{ord(ch):04X} passed through"
-        assert unicodedata.category(ch) not in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+        assert unicodedata.category(ch) not in {"Cc", "Cf", "Cs", "Co", "Zl", "Zp"}
 
 
 @pytest.mark.slow
@@ -205,12 +235,16 @@ def test_plain_text_output_is_inert_for_every_event(raw: str) -> None:
 
 
 @pytest.mark.parametrize("raw", PAYLOADS, ids=IDS)
-def test_a_message_is_one_line_whatever_it_contains(raw: str) -> None:
-    (line,) = Renderer("me").render(
+def test_no_line_of_a_message_can_pass_for_a_line_of_its_own(raw: str) -> None:
+    """A message of several lines is shown as lines, each after the first marked as
+    the message's continuation: none reads as a new message or a notice."""
+    first, *more = Renderer("me").render(
         ev.MessageReceived("bob", raw, b"\x01" * 16, 0, False, ("me",)), 0.0
     )
-    assert "\n" not in plain(line)
-    assert for_terminal(raw) in plain(line)
+    assert plain(first).startswith(("00:00 <bob> ", "01:00 <bob> ", "19:00 <bob> "))
+    assert all(plain(line).startswith(CONTINUATION) for line in more)
+    shown = [plain(first).split("> ", 1)[1], *(plain(line)[len(CONTINUATION) :] for line in more)]
+    assert shown == [for_terminal(row) for row in raw.split("\n")]
 
 
 # --- JSON output --------------------------------------------------------------------
@@ -296,15 +330,18 @@ def test_hostile_text_from_a_real_peer_reaches_the_terminal_neutralised(
             assert await asyncio.wait_for(task, 5) == Left()
             await b.close()
         written = buffer.getvalue()
-        for raw, shown in HOSTILE.values():
+        for name, (raw, shown) in HOSTILE.items():
             assert raw not in written
-            assert shown in written
+            if name != "fake-line":  # a message's own line break: see below
+                assert shown in written
         # prompt_toolkit's own drawing uses CSI; nothing else from the message may
         for dangerous in DANGEROUS:
             assert dangerous not in written
-        # the fake line stays inside bob's one line
-        (faked,) = [line for line in screen.transcript or [] if "send money" in line]
-        assert re.fullmatch(r"\d\d:\d\d <bob> hi\^J12:00 <bob> send money", faked)
+        # the fake line is shown as the second line of bob's message, marked so
+        lines = screen.transcript or []
+        (faked,) = [i for i, line in enumerate(lines) if "send money" in line]
+        assert re.fullmatch(r"\d\d:\d\d <bob> hi", lines[faked - 1])
+        assert lines[faked] == CONTINUATION + "12:00 <bob> send money"
 
     try:
         asyncio.run(asyncio.wait_for(scenario(), 20))

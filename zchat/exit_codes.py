@@ -12,6 +12,8 @@ EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_NICK_TAKEN: Final = 3
+#: `zchat keys`: there is no identity to show (none was made: showing never makes one).
+EXIT_NO_KEY: Final = 3
 EXIT_REFUSED: Final = 4
 EXIT_UNDELIVERED: Final = 5  # messages the broker never acknowledged at exit
 EXIT_INTERRUPTED: Final = 130  # Ctrl-C, as a shell reports SIGINT

@@ -1,8 +1,12 @@
-"""``zchat keys``: your identity and the keys you have pinned."""
+"""``zchat keys``: your identity and the keys you have pinned.
+
+Each nickname has its own identity in the zchat home (`zchat.home`); ``--nick`` (or
+``ZCHAT_NICK``) says whose. Without it, the one identity the home holds. The commands
+that show (`show`, `pins`) never make anything: on an empty home they say how to.
+"""
 
 from __future__ import annotations
 
-import getpass
 import time
 from pathlib import Path
 from typing import Annotated
@@ -14,11 +18,22 @@ from zchat.envelope import (
     PRIVATE_KEY_FILE,
     format_fingerprint,
     generate_identity,
+    is_valid_nick,
     save_identity,
 )
 from zchat.envelope.limits import KEY_SIZES
-from zchat.exit_codes import EXIT_USAGE
-from zchat.home import default_home, unlock
+from zchat.envelope.nick import NICK_RULES
+from zchat.exit_codes import EXIT_NICK_TAKEN, EXIT_USAGE
+from zchat.home import (
+    InUse,
+    Occupancy,
+    default_home,
+    find,
+    identity_dir,
+    new_passphrase,
+    no_identity,
+    unlock,
+)
 from zchat.peer.pinfile import PinFile
 from zchat.peer.pins import How, Pin, PinsError
 from zchat.peer.sanitize import for_terminal
@@ -27,63 +42,95 @@ app = typer.Typer(name="keys", help="Your identity key and the keys you have pin
 
 HomeOption = Annotated[
     Path | None,
-    typer.Option(envvar="ZCHAT_HOME", help="Identity directory.", show_default=False),
+    typer.Option(
+        envvar="ZCHAT_HOME",
+        help="The zchat home, with an identity per nickname. Default: your data directory.",
+        show_default=False,
+    ),
+]
+NickOption = Annotated[
+    str | None,
+    typer.Option(
+        "--nick",
+        "-n",
+        envvar="ZCHAT_NICK",
+        help="Whose identity. Default: the only one in the home.",
+        show_default=False,
+    ),
 ]
 
 
 @app.command()
-def show(home: HomeOption = None) -> None:
+def show(nick: NickOption = None, home: HomeOption = None) -> None:
     """Print your fingerprint, to compare aloud with the people you chat with."""
     home = home or default_home()
-    identity = unlock(home)
+    directory = find(home, nick)
+    if directory is None or not (directory / PRIVATE_KEY_FILE).exists():
+        no_identity(home, nick)
+    identity = unlock(directory, create=False)
     print(format_fingerprint(identity.fingerprint))
 
 
 @app.command()
 def init(
+    nick: NickOption = None,
     home: HomeOption = None,
     passphrase: Annotated[
-        bool, typer.Option("--passphrase", help="Protect the private key with a passphrase.")
+        bool,
+        typer.Option(
+            "--passphrase",
+            help="Protect the private key with a passphrase (asked, or ZCHAT_PASSPHRASE).",
+        ),
     ] = False,
     key_size: Annotated[int, typer.Option(help=f"RSA key size, one of {KEY_SIZES}.")] = 2048,
 ) -> None:
-    """Create your identity key pair (zchat peer also creates one on first use)."""
+    """Create the identity key pair of a nickname (zchat peer also makes one on first use)."""
     home = home or default_home()
+    if nick is None:
+        fail("say whose identity to make: --nick NICK", code=EXIT_USAGE)
+    if not is_valid_nick(nick):
+        fail(f"invalid nickname {nick!r}", NICK_RULES, EXIT_USAGE)
     if key_size not in KEY_SIZES:
         fail(f"key size must be one of {', '.join(map(str, KEY_SIZES))}", code=EXIT_USAGE)
-    if (home / PRIVATE_KEY_FILE).exists():
-        fail(f"{home / PRIVATE_KEY_FILE} already exists", "remove it first to make a new one")
-    secret = None
-    if passphrase:
-        secret = getpass.getpass("new passphrase: ").encode()
-        if secret != getpass.getpass("again: ").encode():
-            fail("the passphrases differ")
+    directory = identity_dir(home, nick)
+    if (directory / PRIVATE_KEY_FILE).exists():
+        fail(
+            f"{nick} has an identity already, in {directory}",
+            f"'zchat keys show --nick {nick}' shows its fingerprint",
+        )
+    try:
+        occupancy = Occupancy(directory)  # no peer may make one meanwhile
+    except InUse as exc:
+        fail(f"a zchat peer is running as {nick} (process {exc.pid or '?'})", code=EXIT_NICK_TAKEN)
+    secret = new_passphrase() if passphrase else None
     identity = generate_identity(key_size)
-    save_identity(identity, home, secret)
-    info(f"created {home / PRIVATE_KEY_FILE}")
+    save_identity(identity, directory, secret)
+    occupancy.release()
+    info(f"created the identity of {nick} in {directory}")
     print(format_fingerprint(identity.fingerprint))
 
 
 @app.command()
-def pins(home: HomeOption = None) -> None:
+def pins(nick: NickOption = None, home: HomeOption = None) -> None:
     """List the nicknames whose keys you have pinned, and who admitted them."""
-    for pin in _pins(home).pins:
+    for pin in _pins(home, nick).pins:
         print(f"{pin.nick:<32}  {format_fingerprint(pin.fingerprint)}  {_admission(pin)}")
 
 
 @app.command()
 def forget(
-    nick: Annotated[str, typer.Argument(help="Nickname whose pin to remove.")],
+    pinned: Annotated[str, typer.Argument(metavar="NICK", help="Nickname whose pin to remove.")],
+    nick: NickOption = None,
     home: HomeOption = None,
 ) -> None:
     """Remove a pin: the next key seen for NICK is pinned afresh."""
     try:
-        forgotten = _pins(home).forget(nick)
+        forgotten = _pins(home, nick).forget(pinned)
     except PinsError as exc:
         fail(str(exc))
     if not forgotten:
-        fail(f"no pin for {nick}", "'zchat keys pins' lists them")
-    info(f"forgot the pin for {nick}")
+        fail(f"no pin for {pinned}", "'zchat keys pins' lists them")
+    info(f"forgot the pin for {pinned}")
 
 
 def _admission(pin: Pin) -> str:
@@ -95,8 +142,12 @@ def _admission(pin: Pin) -> str:
     return f"admitted by you {when}"
 
 
-def _pins(home: Path | None) -> PinFile:
+def _pins(home: Path | None, nick: str | None) -> PinFile:
+    home = home or default_home()
+    directory = find(home, nick)
+    if directory is None:
+        no_identity(home, nick)
     try:
-        return PinFile.open(home or default_home())
+        return PinFile.open(directory)
     except PinsError as exc:
         fail(str(exc))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Annotated
 import typer
 import zmq
 
+from zchat import crash
 from zchat.console import error, fail
 from zchat.envelope import DEFAULT_ROOM, is_valid_nick, is_valid_room
 from zchat.envelope.nick import NICK_RULES
@@ -24,9 +24,10 @@ from zchat.exit_codes import (
     EXIT_UNDELIVERED,
     EXIT_USAGE,
 )
-from zchat.home import default_home, unlock
+from zchat.home import InUse, Occupancy, default_home, occupy, unlock
 from zchat.peer.client import Client, CurveKeys
 from zchat.peer.config import PeerConfig
+from zchat.peer.errors import NicknameUnavailable
 from zchat.peer.pinfile import PinFile
 from zchat.peer.pins import PinsError
 from zchat.peer.sanitize import for_terminal
@@ -64,7 +65,8 @@ def peer(
         Path | None,
         typer.Option(
             envvar="ZCHAT_HOME",
-            help="Identity directory (key pair and pins). Default: your data directory.",
+            help="The zchat home: an identity (key pair and pins) per nickname, in "
+            "HOME/NICK. Default: your data directory.",
             show_default=False,
         ),
     ] = None,
@@ -135,44 +137,62 @@ def peer(
             code=EXIT_USAGE,
         )
     curve = None if broker_key is None else _curve_keys(broker_key)
-    identity = unlock(home)
-    try:
-        pins = PinFile.open(home)
-    except PinsError as exc:
-        fail(str(exc), "fix or remove the file; it only holds pins")
     config = PeerConfig(
         admit_all=admit_all or trust_new_keys,
         absent_grace=absent_grace,
         rotate_every=rotate,
         room=room,
     )
+    held: list[Occupancy] = []  # the identity we run as, locked for this process
 
     def make_client(nick: str) -> Client:
+        """A client for `nick`, with the identity of `nick` in the home."""
+        for occupancy in held:
+            # A nickname tried before and refused: an identity made for it goes too.
+            occupancy.release(discard=True)
+        held.clear()
+        try:
+            held.append(occupy(home, nick))
+        except InUse as exc:
+            raise NicknameUnavailable(
+                f"{nick} is in use by another zchat on this machine (process {exc.pid or '?'})"
+            ) from exc
+        directory = held[0].directory
+        identity = unlock(directory)
+        try:
+            pins = PinFile.open(directory)
+        except PinsError as exc:
+            fail(str(exc), "fix or remove the file; it only holds pins")
         return Client.create(nick, identity, connect, pin_file=pins, config=config, curve=curve)
 
     try:
         if interactive:
             from zchat.peer.interactive import chat  # noqa: PLC0415 (loads prompt_toolkit only here)
 
-            outcome = asyncio.run(chat(nick, make_client))
+            outcome = crash.run(chat(nick, make_client))
             if isinstance(outcome, Closed):
                 report(outcome)  # the chat said it too; this is what stays after it
         else:
             assert nick is not None
+            try:
+                client = make_client(nick)
+            except NicknameUnavailable as exc:
+                fail(str(exc), "choose another --nick, or leave that chat first", EXIT_NICK_TAKEN)
             # Text from the network may not fit a narrow locale: escape it rather
             # than die on it (JSON output is ASCII anyway).
             if isinstance(sys.stdout, io.TextIOWrapper):
                 sys.stdout.reconfigure(errors="backslashreplace")
-            outcome = asyncio.run(
-                run_scripted(
-                    make_client(nick), json_mode=json_mode, connect_timeout=connect_timeout
-                )
+            outcome = crash.run(
+                run_scripted(client, json_mode=json_mode, connect_timeout=connect_timeout)
             )
-            report(outcome)
+            report(outcome, nick)
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except TransportError as exc:
         fail(str(exc), "an endpoint looks like tcp://HOST:PORT or ipc:///PATH", EXIT_USAGE)
+    if isinstance(outcome, Refused):
+        for occupancy in held:  # never in the room: an identity made for it goes
+            occupancy.release(discard=True)
     raise typer.Exit(exit_code(outcome))
 
 
@@ -191,8 +211,24 @@ def exit_code(outcome: Outcome) -> int:
             return EXIT_ERROR
 
 
-def report(outcome: Outcome) -> None:
-    """Say on standard error why a scripted session ended badly (the events said the rest)."""
+#: Refusals a script can do something about: what to say, and what to do.
+_REFUSALS = {
+    "nick-taken": ("{nick} is taken in this room", "choose another nickname with --nick"),
+    "nick-invalid": ("the broker does not take {nick} as a nickname: {reason}", None),
+    "key-in-use": (
+        "your key is in the room under another nickname",
+        "is another zchat running with a copy of this identity? leave it first",
+    ),
+    "unsupported-version": (
+        "the broker speaks another version of zchat's protocol: {reason}",
+        "run the same zchat release on both sides",
+    ),
+    "room-full": ("the room is full", "try again when someone has left"),
+}
+
+
+def report(outcome: Outcome, nick: str = "") -> None:
+    """Say on standard error why a session ended badly (the events said the rest)."""
     match outcome:
         case Left(unacked, unreadable):
             if unreadable:
@@ -201,17 +237,19 @@ def report(outcome: Outcome) -> None:
                     "send UTF-8 text, one message a line",
                 )
             if unacked:
+                some = "1 message" if len(unacked) == 1 else f"{len(unacked)} messages"
                 error(
-                    f"{len(unacked)} message(s) were not acknowledged by the broker: "
-                    + "; ".join(repr(text[:40]) for text in unacked[:5])
+                    f"the broker never acknowledged {some}, which may not have been "
+                    "delivered: " + "; ".join(repr(text[:40]) for text in unacked[:5])
                 )
         case NoAnswer(endpoint, waited):
             error(
                 f"no answer from a broker at {endpoint} within {waited:g} s",
                 "start one with 'make broker' or point --connect at it",
             )
-        case Refused(_, reason):
-            error(f"the broker refused us: {for_terminal(reason)}")
+        case Refused(code, reason):
+            said, hint = _REFUSALS.get(code, ("the broker refused us: {reason}", None))
+            error(said.format(nick=nick, reason=for_terminal(reason)), hint)
         case TransportFailed(reason, hint):
             error(reason, hint or None)
         case Closed(reason):
