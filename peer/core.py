@@ -307,7 +307,7 @@ class PeerCore:
             case p.Join(member) if ready:
                 self._take(self.roster.join(member, now))
             case p.Leave(nick, reason) if ready:
-                self._take(self.roster.leave(nick, reason.name.lower()))
+                self._take(self.roster.leave(nick, _leave_reason(reason)))
             case p.Deliver(delivery) if ready:
                 self._take(self.roster.deliver(delivery, now, self._ring.held()))
             case p.Rekeyed(nick, cert) if ready:
@@ -363,7 +363,7 @@ class PeerCore:
             self._lost_at = None
         self._take(self.roster.resend(now, lost_since=lost_since))
 
-    def _error(self, code: p.ErrorCode, reason: str, msg_id: bytes, now: float) -> None:
+    def _error(self, code: p.ErrorCode | int, reason: str, msg_id: bytes, now: float) -> None:
         if code is p.ErrorCode.HELLO_FIRST:
             if self.phase is Phase.READY:  # the broker restarted and forgot us
                 self._disconnected("the broker restarted", now, new_socket=False)
@@ -380,7 +380,10 @@ class PeerCore:
             return
         if msg_id:
             self._take(self.roster.refused(msg_id))
-        self._problem(ev.Problem(P(_wire_name(code)), detail=reason, context="Error"))
+        if isinstance(code, p.ErrorCode):
+            self._problem(ev.Problem(P(_wire_name(code)), detail=reason, context="Error"))
+        else:  # a later version's code: reported, otherwise ignored
+            self._problem(ev.Problem(P.UNEXPECTED, detail=reason, context=f"Error {code}"))
 
     # --- time ------------------------------------------------------------------------
 
@@ -471,9 +474,18 @@ class PeerCore:
         self._events.append(problem)
 
 
-def _wire_name(code: p.RefuseCode | p.ErrorCode) -> str:
-    """A refusal's or an error's name as events and ``--json`` spell it: nick-taken."""
-    return code.name.lower().replace("_", "-")
+def _wire_name(code: p.RefuseCode | p.ErrorCode | int) -> str:
+    """A refusal's or an error's name as events and ``--json`` spell it: nick-taken.
+    A code this version does not know (a later version's) is ``code-N``."""
+    if isinstance(code, p.RefuseCode | p.ErrorCode):
+        return code.name.lower().replace("_", "-")
+    return f"code-{code}"
+
+
+def _leave_reason(reason: p.LeaveReason | int) -> str:
+    """Why a member left, as events spell it; a reason this version does not know
+    (a later version's) is ``other``: the member left all the same."""
+    return reason.name.lower() if isinstance(reason, p.LeaveReason) else "other"
 
 
 def _clamp(seconds: float) -> float:
