@@ -162,14 +162,18 @@ class Broker:
         try:
             msg = p.parse_from_peer(frames)
         except UnsupportedProtocol as exc:
+            # Another version's peer, whatever it sent and whether or not it has a
+            # session here: one small message back, in the layout every version reads,
+            # tagged with its own tag so that it reads it as its own REFUSE.
             self.counters.errors += 1
-            return [self._refuse(conn, p.RefuseCode.UNSUPPORTED_VERSION, str(exc))]
+            self._count_refusal(p.RefuseCode.UNSUPPORTED_VERSION, str(exc))
+            return [_to(conn, p.VersionRefusal(exc.tag, _VERSION_REASON))]
         except ProtocolError as exc:
             self.counters.errors += 1
             if known is None:
                 return []  # junk from a stranger gets no answer: no amplification
             known.last_seen = now
-            return [_to(conn, p.Error(p.ErrorCode.MALFORMED, str(exc)))]
+            return [_to(conn, p.Error(p.ErrorCode.MALFORMED, str(exc), exc.msg_id))]
         for s in (session, pending):
             if s is not None:
                 s.last_seen = now
@@ -204,6 +208,14 @@ class Broker:
             case p.Bye() if known is not None:
                 self._pending.pop(conn, None)
                 return [] if session is None else self._remove(session, p.LeaveReason.BYE)
+            case p.UnknownCommand(command):
+                # A later version's command: malformed to this version, and answered
+                # as any malformed message is (§3.12): to a session only.
+                self.counters.errors += 1
+                if known is None:
+                    return []
+                why = f"unknown command 0x{command:02x}"
+                return [_to(conn, p.Error(p.ErrorCode.MALFORMED, why))]
         # Anything else before the handshake (after a broker restart, queued messages
         # arrive ahead of the new HELLO): tell the peer to say hello again.
         self.counters.errors += 1
@@ -530,11 +542,14 @@ class Broker:
         return [*early, *_to_each(leave, self._by_nick.values())]
 
     def _refuse(self, conn: bytes, code: p.RefuseCode, reason: str) -> Outgoing:
+        self._count_refusal(code, reason)
+        return _to(conn, p.Refuse(code, reason))
+
+    def _count_refusal(self, code: p.RefuseCode, reason: str) -> None:
         self.counters.refused += 1
         by_code = self.counters.refused_by_code
         by_code[code.name] = by_code.get(code.name, 0) + 1
         log.info("refused a handshake (%s): %s", code.name.lower(), reason)
-        return _to(conn, p.Refuse(code, reason))
 
     @property
     def nicks(self) -> list[str]:
@@ -567,6 +582,8 @@ def _to_each(
 
 
 _HEARTBEAT: Final = p.encode(p.Heartbeat())
+#: What a peer of another version is told; its own zchat words the refusal too.
+_VERSION_REASON: Final = f"this broker speaks zchat protocol {p.PROTOCOL_VERSION}"
 #: Messages whose answers go to their sender only: no need to announce joins first.
 _SAYS_NOTHING_TO_OTHERS: Final = (p.Hello, p.Proof, p.Heartbeat)
 

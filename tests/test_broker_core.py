@@ -88,13 +88,58 @@ def test_a_proof_for_another_challenge_is_refused(alice: Identity) -> None:
     assert reply.code is p.RefuseCode.BAD_PROOF
 
 
-def test_an_unsupported_protocol_version_is_refused(alice: Identity) -> None:
-    out = Broker(random=seeded(0)).handle(
-        b"c1", [b"ZCHAT9", b"\x01", b"alice", alice.public_der], 0.0
+@pytest.mark.parametrize(
+    "frames",
+    [
+        [b"ZCHAT9", b"\x01", b"alice", b"der"],
+        [b"ZCHAT2"],  # whatever the frame count
+        [b"ZCHAT2", b"\x04"],
+        [b"ZCHAT12", *([b"x"] * (p.MAX_MESSAGE_FRAMES + 1))],
+    ],
+)
+def test_another_version_is_refused_in_its_own_tag_whatever_it_sent(
+    alice: Identity, frames: list[bytes]
+) -> None:
+    """The one message every version reads (V3 §6): REFUSE UNSUPPORTED_VERSION, tagged
+    with the peer's tag, to a stranger as to a member, one small message back."""
+    room = MemoryRoom()
+    a = room.join("alice", alice)
+    for conn in (b"stranger", a):
+        (out,) = room.broker.handle(conn, frames, room.now)
+        assert out.conn == conn
+        assert out.frames == [frames[0], b"\x13", b"\x03", b"this broker speaks zchat protocol 3"]
+    assert room.broker.counters.refused_by_code["UNSUPPORTED_VERSION"] == 2
+    assert room.broker.nicks == ["alice"]  # a member who sent it is still one
+
+
+def test_a_command_of_a_later_version_is_malformed_from_a_member_and_ignored_from_a_stranger(
+    alice: Identity,
+) -> None:
+    room = MemoryRoom()
+    a = room.join("alice", alice)
+    later = [p.PROTOCOL_TAG, b"\x07", b"a body this version cannot read"]
+    assert room.broker.handle(b"stranger", later, room.now) == []
+    (out,) = room.broker.handle(a, later, room.now)
+    reply = p.parse_from_broker(out.frames)
+    assert isinstance(reply, p.Error)
+    assert (reply.code, reply.msg_id) == (p.ErrorCode.MALFORMED, b"")
+
+
+def test_a_malformed_send_is_named_in_the_error(alice: Identity, bob: Identity) -> None:
+    """ERROR MALFORMED carries the msg_id of the SEND it refused (issue 22): the sender
+    knows which message the broker would not route."""
+    room = MemoryRoom()
+    a = room.join("alice", alice)
+    room.join("bob", bob)
+    frames, _ = room.send_by_hand(a, "hello")
+    msg_id = Header.parse(frames[2]).msg_id
+    frames[5] = frames[5].replace(b"bob", b"bib")  # not the recipient the header signs
+    (out,) = room.broker.handle(a, frames, room.now)
+    assert out.conn == a
+    assert p.parse_from_broker(out.frames) == p.Error(
+        p.ErrorCode.MALFORMED, "the recipients are not those the header signs", msg_id
     )
-    reply = p.parse_from_broker(out[0].frames)
-    assert isinstance(reply, p.Refuse)
-    assert reply.code is p.RefuseCode.UNSUPPORTED_VERSION
+    assert room.broker.counters.deliveries == 1  # the first, good copy only
 
 
 def test_a_hello_for_another_room_is_refused_without_naming_ours(alice: Identity) -> None:
