@@ -304,6 +304,13 @@ class PeerCore:
             case p.Refuse(code, reason) if self.phase is Phase.HANDSHAKING:
                 self.phase = Phase.REFUSED
                 self._events.append(ev.Refused(_wire_name(code), reason))
+            case p.VersionRefusal(_, reason) if self.phase is Phase.HANDSHAKING:
+                # The broker speaks another version: no retry can help.
+                name = _wire_name(p.RefuseCode.UNSUPPORTED_VERSION)
+                self.phase = Phase.REFUSED
+                self._events.append(ev.Refused(name, reason, broker_version=msg.version))
+            case p.VersionRefusal() if ready:  # a broker of another version took its place
+                self._disconnected("the broker restarted", now, new_socket=False)
             case p.Join(member) if ready:
                 self._take(self.roster.join(member, now))
             case p.Leave(nick, reason) if ready:

@@ -49,10 +49,12 @@ class NoAnswer:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """The broker refused our handshake; `code` is a `wire.protocol.RefuseCode` name."""
+    """The broker refused our handshake; `code` is a `wire.protocol.RefuseCode` name.
+    `broker_version`: the broker speaks this other protocol version (0: it does not)."""
 
     code: str
     reason: str
+    broker_version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,7 @@ async def _join(client: Client, front: FrontEnd, patience: float) -> Outcome | N
         if isinstance(event, ev.Refused):
             nick = await front.refused(event)
             if nick is None:
-                return Refused(event.code, event.reason)
+                return Refused(event.code, event.reason, event.broker_version)
             client.retry_handshake(nick)
             continue
         front.show([event])

@@ -34,6 +34,7 @@ from zchat.peer.scripted import run_scripted
 from zchat.peer.session import Closed, Left, NoAnswer, Outcome, Refused, TransportFailed
 from zchat.peer.session_keys import DEFAULT_ROTATE_EVERY
 from zchat.wire.curve import read_public_key
+from zchat.wire.protocol import PROTOCOL_VERSION
 from zchat.wire.transport import TransportError
 
 DEFAULT_CONNECT = "tcp://127.0.0.1:5555"
@@ -155,7 +156,7 @@ def peer(
             from zchat.peer.interactive import chat  # noqa: PLC0415 (loads prompt_toolkit only here)
 
             outcome = asyncio.run(chat(nick, make_client))
-            if isinstance(outcome, Closed):
+            if isinstance(outcome, Closed) or _other_version(outcome):
                 report(outcome)  # the chat said it too; this is what stays after it
         else:
             assert nick is not None
@@ -210,6 +211,11 @@ def report(outcome: Outcome) -> None:
                 f"no answer from a broker at {endpoint} within {waited:g} s",
                 "start one with 'make broker' or point --connect at it",
             )
+        case Refused(_, _, version) if version:
+            error(
+                f"the broker speaks zchat protocol {version}; this zchat speaks {PROTOCOL_VERSION}",
+                "run the same zchat release on the broker and on every peer",
+            )
         case Refused(_, reason):
             error(f"the broker refused us: {for_terminal(reason)}")
         case TransportFailed(reason, hint):
@@ -220,6 +226,11 @@ def report(outcome: Outcome) -> None:
                 "another zchat with your key took your place; if that was not you, "
                 "someone else holds your key",
             )
+
+
+def _other_version(outcome: Outcome) -> bool:
+    """The broker speaks another protocol version (exit status: refused)."""
+    return isinstance(outcome, Refused) and outcome.broker_version != 0
 
 
 def _curve_keys(broker_key: str) -> CurveKeys:
