@@ -301,16 +301,9 @@ class PeerCore:
                 self._welcome(msg)
             case p.Snapshot(members) if self.phase is Phase.HANDSHAKING and self._welcomed:
                 self._snapshot(members, now)
-            case p.Refuse(code, reason) if self.phase is Phase.HANDSHAKING:
+            case p.Refuse() | p.VersionRefusal() if self.phase is Phase.HANDSHAKING:
                 self.phase = Phase.REFUSED
-                self._events.append(ev.Refused(_wire_name(code), reason))
-            case p.VersionRefusal(_, reason) if self.phase is Phase.HANDSHAKING:
-                # The broker speaks another version: no retry can help.
-                name = _wire_name(p.RefuseCode.UNSUPPORTED_VERSION)
-                self.phase = Phase.REFUSED
-                self._events.append(ev.Refused(name, reason, broker_version=msg.version))
-            case p.VersionRefusal() if ready:  # a broker of another version took its place
-                self._disconnected("the broker restarted", now, new_socket=False)
+                self._events.append(_refused(msg))
             case p.Join(member) if ready:
                 self._take(self.roster.join(member, now))
             case p.Leave(nick, reason) if ready:
@@ -387,10 +380,7 @@ class PeerCore:
             return
         if msg_id:
             self._take(self.roster.refused(msg_id))
-        if isinstance(code, p.ErrorCode):
-            self._problem(ev.Problem(P(_wire_name(code)), detail=reason, context="Error"))
-        else:  # a later version's code: reported, otherwise ignored
-            self._problem(ev.Problem(P.UNEXPECTED, detail=reason, context=f"Error {code}"))
+        self._problem(_error_problem(code, reason))
 
     # --- time ------------------------------------------------------------------------
 
@@ -487,6 +477,23 @@ def _wire_name(code: p.RefuseCode | p.ErrorCode | int) -> str:
     if isinstance(code, p.RefuseCode | p.ErrorCode):
         return code.name.lower().replace("_", "-")
     return f"code-{code}"
+
+
+def _refused(refusal: p.Refuse | p.VersionRefusal) -> ev.Refused:
+    """A refusal as an event; a version refusal says which version the broker speaks:
+    no retry can help then."""
+    if isinstance(refusal, p.VersionRefusal):
+        name = _wire_name(p.RefuseCode.UNSUPPORTED_VERSION)
+        return ev.Refused(name, refusal.reason, broker_version=refusal.version)
+    return ev.Refused(_wire_name(refusal.code), refusal.reason)
+
+
+def _error_problem(code: p.ErrorCode | int, reason: str) -> ev.Problem:
+    """An ERROR the core does not act on, as a problem; a later version's code is
+    reported as unexpected, and otherwise ignored."""
+    if isinstance(code, p.ErrorCode):
+        return ev.Problem(P(_wire_name(code)), detail=reason, context="Error")
+    return ev.Problem(P.UNEXPECTED, detail=reason, context=f"Error {code}")
 
 
 def _leave_reason(reason: p.LeaveReason | int) -> str:

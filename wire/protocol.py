@@ -37,8 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import IntEnum
-from typing import Final, TypeVar
+from typing import Final
 
 from zchat.envelope import (
     Delivery,
@@ -65,15 +64,17 @@ from zchat.envelope.limits import (
 from zchat.envelope.room import DEFAULT_ROOM as DEFAULT_ROOM  # noqa: PLC0414
 from zchat.wire.errors import ProtocolError, UnsupportedProtocol
 
-_E = TypeVar("_E", bound=IntEnum)
-
-PROTOCOL_VERSION: Final = 3
-PROTOCOL_TAG: Final = b"ZCHAT%d" % PROTOCOL_VERSION
-#: Every version's tag is this and its number in decimal digits.
-TAG_FAMILY: Final = b"ZCHAT"
-#: The longest tag taken for a version's: the version refusal echoes the tag, so a
-#: longer one (up to 64 KiB) is junk, never answered.
-MAX_TAG_BYTES: Final = 16
+# The registries, re-exported (PEP 484's `as` form): every user of the protocol reads
+# them as `protocol.Command`, `protocol.RefuseCode`, ...
+from zchat.wire.registries import MAX_TAG_BYTES as MAX_TAG_BYTES  # noqa: PLC0414
+from zchat.wire.registries import PROTOCOL_TAG as PROTOCOL_TAG  # noqa: PLC0414
+from zchat.wire.registries import PROTOCOL_VERSION as PROTOCOL_VERSION  # noqa: PLC0414
+from zchat.wire.registries import TAG_FAMILY as TAG_FAMILY  # noqa: PLC0414
+from zchat.wire.registries import Command as Command  # noqa: PLC0414
+from zchat.wire.registries import ErrorCode as ErrorCode  # noqa: PLC0414
+from zchat.wire.registries import LeaveReason as LeaveReason  # noqa: PLC0414
+from zchat.wire.registries import RefuseCode as RefuseCode  # noqa: PLC0414
+from zchat.wire.registries import code_of, is_foreign_tag
 
 CHALLENGE_BYTES: Final = 32
 #: Reasons in REFUSE and ERROR are for people, and short.
@@ -84,69 +85,6 @@ MEMBER_FRAMES: Final = 3
 MAX_SNAPSHOT_FRAMES: Final = MEMBER_FRAMES * MAX_ROOM
 #: The most frames any legal message has, tag and command included.
 MAX_MESSAGE_FRAMES: Final = 2 + max(MAX_ENVELOPE_FRAMES, MAX_SNAPSHOT_FRAMES)
-
-
-class Command(IntEnum):
-    """Frame 1 of every message. A byte not listed here parses as its raw int
-    (`UnknownCommand`): a later version's, which the receiver refuses or drops."""
-
-    # peer -> broker
-    HELLO = 0x01
-    PROOF = 0x02
-    SEND = 0x03
-    HEARTBEAT = 0x04  # both ways
-    BYE = 0x05
-    REKEY = 0x06  # a new session key (forward secrecy)
-    # broker -> peer
-    CHALLENGE = 0x11
-    WELCOME = 0x12
-    REFUSE = 0x13
-    SNAPSHOT = 0x14
-    JOIN = 0x15
-    LEAVE = 0x16
-    DELIVER = 0x17
-    ACK = 0x18
-    ERROR = 0x19
-    REKEYED = 0x1A  # a member's new session key
-
-
-class RefuseCode(IntEnum):
-    """Why a handshake was refused. The peer may retry with another nickname. A code
-    not listed here (a later version's) is a permanent refusal: its reason is shown."""
-
-    NICK_TAKEN = 1
-    NICK_INVALID = 2
-    UNSUPPORTED_VERSION = 3
-    BAD_PROOF = 4
-    BAD_KEY = 5
-    ROOM_FULL = 6
-    NOT_AUTHORIZED = 7  # CURVE: this transport key may not use this nickname
-    KEY_IN_USE = 8  # this key already holds another nickname in the room
-    BAD_CERTIFICATE = 9  # the session-key certificate is not this nickname's, key's, room's
-    #: The HELLO names a room that does not exist yet, and the broker holds as many
-    #: rooms as it may (`zchat broker --max-rooms`).
-    TOO_MANY_ROOMS = 10
-    ROOM_INVALID = 11  # the room name is not 1-64 printable ASCII characters
-
-
-class ErrorCode(IntEnum):
-    """Problems with one message of an established (or missing) session. A code not
-    listed here (a later version's) is reported, and otherwise ignored."""
-
-    HELLO_FIRST = 1  # no session on this connection: say HELLO again
-    MALFORMED = 2  # with the msg_id of a SEND whose header could be read that far
-    FORGED_SENDER = 3  # the header names someone else as the sender
-    REPLACED = 4  # the same nickname and key logged in on another connection
-    EVICTED = 5
-    BAD_CERTIFICATE = 6  # a REKEY whose certificate is not this session's: not relayed
-
-
-class LeaveReason(IntEnum):
-    """Why a member left. A reason not listed here (a later version's): it left."""
-
-    BYE = 1
-    TIMEOUT = 2
-    BACKLOG = 4  # it stopped reading (3 is retired: never reuse a wire value)
 
 
 # --- messages a peer sends -----------------------------------------------------------
@@ -479,7 +417,7 @@ def parse_from_broker(frames: Sequence[bytes]) -> BrokerMessage:
                 )
             case Command.REFUSE:
                 code, reason = _exact(body, 2)
-                return Refuse(_code(RefuseCode, code), _text(reason))
+                return Refuse(code_of(RefuseCode, code), _text(reason))
             case Command.SNAPSHOT:
                 if len(body) % MEMBER_FRAMES or len(body) > MAX_SNAPSHOT_FRAMES:
                     raise ProtocolError("bad snapshot frame count")
@@ -498,7 +436,7 @@ def parse_from_broker(frames: Sequence[bytes]) -> BrokerMessage:
                 return Rekeyed(_nick(nick), cert)
             case Command.LEAVE:
                 nick, reason = _exact(body, 2)
-                return Leave(_nick(nick), _code(LeaveReason, reason))
+                return Leave(_nick(nick), code_of(LeaveReason, reason))
             case Command.DELIVER:
                 if len(body) != DELIVERY_FRAMES:
                     raise ProtocolError("bad delivery frame count")
@@ -517,21 +455,10 @@ def parse_from_broker(frames: Sequence[bytes]) -> BrokerMessage:
                 msg_id = bytes(body[2]) if len(body) == 3 else b""
                 if msg_id and len(msg_id) != MSG_ID_BYTES:
                     raise ProtocolError("bad message id")
-                return Error(_code(ErrorCode, body[0]), _text(body[1]), msg_id)
+                return Error(code_of(ErrorCode, body[0]), _text(body[1]), msg_id)
     except EnvelopeError as exc:
         raise ProtocolError(str(exc)) from exc
     raise ProtocolError(f"{command.name} is not a broker command")
-
-
-def is_foreign_tag(tag: bytes) -> bool:
-    """Whether frame 0 is the tag of another version: "ZCHAT" and decimal digits, not
-    ours, and short (a version refusal echoes it)."""
-    return (
-        len(TAG_FAMILY) < len(tag) <= MAX_TAG_BYTES
-        and tag != PROTOCOL_TAG
-        and tag.startswith(TAG_FAMILY)
-        and tag[len(TAG_FAMILY) :].isdigit()  # bytes.isdigit: ASCII digits only
-    )
 
 
 def _version_refusal(frames: Sequence[bytes]) -> VersionRefusal:
@@ -552,7 +479,7 @@ def _split(frames: Sequence[bytes]) -> tuple[Command | int, Sequence[bytes]]:
         raise ProtocolError("too many frames")
     if bytes(frames[0]) != PROTOCOL_TAG:
         raise ProtocolError("not a zchat message")
-    return _code(Command, frames[1]), frames[2:]
+    return code_of(Command, frames[1]), frames[2:]
 
 
 def _exact(body: Sequence[bytes], n: int) -> list[bytes]:
@@ -564,17 +491,6 @@ def _exact(body: Sequence[bytes], n: int) -> list[bytes]:
 def _limit(value: bytes, limit: int, what: str) -> None:
     if len(value) > limit:
         raise ProtocolError(f"{what} too large")
-
-
-def _code(kind: type[_E], raw: bytes) -> _E | int:
-    """A one-byte code: its registry's member, or its raw number if this version does
-    not know it (a later version may add codes; the receiver decides what it means)."""
-    if len(raw) != 1:
-        raise ProtocolError(f"bad {kind.__name__} field")
-    try:
-        return kind(raw[0])
-    except ValueError:
-        return raw[0]
 
 
 def _text(raw: bytes) -> str:
