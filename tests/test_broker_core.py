@@ -8,7 +8,6 @@ import pytest
 
 from tests.support.keys import KeyPool
 from tests.support.room import FAST_CORE, ROOM_ID, MemoryRoom, hello, seeded
-from zchat.broker.config import BrokerConfig
 from zchat.broker.core import Broker, Outgoing
 from zchat.broker.held import held_size
 from zchat.envelope import Header, Identity, Recipient, room_id, seal
@@ -142,16 +141,18 @@ def test_a_malformed_send_is_named_in_the_error(alice: Identity, bob: Identity) 
     assert room.broker.counters.deliveries == 1  # the first, good copy only
 
 
-def test_a_hello_for_another_room_is_refused_without_naming_ours(alice: Identity) -> None:
-    """The broker serves one room: another is refused with TOO_MANY_ROOMS, and the
-    reason does not give our room's name away (a room is known to those told it)."""
-    broker = Broker(BrokerConfig(room="ops"), random=seeded(0))
-    out = broker.handle(b"c1", p.encode(hello(b"alice", alice, room="zchat")), 0.0)
-    reply = p.parse_from_broker(out[-1].frames)
+def test_a_certificate_for_another_room_than_the_hello_names_is_refused(
+    alice: Identity,
+) -> None:
+    """A certificate's room id must be that of the room its HELLO names: one made for
+    "zchat" does not open "ops"."""
+    broker = Broker(random=seeded(0))
+    frames = p.encode(hello(b"alice", alice, room="zchat"))
+    frames[-1] = b"ops"
+    reply = p.parse_from_broker(broker.handle(b"c1", frames, 0.0)[-1].frames)
     assert isinstance(reply, p.Refuse)
-    assert reply.code is p.RefuseCode.TOO_MANY_ROOMS
-    assert "ops" not in reply.reason
-    assert broker.nicks == []
+    assert reply.code is p.RefuseCode.BAD_CERTIFICATE
+    assert "another room" in reply.reason
     out = broker.handle(b"c1", p.encode(hello(b"alice", alice, room="ops")), 0.0)
     assert isinstance(p.parse_from_broker(out[-1].frames), p.Challenge)
 
@@ -175,12 +176,15 @@ def test_with_curve_the_room_id_names_the_brokers_key(alice: Identity) -> None:
     one for "zchat" on a broker whose CURVE key is K."""
     broker = Broker(random=seeded(0))
     broker.curve_public = b"K" * 40
-    assert broker.room_id == room_id("zchat", b"K" * 40) != ROOM_ID
+    assert room_id("zchat", b"K" * 40) != ROOM_ID
     out = broker.handle(b"c1", p.encode(hello(b"alice", alice)), 0.0, b"T" * 40)
     reply = p.parse_from_broker(out[-1].frames)
     assert isinstance(reply, p.Refuse)
     assert reply.code is p.RefuseCode.BAD_CERTIFICATE
     assert "another room" in reply.reason
+    ours = hello(b"alice", alice, broker_key=b"K" * 40)
+    out = broker.handle(b"c1", p.encode(ours), 0.0, b"T" * 40)
+    assert isinstance(p.parse_from_broker(out[-1].frames), p.Challenge)
 
 
 def test_a_send_whose_recipients_are_not_those_its_header_signs_is_malformed(
@@ -560,7 +564,7 @@ def test_a_delivery_to_a_vanished_connection_is_reported_absent(
 def test_a_room_that_filled_up_during_the_proof_refuses(
     keys: KeyPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("zchat.broker.core.MAX_ROOM", 2)
+    monkeypatch.setattr("zchat.broker.rooms.MAX_ROOM", 2)
     broker = Broker(random=seeded(0))
 
     def challenge(conn: bytes, ident: Identity) -> p.Challenge:

@@ -206,7 +206,8 @@ def fan_out_oracle(
     listed = broker._sessions.get(conn)
     pending = broker._pending.get(conn)
     listed_nick = None if listed is None else listed.nick
-    conn_of = {key: s.conn for key, s in broker._by_nick.items()}
+    home = None if listed is None else broker._rooms.get(listed.room)
+    conn_of = {} if home is None else {key: s.conn for key, s in home.by_nick.items()}
     unannounced = {s.nick for s in broker._announce}
     try:
         msg: p.PeerMessage | None = p.parse_from_peer(frames)
