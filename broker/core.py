@@ -37,6 +37,7 @@ good in one room (its room id): the one its HELLO names, at this broker.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
@@ -45,39 +46,21 @@ from zchat.broker.config import BrokerConfig
 from zchat.broker.held import HeldQueues, held_size
 from zchat.broker.hello import Refusal, check_certificate, check_hello
 from zchat.broker.liveness import Deadline, Liveness
+
+# What the core hands out, re-exported (PEP 484's `as` form): the loop and the tests
+# read them as `core.Outgoing` and `core.Counters`.
+from zchat.broker.outgoing import Counters as Counters  # noqa: PLC0414
+from zchat.broker.outgoing import Outgoing as Outgoing  # noqa: PLC0414
 from zchat.broker.rooms import Room, Rooms, Session
-from zchat.envelope import Header
 from zchat.envelope.proof import verify_proof
 from zchat.wire import protocol as p
 from zchat.wire.errors import ProtocolError, UnsupportedProtocol
 
 log = logging.getLogger("zchat.broker")
 
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    conn: bytes
-    frames: list[bytes]
-    #: For a DELIVER, the header of the envelope it carries: all a correction needs if
-    #: the delivery is lost, kept so that the broker never parses its own output.
-    header: Header | None = None
-
-
-@dataclass
-class Counters:
-    peers: int = 0
-    handshakes: int = 0
-    refused: int = 0
-    messages: int = 0
-    deliveries: int = 0
-    absent: int = 0
-    dropped: int = 0  # messages dropped: held for a reader that stopped, or unroutable
-    errors: int = 0  # malformed or out-of-order input
-    evicted: int = 0
-    foreign_key: int = 0  # messages dropped: another CURVE key than the session's
-    held: int = 0  # messages the socket would not take at once, held by the broker
-    #: Refused handshakes by REFUSE code (its name): `refused` split, for the metrics.
-    refused_by_code: dict[str, int] = field(default_factory=dict)
+#: Connections taken over (same nickname, same key, elsewhere) that are told so again
+#: whenever they speak, the most recent this many: a routing id and a dict slot each.
+MAX_REPLACED: Final = 4096
 
 
 @dataclass
@@ -100,6 +83,8 @@ class Broker:
     _pending: dict[bytes, Session] = field(default_factory=dict)
     #: Every room with members or held messages, by name.
     _rooms: Rooms = field(init=False)
+    #: Connections whose member logged in elsewhere, oldest first (`_replace`).
+    _replaced: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
     #: What the socket would not take yet, per connection. The loop reads it (to send
     #: the oldest first, and to keep later messages behind it); only the core changes it.
     held: HeldQueues[Outgoing] = field(default_factory=HeldQueues)
@@ -201,14 +186,18 @@ class Broker:
                 why = f"unknown command 0x{command:02x}"
                 return [_to(conn, p.Error(p.ErrorCode.MALFORMED, why))]
         # Anything else before the handshake (after a broker restart, queued messages
-        # arrive ahead of the new HELLO): tell the peer to say hello again.
+        # arrive ahead of the new HELLO): tell the peer to say hello again. Unless its
+        # member logged in elsewhere: then it must not, or the two take turns.
         self.counters.errors += 1
+        if conn in self._replaced:
+            return [Outgoing(conn, _REPLACED)]
         return [_to(conn, p.Error(p.ErrorCode.HELLO_FIRST, "say hello first"))]
 
     def _hello(
         self, conn: bytes, hello: p.Hello, now: float, transport_key: bytes | None
     ) -> list[Outgoing]:
         self._pending.pop(conn, None)  # a new hello replaces an unfinished one
+        self._replaced.pop(conn, None)  # a new start: it is judged as any other
         greeting = check_hello(hello, self.curve_public)
         if isinstance(greeting, Refusal):
             return [self._refuse(conn, greeting)]
@@ -271,9 +260,7 @@ class Broker:
             # the session key it made for this connection.
             out += self._flush_joins()  # they hear of the key before its news
             if holder.conn != conn:
-                self._sessions.pop(holder.conn, None)
-                replaced = p.Error(p.ErrorCode.REPLACED, "logged in elsewhere")
-                out.append(_to(holder.conn, replaced))
+                out += self._replace(holder)
             log.info("%s reconnected", session.nick)
             rekeyed = p.encode(p.Rekeyed(session.nick, session.certificate))
             out += _to_each(rekeyed, room.by_nick.values(), but=holder)
@@ -296,6 +283,27 @@ class Broker:
         )
         members = tuple(_member(s) for s in room.by_nick.values() if s is not session)
         return [*out, _to(conn, welcome), _to(conn, p.Snapshot(members))]
+
+    def _replace(self, old: Session) -> list[Outgoing]:
+        """`old`'s nickname and key proved themselves on another connection (its peer
+        came back before the old connection was found gone): the new one takes the
+        place at once, and the old connection is told so, for sure.
+
+        What is held for the old connection is dropped now, each delivery corrected to
+        its sender (§3.9: it never reached that connection, and the new one has a new
+        session key), so that the notice goes out next, not behind lines a stalled
+        peer may never read. Should the notice be lost all the same (dropped with a
+        queue that did not move), the old connection gets it whenever it speaks.
+        """
+        conn = old.conn
+        out = self._correct(conn, self._drop_held(conn))
+        del self._sessions[conn]
+        self._liveness.unlisted(conn)
+        self._pending.pop(conn, None)
+        self._replaced[conn] = None
+        if len(self._replaced) > MAX_REPLACED:
+            self._replaced.popitem(last=False)
+        return [*out, Outgoing(conn, _REPLACED)]
 
     def _rekey(self, session: Session, cert: bytes) -> list[Outgoing]:
         """A member's new session key: checked, kept for snapshots, told to the others.
@@ -386,6 +394,7 @@ class Broker:
         acknowledgement it already got is corrected and nothing is silently lost.
         """
         lost = self._drop_held(conn)
+        self._replaced.pop(conn, None)  # gone: nothing more to tell it
         if out is not None:
             lost.append(out)
         correction = self._correct(conn, lost)
@@ -578,6 +587,7 @@ def _to_each(
 
 
 _HEARTBEAT: Final = p.encode(p.Heartbeat())
+_REPLACED: Final = p.encode(p.Error(p.ErrorCode.REPLACED, "logged in elsewhere"))
 #: What a peer of another version is told; its own zchat words the refusal too.
 _VERSION_REASON: Final = f"this broker speaks zchat protocol {p.PROTOCOL_VERSION}"
 #: Messages whose answers go to their sender only: no need to announce joins first.

@@ -739,3 +739,35 @@ def test_a_lost_delivery_is_corrected_without_parsing_what_the_broker_sent(
     monkeypatch.setattr(Header, "parse", classmethod(no_parsing))
     sent = parsed(room.broker.unroutable(b, room.now, lost))
     assert (a, p.Ack(msg_id, (), ("bob",))) in sent
+
+
+def test_a_takeover_corrects_what_was_held_for_the_old_connection_and_tells_it_for_sure(
+    alice: Identity, carol: Identity
+) -> None:
+    """Issue 22: a same-key takeover dropped what was held for the old connection
+    without a correcting ACK, and the ERROR REPLACED with it, so the old connection
+    was never told and took its place back when it woke."""
+    room = MemoryRoom()
+    a, old = room.join("alice", alice), room.join("carol", carol)
+    held = held_deliveries(room, a, old, 2)  # carol's old connection stopped reading
+    broker = room.broker
+    for out in held:
+        broker.hold(out, room.now)
+    hi = broker.handle(b"new", p.encode(hello(b"carol", carol)), room.now)
+    challenge = p.parse_from_broker(hi[-1].frames)
+    assert isinstance(challenge, p.Challenge)
+    proof = sign_proof(carol.private_key, challenge.nonce, b"carol", carol.public_der)
+    sent = parsed(broker.handle(b"new", p.encode(p.Proof(proof)), room.now))
+    msg_ids = [o.header.msg_id for o in held if o.header is not None]
+    corrections = [(a, p.Ack(msg_id, (), ("carol",))) for msg_id in msg_ids]
+    assert sent[:3] == [*corrections, (old, p.Error(p.ErrorCode.REPLACED, "logged in elsewhere"))]
+    assert isinstance(sent[3][1], p.Rekeyed)  # alice hears of the new key after the news
+    assert old not in broker.held  # the notice goes out next, behind nothing
+    assert broker.nicks == ["alice", "carol"]
+    # Should the notice be lost all the same (its socket queue full, and dropped when it
+    # did not move), the old connection is told again when it speaks.
+    broker.hold(Outgoing(old, p.encode(p.Error(p.ErrorCode.REPLACED, "logged in elsewhere"))), 0)
+    broker.tick(room.now + broker.config.backlog_timeout + 1)
+    assert old not in broker.held
+    (again,) = parsed(broker.handle(old, p.encode(p.Heartbeat()), room.now))
+    assert again == (old, p.Error(p.ErrorCode.REPLACED, "logged in elsewhere"))

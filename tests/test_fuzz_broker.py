@@ -197,8 +197,9 @@ def fan_out_oracle(
     Whatever goes to a connection other than the sender's must be earned. Only these
     inputs reach other connections: a valid SEND from a READY session (DELIVER to the
     named recipients, nothing else); from a listed session, a BYE (LEAVE of its
-    nickname); and a valid PROOF (REPLACED to the connection it takes over from, and
-    LEAVE of the name this connection had, if it changes name). A member who joined is
+    nickname); and a valid PROOF (REPLACED to the connection it takes over from, with
+    corrections of what was held for it to their senders, and LEAVE of the name this
+    connection had, if it changes name). A member who joined is
     announced (JOIN) once, later: by a tick, or before anything else the others hear.
     Everything else answers the sender alone, or nobody.
     """
@@ -233,6 +234,9 @@ def fan_out_oracle(
                 case p.Join(member):
                     assert member.nick in unannounced, f"JOIN of {member.nick} for {frames!r}"
                 case p.Error(p.ErrorCode.REPLACED):
+                    assert isinstance(msg, p.Proof)
+                    assert pending is not None
+                case p.Ack(_, (), (_,)):  # a takeover corrects what was held for the old
                     assert isinstance(msg, p.Proof)
                     assert pending is not None
                 case _:
