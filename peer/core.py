@@ -310,14 +310,14 @@ class PeerCore:
                 self._take(self.roster.leave(nick, _leave_reason(reason)))
             case p.Deliver(delivery) if ready:
                 self._take(self.roster.deliver(delivery, now, self._ring.held()))
+            case p.Heartbeat() | p.Rekeyed(self.nick):  # ours: the answer to our REKEY
+                pass
             case p.Rekeyed(nick, cert) if ready:
                 self._take(self.roster.rekeyed(nick, cert, now))
             case p.Ack(msg_id, delivered, absent):
                 self._take(self.roster.acknowledge(msg_id, delivered, absent, now))
             case p.Error(code, reason, msg_id):
                 self._error(code, reason, msg_id, now)
-            case p.Heartbeat():
-                pass
             case _:
                 self._problem(ev.Problem(P.UNEXPECTED, context=type(msg).__name__))
 
