@@ -306,10 +306,12 @@ class Broker:
         return [*out, Outgoing(conn, _REPLACED)]
 
     def _rekey(self, session: Session, cert: bytes) -> list[Outgoing]:
-        """A member's new session key: checked, kept for snapshots, told to the others.
+        """A member's new session key: checked, kept for snapshots, told to the room.
 
         Only a newer one than the session's: an older one (or one as old) would roll the
-        member back to a key it may have dropped, in every later SNAPSHOT.
+        member back to a key it may have dropped, in every later SNAPSHOT. The rotating
+        member is told too, as the others are (REKEYED naming itself): its positive
+        answer, after which its old key's grace may start (V3 §5).
         """
         checked = check_certificate(
             cert, session.nick, session.public_key, session.fingerprint, session.room_id
@@ -322,7 +324,7 @@ class Broker:
         session.certificate = cert
         session.certificate_created_ms = checked.created_ms
         rekeyed = p.encode(p.Rekeyed(session.nick, cert))
-        return _to_each(rekeyed, self._room_of(session).by_nick.values(), but=session)
+        return _to_each(rekeyed, self._room_of(session).by_nick.values())
 
     def _send(self, session: Session, send: p.Send) -> list[Outgoing]:
         env = send.envelope

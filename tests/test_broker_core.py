@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from tests.support.keys import KeyPool
-from tests.support.room import FAST_CORE, ROOM_ID, MemoryRoom, hello, seeded
+from tests.support.room import FAST_CORE, ROOM_ID, MemoryRoom, certificate, hello, seeded
 from zchat.broker.core import Broker, Outgoing
 from zchat.broker.held import held_size
 from zchat.envelope import Header, Identity, Recipient, room_id, seal
@@ -771,3 +771,17 @@ def test_a_takeover_corrects_what_was_held_for_the_old_connection_and_tells_it_f
     assert old not in broker.held
     (again,) = parsed(broker.handle(old, p.encode(p.Heartbeat()), room.now))
     assert again == (old, p.Error(p.ErrorCode.REPLACED, "logged in elsewhere"))
+
+
+def test_a_good_rekey_is_answered_to_the_rotating_member_as_it_is_told_the_others(
+    alice: Identity, bob: Identity
+) -> None:
+    """REKEY gets a positive answer (V3 §5): REKEYED naming the rotating member itself,
+    with the certificate the broker accepted. Only then may its old key's grace start."""
+    room = MemoryRoom()
+    a, b = room.join("alice", alice), room.join("bob", bob)
+    cert = certificate(alice, "alice", room.wall + 60)
+    out = room.broker.handle(a, p.encode(p.Rekey(cert)), room.now)
+    assert sorted(parsed(out)) == sorted(
+        [(a, p.Rekeyed("alice", cert)), (b, p.Rekeyed("alice", cert))]
+    )
