@@ -785,3 +785,30 @@ def test_a_good_rekey_is_answered_to_the_rotating_member_as_it_is_told_the_other
     assert sorted(parsed(out)) == sorted(
         [(a, p.Rekeyed("alice", cert)), (b, p.Rekeyed("alice", cert))]
     )
+
+
+def test_a_member_saying_hello_again_keeps_getting_its_deliveries_until_its_proof(
+    alice: Identity, bob: Identity
+) -> None:
+    """A HELLO on a listed connection starts a handshake beside the session (§3.6):
+    the member stays listed, so what is sent to it meanwhile is delivered to it, and
+    acknowledged so; it reads them in its handshake (it still holds the session key
+    they are wrapped to). A refused re-handshake changes nothing either."""
+    room = MemoryRoom()
+    a, b = room.join("alice", alice), room.join("bob", bob)
+    broker = room.broker
+    again = broker.handle(b, p.encode(hello(b"bob", bob, room.wall + 1)), room.now)
+    challenge = p.parse_from_broker(again[-1].frames)
+    assert isinstance(challenge, p.Challenge)
+    _, out = room.send_by_hand(a, "while bob says hello again")
+    sent = parsed(out)
+    assert [conn for conn, msg in sent if isinstance(msg, p.Deliver)] == [b]
+    (ack,) = [msg for _, msg in sent if isinstance(msg, p.Ack)]
+    assert ack.delivered == ("bob",)
+    taken = broker.handle(b, p.encode(hello(b"alice", bob, room.wall + 2)), room.now)
+    assert p.parse_from_broker(taken[-1].frames) == p.Refuse(
+        p.RefuseCode.NICK_TAKEN, "alice is taken"
+    )
+    _, out = room.send_by_hand(a, "after a refused hello")
+    assert [conn for conn, msg in parsed(out) if isinstance(msg, p.Deliver)] == [b]
+    assert broker.nicks == ["alice", "bob"]
