@@ -108,15 +108,20 @@ def test_an_open_room_needs_no_admission_and_trust_new_keys_is_its_hidden_old_na
         assert [e for e in bot.history if e["event"] in ("admit-needed", "admitted")] == []
 
 
-def test_a_room_name_that_is_not_one_is_a_usage_error(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [*ZCHAT, "peer", "--room", "caf\u00e9", "--nick", "x"],
+def zchat(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`zchat ARGS` run to its end, with `home` as its identity directory."""
+    return subprocess.run(
+        [*ZCHAT, *args],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
-        env={**os.environ, "ZCHAT_HOME": str(tmp_path)},
+        env={**os.environ, "ZCHAT_HOME": str(home)},
     )
+
+
+def test_a_room_name_that_is_not_one_is_a_usage_error(tmp_path: Path) -> None:
+    out = zchat(tmp_path, "peer", "--room", "caf\u00e9", "--nick", "x")
     assert out.returncode == 2
     assert out.stderr.startswith("zchat: error: invalid room name")
 
@@ -124,14 +129,7 @@ def test_a_room_name_that_is_not_one_is_a_usage_error(tmp_path: Path) -> None:
 def test_a_broker_names_no_room_and_says_so(tmp_path: Path) -> None:
     """`zchat broker --room` is gone (protocol 3: the peer names the room); given, it
     is a usage error that says where the room is named now."""
-    out = subprocess.run(
-        [*ZCHAT, "broker", "--room", "ops"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-        env={**os.environ, "ZCHAT_HOME": str(tmp_path)},
-    )
+    out = zchat(tmp_path, "broker", "--room", "ops")
     assert out.returncode == 2
     assert out.stderr.splitlines() == [
         "zchat: error: a broker no longer names a room: it serves every room its peers name",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.room import ROOM_ID, certificate
-from zchat.envelope import Identity, Recipient, seal
+from zchat.envelope import Envelope, Identity, Recipient, seal
 from zchat.envelope.limits import MAX_CERT_BYTES
 from zchat.wire import protocol as p
 from zchat.wire.errors import ProtocolError, UnsupportedProtocol
@@ -14,15 +14,16 @@ ID = bytes(range(16))
 WALL = 1_700_000_000.0
 
 
-def peer_messages(alice: Identity, bob: Identity) -> list[p.PeerMessage]:
-    env = seal(
-        b"x",
-        sender=alice,
-        sender_nick="alice",
-        room_id=ROOM_ID,
-        recipients=[Recipient("bob", bob.public_key)],
-        seq=1,
+def sealed(alice: Identity, bob: Identity, *to: str) -> Envelope:
+    """An envelope from alice to `to` (bob alone by default), each wrapped to bob's key."""
+    recipients = [Recipient(nick, bob.public_key) for nick in to or ("bob",)]
+    return seal(
+        b"x", sender=alice, sender_nick="alice", room_id=ROOM_ID, recipients=recipients, seq=1
     )
+
+
+def peer_messages(alice: Identity, bob: Identity) -> list[p.PeerMessage]:
+    env = sealed(alice, bob)
     return [
         p.Hello(b"alice", alice.public_der, certificate(alice, "alice", WALL), b"zchat"),
         p.Proof(b"\x01" * 256),
@@ -34,14 +35,7 @@ def peer_messages(alice: Identity, bob: Identity) -> list[p.PeerMessage]:
 
 
 def broker_messages(alice: Identity, bob: Identity) -> list[p.BrokerMessage]:
-    env = seal(
-        b"x",
-        sender=alice,
-        sender_nick="alice",
-        room_id=ROOM_ID,
-        recipients=[Recipient("bob", bob.public_key)],
-        seq=1,
-    )
+    env = sealed(alice, bob)
     member = p.Member("alice", alice.public_der, certificate(alice, "alice", WALL))
     bob_cert = certificate(bob, "bob", WALL)
     return [
@@ -77,14 +71,7 @@ def test_every_broker_message_round_trips(alice: Identity, bob: Identity) -> Non
 
 
 def test_deliver_frames_match_the_encoded_deliver(alice: Identity, bob: Identity) -> None:
-    env = seal(
-        b"x",
-        sender=alice,
-        sender_nick="alice",
-        room_id=ROOM_ID,
-        recipients=[Recipient("bob", bob.public_key)],
-        seq=1,
-    )
+    env = sealed(alice, bob)
     assert p.deliver_frames(env, 0) == p.encode(p.Deliver(env.delivery_for(0)))
 
 
@@ -106,14 +93,7 @@ def test_another_protocol_version_is_recognised_as_such(tag: bytes) -> None:
 def test_a_deliver_carries_the_leaf_and_path_of_its_recipient_only(
     alice: Identity, bob: Identity
 ) -> None:
-    env = seal(
-        b"x",
-        sender=alice,
-        sender_nick="alice",
-        room_id=ROOM_ID,
-        recipients=[Recipient(n, bob.public_key) for n in ("bob", "carol", "dave")],
-        seq=1,
-    )
+    env = sealed(alice, bob, "bob", "carol", "dave")
     frames = p.deliver_frames(env, 2)
     assert len(frames) == 2 + 6  # tag, command, header, signature, token, leaf, path, key
     assert frames[5] == (2).to_bytes(2, "big") + b"\x04dave" + env.key_ids[2]
@@ -257,14 +237,7 @@ def test_a_broker_of_another_version_is_read_only_as_a_version_refusal(
 def test_a_malformed_send_names_its_message_when_the_header_says_that_much(
     alice: Identity, bob: Identity
 ) -> None:
-    env = seal(
-        b"x",
-        sender=alice,
-        sender_nick="alice",
-        room_id=ROOM_ID,
-        recipients=[Recipient("bob", bob.public_key)],
-        seq=1,
-    )
+    env = sealed(alice, bob)
     msg_id = env.header.msg_id
     frames = p.encode(p.Send(env))
     other_leaf = frames[5].replace(b"bob", b"bib")  # not the recipient the root signs
