@@ -11,10 +11,8 @@ hundred light sessions (`bench.lightwire`), and real `zchat broker` processes, t
             `members_rate`, in a room of `busy_members` at `busy_rate`, and in `rooms`
             rooms of `room_size` at `room_rate` each
 
-Where rooms go is `broker_groups`: today a broker serves the one room it is told
-(`zchat broker --room`), so every room gets a broker of its own. Once a broker holds
-many rooms (plan/V3.md §5), raise ROOMS_PER_BROKER and the same code puts them all on
-one broker.
+Where rooms go is `broker_groups`: a broker holds every room its peers name (protocol
+3), up to ROOMS_PER_BROKER of them here, so the many-rooms load runs on one broker.
 
 Broker CPU is read from /proc, by this process, which is idle while it watches.
 Identity keys come from the key cache (`bench.keycache`).
@@ -48,10 +46,9 @@ from zchat.bench.swarm_results import (
     SwarmSettings,
 )
 
-#: Rooms one broker carries: one while a broker serves one room (`--room`). Protocol 3
-#: names the room in HELLO; once a broker holds many (plan/V3.md §5), this becomes the
-#: `--max-rooms` of the brokers the swarm starts.
-ROOMS_PER_BROKER: Final = 1
+#: Rooms one broker carries: the issue's hundred rooms on one broker. Each broker the
+#: swarm starts is told it as its `--max-rooms`.
+ROOMS_PER_BROKER: Final = 100
 #: Sessions per worker process: enough that a few processes carry a thousand, few
 #: enough that one process's poll loop keeps its heartbeats on time.
 SEATS_PER_WORKER: Final = 250
@@ -234,8 +231,8 @@ class _Run:
         """Brokers for `rooms`, by room (several rooms share one when a broker holds many)."""
         groups = broker_groups(rooms)
         options = self.settings.broker_options
-        # A broker serves the room it is told (`--room`), until one broker holds many.
-        per_broker = [[*options, "--room", group[0]] for group in groups]
+        # The peers name the rooms; a broker holds as many as it is given.
+        per_broker = [[*options, "--max-rooms", str(ROOMS_PER_BROKER)] for _ in groups]
         started = start_brokers(self.children, self.workdir, per_broker)
         placed = list(zip(groups, started, strict=True))
         self.endpoints = {room: ep for group, (ep, _) in placed for room in group}

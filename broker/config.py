@@ -1,4 +1,4 @@
-"""The broker's settings: its timers, its memory budgets and the room it serves.
+"""The broker's settings: its timers, its memory budgets and how many rooms it holds.
 
 A value, read by the core (`broker.core`) and its parts (`broker.liveness`), and set by
 whoever makes it (the shell's `zchat broker`, the benchmark, tests); it imports nothing
@@ -8,8 +8,16 @@ of the broker's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
-from zchat.envelope import DEFAULT_ROOM, is_valid_room
+#: Rooms one broker holds unless told otherwise (`zchat broker --max-rooms`). A room
+#: costs the broker little beyond its members (under a kilobyte of tables), and members
+#: and held bytes have bounds of their own, so this is no memory bound: it is how many
+#: separate groups one process serves before a HELLO for another is refused with a
+#: clear code instead of slowing every room down. The same scale figure as a room's
+#: members (`MAX_ROOM`), ten times the hundred rooms `zchat bench --swarm` runs on one
+#: broker; past it, rooms go to more brokers (docs/DEPLOY.md).
+DEFAULT_MAX_ROOMS: Final = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +38,9 @@ class BrokerConfig:
     #: Bytes held for all connections together: past this, the connection holding the
     #: most is evicted, so that many slow readers cannot add up to unbounded memory.
     max_held_total: int = 64 * 2**20
-    #: The one room this broker serves: a HELLO for another is refused, and so is a
-    #: certificate made for another (its room id, docs/SECURITY.md).
-    room: str = DEFAULT_ROOM
+    #: The most rooms at once: a HELLO for a new one past it is refused TOO_MANY_ROOMS.
+    max_rooms: int = DEFAULT_MAX_ROOMS
 
     def __post_init__(self) -> None:
-        if not is_valid_room(self.room):
-            raise ValueError(f"invalid room name {self.room!r}: 1-64 printable ASCII characters")
+        if self.max_rooms < 1:
+            raise ValueError(f"max_rooms must be at least 1, not {self.max_rooms}")

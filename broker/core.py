@@ -1,5 +1,8 @@
 """The broker's logic, sans I/O: frames and the time go in, frames to send come out.
 
+One broker holds many rooms (`broker.rooms`): each HELLO names its room, and nothing
+of a room's (a nickname, a key, a delivery, an announcement, a count) reaches another.
+
 `Broker.handle(conn, frames, now)` takes one message from connection `conn` (an opaque
 ZeroMQ routing id) and returns the list of `Outgoing` messages to send. `tick(now)`
 does heartbeats and evictions. The socket loop in `broker.server` only moves bytes.
@@ -28,77 +31,41 @@ wrapped to that key, not to the identity key). The broker checks every certifica
 is given against the session's nickname and identity key before it keeps or relays
 it, so a peer cannot use the broker to spread junk; peers check it again against their
 pins, and the date, which the broker cannot (its clock is monotonic). A certificate is
-good in one room (its room id): this broker serves one room, `BrokerConfig.room`, and
-refuses a HELLO for another, or a certificate made for another.
+good in one room (its room id): the one its HELLO names, at this broker.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
-
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from zchat.broker.config import BrokerConfig
 from zchat.broker.held import HeldQueues, held_size
 from zchat.broker.hello import Refusal, check_certificate, check_hello
 from zchat.broker.liveness import Deadline, Liveness
-from zchat.envelope import Header, nick_key, room_id
-from zchat.envelope.limits import MAX_ROOM
+
+# What the core hands out, re-exported (PEP 484's `as` form): the loop and the tests
+# read them as `core.Outgoing` and `core.Counters`.
+from zchat.broker.outgoing import Counters as Counters  # noqa: PLC0414
+from zchat.broker.outgoing import Outgoing as Outgoing  # noqa: PLC0414
+from zchat.broker.rooms import Room, Rooms, Session
 from zchat.envelope.proof import verify_proof
 from zchat.wire import protocol as p
 from zchat.wire.errors import ProtocolError, UnsupportedProtocol
 
 log = logging.getLogger("zchat.broker")
 
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    conn: bytes
-    frames: list[bytes]
-    #: For a DELIVER, the header of the envelope it carries: all a correction needs if
-    #: the delivery is lost, kept so that the broker never parses its own output.
-    header: Header | None = None
-
-
-@dataclass
-class Counters:
-    peers: int = 0
-    handshakes: int = 0
-    refused: int = 0
-    messages: int = 0
-    deliveries: int = 0
-    absent: int = 0
-    dropped: int = 0  # messages dropped: held for a reader that stopped, or unroutable
-    errors: int = 0  # malformed or out-of-order input
-    evicted: int = 0
-    foreign_key: int = 0  # messages dropped: another CURVE key than the session's
-    held: int = 0  # messages the socket would not take at once, held by the broker
-    #: Refused handshakes by REFUSE code (its name): `refused` split, for the metrics.
-    refused_by_code: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(eq=False)
-class _Session:
-    conn: bytes
-    nick: str
-    public_der: bytes
-    public_key: rsa.RSAPublicKey
-    fingerprint: bytes
-    nonce: bytes
-    last_seen: float
-    #: The session-key certificate (encoded) as the peer gave it, checked, and when it
-    #: was made: a REKEY must bring a newer one.
-    certificate: bytes = b""
-    certificate_created_ms: int = 0
-    transport_key: bytes | None = None  # the CURVE key that said HELLO, if any
+#: Connections taken over (same nickname, same key, elsewhere) that are told so again
+#: whenever they speak, the most recent this many: a routing id and a dict slot each.
+MAX_REPLACED: Final = 4096
 
 
 @dataclass
 class Broker:
-    """The room: sessions by connection, and connections by case-folded nickname."""
+    """Sessions by connection, and the rooms they are members of."""
 
     config: BrokerConfig = field(default_factory=BrokerConfig)
     #: Where challenge nonces come from: `os.urandom` in the server, a seeded
@@ -109,24 +76,26 @@ class Broker:
     #: must name it, so a proof made for another broker is refused here.
     curve_public: bytes = b""
     #: Two tables, so that no state can outlive its timer: every listed member is in
-    #: `_sessions` (and `_by_nick`) and every unfinished handshake in `_pending`.
+    #: `_sessions` (and its room's) and every unfinished handshake in `_pending`.
     #: A member may have a handshake pending on its own connection (it says HELLO
     #: again); it stays listed, and keeps its timers, until the proof replaces it.
-    _sessions: dict[bytes, _Session] = field(default_factory=dict)
-    _pending: dict[bytes, _Session] = field(default_factory=dict)
-    _by_nick: dict[str, _Session] = field(default_factory=dict)
-    #: Listed sessions by key fingerprint: a key holds one nickname at a time.
-    _by_key: dict[bytes, _Session] = field(default_factory=dict)
+    _sessions: dict[bytes, Session] = field(default_factory=dict)
+    _pending: dict[bytes, Session] = field(default_factory=dict)
+    #: Every room with members or held messages, by name.
+    _rooms: Rooms = field(init=False)
+    #: Connections whose member logged in elsewhere, oldest first (`_replace`).
+    _replaced: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
     #: What the socket would not take yet, per connection. The loop reads it (to send
     #: the oldest first, and to keep later messages behind it); only the core changes it.
     held: HeldQueues[Outgoing] = field(default_factory=HeldQueues)
     #: Members who joined since the last flush, in order, not yet announced.
-    _announce: list[_Session] = field(default_factory=list)
+    _announce: list[Session] = field(default_factory=list)
     #: Every member's and handshake's deadlines, and the rules they are judged by.
     _liveness: Liveness = field(init=False)
 
     def __post_init__(self) -> None:
         self._liveness = Liveness(self.config)
+        self._rooms = Rooms(self.config.max_rooms)
 
     # --- input -----------------------------------------------------------------------
 
@@ -162,14 +131,18 @@ class Broker:
         try:
             msg = p.parse_from_peer(frames)
         except UnsupportedProtocol as exc:
+            # Another version's peer, whatever it sent and whether or not it has a
+            # session here: one small message back, in the layout every version reads,
+            # tagged with its own tag so that it reads it as its own REFUSE.
             self.counters.errors += 1
-            return [self._refuse(conn, p.RefuseCode.UNSUPPORTED_VERSION, str(exc))]
+            self._count_refusal(p.RefuseCode.UNSUPPORTED_VERSION, str(exc))
+            return [_to(conn, p.VersionRefusal(exc.tag, _VERSION_REASON))]
         except ProtocolError as exc:
             self.counters.errors += 1
             if known is None:
                 return []  # junk from a stranger gets no answer: no amplification
             known.last_seen = now
-            return [_to(conn, p.Error(p.ErrorCode.MALFORMED, str(exc)))]
+            return [_to(conn, p.Error(p.ErrorCode.MALFORMED, str(exc), exc.msg_id))]
         for s in (session, pending):
             if s is not None:
                 s.last_seen = now
@@ -186,8 +159,8 @@ class Broker:
         msg: p.PeerMessage,
         now: float,
         transport_key: bytes | None,
-        session: _Session | None,
-        pending: _Session | None,
+        session: Session | None,
+        pending: Session | None,
     ) -> list[Outgoing]:
         known = session or pending
         match msg:
@@ -204,57 +177,55 @@ class Broker:
             case p.Bye() if known is not None:
                 self._pending.pop(conn, None)
                 return [] if session is None else self._remove(session, p.LeaveReason.BYE)
+            case p.UnknownCommand(command):
+                # A later version's command: malformed to this version, and answered
+                # as any malformed message is (§3.12): to a session only.
+                self.counters.errors += 1
+                if known is None:
+                    return []
+                why = f"unknown command 0x{command:02x}"
+                return [_to(conn, p.Error(p.ErrorCode.MALFORMED, why))]
         # Anything else before the handshake (after a broker restart, queued messages
-        # arrive ahead of the new HELLO): tell the peer to say hello again.
+        # arrive ahead of the new HELLO): tell the peer to say hello again. Unless its
+        # member logged in elsewhere: then it must not, or the two take turns.
         self.counters.errors += 1
+        if conn in self._replaced:
+            return [Outgoing(conn, _REPLACED)]
         return [_to(conn, p.Error(p.ErrorCode.HELLO_FIRST, "say hello first"))]
 
     def _hello(
         self, conn: bytes, hello: p.Hello, now: float, transport_key: bytes | None
     ) -> list[Outgoing]:
         self._pending.pop(conn, None)  # a new hello replaces an unfinished one
-        greeting = check_hello(hello, self.config.room, self.room_id)
+        self._replaced.pop(conn, None)  # a new start: it is judged as any other
+        greeting = check_hello(hello, self.curve_public)
         if isinstance(greeting, Refusal):
-            return [self._refuse(conn, greeting.code, greeting.reason)]
-        nick, fp = greeting.nick, greeting.fingerprint
-        refusal = self._check_room(conn, nick, fp)
-        if refusal is not None:
-            return [refusal]
+            return [self._refuse(conn, greeting)]
+        g = greeting
         nonce = self.random(p.CHALLENGE_BYTES)
-        pending = _Session(conn, nick, greeting.public_der, greeting.public_key, fp, nonce, now)
-        pending.certificate = greeting.certificate
-        pending.certificate_created_ms = greeting.certificate_created_ms
+        pending = Session(
+            conn, g.nick, g.public_der, g.public_key, g.fingerprint, nonce, now, g.room, g.room_id
+        )
+        refusal = self._admission(pending)
+        if refusal is not None:
+            return [self._refuse(conn, refusal)]
+        pending.certificate = g.certificate
+        pending.certificate_created_ms = g.certificate_created_ms
         pending.transport_key = transport_key
         self._pending[conn] = pending
         self._liveness.handshake_began(conn, now)
         return [_to(conn, p.Challenge(nonce))]
 
-    def _check_room(self, conn: bytes, nick: str, fp: bytes) -> Outgoing | None:
-        """A refusal if `nick` is taken by another key, the key holds another nickname,
-        or the room is full; else None.
+    def _admission(self, newcomer: Session) -> Refusal | None:
+        """Why `newcomer` may not be listed in the room it names, or None: too many
+        rooms, its nickname or key taken there, or that room full (`broker.rooms`)."""
+        current = self._sessions.get(newcomer.conn)
+        room = self._rooms.get(newcomer.room)
+        if room is None:
+            return self._rooms.refusal(newcomer.room, current)
+        return room.refusal(newcomer, current)
 
-        Checked at HELLO, to answer at once, and again at PROOF: other handshakes may
-        have finished in between.
-        """
-        holder = self._by_nick.get(nick_key(nick))
-        if holder is not None:
-            if holder.fingerprint != fp:
-                return self._refuse(conn, p.RefuseCode.NICK_TAKEN, f"{nick} is taken")
-            return None
-        owner = self._by_key.get(fp)
-        if owner is not None and owner.conn != conn:
-            # One key, one member: recipients keep their replay windows by key, and a
-            # second name would let one member's messages pass for another's. A member
-            # may still change its name on its own connection. The other name is not
-            # given: a HELLO proves nothing yet, and anyone may send a public key.
-            reason = "this key is in the room under another nickname"
-            return self._refuse(conn, p.RefuseCode.KEY_IN_USE, reason)
-        leaving = 1 if conn in self._sessions else 0  # this connection changes its name
-        if len(self._by_nick) - leaving >= MAX_ROOM:
-            return self._refuse(conn, p.RefuseCode.ROOM_FULL, "the room is full")
-        return None
-
-    def _proof(self, session: _Session, proof: p.Proof, now: float) -> list[Outgoing]:
+    def _proof(self, session: Session, proof: p.Proof, now: float) -> list[Outgoing]:
         conn = session.conn
         del self._pending[conn]
         nick = session.nick.encode()
@@ -271,27 +242,28 @@ class Broker:
             transport_key=session.transport_key or b"",
         ):
             # A member that fails to re-prove stays listed: its session is still good.
-            return [self._refuse(conn, p.RefuseCode.BAD_PROOF, "proof of key does not verify")]
-        refusal = self._check_room(conn, session.nick, session.fingerprint)
+            bad = Refusal(p.RefuseCode.BAD_PROOF, "proof of key does not verify")
+            return [self._refuse(conn, bad)]
+        refusal = self._admission(session)
         if refusal is not None:
-            return [refusal]
+            return [self._refuse(conn, refusal)]
         out: list[Outgoing] = []
-        holder = self._by_nick.get(nick_key(session.nick))
+        existing = self._rooms.get(session.room)
+        holder = None if existing is None else existing.member(session.nick)
         old = self._sessions.get(conn)
-        if old is not None and old is not holder:  # this connection changes its name
+        if old is not None and old is not holder:  # this connection changes name or room
             out += self._remove(old, p.LeaveReason.BYE)
+        room = self._rooms.open(session.room, session.room_id)
         if holder is not None:
             # Same nickname, same key: the peer came back (crash, new connection)
             # and takes its place at once. The others already know this key, but not
             # the session key it made for this connection.
             out += self._flush_joins()  # they hear of the key before its news
             if holder.conn != conn:
-                self._sessions.pop(holder.conn, None)
-                replaced = p.Error(p.ErrorCode.REPLACED, "logged in elsewhere")
-                out.append(_to(holder.conn, replaced))
+                out += self._replace(holder)
             log.info("%s reconnected", session.nick)
             rekeyed = p.encode(p.Rekeyed(session.nick, session.certificate))
-            out += _to_each(rekeyed, self._by_nick.values(), but=holder)
+            out += _to_each(rekeyed, room.by_nick.values(), but=holder)
         else:
             self.counters.peers += 1
             log.info("%s joined (%s)", session.nick, session.fingerprint.hex()[:16])
@@ -300,27 +272,49 @@ class Broker:
             self._announce.append(session)
         self._sessions[conn] = session
         self._liveness.listed(conn, now)
-        self._by_nick[nick_key(session.nick)] = session
-        self._by_key[session.fingerprint] = session
+        room.enter(session)
         self.counters.handshakes += 1
         cfg = self.config
         welcome = p.Welcome(
             session.nick,
             int(cfg.heartbeat_interval * 1000),
             int(cfg.heartbeat_timeout * 1000),
-            cfg.room,
+            room.name,
         )
-        members = tuple(_member(s) for s in self._by_nick.values() if s is not session)
+        members = tuple(_member(s) for s in room.by_nick.values() if s is not session)
         return [*out, _to(conn, welcome), _to(conn, p.Snapshot(members))]
 
-    def _rekey(self, session: _Session, cert: bytes) -> list[Outgoing]:
-        """A member's new session key: checked, kept for snapshots, told to the others.
+    def _replace(self, old: Session) -> list[Outgoing]:
+        """`old`'s nickname and key proved themselves on another connection (its peer
+        came back before the old connection was found gone): the new one takes the
+        place at once, and the old connection is told so, for sure.
+
+        What is held for the old connection is dropped now, each delivery corrected to
+        its sender (§3.9: it never reached that connection, and the new one has a new
+        session key), so that the notice goes out next, not behind lines a stalled
+        peer may never read. Should the notice be lost all the same (dropped with a
+        queue that did not move), the old connection gets it whenever it speaks.
+        """
+        conn = old.conn
+        out = self._correct(conn, self._drop_held(conn))
+        del self._sessions[conn]
+        self._liveness.unlisted(conn)
+        self._pending.pop(conn, None)
+        self._replaced[conn] = None
+        if len(self._replaced) > MAX_REPLACED:
+            self._replaced.popitem(last=False)
+        return [*out, Outgoing(conn, _REPLACED)]
+
+    def _rekey(self, session: Session, cert: bytes) -> list[Outgoing]:
+        """A member's new session key: checked, kept for snapshots, told to the room.
 
         Only a newer one than the session's: an older one (or one as old) would roll the
-        member back to a key it may have dropped, in every later SNAPSHOT.
+        member back to a key it may have dropped, in every later SNAPSHOT. The rotating
+        member is told too, as the others are (REKEYED naming itself): its positive
+        answer, after which its old key's grace may start (V3 §5).
         """
         checked = check_certificate(
-            cert, session.nick, session.public_key, session.fingerprint, self.room_id
+            cert, session.nick, session.public_key, session.fingerprint, session.room_id
         )
         if not isinstance(checked, str) and checked.created_ms <= session.certificate_created_ms:
             checked = "bad session-key certificate: not newer than the current one"
@@ -330,9 +324,9 @@ class Broker:
         session.certificate = cert
         session.certificate_created_ms = checked.created_ms
         rekeyed = p.encode(p.Rekeyed(session.nick, cert))
-        return _to_each(rekeyed, self._by_nick.values(), but=session)
+        return _to_each(rekeyed, self._room_of(session).by_nick.values())
 
-    def _send(self, session: _Session, send: p.Send) -> list[Outgoing]:
+    def _send(self, session: Session, send: p.Send) -> list[Outgoing]:
         env = send.envelope
         header = env.header
         if header.sender != session.nick or header.sender_fingerprint != session.fingerprint:
@@ -345,10 +339,11 @@ class Broker:
         out: list[Outgoing] = []
         delivered: list[str] = []
         absent: list[str] = []
+        room = self._room_of(session)  # only the sender's room: nothing crosses rooms
         for i, nick in enumerate(env.recipients):
             if not env.wrapped_keys[i]:
                 continue  # the sender asked not to deliver to this one (a targeted resend)
-            target = self._by_nick.get(nick_key(nick))
+            target = room.member(nick)
             if target is None:
                 absent.append(nick)
             else:
@@ -373,6 +368,10 @@ class Broker:
         """
         cfg = self.config
         self.counters.held += 1
+        if out.conn not in self.held:
+            member = self._sessions.get(out.conn)
+            if member is not None:  # the room lasts while it holds anything
+                self._rooms.holding(out.conn, self._room_of(member))
         held_bytes = self.held.push(out.conn, out, held_size(out.frames), now)
         if held_bytes > cfg.max_held_bytes:
             return self._evict_backlogged(out.conn, f"{held_bytes} bytes held")
@@ -386,6 +385,8 @@ class Broker:
     def sent_held(self, conn: bytes, now: float) -> None:
         """The loop handed the oldest message held for `conn` to the socket."""
         self.held.pop(conn, now)
+        if conn not in self.held:
+            self._rooms.released(conn)
 
     def unroutable(self, conn: bytes, now: float, out: Outgoing | None = None) -> list[Outgoing]:
         """The socket says `conn` is gone: drop what is held for it (and `out`, if the
@@ -394,7 +395,8 @@ class Broker:
         Each delivery lost this way is reported to its sender as absent, so the
         acknowledgement it already got is corrected and nothing is silently lost.
         """
-        lost = self.held.drop(conn)
+        lost = self._drop_held(conn)
+        self._replaced.pop(conn, None)  # gone: nothing more to tell it
         if out is not None:
             lost.append(out)
         correction = self._correct(conn, lost)
@@ -406,7 +408,7 @@ class Broker:
 
     def _evict_backlogged(self, conn: bytes, why: str) -> list[Outgoing]:
         """`conn` stopped reading: drop what is held for it, and evict its session."""
-        out = self._correct(conn, self.held.drop(conn))
+        out = self._correct(conn, self._drop_held(conn))
         self._pending.pop(conn, None)
         session = self._sessions.get(conn)
         if session is None:
@@ -425,12 +427,13 @@ class Broker:
         recipient = self._sessions.get(conn)
         if recipient is None:
             return []
+        room = self._room_of(recipient)  # deliveries never cross rooms
         out: list[Outgoing] = []
         for o in lost:
             header = o.header
             if header is None:
                 continue
-            sender = self._by_nick.get(nick_key(header.sender))
+            sender = room.member(header.sender)
             if sender is None or sender.fingerprint != header.sender_fingerprint:
                 continue
             out.append(_to(sender.conn, p.Ack(header.msg_id, (), (recipient.nick,))))
@@ -480,11 +483,11 @@ class Broker:
         """Deadlines looked at so far, due or stale: what `tick` has cost, counted."""
         return self._liveness.examined
 
-    def _evict_silent(self, session: _Session) -> list[Outgoing]:
+    def _evict_silent(self, session: Session) -> list[Outgoing]:
         conn = session.conn
         log.info("%s timed out", session.nick)
         self.counters.evicted += 1
-        out = self._correct(conn, self.held.drop(conn))
+        out = self._correct(conn, self._drop_held(conn))
         out += self._remove(session, p.LeaveReason.TIMEOUT)
         # If it is only stalled, this tells it to say hello again once it reads.
         out.append(_to(conn, p.Error(p.ErrorCode.EVICTED, "silent too long")))
@@ -504,51 +507,70 @@ class Broker:
         newer = set(joined)
         out: list[Outgoing] = []
         for session in joined:
-            if self._by_nick.get(nick_key(session.nick)) is session:  # still here
+            room = self._rooms.get(session.room)
+            if room is not None and room.listed(session):  # still here
                 join = p.encode(p.Join(_member(session)))
-                out += [Outgoing(s.conn, join) for s in self._by_nick.values() if s not in newer]
+                out += [Outgoing(s.conn, join) for s in room.by_nick.values() if s not in newer]
             newer.discard(session)
         return out
 
     # --- helpers ---------------------------------------------------------------------
 
-    def _remove(self, session: _Session, reason: p.LeaveReason) -> list[Outgoing]:
+    def _remove(self, session: Session, reason: p.LeaveReason) -> list[Outgoing]:
         # A member that joined in this batch is announced before it leaves.
         early = self._flush_joins() if self._announce else []
         if self._sessions.get(session.conn) is session:
             del self._sessions[session.conn]
             self._liveness.unlisted(session.conn)
-        if self._by_key.get(session.fingerprint) is session:
-            del self._by_key[session.fingerprint]
-        key = nick_key(session.nick)
-        if self._by_nick.get(key) is not session:
+        room = self._rooms.get(session.room)
+        if room is None or not room.leave(session):
             return early
-        del self._by_nick[key]
         self.counters.peers -= 1
         log.info("%s left (%s)", session.nick, reason.name.lower())
         leave = p.encode(p.Leave(session.nick, reason))
-        return [*early, *_to_each(leave, self._by_nick.values())]
+        self._rooms.close_if_vacant(room)
+        return [*early, *_to_each(leave, room.by_nick.values())]
 
-    def _refuse(self, conn: bytes, code: p.RefuseCode, reason: str) -> Outgoing:
+    def _drop_held(self, conn: bytes) -> list[Outgoing]:
+        """Forget what is held for `conn`; return it, oldest first."""
+        lost = self.held.drop(conn)
+        self._rooms.released(conn)
+        return lost
+
+    def _room_of(self, member: Session) -> Room:
+        """The room of a listed member: it exists while the member is in it."""
+        room = self._rooms.get(member.room)
+        assert room is not None, "a listed member's room exists"
+        return room
+
+    def _refuse(self, conn: bytes, refusal: Refusal) -> Outgoing:
+        self._count_refusal(refusal.code, refusal.reason)
+        return _to(conn, p.Refuse(refusal.code, refusal.reason))
+
+    def _count_refusal(self, code: p.RefuseCode, reason: str) -> None:
         self.counters.refused += 1
         by_code = self.counters.refused_by_code
         by_code[code.name] = by_code.get(code.name, 0) + 1
         log.info("refused a handshake (%s): %s", code.name.lower(), reason)
-        return _to(conn, p.Refuse(code, reason))
 
     @property
     def nicks(self) -> list[str]:
-        return [s.nick for s in self._by_nick.values()]
+        """Every member's nickname, in every room (for tests and logs: no room names)."""
+        return [s.nick for room in self._rooms for s in room.by_nick.values()]
 
-    @property
-    def room_id(self) -> bytes:
-        """The id of our room: its name and, with CURVE, our public key (`curve_public`,
-        which the server sets after construction, so it is read at each use)."""
-        return room_id(self.config.room, self.curve_public)
+    def nicks_in(self, room: str) -> list[str]:
+        """The members of `room`, in the order they were listed."""
+        found = self._rooms.get(room)
+        return [] if found is None else [s.nick for s in found.by_nick.values()]
 
     @property
     def member_count(self) -> int:
-        return len(self._by_nick)
+        return self.counters.peers
+
+    @property
+    def room_count(self) -> int:
+        """Rooms with members, or with messages held for them."""
+        return len(self._rooms)
 
     @property
     def handshake_count(self) -> int:
@@ -560,16 +582,19 @@ def _to(conn: bytes, msg: p.Message) -> Outgoing:
 
 
 def _to_each(
-    frames: list[bytes], sessions: Iterable[_Session], but: _Session | None = None
+    frames: list[bytes], sessions: Iterable[Session], but: Session | None = None
 ) -> list[Outgoing]:
     """The same frames to every session but `but`: encoded once, shared by all."""
     return [Outgoing(s.conn, frames) for s in sessions if s is not but]
 
 
 _HEARTBEAT: Final = p.encode(p.Heartbeat())
+_REPLACED: Final = p.encode(p.Error(p.ErrorCode.REPLACED, "logged in elsewhere"))
+#: What a peer of another version is told; its own zchat words the refusal too.
+_VERSION_REASON: Final = f"this broker speaks zchat protocol {p.PROTOCOL_VERSION}"
 #: Messages whose answers go to their sender only: no need to announce joins first.
 _SAYS_NOTHING_TO_OTHERS: Final = (p.Hello, p.Proof, p.Heartbeat)
 
 
-def _member(session: _Session) -> p.Member:
+def _member(session: Session) -> p.Member:
     return p.Member(session.nick, session.public_der, session.certificate)

@@ -1,11 +1,12 @@
 """What a HELLO must be before the broker looks at its tables, and what a certificate
 must be before the broker keeps or relays it.
 
-Pure checks, no state: a nickname and a room name as the rules say, the room this
-broker serves, an identity key it can load, and a session-key certificate that key made
-for this room. Each refusal comes back as a value (`Refusal`: the REFUSE code and the
-reason the peer is shown); the core (`broker.core`) sends it, and goes on to the checks
-that need its tables (the nickname taken, the key in use, the room full).
+Pure checks, no state: a nickname and a room name as the rules say, an identity key the
+broker can load, and a session-key certificate that key made for the room the HELLO
+names (its room id: the room's name and, with CURVE, the broker's key). Each refusal
+comes back as a value (`Refusal`: the REFUSE code and the reason the peer is shown); the
+core (`broker.core`) sends it, and goes on to the checks that need its tables
+(`broker.rooms`: the nickname taken, the key in use, the room full, too many rooms).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from zchat.envelope import (
     is_valid_nick,
     is_valid_room,
     load_public_key,
+    room_id,
     verify_certificate,
 )
 from zchat.envelope.nick import NICK_RULES
@@ -41,6 +43,9 @@ class Greeting:
     certificate: bytes
     #: When the certificate was made: a later REKEY must bring a newer one.
     certificate_created_ms: int
+    #: The room the HELLO names, and its id, which the certificate names too.
+    room: str
+    room_id: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,27 +54,26 @@ class Refusal:
     reason: str
 
 
-def check_hello(hello: p.Hello, room: str, room_id: bytes) -> Greeting | Refusal:
-    """`hello`, checked, for a broker that serves `room` (whose id is `room_id`)."""
+def check_hello(hello: p.Hello, broker_key: bytes) -> Greeting | Refusal:
+    """`hello`, checked, at the broker whose CURVE public key is `broker_key` (empty
+    without CURVE): room ids name it (docs/PROTOCOL.md §2.12)."""
     nick = hello.nick.decode("ascii", "replace")
     if not is_valid_nick(nick):
         return Refusal(p.RefuseCode.NICK_INVALID, NICK_RULES)
-    asked = hello.room.decode("ascii", "replace")
-    if not is_valid_room(asked):
+    room = hello.room.decode("ascii", "replace")
+    if not is_valid_room(room):
         return Refusal(p.RefuseCode.ROOM_INVALID, ROOM_RULES)
-    if asked != room:
-        # The room's name is not given: a name is known only to those told it.
-        reason = "this broker serves one room, and not that one"
-        return Refusal(p.RefuseCode.TOO_MANY_ROOMS, reason)
     try:
         key = load_public_key(hello.public_der)
     except BadPublicKey as exc:
         return Refusal(p.RefuseCode.BAD_KEY, str(exc))
     fp = fingerprint(hello.public_der)
-    checked = check_certificate(hello.certificate, nick, key, fp, room_id)
+    rid = room_id(room, broker_key)
+    checked = check_certificate(hello.certificate, nick, key, fp, rid)
     if isinstance(checked, str):
         return Refusal(p.RefuseCode.BAD_CERTIFICATE, checked)
-    return Greeting(nick, hello.public_der, key, fp, hello.certificate, checked.created_ms)
+    certificate, created = hello.certificate, checked.created_ms
+    return Greeting(nick, hello.public_der, key, fp, certificate, created, room, rid)
 
 
 def check_certificate(

@@ -53,11 +53,9 @@ class BrokerCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         core, c = self.core, self.core.counters
-        members = core.member_count
-        yield _gauge(
-            "rooms", "Rooms with members (a broker is one room in protocol 2).", 1 if members else 0
-        )
-        yield _gauge("members", "Members in the room.", members)
+        # Counts only: a room's name is known to those told it, never to a scraper.
+        yield _gauge("rooms", "Rooms with members or held messages.", core.room_count)
+        yield _gauge("members", "Members, in every room.", core.member_count)
         yield _gauge("handshakes", "Handshakes under way.", core.handshake_count)
         yield _gauge(
             "held_bytes", "Bytes held for members whose socket queue is full.", core.held.total

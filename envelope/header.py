@@ -49,6 +49,9 @@ from zchat.envelope.nick import is_valid_nick, nick_key
 
 _U64_MAX = 2**64 - 1
 _PREFIX = struct.Struct(f">BB{MSG_ID_BYTES}sQQ{FINGERPRINT_BYTES}s{ROOM_ID_BYTES}s")
+#: Where the message id lies: after the version and the kind.
+_MSG_ID_AT = 2
+_MSG_ID_END = _MSG_ID_AT + MSG_ID_BYTES
 
 
 class MessageKind(IntEnum):
@@ -150,6 +153,15 @@ class Header:
             return cls(kind, msg_id, ts, seq, sender, fp, room, count, root, named, version)
         except ValueError as exc:
             raise MalformedEnvelope(str(exc)) from None
+
+
+def peek_msg_id(data: bytes) -> bytes:
+    """The message id of header bytes that can be read that far (a version-3 header at
+    least as long as its fixed prefix), else b"": the broker names the SEND it refused
+    as malformed, even when the rest of the header is wrong."""
+    if len(data) < _MSG_ID_END or data[0] != ENVELOPE_VERSION:
+        return b""
+    return bytes(data[_MSG_ID_AT:_MSG_ID_END])
 
 
 def _named_problem(

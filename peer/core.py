@@ -297,23 +297,23 @@ class PeerCore:
                 self._welcome(msg)
             case p.Snapshot(members) if self.phase is Phase.HANDSHAKING and self._welcomed:
                 self._snapshot(members, now)
-            case p.Refuse(code, reason) if self.phase is Phase.HANDSHAKING:
+            case p.Refuse() | p.VersionRefusal() if self.phase is Phase.HANDSHAKING:
                 self.phase = Phase.REFUSED
-                self._events.append(ev.Refused(_wire_name(code), reason))
+                self._events.append(_refused(msg))
             case p.Join(member) if ready:
                 self._take(self.roster.join(member, now))
             case p.Leave(nick, reason) if ready:
-                self._take(self.roster.leave(nick, reason.name.lower()))
+                self._take(self.roster.leave(nick, _leave_reason(reason)))
             case p.Deliver(delivery) if ready:
                 self._take(self.roster.deliver(delivery, now, self._ring.held()))
+            case p.Heartbeat() | p.Rekeyed(self.nick):  # ours: the answer to our REKEY
+                pass
             case p.Rekeyed(nick, cert) if ready:
                 self._take(self.roster.rekeyed(nick, cert, now))
             case p.Ack(msg_id, delivered, absent):
                 self._take(self.roster.acknowledge(msg_id, delivered, absent, now))
             case p.Error(code, reason, msg_id):
                 self._error(code, reason, msg_id, now)
-            case p.Heartbeat():
-                pass
             case _:
                 self._problem(ev.Problem(P.UNEXPECTED, context=type(msg).__name__))
 
@@ -359,7 +359,7 @@ class PeerCore:
             self._lost_at = None
         self._take(self.roster.resend(now, lost_since=lost_since))
 
-    def _error(self, code: p.ErrorCode, reason: str, msg_id: bytes, now: float) -> None:
+    def _error(self, code: p.ErrorCode | int, reason: str, msg_id: bytes, now: float) -> None:
         if code is p.ErrorCode.HELLO_FIRST:
             if self.phase is Phase.READY:  # the broker restarted and forgot us
                 self._disconnected("the broker restarted", now, new_socket=False)
@@ -376,7 +376,7 @@ class PeerCore:
             return
         if msg_id:
             self._take(self.roster.refused(msg_id))
-        self._problem(ev.Problem(P(_wire_name(code)), detail=reason, context="Error"))
+        self._problem(_error_problem(code, reason))
 
     # --- time ------------------------------------------------------------------------
 
@@ -467,9 +467,35 @@ class PeerCore:
         self._events.append(problem)
 
 
-def _wire_name(code: p.RefuseCode | p.ErrorCode) -> str:
-    """A refusal's or an error's name as events and ``--json`` spell it: nick-taken."""
-    return code.name.lower().replace("_", "-")
+def _wire_name(code: p.RefuseCode | p.ErrorCode | int) -> str:
+    """A refusal's or an error's name as events and ``--json`` spell it: nick-taken.
+    A code this version does not know (a later version's) is ``code-N``."""
+    if isinstance(code, p.RefuseCode | p.ErrorCode):
+        return code.name.lower().replace("_", "-")
+    return f"code-{code}"
+
+
+def _refused(refusal: p.Refuse | p.VersionRefusal) -> ev.Refused:
+    """A refusal as an event; a version refusal says which version the broker speaks:
+    no retry can help then."""
+    if isinstance(refusal, p.VersionRefusal):
+        name = _wire_name(p.RefuseCode.UNSUPPORTED_VERSION)
+        return ev.Refused(name, refusal.reason, broker_version=refusal.version)
+    return ev.Refused(_wire_name(refusal.code), refusal.reason)
+
+
+def _error_problem(code: p.ErrorCode | int, reason: str) -> ev.Problem:
+    """An ERROR the core does not act on, as a problem; a later version's code is
+    reported as unexpected, and otherwise ignored."""
+    if isinstance(code, p.ErrorCode):
+        return ev.Problem(P(_wire_name(code)), detail=reason, context="Error")
+    return ev.Problem(P.UNEXPECTED, detail=reason, context=f"Error {code}")
+
+
+def _leave_reason(reason: p.LeaveReason | int) -> str:
+    """Why a member left, as events spell it; a reason this version does not know
+    (a later version's) is ``other``: the member left all the same."""
+    return reason.name.lower() if isinstance(reason, p.LeaveReason) else "other"
 
 
 def _clamp(seconds: float) -> float:

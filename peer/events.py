@@ -102,10 +102,14 @@ class Undelivered:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """The broker refused our handshake; `code` is a `wire.protocol.RefuseCode` name."""
+    """The broker refused our handshake; `code` is a `wire.protocol.RefuseCode` name.
+
+    `broker_version`: the broker speaks another protocol version, this one (its
+    version refusal, `wire.protocol.VersionRefusal`); 0 otherwise."""
 
     code: str
     reason: str
+    broker_version: int = 0
 
 
 class ProblemCode(str, Enum):

@@ -50,10 +50,12 @@ class NoAnswer:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """The broker refused our handshake; `code` is a `wire.protocol.RefuseCode` name."""
+    """The broker refused our handshake; `code` is a `wire.protocol.RefuseCode` name.
+    `broker_version`: the broker speaks this other protocol version (0: it does not)."""
 
     code: str
     reason: str
+    broker_version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +117,8 @@ async def _join(client: Client, front: FrontEnd, patience: float) -> Outcome | N
             continue
         front.show([event])
         match event:
-            case ev.Refused(code, reason):
-                return Refused(code, reason)
+            case ev.Refused(code, reason, version):
+                return Refused(code, reason, version)
             case ev.Ready():
                 return None
             case ev.TransportFailed(reason, hint):

@@ -27,7 +27,6 @@ from tests.support.room import (
     ready_core,
     seeded,
 )
-from zchat.broker.config import BrokerConfig
 from zchat.broker.core import Broker
 from zchat.envelope import (
     Identity,
@@ -646,7 +645,7 @@ def test_the_room_a_peer_joins_binds_the_vouches(keys: KeyPool) -> None:
     alice, carol, mallory = keys.get(0), keys.get(2), keys.get(3)
     work_open = dataclasses.replace(OPEN, room="work")
     for room_name, counts in (("zchat", False), ("work", True)):
-        room = MemoryRoom(broker=Broker(BrokerConfig(room="work"), random=seeded(0)))
+        room = MemoryRoom()
         room.join("carol", carol, config=work_open)
         room.join("mallory", mallory, config=work_open)
         a = room.join(

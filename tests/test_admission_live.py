@@ -85,8 +85,7 @@ def test_an_open_room_needs_no_admission_and_trust_new_keys_is_its_hidden_old_na
     )
     assert "--admit-all" in helped.stdout
     assert "--trust-new-keys" not in helped.stdout
-    broker, ep = start_broker(env={"ZCHAT_ROOM": "bots only"})
-    broker.line(broker.err, lambda s: "room 'bots only'" in s, timeout=5)
+    broker, ep = start_broker()
     bot = start_peer(
         "bot", ep, tmp_path / "bot", "--trust-new-keys", "--room", "bots only", admit_all=False
     )
@@ -109,24 +108,47 @@ def test_an_open_room_needs_no_admission_and_trust_new_keys_is_its_hidden_old_na
         assert [e for e in bot.history if e["event"] in ("admit-needed", "admitted")] == []
 
 
-@pytest.mark.parametrize("command", ["broker", "peer"])
-def test_a_room_name_that_is_not_one_is_a_usage_error(command: str, tmp_path: Path) -> None:
-    out = subprocess.run(
-        [*ZCHAT, command, "--room", "caf\u00e9", *(["--nick", "x"] if command == "peer" else [])],
+def zchat(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`zchat ARGS` run to its end, with `home` as its identity directory."""
+    return subprocess.run(
+        [*ZCHAT, *args],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
-        env={**os.environ, "ZCHAT_HOME": str(tmp_path)},
+        env={**os.environ, "ZCHAT_HOME": str(home)},
     )
+
+
+def test_a_room_name_that_is_not_one_is_a_usage_error(tmp_path: Path) -> None:
+    out = zchat(tmp_path, "peer", "--room", "caf\u00e9", "--nick", "x")
     assert out.returncode == 2
     assert out.stderr.startswith("zchat: error: invalid room name")
 
 
-def test_a_peer_asking_for_another_room_than_the_brokers_is_refused(tmp_path: Path) -> None:
-    broker, ep = start_broker(env={"ZCHAT_ROOM": "ops"})
-    peer = start_peer("carol", ep, tmp_path / "carol", "--room", "general")
-    with running(broker, peer):
-        refused = peer.wait_event("error", code="too-many-rooms")
-        assert "ops" not in refused["message"]
-        assert peer.wait() == 4, peer.stderr_lines  # refused, for another reason than a name
+def test_a_broker_names_no_room_and_says_so(tmp_path: Path) -> None:
+    """`zchat broker --room` is gone (protocol 3: the peer names the room); given, it
+    is a usage error that says where the room is named now."""
+    out = zchat(tmp_path, "broker", "--room", "ops")
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [
+        "zchat: error: a broker no longer names a room: it serves every room its peers name",
+        "zchat: hint: give --room to each 'zchat peer' instead",
+    ]
+
+
+def test_a_peer_naming_a_room_past_the_brokers_max_rooms_is_refused(tmp_path: Path) -> None:
+    broker, ep = start_broker(env={"ZCHAT_MAX_ROOMS": "1", "ZCHAT_ROOM": "ignored by a broker"})
+    first = start_peer("alice", ep, tmp_path / "alice", "--room", "ops")
+    with running(broker, first):
+        first.wait_event("ready")
+        carol = start_peer("carol", ep, tmp_path / "carol", "--room", "general")
+        with running(carol):
+            refused = carol.wait_event("error", code="too-many-rooms")
+            assert "ops" not in refused["message"]  # no room is named to a stranger
+            assert "general" not in refused["message"]
+            assert carol.wait() == 4, carol.stderr_lines  # refused, for another reason than a name
+        bob = start_peer("bob", ep, tmp_path / "bob", "--room", "ops")  # the room there is fine
+        with running(bob):
+            bob.wait_event("ready")
+            first.wait_event("join", nick="bob")

@@ -7,8 +7,7 @@ import dataclasses
 import pytest
 
 from tests.support.keys import KeyPool
-from tests.support.room import FAST_CORE, ROOM_ID, MemoryRoom, hello, seeded
-from zchat.broker.config import BrokerConfig
+from tests.support.room import FAST_CORE, ROOM_ID, MemoryRoom, certificate, hello, seeded
 from zchat.broker.core import Broker, Outgoing
 from zchat.broker.held import held_size
 from zchat.envelope import Header, Identity, Recipient, room_id, seal
@@ -88,25 +87,72 @@ def test_a_proof_for_another_challenge_is_refused(alice: Identity) -> None:
     assert reply.code is p.RefuseCode.BAD_PROOF
 
 
-def test_an_unsupported_protocol_version_is_refused(alice: Identity) -> None:
-    out = Broker(random=seeded(0)).handle(
-        b"c1", [b"ZCHAT9", b"\x01", b"alice", alice.public_der], 0.0
+@pytest.mark.parametrize(
+    "frames",
+    [
+        [b"ZCHAT9", b"\x01", b"alice", b"der"],
+        [b"ZCHAT2"],  # whatever the frame count
+        [b"ZCHAT2", b"\x04"],
+        [b"ZCHAT12", *([b"x"] * (p.MAX_MESSAGE_FRAMES + 1))],
+    ],
+)
+def test_another_version_is_refused_in_its_own_tag_whatever_it_sent(
+    alice: Identity, frames: list[bytes]
+) -> None:
+    """The one message every version reads (V3 §6): REFUSE UNSUPPORTED_VERSION, tagged
+    with the peer's tag, to a stranger as to a member, one small message back."""
+    room = MemoryRoom()
+    a = room.join("alice", alice)
+    for conn in (b"stranger", a):
+        (out,) = room.broker.handle(conn, frames, room.now)
+        assert out.conn == conn
+        assert out.frames == [frames[0], b"\x13", b"\x03", b"this broker speaks zchat protocol 3"]
+    assert room.broker.counters.refused_by_code["UNSUPPORTED_VERSION"] == 2
+    assert room.broker.nicks == ["alice"]  # a member who sent it is still one
+
+
+def test_a_command_of_a_later_version_is_malformed_from_a_member_and_ignored_from_a_stranger(
+    alice: Identity,
+) -> None:
+    room = MemoryRoom()
+    a = room.join("alice", alice)
+    later = [p.PROTOCOL_TAG, b"\x07", b"a body this version cannot read"]
+    assert room.broker.handle(b"stranger", later, room.now) == []
+    (out,) = room.broker.handle(a, later, room.now)
+    reply = p.parse_from_broker(out.frames)
+    assert isinstance(reply, p.Error)
+    assert (reply.code, reply.msg_id) == (p.ErrorCode.MALFORMED, b"")
+
+
+def test_a_malformed_send_is_named_in_the_error(alice: Identity, bob: Identity) -> None:
+    """ERROR MALFORMED carries the msg_id of the SEND it refused (issue 22): the sender
+    knows which message the broker would not route."""
+    room = MemoryRoom()
+    a = room.join("alice", alice)
+    room.join("bob", bob)
+    frames, _ = room.send_by_hand(a, "hello")
+    msg_id = Header.parse(frames[2]).msg_id
+    frames[5] = frames[5].replace(b"bob", b"bib")  # not the recipient the header signs
+    (out,) = room.broker.handle(a, frames, room.now)
+    assert out.conn == a
+    assert p.parse_from_broker(out.frames) == p.Error(
+        p.ErrorCode.MALFORMED, "the recipients are not those the header signs", msg_id
     )
-    reply = p.parse_from_broker(out[0].frames)
-    assert isinstance(reply, p.Refuse)
-    assert reply.code is p.RefuseCode.UNSUPPORTED_VERSION
+    assert room.broker.counters.deliveries == 1  # the first, good copy only
 
 
-def test_a_hello_for_another_room_is_refused_without_naming_ours(alice: Identity) -> None:
-    """The broker serves one room: another is refused with TOO_MANY_ROOMS, and the
-    reason does not give our room's name away (a room is known to those told it)."""
-    broker = Broker(BrokerConfig(room="ops"), random=seeded(0))
-    out = broker.handle(b"c1", p.encode(hello(b"alice", alice, room="zchat")), 0.0)
-    reply = p.parse_from_broker(out[-1].frames)
+def test_a_certificate_for_another_room_than_the_hello_names_is_refused(
+    alice: Identity,
+) -> None:
+    """A certificate's room id must be that of the room its HELLO names: one made for
+    "zchat" does not open "ops"."""
+    broker = Broker(random=seeded(0))
+    frames = p.encode(hello(b"alice", alice, room="zchat"))
+    frames[-1] = b"ops"
+    reply = p.parse_from_broker(broker.handle(b"c1", frames, 0.0)[-1].frames)
     assert isinstance(reply, p.Refuse)
-    assert reply.code is p.RefuseCode.TOO_MANY_ROOMS
-    assert "ops" not in reply.reason
-    assert broker.nicks == []
+    assert reply.code is p.RefuseCode.BAD_CERTIFICATE
+    assert "another room" in reply.reason
     out = broker.handle(b"c1", p.encode(hello(b"alice", alice, room="ops")), 0.0)
     assert isinstance(p.parse_from_broker(out[-1].frames), p.Challenge)
 
@@ -130,12 +176,15 @@ def test_with_curve_the_room_id_names_the_brokers_key(alice: Identity) -> None:
     one for "zchat" on a broker whose CURVE key is K."""
     broker = Broker(random=seeded(0))
     broker.curve_public = b"K" * 40
-    assert broker.room_id == room_id("zchat", b"K" * 40) != ROOM_ID
+    assert room_id("zchat", b"K" * 40) != ROOM_ID
     out = broker.handle(b"c1", p.encode(hello(b"alice", alice)), 0.0, b"T" * 40)
     reply = p.parse_from_broker(out[-1].frames)
     assert isinstance(reply, p.Refuse)
     assert reply.code is p.RefuseCode.BAD_CERTIFICATE
     assert "another room" in reply.reason
+    ours = hello(b"alice", alice, broker_key=b"K" * 40)
+    out = broker.handle(b"c1", p.encode(ours), 0.0, b"T" * 40)
+    assert isinstance(p.parse_from_broker(out[-1].frames), p.Challenge)
 
 
 def test_a_send_whose_recipients_are_not_those_its_header_signs_is_malformed(
@@ -515,7 +564,7 @@ def test_a_delivery_to_a_vanished_connection_is_reported_absent(
 def test_a_room_that_filled_up_during_the_proof_refuses(
     keys: KeyPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("zchat.broker.core.MAX_ROOM", 2)
+    monkeypatch.setattr("zchat.broker.rooms.MAX_ROOM", 2)
     broker = Broker(random=seeded(0))
 
     def challenge(conn: bytes, ident: Identity) -> p.Challenge:
@@ -690,3 +739,76 @@ def test_a_lost_delivery_is_corrected_without_parsing_what_the_broker_sent(
     monkeypatch.setattr(Header, "parse", classmethod(no_parsing))
     sent = parsed(room.broker.unroutable(b, room.now, lost))
     assert (a, p.Ack(msg_id, (), ("bob",))) in sent
+
+
+def test_a_takeover_corrects_what_was_held_for_the_old_connection_and_tells_it_for_sure(
+    alice: Identity, carol: Identity
+) -> None:
+    """Issue 22: a same-key takeover dropped what was held for the old connection
+    without a correcting ACK, and the ERROR REPLACED with it, so the old connection
+    was never told and took its place back when it woke."""
+    room = MemoryRoom()
+    a, old = room.join("alice", alice), room.join("carol", carol)
+    held = held_deliveries(room, a, old, 2)  # carol's old connection stopped reading
+    broker = room.broker
+    for out in held:
+        broker.hold(out, room.now)
+    hi = broker.handle(b"new", p.encode(hello(b"carol", carol)), room.now)
+    challenge = p.parse_from_broker(hi[-1].frames)
+    assert isinstance(challenge, p.Challenge)
+    proof = sign_proof(carol.private_key, challenge.nonce, b"carol", carol.public_der)
+    sent = parsed(broker.handle(b"new", p.encode(p.Proof(proof)), room.now))
+    msg_ids = [o.header.msg_id for o in held if o.header is not None]
+    corrections = [(a, p.Ack(msg_id, (), ("carol",))) for msg_id in msg_ids]
+    assert sent[:3] == [*corrections, (old, p.Error(p.ErrorCode.REPLACED, "logged in elsewhere"))]
+    assert isinstance(sent[3][1], p.Rekeyed)  # alice hears of the new key after the news
+    assert old not in broker.held  # the notice goes out next, behind nothing
+    assert broker.nicks == ["alice", "carol"]
+    # Should the notice be lost all the same (its socket queue full, and dropped when it
+    # did not move), the old connection is told again when it speaks.
+    broker.hold(Outgoing(old, p.encode(p.Error(p.ErrorCode.REPLACED, "logged in elsewhere"))), 0)
+    broker.tick(room.now + broker.config.backlog_timeout + 1)
+    assert old not in broker.held
+    (again,) = parsed(broker.handle(old, p.encode(p.Heartbeat()), room.now))
+    assert again == (old, p.Error(p.ErrorCode.REPLACED, "logged in elsewhere"))
+
+
+def test_a_good_rekey_is_answered_to_the_rotating_member_as_it_is_told_the_others(
+    alice: Identity, bob: Identity
+) -> None:
+    """REKEY gets a positive answer (V3 §5): REKEYED naming the rotating member itself,
+    with the certificate the broker accepted. Only then may its old key's grace start."""
+    room = MemoryRoom()
+    a, b = room.join("alice", alice), room.join("bob", bob)
+    cert = certificate(alice, "alice", room.wall + 60)
+    out = room.broker.handle(a, p.encode(p.Rekey(cert)), room.now)
+    assert sorted(parsed(out)) == sorted(
+        [(a, p.Rekeyed("alice", cert)), (b, p.Rekeyed("alice", cert))]
+    )
+
+
+def test_a_member_saying_hello_again_keeps_getting_its_deliveries_until_its_proof(
+    alice: Identity, bob: Identity
+) -> None:
+    """A HELLO on a listed connection starts a handshake beside the session (§3.6):
+    the member stays listed, so what is sent to it meanwhile is delivered to it, and
+    acknowledged so; it reads them in its handshake (it still holds the session key
+    they are wrapped to). A refused re-handshake changes nothing either."""
+    room = MemoryRoom()
+    a, b = room.join("alice", alice), room.join("bob", bob)
+    broker = room.broker
+    again = broker.handle(b, p.encode(hello(b"bob", bob, room.wall + 1)), room.now)
+    challenge = p.parse_from_broker(again[-1].frames)
+    assert isinstance(challenge, p.Challenge)
+    _, out = room.send_by_hand(a, "while bob says hello again")
+    sent = parsed(out)
+    assert [conn for conn, msg in sent if isinstance(msg, p.Deliver)] == [b]
+    (ack,) = [msg for _, msg in sent if isinstance(msg, p.Ack)]
+    assert ack.delivered == ("bob",)
+    taken = broker.handle(b, p.encode(hello(b"alice", bob, room.wall + 2)), room.now)
+    assert p.parse_from_broker(taken[-1].frames) == p.Refuse(
+        p.RefuseCode.NICK_TAKEN, "alice is taken"
+    )
+    _, out = room.send_by_hand(a, "after a refused hello")
+    assert [conn for conn, msg in parsed(out) if isinstance(msg, p.Deliver)] == [b]
+    assert broker.nicks == ["alice", "bob"]

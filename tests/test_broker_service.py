@@ -19,7 +19,7 @@ from tests.support.room import hello
 from tests.support.waits import WAIT
 from zchat.bench.processes import free_port
 from zchat.broker.metrics import MetricsAddress
-from zchat.envelope import Identity
+from zchat.envelope import DEFAULT_ROOM, Identity
 from zchat.envelope.proof import sign_proof
 from zchat.wire import protocol as p
 
@@ -48,9 +48,11 @@ def scrape_until(url: str, name: str, value: float) -> dict[str, float]:
         time.sleep(0.05)
 
 
-def handshake(sock: zmq.Socket[bytes], nick: str, ident: Identity) -> list[bytes]:
+def handshake(
+    sock: zmq.Socket[bytes], nick: str, ident: Identity, room: str = DEFAULT_ROOM
+) -> list[bytes]:
     """HELLO and PROOF over a raw DEALER; the broker's last answer."""
-    sock.send_multipart(p.encode(hello(nick.encode(), ident, time.time())))
+    sock.send_multipart(p.encode(hello(nick.encode(), ident, time.time(), room=room)))
     assert sock.poll(int(WAIT * 1000))
     challenge = p.parse_from_broker(sock.recv_multipart())
     if not isinstance(challenge, p.Challenge):
@@ -69,7 +71,7 @@ def test_the_metrics_endpoint_counts_members_deliveries_and_refusals_by_code(
     broker, endpoint = start_broker({"ZCHAT_METRICS": f"127.0.0.1:{port}"})
     url = f"http://127.0.0.1:{port}/metrics"
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    socks = [ctx.socket(zmq.DEALER) for _ in range(2)]
+    socks = [ctx.socket(zmq.DEALER) for _ in range(3)]
     try:
         for sock in socks:
             sock.setsockopt(zmq.LINGER, 0)
@@ -85,6 +87,10 @@ def test_the_metrics_endpoint_counts_members_deliveries_and_refusals_by_code(
         assert samples["zchat_members"] == 1.0
         assert samples["zchat_rooms"] == 1.0
         assert samples['zchat_refusals_total{code="nick_invalid"}'] == 1.0
+        welcome = handshake(socks[2], "alice", alice, "ops")  # one key, two rooms
+        assert p.parse_from_broker(welcome) == p.Welcome("alice", 100, 600, "ops")
+        samples = scrape_until(url, "zchat_rooms", 2.0)
+        assert (samples["zchat_rooms"], samples["zchat_members"]) == (2.0, 2.0)
         for name in (
             "zchat_deliveries_total",
             "zchat_messages_total",

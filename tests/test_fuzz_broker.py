@@ -197,8 +197,9 @@ def fan_out_oracle(
     Whatever goes to a connection other than the sender's must be earned. Only these
     inputs reach other connections: a valid SEND from a READY session (DELIVER to the
     named recipients, nothing else); from a listed session, a BYE (LEAVE of its
-    nickname); and a valid PROOF (REPLACED to the connection it takes over from, and
-    LEAVE of the name this connection had, if it changes name). A member who joined is
+    nickname); and a valid PROOF (REPLACED to the connection it takes over from, with
+    corrections of what was held for it to their senders, and LEAVE of the name this
+    connection had, if it changes name). A member who joined is
     announced (JOIN) once, later: by a tick, or before anything else the others hear.
     Everything else answers the sender alone, or nobody.
     """
@@ -206,7 +207,8 @@ def fan_out_oracle(
     listed = broker._sessions.get(conn)
     pending = broker._pending.get(conn)
     listed_nick = None if listed is None else listed.nick
-    conn_of = {key: s.conn for key, s in broker._by_nick.items()}
+    home = None if listed is None else broker._rooms.get(listed.room)
+    conn_of = {} if home is None else {key: s.conn for key, s in home.by_nick.items()}
     unannounced = {s.nick for s in broker._announce}
     try:
         msg: p.PeerMessage | None = p.parse_from_peer(frames)
@@ -232,6 +234,9 @@ def fan_out_oracle(
                 case p.Join(member):
                     assert member.nick in unannounced, f"JOIN of {member.nick} for {frames!r}"
                 case p.Error(p.ErrorCode.REPLACED):
+                    assert isinstance(msg, p.Proof)
+                    assert pending is not None
+                case p.Ack(_, (), (_,)):  # a takeover corrects what was held for the old
                     assert isinstance(msg, p.Proof)
                     assert pending is not None
                 case _:

@@ -522,15 +522,16 @@ def junk_announcements(bob: Identity, carol: Identity) -> list[tuple[str, list[b
         ("malformed", [tag, bytes([p.Command.JOIN]), b"dave", carol.public_der, cert, b"extra"]),
         ("malformed", [tag, bytes([p.Command.JOIN]), b"dave", carol.public_der]),  # version 1's
         ("malformed", [tag, bytes([p.Command.LEAVE]), b"bob"]),
-        ("malformed", [tag, bytes([p.Command.LEAVE]), b"bob", b"\x63"]),
+        ("malformed", [tag, bytes([p.Command.LEAVE]), b"bob", b"\x63\x63"]),
         ("malformed", [tag, bytes([p.Command.DELIVER]), b"h", b"s", b"t"]),
         (
             "malformed",
             [tag, bytes([p.Command.DELIVER]), b"\x01" * 200, b"s" * 256, b"t", b"k" * 256],
         ),
         ("malformed", [tag, bytes([p.Command.ACK]), b"\x00" * 16, b"bob"]),
-        ("malformed", [tag, bytes([p.Command.ERROR]), b"\x77", b"why"]),
-        ("malformed", [tag, b"\x7f", b"what"]),
+        # A later version's code or command: reported, never fatal (PROTOCOL.md §3.3).
+        ("unexpected", [tag, bytes([p.Command.ERROR]), b"\x77", b"why"]),
+        ("unexpected", [tag, b"\x7f", b"what"]),
         ("malformed", [tag, b"\x15\x15", b"bob", bob.public_der]),
         ("malformed", [b"ZCHAT1", bytes([p.Command.JOIN]), b"dave", carol.public_der]),
         ("malformed", [b"\xff" * 100]),

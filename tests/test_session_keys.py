@@ -350,7 +350,8 @@ def test_the_broker_relays_a_genuine_rekey_and_keeps_it_for_newcomers(
     new = certificate(alice, "alice", WALL_AT_ZERO + 60, other)
     out = broker.handle(b"a", p.encode(p.Rekey(new)), 1.0)
     assert [(o.conn, p.parse_from_broker(o.frames)) for o in out] == [
-        (b"b", p.Rekeyed("alice", new))
+        (b"a", p.Rekeyed("alice", new)),  # the answer to alice's REKEY
+        (b"b", p.Rekeyed("alice", new)),
     ]
     snapshot = handshake(broker, b"c", b"carol", carol)[-1]
     assert isinstance(snapshot, p.Snapshot)

@@ -21,6 +21,12 @@ The dialog::
     peer -> REKEY certificate             ->  others <- REKEYED nick, certificate
     peer -> BYE                           ->  others <- LEAVE nick, reason
 
+One message keeps its layout in every version, so that peers and brokers of two
+versions can tell each other so: the version refusal (`VersionRefusal`), REFUSE
+UNSUPPORTED_VERSION tagged with the version it answers. Codes (REFUSE, ERROR, LEAVE)
+and command bytes a later version may add parse as raw ints, never as junk: the
+receiver decides what an unknown one means (docs/PROTOCOL.md §3.3).
+
 The certificate (`zchat.envelope.SessionCertificate`) is the peer's session key, which
 every message to it is wrapped to, signed by its identity key for the room of the
 HELLO; a peer makes a new one at every HELLO and on a schedule (REKEY), so that a
@@ -31,8 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import IntEnum
-from typing import Final, TypeVar
+from typing import Final
 
 from zchat.envelope import (
     Delivery,
@@ -42,6 +47,7 @@ from zchat.envelope import (
     is_valid_room,
     nick_key,
 )
+from zchat.envelope.header import peek_msg_id
 from zchat.envelope.limits import (
     DELIVERY_FRAMES,
     MAX_CERT_BYTES,
@@ -53,16 +59,22 @@ from zchat.envelope.limits import (
     NICK_MAX_LEN,
 )
 
-# The room a peer asks for unless told another (`zchat peer --room`), and the one a
-# broker serves unless told another (`zchat broker --room`): re-exported (PEP 484's
-# `as` form) from `envelope.room`, where room ids are made.
+# The room a peer asks for unless told another (`zchat peer --room`): re-exported
+# (PEP 484's `as` form) from `envelope.room`, where room ids are made.
 from zchat.envelope.room import DEFAULT_ROOM as DEFAULT_ROOM  # noqa: PLC0414
 from zchat.wire.errors import ProtocolError, UnsupportedProtocol
 
-_E = TypeVar("_E", bound=IntEnum)
-
-PROTOCOL_TAG: Final = b"ZCHAT3"
-_TAG_FAMILY: Final = b"ZCHAT"
+# The registries, re-exported (PEP 484's `as` form): every user of the protocol reads
+# them as `protocol.Command`, `protocol.RefuseCode`, ...
+from zchat.wire.registries import MAX_TAG_BYTES as MAX_TAG_BYTES  # noqa: PLC0414
+from zchat.wire.registries import PROTOCOL_TAG as PROTOCOL_TAG  # noqa: PLC0414
+from zchat.wire.registries import PROTOCOL_VERSION as PROTOCOL_VERSION  # noqa: PLC0414
+from zchat.wire.registries import TAG_FAMILY as TAG_FAMILY  # noqa: PLC0414
+from zchat.wire.registries import Command as Command  # noqa: PLC0414
+from zchat.wire.registries import ErrorCode as ErrorCode  # noqa: PLC0414
+from zchat.wire.registries import LeaveReason as LeaveReason  # noqa: PLC0414
+from zchat.wire.registries import RefuseCode as RefuseCode  # noqa: PLC0414
+from zchat.wire.registries import code_of, is_foreign_tag
 
 CHALLENGE_BYTES: Final = 32
 #: Reasons in REFUSE and ERROR are for people, and short.
@@ -73,62 +85,6 @@ MEMBER_FRAMES: Final = 3
 MAX_SNAPSHOT_FRAMES: Final = MEMBER_FRAMES * MAX_ROOM
 #: The most frames any legal message has, tag and command included.
 MAX_MESSAGE_FRAMES: Final = 2 + max(MAX_ENVELOPE_FRAMES, MAX_SNAPSHOT_FRAMES)
-
-
-class Command(IntEnum):
-    # peer -> broker
-    HELLO = 0x01
-    PROOF = 0x02
-    SEND = 0x03
-    HEARTBEAT = 0x04  # both ways
-    BYE = 0x05
-    REKEY = 0x06  # a new session key (forward secrecy)
-    # broker -> peer
-    CHALLENGE = 0x11
-    WELCOME = 0x12
-    REFUSE = 0x13
-    SNAPSHOT = 0x14
-    JOIN = 0x15
-    LEAVE = 0x16
-    DELIVER = 0x17
-    ACK = 0x18
-    ERROR = 0x19
-    REKEYED = 0x1A  # a member's new session key
-
-
-class RefuseCode(IntEnum):
-    """Why a handshake was refused. The peer may retry with another nickname."""
-
-    NICK_TAKEN = 1
-    NICK_INVALID = 2
-    UNSUPPORTED_VERSION = 3
-    BAD_PROOF = 4
-    BAD_KEY = 5
-    ROOM_FULL = 6
-    NOT_AUTHORIZED = 7  # CURVE: this transport key may not use this nickname
-    KEY_IN_USE = 8  # this key already holds another nickname in the room
-    BAD_CERTIFICATE = 9  # the session-key certificate is not this nickname's, key's, room's
-    #: No room for this room: this broker serves one room, and the HELLO asked for
-    #: another (a broker of many rooms will send it when it holds as many as it may).
-    TOO_MANY_ROOMS = 10
-    ROOM_INVALID = 11  # the room name is not 1-64 printable ASCII characters
-
-
-class ErrorCode(IntEnum):
-    """Problems with one message of an established (or missing) session."""
-
-    HELLO_FIRST = 1  # no session on this connection: say HELLO again
-    MALFORMED = 2
-    FORGED_SENDER = 3  # the header names someone else as the sender
-    REPLACED = 4  # the same nickname and key logged in on another connection
-    EVICTED = 5
-    BAD_CERTIFICATE = 6  # a REKEY whose certificate is not this session's: not relayed
-
-
-class LeaveReason(IntEnum):
-    BYE = 1
-    TIMEOUT = 2
-    BACKLOG = 4  # it stopped reading (3 is retired: never reuse a wire value)
 
 
 # --- messages a peer sends -----------------------------------------------------------
@@ -189,8 +145,32 @@ class Welcome:
 
 @dataclass(frozen=True, slots=True)
 class Refuse:
-    code: RefuseCode
+    #: A RefuseCode, or the raw number of a code this version does not know.
+    code: RefuseCode | int
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRefusal:
+    """REFUSE UNSUPPORTED_VERSION in the one layout that no version changes::
+
+        frame 0   the tag of the version it answers: "ZCHAT" and decimal digits
+        frame 1   0x13 (REFUSE)
+        frame 2   0x03 (UNSUPPORTED_VERSION)
+        frame 3   reason, UTF-8, at most MAX_REASON_BYTES
+
+    The broker answers a message of another version with it, tagged with that
+    message's own tag, so that a peer of that version reads it as its own REFUSE. A
+    peer reads a message tagged with another version's tag only as this: the broker
+    speaks `version`.
+    """
+
+    tag: bytes
+    reason: str
+
+    @property
+    def version(self) -> int:
+        return int(self.tag[len(TAG_FAMILY) :])
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +203,8 @@ class Rekeyed:
 @dataclass(frozen=True, slots=True)
 class Leave:
     nick: str
-    reason: LeaveReason
+    #: A LeaveReason, or the raw number of a reason this version does not know.
+    reason: LeaveReason | int
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,16 +221,27 @@ class Ack:
 
 @dataclass(frozen=True, slots=True)
 class Error:
-    code: ErrorCode
+    #: An ErrorCode, or the raw number of a code this version does not know.
+    code: ErrorCode | int
     reason: str
     msg_id: bytes = b""  # the message the error is about, when there is one
 
 
-PeerMessage = Hello | Proof | Send | Heartbeat | Bye | Rekey
+@dataclass(frozen=True, slots=True)
+class UnknownCommand:
+    """A message whose command byte this version does not know (a later version's).
+    Not junk: a broker answers it ERROR MALFORMED on a session, a peer drops it and
+    reports it; its body is not read."""
+
+    command: int
+
+
+PeerMessage = Hello | Proof | Send | Heartbeat | Bye | Rekey | UnknownCommand
 BrokerMessage = (
     Challenge
     | Welcome
     | Refuse
+    | VersionRefusal
     | Snapshot
     | Join
     | Leave
@@ -258,6 +250,7 @@ BrokerMessage = (
     | Error
     | Heartbeat
     | Rekeyed
+    | UnknownCommand
 )
 Message = PeerMessage | BrokerMessage
 
@@ -268,6 +261,10 @@ Message = PeerMessage | BrokerMessage
 def encode(msg: Message) -> list[bytes]:
     """The frames of `msg`, protocol tag and command included."""
     match msg:
+        case VersionRefusal(tag, reason):  # tagged with the version it answers
+            return [tag, _REFUSE_BYTE, bytes([RefuseCode.UNSUPPORTED_VERSION]), _reason(reason)]
+        case UnknownCommand(command):  # what a later version may send, for tests
+            return [PROTOCOL_TAG, bytes([command])]
         case Hello(nick, der, cert, room):
             body = [nick, der, cert, room]
         case Proof(signature):
@@ -342,14 +339,23 @@ _COMMANDS: Final[dict[type, Command]] = {
     Rekeyed: Command.REKEYED,
 }
 _DELIVER_BYTE: Final = bytes([Command.DELIVER])
+_REFUSE_BYTE: Final = bytes([Command.REFUSE])
+#: A version refusal's frames: tag, command, code and reason.
+_VERSION_REFUSAL_FRAMES: Final = 4
 
 
 # --- parsing -------------------------------------------------------------------------
 
 
 def parse_from_peer(frames: Sequence[bytes]) -> PeerMessage:
-    """Parse what a peer sent. Anything but a valid peer message raises ProtocolError."""
+    """Parse what a peer sent. Anything but a valid peer message raises ProtocolError:
+    UnsupportedProtocol for another version's tag (the broker answers it whatever the
+    rest), with the SEND's msg_id for an envelope whose header could be read that far."""
+    if frames and is_foreign_tag(frames[0]):
+        raise UnsupportedProtocol(bytes(frames[0]))
     command, body = _split(frames)
+    if not isinstance(command, Command):
+        return UnknownCommand(command)
     try:
         match command:
             case Command.HELLO:
@@ -362,7 +368,11 @@ def parse_from_peer(frames: Sequence[bytes]) -> PeerMessage:
                 _limit(signature, MAX_RSA_BYTES, "signature")
                 return Proof(signature)
             case Command.SEND:
-                return Send(Envelope.parse(body))
+                try:
+                    return Send(Envelope.parse(body))
+                except EnvelopeError as exc:
+                    msg_id = peek_msg_id(bytes(body[0])) if body else b""
+                    raise ProtocolError(str(exc), msg_id=msg_id) from exc
             case Command.HEARTBEAT:
                 _exact(body, 0)
                 return Heartbeat()
@@ -379,8 +389,15 @@ def parse_from_peer(frames: Sequence[bytes]) -> PeerMessage:
 
 
 def parse_from_broker(frames: Sequence[bytes]) -> BrokerMessage:
-    """Parse what the broker sent. The broker may lie or be hostile: parse as strictly."""
+    """Parse what the broker sent. The broker may lie or be hostile: parse as strictly.
+
+    A message tagged with another version's tag is read only as a `VersionRefusal`;
+    anything else so tagged is junk."""
+    if frames and is_foreign_tag(frames[0]):
+        return _version_refusal(frames)
     command, body = _split(frames)
+    if not isinstance(command, Command):
+        return UnknownCommand(command)
     try:
         match command:
             case Command.CHALLENGE:
@@ -400,7 +417,7 @@ def parse_from_broker(frames: Sequence[bytes]) -> BrokerMessage:
                 )
             case Command.REFUSE:
                 code, reason = _exact(body, 2)
-                return Refuse(_enum(RefuseCode, code), _text(reason))
+                return Refuse(code_of(RefuseCode, code), _text(reason))
             case Command.SNAPSHOT:
                 if len(body) % MEMBER_FRAMES or len(body) > MAX_SNAPSHOT_FRAMES:
                     raise ProtocolError("bad snapshot frame count")
@@ -419,7 +436,7 @@ def parse_from_broker(frames: Sequence[bytes]) -> BrokerMessage:
                 return Rekeyed(_nick(nick), cert)
             case Command.LEAVE:
                 nick, reason = _exact(body, 2)
-                return Leave(_nick(nick), _enum(LeaveReason, reason))
+                return Leave(_nick(nick), code_of(LeaveReason, reason))
             case Command.DELIVER:
                 if len(body) != DELIVERY_FRAMES:
                     raise ProtocolError("bad delivery frame count")
@@ -438,28 +455,31 @@ def parse_from_broker(frames: Sequence[bytes]) -> BrokerMessage:
                 msg_id = bytes(body[2]) if len(body) == 3 else b""
                 if msg_id and len(msg_id) != MSG_ID_BYTES:
                     raise ProtocolError("bad message id")
-                return Error(_enum(ErrorCode, body[0]), _text(body[1]), msg_id)
+                return Error(code_of(ErrorCode, body[0]), _text(body[1]), msg_id)
     except EnvelopeError as exc:
         raise ProtocolError(str(exc)) from exc
     raise ProtocolError(f"{command.name} is not a broker command")
 
 
-def _split(frames: Sequence[bytes]) -> tuple[Command, Sequence[bytes]]:
+def _version_refusal(frames: Sequence[bytes]) -> VersionRefusal:
+    """Another version's message, read as the one layout no version changes."""
+    if (
+        len(frames) != _VERSION_REFUSAL_FRAMES
+        or frames[1] != _REFUSE_BYTE
+        or frames[2] != bytes([RefuseCode.UNSUPPORTED_VERSION])
+    ):
+        raise ProtocolError("a message of another protocol version that is no version refusal")
+    return VersionRefusal(bytes(frames[0]), _text(frames[3]))
+
+
+def _split(frames: Sequence[bytes]) -> tuple[Command | int, Sequence[bytes]]:
     if len(frames) < 2:
         raise ProtocolError("too few frames")
     if len(frames) > MAX_MESSAGE_FRAMES:
         raise ProtocolError("too many frames")
-    tag = bytes(frames[0])
-    if tag != PROTOCOL_TAG:
-        if tag.startswith(_TAG_FAMILY):
-            # Cut short: the reason goes into the broker's log, and a tag frame may be
-            # up to 64 KiB long.
-            raise UnsupportedProtocol(f"unsupported protocol {tag[:16]!r}")
+    if bytes(frames[0]) != PROTOCOL_TAG:
         raise ProtocolError("not a zchat message")
-    command = frames[1]
-    if len(command) != 1:
-        raise ProtocolError("bad command frame")
-    return _enum(Command, command), frames[2:]
+    return code_of(Command, frames[1]), frames[2:]
 
 
 def _exact(body: Sequence[bytes], n: int) -> list[bytes]:
@@ -471,15 +491,6 @@ def _exact(body: Sequence[bytes], n: int) -> list[bytes]:
 def _limit(value: bytes, limit: int, what: str) -> None:
     if len(value) > limit:
         raise ProtocolError(f"{what} too large")
-
-
-def _enum(kind: type[_E], raw: bytes) -> _E:
-    if len(raw) != 1:
-        raise ProtocolError(f"bad {kind.__name__} field")
-    try:
-        return kind(raw[0])
-    except ValueError:
-        raise ProtocolError(f"unknown {kind.__name__} {raw[0]}") from None
 
 
 def _text(raw: bytes) -> str:

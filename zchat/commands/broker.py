@@ -1,4 +1,4 @@
-"""``zchat broker``: run the room's broker."""
+"""``zchat broker``: run a broker, for every room its peers name."""
 
 from __future__ import annotations
 
@@ -13,13 +13,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 import zmq
 
-from zchat.broker.config import BrokerConfig
+from zchat.broker.config import DEFAULT_MAX_ROOMS, BrokerConfig
 from zchat.broker.server import Server
 from zchat.console import fail, info
-from zchat.envelope import is_valid_room
 from zchat.exit_codes import EXIT_ERROR, EXIT_USAGE
 from zchat.wire import curve as bc
-from zchat.wire.protocol import DEFAULT_ROOM
 from zchat.wire.transport import TransportError
 
 if TYPE_CHECKING:
@@ -85,13 +83,21 @@ def broker(
             "--print-key", help="Print the CURVE public key (creating it if needed) and exit."
         ),
     ] = False,
-    room: Annotated[
-        str,
+    max_rooms: Annotated[
+        int,
         typer.Option(
-            envvar="ZCHAT_ROOM",
-            help="The room's name, told to every peer: their vouches are good for this room only.",
+            "--max-rooms",
+            envvar="ZCHAT_MAX_ROOMS",
+            min=1,
+            help="The most rooms at once; a peer naming another is refused (too-many-rooms).",
         ),
-    ] = DEFAULT_ROOM,
+    ] = DEFAULT_MAX_ROOMS,
+    room: Annotated[
+        str | None,
+        # Gone in protocol 3: peers name their rooms. Kept, hidden, to say so. No
+        # envvar: ZCHAT_ROOM is the peer's, and may be set where a broker runs too.
+        typer.Option("--room", hidden=True, show_default=False),
+    ] = None,
     metrics: Annotated[
         str | None,
         typer.Option(
@@ -122,8 +128,12 @@ def broker(
         assert keys is not None
         print(keys.public.decode("ascii"))
         raise typer.Exit
-    if not is_valid_room(room):
-        fail(f"invalid room name {room!r}", "1 to 64 printable ASCII characters", EXIT_USAGE)
+    if room is not None:
+        fail(
+            "a broker no longer names a room: it serves every room its peers name",
+            "give --room to each 'zchat peer' instead",
+            EXIT_USAGE,
+        )
     if heartbeat_timeout <= heartbeat_interval:
         # Otherwise every peer is evicted between two of its own heartbeats.
         fail(
@@ -145,7 +155,7 @@ def broker(
         heartbeat_timeout=heartbeat_timeout,
         handshake_timeout=heartbeat_timeout,
         backlog_timeout=heartbeat_timeout,
-        room=room,
+        max_rooms=max_rooms,
     )
     server = Server(
         endpoints=bind or [DEFAULT_BIND],
@@ -168,7 +178,7 @@ def broker(
         log.info("metrics on http://%s:%d/metrics", address.host, address.port)
     for endpoint in endpoints:
         log.info("listening on %s", endpoint)
-    log.info("room %r", room)
+    log.info("at most %d rooms", max_rooms)  # never their names: nobody is told them
     if keys is not None:
         log.info("CURVE on; public key: %s", keys.public.decode("ascii"))
         # Z85 has shell metacharacters ($, &, !, ...) but never a single quote.

@@ -35,6 +35,7 @@ from zchat.peer.scripted import run_scripted
 from zchat.peer.session import Closed, Left, NoAnswer, Outcome, Refused, TransportFailed
 from zchat.peer.session_keys import DEFAULT_ROTATE_EVERY
 from zchat.wire.curve import read_public_key
+from zchat.wire.protocol import PROTOCOL_VERSION
 from zchat.wire.transport import TransportError
 
 DEFAULT_CONNECT = "tcp://127.0.0.1:5555"
@@ -170,7 +171,7 @@ def peer(
             from zchat.peer.interactive import chat  # noqa: PLC0415 (loads prompt_toolkit only here)
 
             outcome = crash.run(chat(nick, make_client))
-            if isinstance(outcome, Closed):
+            if isinstance(outcome, Closed) or _other_version(outcome):
                 report(outcome)  # the chat said it too; this is what stays after it
         else:
             assert nick is not None
@@ -247,7 +248,12 @@ def report(outcome: Outcome, nick: str = "") -> None:
                 f"no answer from a broker at {endpoint} within {waited:g} s",
                 "start one with 'make broker' or point --connect at it",
             )
-        case Refused(code, reason):
+        case Refused(_, _, version) if version:
+            error(
+                f"the broker speaks zchat protocol {version}; this zchat speaks {PROTOCOL_VERSION}",
+                "run the same zchat release on the broker and on every peer",
+            )
+        case Refused(code, reason, _):
             said, hint = _REFUSALS.get(code, ("the broker refused us: {reason}", None))
             error(said.format(nick=nick, reason=for_terminal(reason)), hint)
         case TransportFailed(reason, hint):
@@ -258,6 +264,11 @@ def report(outcome: Outcome, nick: str = "") -> None:
                 "another zchat with your key took your place; if that was not you, "
                 "someone else holds your key",
             )
+
+
+def _other_version(outcome: Outcome) -> bool:
+    """The broker speaks another protocol version (exit status: refused)."""
+    return isinstance(outcome, Refused) and outcome.broker_version != 0
 
 
 def _curve_keys(broker_key: str) -> CurveKeys:
