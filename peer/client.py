@@ -209,7 +209,7 @@ class Client:
 
     def admit(self, nick: str, fingerprint: str) -> None:
         """Let `nick` read what we send, once the user compared `fingerprint` (at least
-        its first 8 characters) with them; raises PeerError when it does not match."""
+        its first 16 characters) with them; raises PeerError when it does not match."""
         try:
             self.core.admit(nick, fingerprint, time.monotonic())
         finally:

@@ -439,7 +439,7 @@ class PeerCore:
 
     def admit(self, nick: str, typed: str, now: float, *, command: str = "admit") -> None:
         """Let `nick` read what we send: the user compared `typed`, at least the first
-        8 characters of their fingerprint as shown (spaces and case do not matter),
+        16 characters of their fingerprint as shown (spaces and case do not matter),
         and it must match their key *now*. A changed key is accepted this way too.
 
         Raises UnknownRecipient, or FingerprintMismatch with what to do instead.

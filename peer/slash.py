@@ -15,7 +15,7 @@ commands:
   /msg NICK TEXT      send TEXT to NICK only (a direct message)
   /who                who is here, with fingerprints and who admitted them
   /fingerprint [NICK] your fingerprint, or NICK's, to compare aloud
-  /admit NICK FP      let NICK read the room, once FP (at least its first 8
+  /admit NICK FP      let NICK read the room, once FP (at least its first 16
                       characters) matches the fingerprint NICK reads out to you
   /trust NICK FP      accept NICK's changed key, the same way
   /quit  or  exit     leave (after the broker has everything you sent)
@@ -127,12 +127,12 @@ def parse_line(line: str) -> Command:
             return FingerprintCommand(args[0] if args else None)
         case "trust":
             if not args:
-                return Invalid("usage: /trust NICK FINGERPRINT (at least its first 8 characters)")
+                return Invalid("usage: /trust NICK FINGERPRINT (at least its first 16 characters)")
             return TrustCommand(args[0], " ".join(args[1:]))
         case "admit":
             if len(args) < 2:
                 return Invalid(
-                    "usage: /admit NICK FINGERPRINT (at least its first 8 characters, "
+                    "usage: /admit NICK FINGERPRINT (at least its first 16 characters, "
                     "as NICK reads it out to you; /who shows what you have)"
                 )
             return AdmitCommand(args[0], " ".join(args[1:]))

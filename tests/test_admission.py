@@ -57,7 +57,7 @@ from zchat.peer.render import Renderer, plain
 from zchat.wire import protocol as p
 
 
-def typed(identity: Identity, chars: int = 9) -> str:
+def typed(identity: Identity, chars: int = 19) -> str:
     """What a user types after comparing: the start of the fingerprint as shown."""
     return format_fingerprint(identity.fingerprint)[:chars]
 
@@ -138,8 +138,10 @@ def test_a_member_the_broker_announces_is_sealed_nothing_until_admitted(
     assert f"type /admit bob {typed(bob)}" in shown  # and the exact command
     with pytest.raises(NobodyHere, match=r"nobody here is admitted yet \(bob\)"):
         room.send(a, "anyone?")
-    with pytest.raises(NotAdmitted, match=rf"bob is not admitted: .* /admit bob {typed(bob)}"):
+    not_admitted = r"bob is not admitted: .* \(/fingerprint bob\)"
+    with pytest.raises(NotAdmitted, match=not_admitted) as refused:
         room.send(a, "psst", to=["bob"])
+    assert typed(bob, 4) not in str(refused.value)  # no part of the key in an error
     assert tap.take(a) == []  # nothing at all, since alice came in
     # What bob writes is shown, and marked: his key is the broker's word.
     room.send(b, "hello, is this thing on?")
@@ -184,11 +186,12 @@ def test_to_n_counts_only_the_members_a_message_was_sealed_to(
 @pytest.mark.parametrize(
     ("what", "expected"),
     [
-        ("", "bob's fingerprint is .*; compare it with bob .* then type /admit bob "),
+        ("", "no fingerprint given for bob: nothing changed; run /fingerprint bob, read it"),
         ("short", f"give at least {MIN_PREFIX} characters"),
-        ("7chars_", f"give at least {MIN_PREFIX} characters"),
-        ("wrong", "does not start with what you typed: nothing changed"),
-        ("whole-and-more", "does not start with what you typed"),
+        ("15chars", f"give at least {MIN_PREFIX} characters .*15 given"),
+        ("wrong", "not the start of the key bob has here: nothing changed"),
+        ("whole-and-more", "not the start of the key bob has here"),
+        ("16-then-wrong", "not the start of the key bob has here"),
     ],
 )
 def test_admit_with_a_missing_short_or_wrong_fingerprint_is_refused(
@@ -201,26 +204,32 @@ def test_admit_with_a_missing_short_or_wrong_fingerprint_is_refused(
     text = {
         "": "",
         "short": fp[:4],
-        "7chars_": fp.replace(" ", "")[: MIN_PREFIX - 1],
+        "15chars": fp.replace(" ", "")[: MIN_PREFIX - 1],
         "wrong": typed(carol),
         "whole-and-more": fp + " AAAA",
+        # Longer input is compared in full: a wrong 17th character is wrong.
+        "16-then-wrong": fp[:19] + (" A" if fp[20] != "A" else " B"),
     }[what]
-    with pytest.raises(FingerprintMismatch, match=expected):
+    with pytest.raises(FingerprintMismatch, match=expected) as refused:
         room.peers[a].admit("bob", text, room.now)
+    # The refusal never shows the key there is now, not even its start: the user
+    # must not be able to copy it from a screen the broker controls.
+    said = str(refused.value).replace(" ", "")
+    assert fp.replace(" ", "")[:4] not in said.upper()
     assert readers(room.peers[a]) == set()
     assert room.peers[a].take_pins() is None or all(
         not pin.admitted for pin in room.peers[a].pins.items()
     )
 
 
-def test_spaces_and_case_do_not_matter_and_eight_characters_are_enough(
+def test_spaces_and_case_do_not_matter_and_sixteen_characters_are_enough(
     alice: Identity, bob: Identity
 ) -> None:
     room = MemoryRoom()
     room.join("bob", bob)
     a = room.join("alice", alice, config=CLOSED)
-    first8 = format_fingerprint(bob.fingerprint).replace(" ", "")[:MIN_PREFIX]
-    spaced = " ".join(first8.lower())  # "7 c m 5 t f y e"
+    first16 = format_fingerprint(bob.fingerprint).replace(" ", "")[:MIN_PREFIX]
+    spaced = " ".join(first16.lower())  # "7 c m 5 t f y e ..."
     room.peers[a].admit("BOB", spaced, room.now)
     room.pump()
     assert readers(room.peers[a]) == {"bob"}
@@ -243,10 +252,11 @@ def test_a_stale_fingerprint_is_refused_when_the_key_changed_again(
     assert warning.new == carol.fingerprint
     evil = keys.get(5)
     core.receive(p.encode(p.Join(p.Member("bob", evil.public_der))), room.now)  # again
-    with pytest.raises(FingerprintMismatch, match="does not start with what you typed"):
+    with pytest.raises(FingerprintMismatch, match="not the start of the key bob has here"):
         core.trust("bob", typed(carol), room.now)
-    with pytest.raises(FingerprintMismatch, match=f"/trust bob {typed(evil)}"):
-        core.trust("bob", "", room.now)  # /trust NICK alone: refused, with the command
+    with pytest.raises(FingerprintMismatch, match="run /fingerprint bob") as refused:
+        core.trust("bob", "", room.now)  # /trust NICK alone: refused, with what to do
+    assert typed(evil, 4) not in str(refused.value)
     assert readers(core) == set()
     assert core.pins.get("bob") == bob.fingerprint  # the pin is untouched
     core.trust("bob", typed(evil), room.now)  # what the user compares now

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.slow
 
 
 def compared(home: Path, nick: str) -> str:
-    """What someone reads out from `zchat keys show` and the other types: 2 groups."""
-    return format_fingerprint(load_identity(home / nick).fingerprint)[:9]
+    """What someone reads out from `zchat keys show` and the other types: 4 groups."""
+    return format_fingerprint(load_identity(home / nick).fingerprint)[:19]
 
 
 def admits(peer: Peer, nick: str, home: Path) -> None:
