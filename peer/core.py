@@ -115,6 +115,7 @@ class PeerCore:
             seq=seq,
             random=random,
             date=date,
+            outbox=Outbox(self.config.correction_window, self.config.message_lifetime),
         )
         self.phase = Phase.IDLE
         self.reconnect_wanted = False

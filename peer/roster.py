@@ -47,7 +47,7 @@ from zchat.peer.errors import UnknownRecipient
 from zchat.peer.events import ProblemCode as P
 from zchat.peer.fingerprints import check_fingerprint
 from zchat.peer.inbox import Inbox, Opened
-from zchat.peer.outbox import Entry
+from zchat.peer.outbox import Entry, Outbox
 from zchat.peer.pinning import Pinning
 from zchat.peer.pins import Admission as Grant
 from zchat.peer.pins import How, Pin, Pins
@@ -79,6 +79,7 @@ class Roster:
         seq: int,
         random: Callable[[int], bytes],
         date: Callable[[], float],
+        outbox: Outbox | None = None,
     ) -> None:
         #: Our nickname, as the broker knows it (its WELCOME gives it).
         self.nick = nick
@@ -91,7 +92,9 @@ class Roster:
         self.pinning = Pinning(pins)
         self.directory = Directory()
         self.admission = Admission(open_room=open_room)
-        self.sending = Sending(identity, seq, random, room_id)
+        self.sending = Sending(
+            identity, seq, random, room_id, Outbox() if outbox is None else outbox
+        )
         self.inbox = Inbox()
         #: The date minus the monotonic clock, as of the last call that gave both.
         self._wall_offset: float | None = None
@@ -314,7 +317,7 @@ class Roster:
         if trust is ev.Trust.CHANGED and announce:
             assert record is not None
             self._output.events.append(ev.KeyChanged(wire.nick, record.fingerprint, fp))
-            self._output.events += self.sending.forget_recipient(wire.nick)
+            self._output.events += self.sending.forget_recipient(wire.nick, now)
             if self.admission.open_room:
                 self._accept_key(member)
                 member.admission = Grant(How.OPEN, "", self.date_ms())
