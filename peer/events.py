@@ -164,7 +164,8 @@ class Problem:
     detail: str = ""
     #: Where it came from, when the code alone does not say: the broker's message
     #: ("Welcome", "Rekeyed", "Error"; "Welcome room": a WELCOME into another room than
-    #: we asked for), or what the client was doing ("session key").
+    #: we asked for; "settled": an ACK that would reopen a settled message), or what
+    #: the client was doing ("session key").
     context: str = ""
     #: Everyone else it names.
     nicks: tuple[str, ...] = ()

@@ -169,6 +169,11 @@ def problem_text(trouble: ev.Problem) -> str:
             return f"an old message from {nick} was dropped (a replay?)"
         case P.CANNOT_DECRYPT:
             return f"a message from {nick} did not decrypt"
+        case P.BAD_ACK if context == "settled":
+            return (
+                f"the broker said a message of ours settled long ago never reached "
+                f"{', '.join(trouble.nicks)}: ignored (it is never sent again)"
+            )
         case P.BAD_ACK:
             return (
                 f"the broker acknowledged a message of ours to {', '.join(trouble.nicks)}, "

@@ -30,6 +30,7 @@ from zchat.peer import events as ev
 from zchat.peer.config import PeerConfig
 from zchat.peer.core import PeerCore
 from zchat.peer.outbox import CORRECTION_WINDOW
+from zchat.peer.render import problem_text
 from zchat.wire import protocol as p
 
 #: An open room (bob reads at once), with the default rotation: plaintext lives 62 min.
@@ -124,6 +125,7 @@ def test_a_broker_with_a_stolen_identity_key_cannot_reopen_a_settled_message(
     )
     (refused,) = [e for e in events if isinstance(e, ev.Problem)]
     assert (refused.code, refused.nicks, refused.context) == ("bad-ack", ("bob",), "settled")
+    assert "settled long ago never reached bob: ignored" in problem_text(refused)
     assert not [e for e in events if isinstance(e, ev.Acked | ev.Undelivered)]
     assert sends(core) == []
     # A reconnect (the broker "lost" what it acknowledged) brings nothing back either.
