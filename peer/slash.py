@@ -18,6 +18,8 @@ commands:
   /admit NICK FP      let NICK read the room, once FP (at least its first 16
                       characters) matches the fingerprint NICK reads out to you
   /trust NICK FP      accept NICK's changed key, the same way
+  /revoke NICK        take NICK's admission back: nothing more is sealed to NICK,
+                      and those who admitted NICK on your word drop NICK too
   /quit  or  exit     leave (after the broker has everything you sent)
   /help               this list
   //text              send a line that starts with a slash
@@ -28,7 +30,7 @@ keys (at a terminal):
   Ctrl-D              leave
   a paste             one message, however many lines (over 5, you are asked)"""
 #: The commands, as Tab completes them.
-COMMANDS = ("/msg", "/who", "/fingerprint", "/admit", "/trust", "/help", "/quit")
+COMMANDS = ("/msg", "/who", "/fingerprint", "/admit", "/trust", "/revoke", "/help", "/quit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,11 @@ class AdmitCommand:
 
 
 @dataclass(frozen=True, slots=True)
+class RevokeCommand:
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
 class Quit:
     pass
 
@@ -93,6 +100,7 @@ Command = (
     | FingerprintCommand
     | TrustCommand
     | AdmitCommand
+    | RevokeCommand
     | Quit
     | Help
     | Empty
@@ -136,6 +144,10 @@ def parse_line(line: str) -> Command:
                     "as NICK reads it out to you; /who shows what you have)"
                 )
             return AdmitCommand(args[0], " ".join(args[1:]))
+        case "revoke":
+            if len(args) != 1:
+                return Invalid("usage: /revoke NICK")
+            return RevokeCommand(args[0])
         case "quit" | "exit" | "q":
             return Quit()
         case "help" | "h" | "?":

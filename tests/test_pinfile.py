@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
 import stat
 import time
 from collections.abc import Iterator
@@ -59,20 +61,58 @@ def test_a_leftover_temporary_file_cannot_lend_the_pins_file_its_loose_mode(
     tmp_path: Path,
 ) -> None:
     """Issue 11, defect 9: a crash can leave pins.json.tmp behind; reused as it was
-    (O_TRUNC without O_EXCL), its mode became the pins file's, world-writable."""
+    (O_TRUNC without O_EXCL), its mode became the pins file's, world-writable. Each
+    write now makes a temporary file of its own (mkstemp), and never touches another."""
     leftover = tmp_path / (PINS_FILE + ".tmp")
     leftover.write_text("half a file")
     leftover.chmod(0o666)
     PinFile.open(tmp_path).save([Pin("bob", FP_BOB)])
     assert mode(tmp_path / PINS_FILE) == 0o600
-    assert not leftover.exists()
+    assert leftover.read_text() == "half a file"
+    assert sorted(f.name for f in tmp_path.iterdir()) == [
+        PINS_FILE,
+        PINS_FILE + ".lock",
+        PINS_FILE + ".tmp",
+    ]
 
 
-def test_a_loose_pins_file_is_replaced_by_an_owner_only_one(tmp_path: Path) -> None:
-    (tmp_path / PINS_FILE).write_text('{"pins": {}}')
-    (tmp_path / PINS_FILE).chmod(0o666)
+@pytest.mark.parametrize("loose", [0o666, 0o620, 0o602])
+def test_a_pins_file_others_can_write_is_refused_with_the_chmod_that_fixes_it(
+    tmp_path: Path, loose: int
+) -> None:
+    """Whoever can write the pins decides whom we admit: as ssh refuses a writable
+    authorized_keys, zchat refuses such a pins file, naming it and the fix."""
     PinFile.open(tmp_path).save([Pin("bob", FP_BOB)])
-    assert mode(tmp_path / PINS_FILE) == 0o600
+    (tmp_path / PINS_FILE).chmod(loose)
+    fix = (
+        f"is writable by others (mode {loose:04o}); fix it with: chmod go-w {tmp_path / PINS_FILE}"
+    )
+    with pytest.raises(PinsError, match=re.escape(fix)):
+        PinFile.open(tmp_path)
+    (tmp_path / PINS_FILE).chmod(0o644)  # readable by others is no trouble: pins are public
+    assert PinFile.open(tmp_path).pins == (Pin("bob", FP_BOB),)
+
+
+def test_an_identity_directory_others_can_write_is_refused_and_so_is_another_users(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    PinFile.open(tmp_path).save([Pin("bob", FP_BOB)])
+    tmp_path.chmod(0o777)
+    with pytest.raises(PinsError, match=re.escape(f"fix it with: chmod go-w {tmp_path}")):
+        PinFile.open(tmp_path)
+    tmp_path.chmod(0o700)
+    owner = (tmp_path / PINS_FILE).stat().st_uid
+    monkeypatch.setattr(os, "geteuid", lambda: owner + 1)  # as if another user ran zchat
+    with pytest.raises(PinsError, match=f"belongs to another user \\(uid {owner}"):
+        PinFile.open(tmp_path)
+
+
+def test_a_pins_file_behind_a_symbolic_link_is_refused(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text('{"pins": {}}')
+    (tmp_path / PINS_FILE).symlink_to(elsewhere)
+    with pytest.raises(PinsError, match="symbolic link"):
+        PinFile.open(tmp_path)
 
 
 def test_forget_removes_one_pin_from_the_file(tmp_path: Path) -> None:
@@ -169,9 +209,9 @@ def test_a_room_of_many_newcomers_is_written_to_the_pins_file_once(
 def test_a_pins_file_that_cannot_be_written_is_reported_and_the_session_goes_on(
     tmp_path: Path, alice: Identity, bob: Identity
 ) -> None:
-    # A directory where the temporary file must go: no write can succeed, not even
-    # as root (a read-only mode would not stop root).
-    (tmp_path / (PINS_FILE + ".tmp")).mkdir()
+    # A directory where the lock file must go: no write can succeed, not even as root
+    # (a read-only mode would not stop root).
+    (tmp_path / (PINS_FILE + ".lock")).mkdir()
 
     async def scenario() -> None:
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
