@@ -303,7 +303,7 @@ class Admission:
             # what we remember (a made-up member's vouches for made-up names).
             here = room.member(vouch.nick)
             if here is not None and here.fingerprint == vouch.subject_fingerprint:
-                self.gate.tell(sender.nick, vouch.nick, vouch.subject_fingerprint)
+                self.gate.tell(sender.nick, vouch.nick, vouch.subject_fingerprint, by_us=False)
             fact = Held(sender.fingerprint, vouch)
             if not sender.vouches_admit:
                 target = room.member(vouch.nick)
@@ -346,10 +346,6 @@ class Admission:
     ) -> None:
         """A REVOKE from `sender`: drop its subject if we admitted it only on `sender`'s
         word, given before the revocation; else say so, and keep our own decision."""
-        if not sender.vouches_admit:
-            reason = f"you have not admitted {sender.nick}: only a member you admitted can revoke"
-            out.append(ev.VouchRejected(sender.nick, (record.nick,), reason))
-            return
         try:
             check_record(
                 record,
@@ -366,8 +362,10 @@ class Admission:
             sender.fingerprint, record.nick, record.subject_fingerprint, record.time_ms
         )
         self.gate.unhold(sender.nick, record.nick)
-        if nick_key(record.nick) == nick_key(room.nick):
-            return  # about us: we know who we are
+        if not sender.vouches_admit or nick_key(record.nick) == nick_key(room.nick):
+            # Not admitted: nothing was admitted on its word (what it vouched for is
+            # held, and goes with this). About us: we know who we are.
+            return
         nick, fp = record.nick, record.subject_fingerprint
         member = room.listed(nick)
         if member is not None and member.fingerprint == fp:

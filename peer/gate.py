@@ -54,8 +54,9 @@ class Gate:
 
     #: voucher (case-folded) -> vouched nickname (case-folded) -> the held fact
     _held: dict[str, OrderedDict[str, Held]] = field(default_factory=dict)
-    #: member (case-folded) -> the (member, key) we sent it vouches for while present
-    _told: dict[str, OrderedDict[tuple[str, bytes], None]] = field(default_factory=dict)
+    #: member (case-folded) -> the (member, key) it knows of while present -> whether
+    #: it knows from us (our vouch: it may have admitted that key on our word)
+    _told: dict[str, OrderedDict[tuple[str, bytes], bool]] = field(default_factory=dict)
     #: member (case-folded) -> the clock when it arrived admitted; 0 for those here
     #: when we came in
     _arrived: dict[str, int] = field(default_factory=dict)
@@ -138,13 +139,13 @@ class Gate:
         return self._vouched.get((nick_key(nick), fp), 0)
 
     def untell(self, subject: str, fp: bytes) -> list[str]:
-        """Forget that anyone was told of `subject`'s key `fp` (its admission is gone):
-        the members (case-folded) who were, those who may have admitted it on our word."""
+        """Forget that anyone knows of `subject`'s key `fp` (its admission is gone): the
+        members (case-folded) we had sent our vouch for it, who may have admitted it on
+        our word."""
         entry = (nick_key(subject), fp)
         told = []
         for member, subjects in self._told.items():
-            if entry in subjects:
-                del subjects[entry]
+            if entry in subjects and subjects.pop(entry):
                 told.append(member)
         self._vouched.pop(entry, None)
         return told
@@ -154,9 +155,10 @@ class Gate:
     def told(self, member: str, subject: str, fp: bytes) -> bool:
         return (nick_key(subject), fp) in self._told.get(nick_key(member), ())
 
-    def tell(self, member: str, subject: str, fp: bytes) -> None:
+    def tell(self, member: str, subject: str, fp: bytes, *, by_us: bool = True) -> None:
+        """`member` knows of `subject`'s key `fp`: from our vouch (`by_us`), or its own."""
         told = self._told.setdefault(nick_key(member), OrderedDict())
-        told[nick_key(subject), fp] = None
+        told[nick_key(subject), fp] = by_us or told.get((nick_key(subject), fp), False)
         told.move_to_end((nick_key(subject), fp))
         while len(told) > MAX_TOLD_PER_MEMBER:
             # Forgetting only costs a vouch sent again: the member drops what it knew.

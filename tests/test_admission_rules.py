@@ -17,6 +17,7 @@ import pytest
 from tests.support.keys import KeyPool
 from zchat.envelope import (
     Identity,
+    MembershipRecord,
     RecordType,
     encode_records,
     make_record,
@@ -47,6 +48,8 @@ class FakeRoom:
     here: dict[str, Contact] = field(default_factory=dict)
     missing: list[Contact] = field(default_factory=list)
     pins: Pins = field(default_factory=Pins)
+    #: Revocations the test has the room hear (`test_a_held_vouch_is_checked_again...`).
+    revocations: list[MembershipRecord] = field(default_factory=list)
 
     def member(self, nick: str) -> Contact | None:
         return self.here.get(nick_key(nick))
@@ -243,6 +246,59 @@ def test_a_vouch_held_before_a_member_arrived_admits_it_on_arrival(keys: KeyPool
     assert [e.member for e in effects if isinstance(e, Record)] == [arriving]
     # dave learns of carol, whom we admitted; carol vouched for dave, so she knows.
     assert sealed(effects) == [(("carol",), ("dave",))]
+
+
+#: What may change between a vouch held and its release; each must leave dave out.
+MOVED_ON = {
+    "a room of another name": lambda room, me, carol, dave: setattr(
+        room, "room_id", room_id("exec")
+    ),
+    "carol took it back since": lambda room, me, carol, dave: room.revocations.append(
+        make_record(
+            carol,
+            RecordType.REVOKE,
+            room_id=ROOM,
+            nick="dave",
+            fingerprint=dave.fingerprint,
+            time_ms=6,
+        )
+    ),
+    "the user forgot dave's key since": lambda room, me, carol, dave: room.pins.forget(
+        "dave", dave.fingerprint, at_ms=TODAY_MS
+    ),
+}
+
+
+@pytest.mark.parametrize("moved_on", MOVED_ON)
+@pytest.mark.parametrize("held_because", ["carol not admitted yet", "dave not here yet"])
+def test_a_held_vouch_is_checked_again_when_released_as_a_fresh_one_would_be(
+    keys: KeyPool, moved_on: str, held_because: str
+) -> None:
+    """Issue 18.3: a vouch held for an absent member, or from a voucher not admitted
+    yet, was released as it was checked on arrival: a broker that then put the peer in
+    a room of another name had it admit someone there. It is checked again on release
+    (the room, the voucher's key and the member's, revocations, tombstones)."""
+    me, carol, dave = keys.get(0), keys.get(2), keys.get(4)
+    room = FakeRoom(me)
+    voucher = room.add("carol", carol, None if held_because == "carol not admitted yet" else YOU)
+    if held_because == "carol not admitted yet":
+        room.add("dave", dave)
+    admission = Admission()
+    admission.take_vouches(room, voucher, vouches(carol, ("dave", dave)))
+    assert admission.gate.held_count() == 1
+    MOVED_ON[moved_on](room, me, carol, dave)
+    for revoke in room.revocations:
+        admission.take_vouches(room, voucher, encode_records([revoke]))
+    if held_because == "carol not admitted yet":
+        effects = admission.grant(room, voucher, YOU)
+        dave_here = room.here["dave"]
+    else:
+        dave_here = room.add("dave", dave)
+        effects = admission.arrived(
+            room, dave_here, announce=True, already_here=False, first_snapshot=False
+        )
+    assert dave_here.admission is None
+    assert "dave" not in [e.nick for e in events(effects) if isinstance(e, ev.Admitted)]
 
 
 def test_a_member_back_after_leaving_hears_only_of_who_arrived_meanwhile(keys: KeyPool) -> None:
