@@ -12,8 +12,10 @@ import contextlib
 import os
 import re
 import stat
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +29,7 @@ from zchat.peer import pinfile
 from zchat.peer.client import Client
 from zchat.peer.config import PeerConfig
 from zchat.peer.pinfile import PINS_FILE, PinFile
-from zchat.peer.pins import Pin, PinsError
+from zchat.peer.pins import Admission, Change, ChangeKind, How, Pin, PinsError
 from zchat.peer.render import problem_text
 from zchat.wire import protocol as p
 
@@ -120,6 +122,75 @@ def test_forget_removes_one_pin_from_the_file(tmp_path: Path) -> None:
     assert PinFile.open(tmp_path).forget("BOB")  # nicknames fold case
     assert not PinFile.open(tmp_path).forget("bob")
     assert PinFile.open(tmp_path).pins == (Pin("carol", FP_CAROL),)
+
+
+# --- several writers ------------------------------------------------------------------
+
+ROOT = Path(__file__).parent.parent
+PER_WRITER = 150
+
+
+def test_two_peer_processes_sharing_a_home_add_pins_at_once_and_lose_none(tmp_path: Path) -> None:
+    """Each writes only what it changed, under the lock, over what is on disk then: a
+    whole-store write from a stale view (what each did before) lost the other's pins."""
+    home = tmp_path / "alice"
+    PinFile.open(home).save([Pin("carol", FP_CAROL)])  # there before either started
+    go = tmp_path / "go"
+    writers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.support.pin_writer",
+                str(home),
+                tag,
+                str(PER_WRITER),
+                str(go),
+            ],
+            cwd=ROOT,
+        )
+        for tag in ("a", "b")
+    ]
+    try:
+        deadline = time.monotonic() + 30
+        while not all((tmp_path / f"ready-{tag}").exists() for tag in ("a", "b")):
+            assert time.monotonic() < deadline, "the writers never got ready"
+            assert all(w.poll() is None for w in writers), "a writer died"
+            time.sleep(0.01)
+        go.touch()  # both loaded the file (one pin) and now write at once
+        assert [w.wait(timeout=60) for w in writers] == [0, 0]
+    finally:
+        for w in writers:
+            w.kill()
+            w.wait()
+    nicks = {pin.nick for pin in PinFile.open(home).pins}
+    assert nicks == {"carol"} | {f"{tag}{i:03}" for tag in "ab" for i in range(PER_WRITER)}
+
+
+def test_forget_and_revoke_stick_whatever_a_stale_writer_writes_next(tmp_path: Path) -> None:
+    """A peer that still believes bob admitted writes its next changes about bob (it saw
+    him again, a vouch for him came): the tombstone keeps him out. Only a comparison made
+    since the forget admits him again."""
+    vouched = Admission(How.VOUCH, "carol", 10)
+    compared = Admission(How.YOU, "alice", 10)
+    PinFile.open(tmp_path).save([Pin("bob", FP_BOB, compared, 10), Pin("carol", FP_CAROL)])
+    stale = PinFile.open(tmp_path)  # a running peer's view, from before the forget
+    assert PinFile.open(tmp_path).forget("bob", at_ms=1000)
+    stale.merge(
+        [
+            Change(ChangeKind.SEEN, "bob", FP_BOB, date_ms=90_000_000),
+            Change(ChangeKind.ADMIT, "bob", FP_BOB, vouched, 2000),  # a vouch, after
+            Change(ChangeKind.ADMIT, "bob", FP_BOB, compared, 2000),  # compared, before
+            Change(ChangeKind.PIN, "dave", FP_CAROL[::-1], date_ms=2000),
+        ]
+    )
+    on_disk = PinFile.open(tmp_path)
+    (bob,) = [pin for pin in on_disk.pins if pin.nick == "bob"]
+    assert not bob.admitted  # announced again, so pinned, but admitted by nobody
+    assert [t.nick for t in on_disk.tombstones] == ["bob"]
+    assert {pin.nick for pin in on_disk.pins} == {"bob", "carol", "dave"}  # dave kept
+    stale.merge([Change(ChangeKind.ADMIT, "bob", FP_BOB, Admission(How.YOU, "alice", 3000))])
+    assert [pin.admitted for pin in PinFile.open(tmp_path).pins if pin.nick == "bob"] == [True]
 
 
 # --- the loop writes ----------------------------------------------------------------
@@ -236,6 +307,66 @@ def test_a_pins_file_that_cannot_be_written_is_reported_and_the_session_goes_on(
             assert client.core.pins.get("bob") == bob.fingerprint  # held for the session
             client.send_text("still here", to=["bob"])  # and the session goes on
             await broker.expect(p.Send)
+        finally:
+            await client.close(max_idle=0)
+            broker.sock.close()
+            ctx.term()
+
+    run(scenario())
+
+
+async def on_disk(path: Path, match: Callable[[PinFile], bool], timeout: float = 5.0) -> PinFile:
+    """The pins file once `match` holds for it (the client writes from its loop)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pins = PinFile.open(path)
+        if match(pins):
+            return pins
+        assert time.monotonic() < deadline, f"the pins file never matched: {pins.pins}"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("how", ["zchat keys forget", "/revoke"])
+def test_forget_and_revoke_stick_across_a_running_peers_next_write(
+    how: str, tmp_path: Path, alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    """Issue 18.5: a running peer rewrote the whole pins file at its next change (a JOIN
+    of anyone, which the broker can send at will), and a forgotten member was back."""
+    PinFile.open(tmp_path).save([Pin("bob", bob.fingerprint, Admission(How.YOU, "alice", 1))])
+    endpoint = f"inproc://pins-stick-{how[0]}"
+
+    async def scenario() -> None:
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        broker = HandBroker(ctx, endpoint)
+        pin_file = PinFile.open(tmp_path)
+        client = Client.create("alice", alice, endpoint, pin_file=pin_file, context=ctx)
+        try:
+            client.start()
+            bob_here = p.Member("bob", bob.public_der, certificate(bob, "bob", time.time()))
+            await broker.admit("alice", (bob_here,))
+            await wait_for(client, lambda e: isinstance(e, ev.Ready))
+            assert client.core.members["bob"].may_read  # admitted in an earlier run
+            if how == "/revoke":
+                client.revoke("bob")
+            else:  # what the command does, from another process's point of view
+                assert PinFile.open(tmp_path).forget("bob", at_ms=int(time.time() * 1000))
+            seen = await wait_for(client, lambda e: isinstance(e, ev.Revoked))
+            assert (seen[-1].nick, seen[-1].by, seen[-1].dropped) == ("bob", "alice", True)
+            assert not client.core.members["bob"].may_read
+            # The broker makes alice write: carol joins, and bob comes back.
+            broker.send(
+                p.Join(p.Member("carol", carol.public_der)),
+                p.Leave("bob", p.LeaveReason.BYE),
+                p.Join(bob_here),
+            )
+            await sees(client, "bob")
+            saved = await on_disk(tmp_path, lambda f: len(f.pins) == 2)
+            assert [(pin.nick, pin.admitted) for pin in saved.pins] == [
+                ("bob", False),  # pinned again as announced, admitted by nobody
+                ("carol", False),
+            ]
+            assert [t.nick for t in saved.tombstones] == ["bob"]
+            assert not client.core.members["bob"].may_read
         finally:
             await client.close(max_idle=0)
             broker.sock.close()
