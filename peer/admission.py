@@ -116,8 +116,8 @@ class RoomView(Protocol):
         """Every pin."""
 
     def forgotten(self, nick: str, fingerprint: bytes) -> bool:
-        """Whether the user forgot `nick`'s key `fingerprint` (a tombstone, `peer.pins`):
-        no vouch admits it again."""
+        """Whether the user forgot the key `fingerprint` (a tombstone, `peer.pins`), as
+        `nick`'s or under another name: no vouch admits it again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,8 +457,8 @@ class Admission:
             return f"{sender.nick} took it back later"
         if room.forgotten(vouch.nick, vouch.subject_fingerprint):
             return (
-                f"you took back {vouch.nick}'s admission of that key: only your own"
-                f" comparison admits it again (/fingerprint {vouch.nick}, /admit)"
+                "you took back the admission of that key: only your own comparison"
+                f" admits it again (/fingerprint {vouch.nick}, then /admit)"
             )
         if nick_key(vouch.nick) == nick_key(room.nick):
             if vouch.subject_fingerprint != room.identity.fingerprint:
@@ -476,8 +476,8 @@ class Admission:
             return f"it is for another key than the one {target.nick} has here"
         if target.trust is ev.Trust.CHANGED:
             return (
-                f"{target.nick}'s key changed: only you can accept a new key"
-                f" ({admit_command('trust', target.nick, target.fingerprint)})"
+                f"{target.nick}'s key changed: only you can accept a new key, after"
+                f" comparing it (/fingerprint {target.nick}, then /trust {target.nick})"
             )
         return ""
 

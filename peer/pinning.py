@@ -76,7 +76,7 @@ class Pinning:
         """Those of `tombstones` (read from the file) that are new to us."""
         news = []
         for tomb in tombstones:
-            known = self.pins.tombstone(tomb.nick, tomb.fingerprint)
+            known = self.pins.tombstone(tomb.fingerprint)
             if known is None or known.at_ms < tomb.at_ms:
                 news.append(tomb)
         return news

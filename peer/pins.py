@@ -84,7 +84,8 @@ class Pin(NamedTuple):
 
 
 class Tombstone(NamedTuple):
-    """`nick`'s key `fingerprint` was forgotten (its admission taken back) at `at_ms`."""
+    """The key `fingerprint` (`nick`'s when it was) was forgotten, its admission taken
+    back, at `at_ms`."""
 
     nick: str
     fingerprint: bytes
@@ -138,8 +139,9 @@ class Pins:
         #: The unadmitted pins, the one seen longest ago first: what gives way when
         #: the store is full, in constant time (a flood of JOINs pins thousands).
         self._unadmitted: OrderedDict[str, None] = OrderedDict()
-        #: (nickname case-folded, fingerprint) -> its tombstone, the oldest first.
-        self._tombstones: OrderedDict[tuple[str, bytes], Tombstone] = OrderedDict()
+        #: fingerprint -> its tombstone, the oldest first. By key, not by name: the
+        #: key was forgotten, under whatever nickname it comes back.
+        self._tombstones: OrderedDict[bytes, Tombstone] = OrderedDict()
         for pin in sorted(pins, key=lambda pin: pin.seen_ms):
             self._put(pin)
         while len(self._pins) > MAX_PINS and self._evict_one():
@@ -248,14 +250,15 @@ class Pins:
             self._bury(Tombstone(nick, fingerprint, at_ms))
         return False
 
-    def tombstone(self, nick: str, fingerprint: bytes) -> Tombstone | None:
-        """The tombstone of `nick`'s key `fingerprint`, if it was ever forgotten."""
-        return self._tombstones.get((nick_key(nick), fingerprint))
+    def tombstone(self, fingerprint: bytes) -> Tombstone | None:
+        """The tombstone of the key `fingerprint`, if it was ever forgotten (under any
+        nickname)."""
+        return self._tombstones.get(fingerprint)
 
     def forbidden(self, nick: str, fingerprint: bytes, admission: Admission) -> bool:
         """Whether a tombstone forbids `admission` of `nick`'s key: any but the user's
         own comparison made since it was forgotten."""
-        buried = self.tombstone(nick, fingerprint)
+        buried = self.tombstone(fingerprint)
         if buried is None or admission.how is How.OPEN:
             return False
         return not (admission.how is How.YOU and admission.at_ms >= buried.at_ms)
@@ -280,7 +283,7 @@ class Pins:
 
     def _bury(self, tombstone: Tombstone) -> None:
         """Keep `tombstone` (the later date, if its key has one already)."""
-        key = (nick_key(tombstone.nick), tombstone.fingerprint)
+        key = tombstone.fingerprint
         old = self._tombstones.pop(key, None)
         if old is not None and old.at_ms > tombstone.at_ms:
             tombstone = old

@@ -124,7 +124,7 @@ class Roster:
         return self.pinning.pins.items()
 
     def forgotten(self, nick: str, fingerprint: bytes) -> bool:
-        return self.pinning.pins.tombstone(nick, fingerprint) is not None
+        return self.pinning.pins.tombstone(fingerprint) is not None
 
     # --- dates and pins --------------------------------------------------------------
 
@@ -306,7 +306,10 @@ class Roster:
         pin = self.pinning.pins.record(nick)
         if member is None and pin is None:
             raise UnknownRecipient(f"{nick} is not in the room, and you have no pin for them")
-        target = member if member is not None else pin
+        # The key the user trusted: the pinned one, when the broker now announces
+        # another under that name (which nobody admits anyway).
+        changed = member is not None and member.trust is ev.Trust.CHANGED
+        target = pin if member is None or (changed and pin is not None) else member
         assert target is not None
         self._forget(Tombstone(target.nick, target.fingerprint, self.date_ms()), now)
         return self._flush()

@@ -68,7 +68,7 @@ class FakeRoom:
         return self.pins.items()
 
     def forgotten(self, nick: str, fingerprint: bytes) -> bool:
-        return self.pins.tombstone(nick, fingerprint) is not None
+        return self.pins.tombstone(fingerprint) is not None
 
     def readers(self) -> list[Contact]:
         return [m for m in (*self.here.values(), *self.missing) if m.may_read]
