@@ -346,15 +346,9 @@ class Admission:
     ) -> None:
         """A REVOKE from `sender`: drop its subject if we admitted it only on `sender`'s
         word, given before the revocation; else say so, and keep our own decision."""
-        try:
-            check_record(
-                record,
-                room_id=room.room_id,
-                signer_key=sender.public_key,
-                signer_fingerprint=sender.fingerprint,
-            )
-        except BadRecord as exc:
-            out.append(ev.VouchRejected(sender.nick, (record.nick,), str(exc)))
+        forged = _not_signed_by(room, sender, record)
+        if forged:
+            out.append(ev.VouchRejected(sender.nick, (record.nick,), forged))
             return
         # No vouch of its, as old as this or older, counts any more: not one held,
         # not one that comes later (reordered by the broker, or resent).
@@ -444,15 +438,9 @@ class Admission:
 
     def _refusal(self, room: RoomView, sender: Contact, vouch: MembershipRecord) -> str:
         """Why `vouch` from `sender` can never count, or "" when it may."""
-        try:
-            check_record(
-                vouch,
-                room_id=room.room_id,
-                signer_key=sender.public_key,
-                signer_fingerprint=sender.fingerprint,
-            )
-        except BadRecord as exc:
-            return str(exc)
+        forged = _not_signed_by(room, sender, vouch)
+        if forged:
+            return forged
         if self.gate.revoked_since(vouch):
             return f"{sender.nick} took it back later"
         if room.forgotten(vouch.nick, vouch.subject_fingerprint):
@@ -564,6 +552,20 @@ class Admission:
             fingerprint=member.fingerprint,
             time_ms=member.admission.at_ms,
         )
+
+
+def _not_signed_by(room: RoomView, sender: Contact, record: MembershipRecord) -> str:
+    """Why `record` is not `sender`'s, for our room (`check_record`), or "" when it is."""
+    try:
+        check_record(
+            record,
+            room_id=room.room_id,
+            signer_key=sender.public_key,
+            signer_fingerprint=sender.fingerprint,
+        )
+    except BadRecord as exc:
+        return str(exc)
+    return ""
 
 
 def _pin_of(room: RoomView, nick: str, fingerprint: bytes) -> Pin | None:
