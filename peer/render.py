@@ -478,10 +478,11 @@ def _admit_needed(name: str, fp: bytes, already_here: bool, command: str) -> lis
         (
             Span(
                 Role.WARNING,
-                f"!   compare it with {shown} (in person, by phone); if it matches, type "
-                f"{safe(command)}",
+                f"!   compare it with {shown} (in person, by phone); if it matches, type:",
             ),
         ),
+        # On a line of its own: four groups and a long nickname would wrap otherwise.
+        (Span(Role.WARNING, f"!     {safe(command)}"),),
     ]
 
 

@@ -135,7 +135,7 @@ def test_a_member_the_broker_announces_is_sealed_nothing_until_admitted(
     shown = lines(needed)
     assert "NOT ADMITTED: bob receives nothing from you until you admit them" in shown
     assert format_fingerprint(bob.fingerprint) in shown  # the whole fingerprint
-    assert f"type /admit bob {typed(bob)}" in shown  # and the exact command
+    assert f"type:\n!     /admit bob {typed(bob)}" in shown  # and the exact command
     with pytest.raises(NobodyHere, match=r"nobody here is admitted yet \(bob\)"):
         room.send(a, "anyone?")
     not_admitted = r"bob is not admitted: .* \(/fingerprint bob\)"
