@@ -146,7 +146,7 @@ class Client:
         core = PeerCore(
             nick,
             identity,
-            Pins(pin_file.pins if pin_file is not None else ()),
+            Pins(pin_file.pins, pin_file.tombstones) if pin_file is not None else Pins(),
             config or PeerConfig(),
             seq=initial_seq(time.time()),
             random=os.urandom,

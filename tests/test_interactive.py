@@ -629,9 +629,7 @@ def test_a_person_at_a_terminal_picks_a_free_nickname_chats_and_leaves(tmp_path:
         person.expect(rf"fingerprint: {ESC}((?:\w{{4}} ){{12}}\w{{4}})")
         carols = load_identity(tmp_path / "carol" / "carol").fingerprint
         assert person.match.group(1) == format_fingerprint(carols)
-        person.expect(
-            rf"(?s)if it matches, type:.*?/admit carol {format_fingerprint(carols)[:19]}"
-        )
+        person.expect(rf"(?s)if it matches, type:.*?/admit carol {format_fingerprint(carols)[:19]}")
         person.expect(rf"dave{ESC}>")
         person.sendline("anyone?")
         person.expect(r"nobody here is admitted yet \(carol\): message not sent")

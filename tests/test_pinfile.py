@@ -373,3 +373,41 @@ def test_forget_and_revoke_stick_across_a_running_peers_next_write(
             ctx.term()
 
     run(scenario())
+
+
+def test_a_tombstone_from_an_earlier_run_is_no_news_to_the_next(
+    tmp_path: Path, alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    """The tombstones on disk at start are known from the start: the first merge, which
+    reads them back, revokes nothing and says nothing."""
+    home = PinFile.open(tmp_path)
+    home.save([Pin("bob", bob.fingerprint, Admission(How.YOU, "alice", 1))])
+    assert home.forget("bob", at_ms=5)
+
+    async def scenario() -> None:
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        broker = HandBroker(ctx, "inproc://pins-earlier-run")
+        client = Client.create(
+            "alice",
+            alice,
+            "inproc://pins-earlier-run",
+            pin_file=PinFile.open(tmp_path),
+            context=ctx,
+        )
+        try:
+            client.start()
+            await broker.admit("alice", (p.Member("bob", bob.public_der),))
+            seen = await wait_for(client, lambda e: isinstance(e, ev.Ready))
+            broker.send(p.Join(p.Member("carol", carol.public_der)))  # a write, a merge
+            seen += await wait_for(
+                client, lambda e: isinstance(e, ev.AdmitNeeded) and e.nick == "carol"
+            )
+            await on_disk(tmp_path, lambda f: len(f.pins) == 2)
+            later = [client.events.get_nowait() for _ in range(client.events.qsize())]
+            assert [e for e in [*seen, *later] if isinstance(e, ev.Revoked)] == []
+        finally:
+            await client.close(max_idle=0)
+            broker.sock.close()
+            ctx.term()
+
+    run(scenario())
