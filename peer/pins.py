@@ -147,7 +147,7 @@ class Pins:
         while len(self._pins) > MAX_PINS and self._evict_one():
             pass  # a file that grew past the bound (written by hand?) is cut back
         for tombstone in sorted(tombstones, key=lambda t: t.at_ms):
-            self._bury(tombstone)
+            self.bury(tombstone)
 
     def get(self, nick: str) -> bytes | None:
         pin = self._pins.get(nick_key(nick))
@@ -244,10 +244,10 @@ class Pins:
         old = self._pins.get(key)
         if old is not None and fingerprint in (None, old.fingerprint):
             self._drop(key)
-            self._bury(Tombstone(old.nick, old.fingerprint, at_ms))
+            self.bury(Tombstone(old.nick, old.fingerprint, at_ms))
             return True
         if fingerprint is not None:
-            self._bury(Tombstone(nick, fingerprint, at_ms))
+            self.bury(Tombstone(nick, fingerprint, at_ms))
         return False
 
     def tombstone(self, fingerprint: bytes) -> Tombstone | None:
@@ -281,8 +281,9 @@ class Pins:
         if not pin.admitted:
             self._unadmitted[key] = None  # last: seen most recently
 
-    def _bury(self, tombstone: Tombstone) -> None:
-        """Keep `tombstone` (the later date, if its key has one already)."""
+    def bury(self, tombstone: Tombstone) -> None:
+        """Keep `tombstone` (the later date, if its key has one already), leaving the
+        pins as they are."""
         key = tombstone.fingerprint
         old = self._tombstones.pop(key, None)
         if old is not None and old.at_ms > tombstone.at_ms:

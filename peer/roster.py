@@ -334,8 +334,10 @@ class Roster:
             and admission.how is How.YOU
             and admission.at_ms >= tomb.at_ms
         )
-        if not again:  # compared again since it was forgotten: the user's later word
-            self._apply(self.admission.revoke(self, tomb.nick, tomb.fingerprint), now)
+        if again:  # compared again since it was forgotten: the user's later word stands
+            self.pinning.pins.bury(tomb)
+            return
+        self._apply(self.admission.revoke(self, tomb.nick, tomb.fingerprint), now)
         self.pinning.forget(tomb.nick, tomb.fingerprint, tomb.at_ms, written=written)
 
     # --- joining the parts up --------------------------------------------------------

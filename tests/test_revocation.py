@@ -22,7 +22,7 @@ from tests.test_admission import Tap, closed_room, readers, typed, vouch_deliver
 from zchat.envelope import MessageKind, make_vouch
 from zchat.peer import events as ev
 from zchat.peer.errors import UnknownRecipient
-from zchat.peer.pins import How
+from zchat.peer.pins import How, Tombstone
 from zchat.peer.render import Renderer, plain
 
 
@@ -174,3 +174,30 @@ def test_revoke_someone_unknown_is_refused_and_a_key_never_admitted_is_only_buri
     room.pump()
     assert revoked(room, a) == [("mallory", "alice", False, "")]
     assert room.peers[a].pins.tombstone(mallory.fingerprint) is not None
+
+
+def test_a_tombstone_written_elsewhere_takes_back_an_admission_unless_compared_again_since(
+    keys: KeyPool,
+) -> None:
+    """`zchat keys forget` writes a tombstone that the running peer reads: it acts as
+    /revoke, unless the user compared that key again after it was forgotten."""
+    room, conns = closed_room(["alice", "bob", "carol"], keys)
+    a = conns["alice"]
+    core = room.peers[a]
+    bob, carol = keys.get(1), keys.get(2)
+    date_ms = int(room.wall * 1000) + 500  # after every admission so far
+    room.advance(1.0)
+    core.admit("bob", typed(bob), room.now)  # compared again, after the forget below
+    core.forgotten_elsewhere((Tombstone("bob", bob.fingerprint, date_ms),), room.now)
+    core.forgotten_elsewhere((Tombstone("carol", carol.fingerprint, date_ms),), room.now)
+    room.pump()
+    assert revoked(room, a) == [("carol", "alice", True, "")]
+    assert readers(room.peers[a]) == {"bob"}
+    # Both are known now: read again from the file, neither is news.
+    tombs = (
+        Tombstone("bob", bob.fingerprint, date_ms),
+        Tombstone("carol", carol.fingerprint, date_ms),
+    )
+    core.forgotten_elsewhere(tombs, room.now)
+    room.pump()
+    assert len(revoked(room, a)) == 1
