@@ -15,7 +15,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -229,6 +229,23 @@ class HandBroker:
         self.send(p.Welcome(nick, 1000, 5000), p.Snapshot(members))
 
 
+@contextlib.asynccontextmanager
+async def alice_on_a_hand_broker(
+    home: Path, alice: Identity, endpoint: str
+) -> AsyncIterator[tuple[HandBroker, Client]]:
+    """alice's client, with the pins in `home`, started on a broker the test drives."""
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    broker = HandBroker(ctx, endpoint)
+    client = Client.create("alice", alice, endpoint, pin_file=PinFile.open(home), context=ctx)
+    try:
+        client.start()
+        yield broker, client
+    finally:
+        await client.close(max_idle=0)
+        broker.sock.close()
+        ctx.term()
+
+
 @contextlib.contextmanager
 def counted_writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Path]]:
     """Every write of a pins file, as it happens."""
@@ -336,12 +353,7 @@ def test_forget_and_revoke_stick_across_a_running_peers_next_write(
     endpoint = f"inproc://pins-stick-{how[0]}"
 
     async def scenario() -> None:
-        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        broker = HandBroker(ctx, endpoint)
-        pin_file = PinFile.open(tmp_path)
-        client = Client.create("alice", alice, endpoint, pin_file=pin_file, context=ctx)
-        try:
-            client.start()
+        async with alice_on_a_hand_broker(tmp_path, alice, endpoint) as (broker, client):
             bob_here = p.Member("bob", bob.public_der, certificate(bob, "bob", time.time()))
             await broker.admit("alice", (bob_here,))
             await wait_for(client, lambda e: isinstance(e, ev.Ready))
@@ -367,10 +379,6 @@ def test_forget_and_revoke_stick_across_a_running_peers_next_write(
             ]
             assert [t.nick for t in saved.tombstones] == ["bob"]
             assert not client.core.members["bob"].may_read
-        finally:
-            await client.close(max_idle=0)
-            broker.sock.close()
-            ctx.term()
 
     run(scenario())
 
@@ -385,17 +393,8 @@ def test_a_tombstone_from_an_earlier_run_is_no_news_to_the_next(
     assert home.forget("bob", at_ms=5)
 
     async def scenario() -> None:
-        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        broker = HandBroker(ctx, "inproc://pins-earlier-run")
-        client = Client.create(
-            "alice",
-            alice,
-            "inproc://pins-earlier-run",
-            pin_file=PinFile.open(tmp_path),
-            context=ctx,
-        )
-        try:
-            client.start()
+        endpoint = "inproc://pins-earlier-run"
+        async with alice_on_a_hand_broker(tmp_path, alice, endpoint) as (broker, client):
             await broker.admit("alice", (p.Member("bob", bob.public_der),))
             seen = await wait_for(client, lambda e: isinstance(e, ev.Ready))
             broker.send(p.Join(p.Member("carol", carol.public_der)))  # a write, a merge
@@ -405,9 +404,5 @@ def test_a_tombstone_from_an_earlier_run_is_no_news_to_the_next(
             await on_disk(tmp_path, lambda f: len(f.pins) == 2)
             later = [client.events.get_nowait() for _ in range(client.events.qsize())]
             assert [e for e in [*seen, *later] if isinstance(e, ev.Revoked)] == []
-        finally:
-            await client.close(max_idle=0)
-            broker.sock.close()
-            ctx.term()
 
     run(scenario())
