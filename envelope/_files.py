@@ -1,12 +1,14 @@
-"""Files that hold secrets: written so that nobody else ever sees them, and read only
-when nobody else could have read or replaced them.
+"""Files that hold secrets, or decide trust: written so that nobody else ever sees
+them, and read only when nobody else could have read or replaced them.
 
 The identity key (`envelope.keys`) and the broker's CURVE secret (`wire.curve`) both go
-through here, so the rules are written once.
+through here, and so do the pins (`peer.pinfile`), so the rules are written once.
 
-Writing: a fresh temporary file is created 0600 with ``O_EXCL``, filled, synced and
-renamed into place, so the secret is never visible with looser permissions, not even
-for an instant, and a leftover temporary file (whatever its mode) is never reused.
+Writing: a temporary file with a name of its own (``mkstemp``: ``O_EXCL``, 0600) is
+made in the same directory, filled, synced, renamed into place, and the directory is
+synced too. So the file is never visible with looser permissions, not even for an
+instant; two writers never share a temporary file; a leftover one (whatever its mode)
+is never reused; and after a crash the file is the old one or the new one, whole.
 
 Reading, as ssh reads a private key, but without its stat-then-open race:
 
@@ -19,8 +21,14 @@ Reading, as ssh reads a private key, but without its stat-then-open race:
 3. Read at most `limit` bytes: a key file is small, and a huge one is refused rather
    than read into memory.
 
+A file that only decides trust (the pins: who is admitted) may be read by others, but
+must not be writable by them: `read_owned_file` makes the same checks with
+``mode & 0o022``, and `check_owned_directory` the same for the directory that holds
+it (an identity directory), as ssh checks ``~/.ssh``. Each refusal names the file and
+the command that fixes it.
+
 Callers turn `SecretFileRefused` into their own package's error (`IdentityError`,
-`CurveKeyError`), with `problem` as the words for people.
+`CurveKeyError`, `PinsError`), with `problem` as the words for people.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import contextlib
 import errno
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 #: errno of an ``O_NOFOLLOW`` open that met a symbolic link: ELOOP on Linux and macOS,
@@ -58,12 +67,57 @@ class OversizedSecretFile(SecretFileRefused):
     """The file is larger than any secret of its kind: not what it claims to be."""
 
 
+#: Mode bits that may not be set: none for group or others on a secret, no write
+#: permission for them on a file or directory that decides trust.
+SECRET_MODE_BITS = 0o077
+WRITE_MODE_BITS = 0o022
+
+
 def read_secret_file(path: Path, limit: int) -> bytes:
     """The contents of the secret file `path`, after the checks in the module docstring.
 
     Raises `ExposedSecretFile` or `OversizedSecretFile`, or `OSError` when the file
     cannot be opened or read at all (missing, no permission, ...).
     """
+    return _read_checked(path, limit, SECRET_MODE_BITS)
+
+
+def read_owned_file(path: Path, limit: int) -> bytes:
+    """The contents of `path`, a file that decides trust: as `read_secret_file`, but
+    others may read it; they may not write it (``chmod go-w`` fixes that)."""
+    return _read_checked(path, limit, WRITE_MODE_BITS)
+
+
+def check_owned_directory(path: Path) -> None:
+    """Raise `ExposedSecretFile` unless the directory `path` is ours and nobody else can
+    write in it (where they could replace the files it holds); `OSError` if missing."""
+    info = os.stat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        raise ExposedSecretFile(path, "is not a directory")
+    _check_owner_and_mode(path, info, WRITE_MODE_BITS)
+
+
+def _check_owner_and_mode(path: Path, info: os.stat_result, forbidden: int) -> None:
+    if info.st_uid != os.geteuid():
+        raise ExposedSecretFile(
+            path,
+            f"belongs to another user (uid {info.st_uid}, we are {os.geteuid()}); "
+            f"fix it with: chown {os.geteuid()} {path}",
+        )
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & forbidden:
+        if forbidden == SECRET_MODE_BITS:
+            fix = "600"
+            what = "readable by others"
+        else:
+            fix = "go-w"
+            what = "writable by others"
+        raise ExposedSecretFile(
+            path, f"is {what} (mode {mode:04o}); fix it with: chmod {fix} {path}", mode
+        )
+
+
+def _read_checked(path: Path, limit: int, forbidden: int) -> bytes:
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
         fd = os.open(path, flags)
@@ -77,17 +131,7 @@ def read_secret_file(path: Path, limit: int) -> bytes:
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise ExposedSecretFile(path, "is not a regular file")
-        if info.st_uid != os.geteuid():
-            raise ExposedSecretFile(
-                path, f"belongs to another user (uid {info.st_uid}, we are {os.geteuid()})"
-            )
-        mode = stat.S_IMODE(info.st_mode)
-        if mode & 0o077:
-            raise ExposedSecretFile(
-                path,
-                f"is readable by others (mode {mode:04o}); fix it with: chmod 600 {path}",
-                mode,
-            )
+        _check_owner_and_mode(path, info, forbidden)
         data = f.read(limit + 1)
     if len(data) > limit:
         raise OversizedSecretFile(path, f"is larger than {limit:,} bytes")
@@ -95,13 +139,29 @@ def read_secret_file(path: Path, limit: int) -> bytes:
 
 
 def write_secret_file(path: Path, data: bytes) -> None:
-    """Write `data` to `path` readable by its owner only (0600), atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "wb") as f:  # unlike one os.write, writes every byte
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    """Write `data` to `path` readable by its owner only (0600), atomically and durably
+    (module docstring)."""
+    # mkstemp: a name of its own in the same directory (a rename never crosses file
+    # systems), created with O_EXCL and mode 0600, whatever the umask.
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as f:  # unlike one os.write, writes every byte
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    sync_directory(path.parent)
+
+
+def sync_directory(path: Path) -> None:
+    """fsync the directory `path`, so that a rename in it survives a crash."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

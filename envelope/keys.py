@@ -15,7 +15,8 @@ and its parameters travel as RFC 7468 explanatory text above the PEM block::
     -----BEGIN ENCRYPTED PRIVATE KEY-----
 
 The file is read through `envelope._files.read_secret_file` (no symbolic link, ours,
-0600, at most `MAX_KEY_FILE_BYTES`), and the scrypt parameters it names are bounded
+0600, at most `MAX_KEY_FILE_BYTES`), in a directory that is ours and that nobody else
+can write in (`check_owned_directory`), and the scrypt parameters it names are bounded
 before any work: whatever is in the file, loading it ends in an `Identity` or an
 `IdentityError`, never in a traceback or an exhausted machine.
 """
@@ -35,7 +36,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from zchat.envelope._files import ExposedSecretFile, SecretFileRefused, read_secret_file
+from zchat.envelope._files import (
+    ExposedSecretFile,
+    SecretFileRefused,
+    check_owned_directory,
+    read_secret_file,
+)
 
 # Re-exported (PEP 484's `as` form, which mypy --strict honours): code that imports it
 # from here, where it was first written, keeps working.
@@ -200,11 +206,15 @@ def save_identity(
 
 
 def load_identity(home: Path, passphrase: bytes | None = None) -> Identity:
-    """The identity in `home`. Every way the file can be wrong is an `IdentityError`."""
+    """The identity in `home`. Every way the file can be wrong is an `IdentityError`, and
+    so is a directory that someone else could write in (and so replace the key)."""
     path = home / PRIVATE_KEY_FILE
     try:
         pem = read_secret_file(path, MAX_KEY_FILE_BYTES)
+        check_owned_directory(home)
     except ExposedSecretFile as exc:
+        if exc.path != path:
+            raise IdentityError(f"identity directory {exc.path} {exc.problem}", home) from exc
         raise InsecureKeyFile(path, exc.problem, exc.mode) from exc
     except SecretFileRefused as exc:
         raise MalformedKeyFile(f"private key {path} {exc.problem}", path) from exc

@@ -41,6 +41,8 @@ def execute(cmd: c.Command, client: Client) -> list[ev.Event]:
                 client.trust(nick, fingerprint)
             case c.AdmitCommand(nick, fingerprint):
                 client.admit(nick, fingerprint)
+            case c.RevokeCommand(nick):
+                client.revoke(nick)
             case c.Help():
                 return [ev.Notice(c.HELP)]
             case c.Invalid(hint):

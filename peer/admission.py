@@ -25,12 +25,25 @@ nothing loops and a broker restart, which brings everyone back at once, costs no
 Per event we send at most one message to the room and one per 16 members to the one
 member concerned: bounded by the room's size.
 
-A vouch we cannot act on yet is *held*, as a checked fact (the signature is verified
-on arrival): its voucher is not admitted yet (the newcomer's side of the flow: the
-members' vouches arrive before the newcomer admits the one member it knows), or the
-nickname it names is not here yet. Held facts are bounded per voucher and dropped when
-the voucher leaves. Everything else that admits nobody (a bad signature, another
-voucher, another room, another key, another nickname) is reported, never silent.
+A vouch we cannot act on yet is *held*: its voucher is not admitted yet (the
+newcomer's side of the flow: the members' vouches arrive before the newcomer admits the
+one member it knows), or the nickname it names is not here yet. It is checked on
+arrival and kept whole; when it is released it is checked again exactly as a fresh one
+would be (the room, the voucher's key and the member's key as they are then, and the
+time: no revocation since, no tombstone), since the room may have moved on meanwhile.
+Held vouches are bounded per voucher and dropped when the voucher leaves. Everything
+else that admits nobody (a bad signature, another voucher, another room, another key,
+another nickname, a vouch its signer took back, a key the user forgot) is reported,
+never silent.
+
+Revocation (docs/PROTOCOL.md §4.5): the user's `/revoke NICK` (or `zchat keys forget`)
+drops NICK at once, and we send a signed REVOKE to the members we admitted. A member
+that admitted NICK only on the revoker's vouch (newer than that vouch) drops NICK too,
+and passes its own revocation on to those it had told of NICK; a member that compared
+NICK itself, or admitted it on someone else's word, keeps its decision and is told.
+Whoever was admitted only on the word of a member so dropped goes with it: trust that
+came from a key taken back is taken back (`_drop`). A later vouch, newer than the
+revocation, admits again; a vouch never admits a key the user forgot (a tombstone).
 
 This module keeps the rules (`Admission`, a part of the core); what they remember
 besides the pins is `peer.gate.Gate`. Admission decides `Contact.admission` and nothing
@@ -84,6 +97,9 @@ class RoomView(Protocol):
     def member(self, nick: str) -> Contact | None:
         """The member present under `nick`, if any."""
 
+    def listed(self, nick: str) -> Contact | None:
+        """The member present under `nick`, or missing since a broker restart."""
+
     def present(self) -> Iterable[Contact]:
         """Every member present."""
 
@@ -92,6 +108,16 @@ class RoomView(Protocol):
 
     def date_ms(self) -> int:
         """Today's date, in milliseconds since the epoch: admissions carry it."""
+
+    def pin(self, nick: str) -> Pin | None:
+        """The pin for `nick`, if any: how its key was admitted, maybe in an earlier run."""
+
+    def pinned(self) -> Iterable[Pin]:
+        """Every pin."""
+
+    def forgotten(self, nick: str, fingerprint: bytes) -> bool:
+        """Whether the user forgot the key `fingerprint` (a tombstone, `peer.pins`), as
+        `nick`'s or under another name: no vouch admits it again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +137,17 @@ class Record:
     grant: Grant
 
 
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """`nick`'s key `fingerprint` is admitted no more: take the admission out of its
+    pin, and stop sealing to it at once (what waits for it in the outbox goes)."""
+
+    nick: str
+    fingerprint: bytes
+
+
 #: What admission asks of the core, in the order the core is to do it.
-Effect = ev.Event | SealVouches | Record
+Effect = ev.Event | SealVouches | Record | Drop
 
 
 @dataclass
@@ -201,24 +236,37 @@ class Admission:
         self._grant(room, member, grant, out)
         return out
 
-    def _grant(self, room: RoomView, member: Contact, grant: Grant, out: list[Effect]) -> None:
-        work = [(member, grant)]
+    def _grant(
+        self,
+        room: RoomView,
+        member: Contact,
+        grant: Grant,
+        out: list[Effect],
+        vouch: MembershipRecord | None = None,
+    ) -> None:
+        """Admit `member` as `grant` says (on `vouch`, for a grant by vouch), and act on
+        what it vouched for while we had not admitted it."""
+        work = [(member, grant, vouch)]
         while work:
-            m, granted = work.pop(0)
+            m, granted, on = work.pop(0)
             if m.vouches_admit and granted.how is not How.YOU:
                 continue  # admitted already: nothing to do, nothing to send (no loops)
             m.admission = granted
+            if on is not None:
+                self.gate.vouched(m.nick, m.fingerprint, on.time_ms)
             out.append(Record(m, granted))
             out.append(ev.Admitted(m.nick, m.fingerprint, granted.how.value, granted.by))
             self.gate.arrive(m.nick)
             if granted.how is How.YOU:
                 self._vouch_to(room, m, [r for r in room.readers() if r is not m], out)
             self._share_with(room, m, out)
-            # What it vouched for while we had not admitted it counts now.
+            # What it vouched for while we had not admitted it counts now, if it still
+            # passes every check a fresh vouch must.
             for fact in self.gate.release_from(m.nick, m.fingerprint):
-                target = self._weigh_target(room, m, fact, out)
+                target = self._released(room, m, fact, out)
                 if target is not None:
-                    work.append((target, Grant(How.VOUCH, m.nick, room.date_ms())))
+                    grant_on = Grant(How.VOUCH, m.nick, room.date_ms())
+                    work.append((target, grant_on, fact.record))
 
     def take_vouches(self, room: RoomView, sender: Contact, plaintext: bytes) -> list[Effect]:
         """A VOUCH message from `sender` (its envelope verified and opened)."""
@@ -231,20 +279,19 @@ class Admission:
             out.append(ev.VouchRejected(sender.nick, (), f"unreadable vouches: {exc}"))
             return out
         held: list[str] = []
-        seen: set[str] = set()
+        seen: set[tuple[RecordType, str]] = set()
         for vouch in records:
             # Each record on its own: one unreadable, or of a kind not acted on here,
             # is reported, and the others still count.
             if isinstance(vouch, EnvelopeError):
                 out.append(ev.VouchRejected(sender.nick, (), f"unreadable: {vouch}"))
                 continue
-            if vouch.type is not RecordType.VOUCH:
-                reason = "revocations are not acted on by this zchat"
-                out.append(ev.VouchRejected(sender.nick, (vouch.nick,), reason))
+            if (vouch.type, nick_key(vouch.nick)) in seen:
+                continue  # one record a kind, nickname and message: a repeat costs nothing
+            seen.add((vouch.type, nick_key(vouch.nick)))
+            if vouch.type is RecordType.REVOKE:
+                self._take_revoke(room, sender, vouch, out)
                 continue
-            if nick_key(vouch.nick) in seen:
-                continue  # one vouch a nickname and message: a repeat costs no signature check
-            seen.add(nick_key(vouch.nick))
             reason = self._refusal(room, sender, vouch)
             if reason:
                 out.append(ev.VouchRejected(sender.nick, (vouch.nick,), reason))
@@ -256,8 +303,8 @@ class Admission:
             # what we remember (a made-up member's vouches for made-up names).
             here = room.member(vouch.nick)
             if here is not None and here.fingerprint == vouch.subject_fingerprint:
-                self.gate.tell(sender.nick, vouch.nick, vouch.subject_fingerprint)
-            fact = Held(sender.fingerprint, vouch.nick, vouch.subject_fingerprint)
+                self.gate.tell(sender.nick, vouch.nick, vouch.subject_fingerprint, by_us=False)
+            fact = Held(sender.fingerprint, vouch)
             if not sender.vouches_admit:
                 target = room.member(vouch.nick)
                 if target is not None and target.vouches_admit:
@@ -265,23 +312,142 @@ class Admission:
                 if self.gate.hold(sender.nick, fact):
                     held.append(vouch.nick)
                 continue
-            self._weigh(room, sender.nick, fact, out)
+            target = self._weigh_target(room, sender, fact, out)  # checked just above
+            if target is not None:
+                grant = Grant(How.VOUCH, sender.nick, room.date_ms())
+                self._grant(room, target, grant, out, vouch)
         if held:
             reason = f"you have not admitted {sender.nick}"
             out.append(ev.VouchRejected(sender.nick, tuple(held), reason, held=True))
         return out
 
+    # --- revocation ---------------------------------------------------------------------
+
+    def revoke(self, room: RoomView, nick: str, fingerprint: bytes) -> list[Effect]:
+        """The user takes back `nick`'s key `fingerprint` (/revoke, `zchat keys forget`):
+        it reads nothing more from us, and the members we admitted are told (a signed
+        REVOKE), so that those who admitted it on our word drop it too."""
+        out: list[Effect] = []
+        member = room.listed(nick)
+        if member is not None and member.fingerprint != fingerprint:
+            member = None  # another key under that name now: it keeps its own standing
+        pin = _pin_of(room, nick, fingerprint)
+        admission = member.admission if member is not None else pin.admission if pin else None
+        if admission is None or admission.how is How.OPEN:
+            # Never admitted (nor vouched for by us): nothing to take back from anyone;
+            # the tombstone the caller writes keeps any vouch from admitting it.
+            out.append(ev.Revoked(nick, fingerprint, room.nick, dropped=False))
+            return out
+        self._drop(room, nick, fingerprint, room.nick, out, tell_everyone=True)
+        return out
+
+    def _take_revoke(
+        self, room: RoomView, sender: Contact, record: MembershipRecord, out: list[Effect]
+    ) -> None:
+        """A REVOKE from `sender`: drop its subject if we admitted it only on `sender`'s
+        word, given before the revocation; else say so, and keep our own decision."""
+        forged = _not_signed_by(room, sender, record)
+        if forged:
+            out.append(ev.VouchRejected(sender.nick, (record.nick,), forged))
+            return
+        # No vouch of its, as old as this or older, counts any more: not one held,
+        # not one that comes later (reordered by the broker, or resent).
+        self.gate.revoke(
+            sender.fingerprint, record.nick, record.subject_fingerprint, record.time_ms
+        )
+        self.gate.unhold(sender.nick, record.nick)
+        if not sender.vouches_admit or nick_key(record.nick) == nick_key(room.nick):
+            # Not admitted: nothing was admitted on its word (what it vouched for is
+            # held, and goes with this). About us: we know who we are.
+            return
+        nick, fp = record.nick, record.subject_fingerprint
+        member = room.listed(nick)
+        if member is not None and member.fingerprint == fp:
+            admission = member.admission if member.vouches_admit else None
+        else:
+            pin = _pin_of(room, nick, fp)
+            admission = pin.admission if pin is not None and pin.admitted else None
+        if admission is None:
+            return  # not admitted here: nothing to take back (and nothing to say)
+        on_its_word = (
+            admission.how is How.VOUCH
+            and nick_key(admission.by) == nick_key(sender.nick)
+            and self.gate.vouch_time(nick, fp) < record.time_ms
+        )
+        if not on_its_word:
+            out.append(ev.Revoked(nick, fp, sender.nick, dropped=False))
+            return
+        self._drop(room, nick, fp, sender.nick, out)
+
+    def _drop(
+        self,
+        room: RoomView,
+        nick: str,
+        fingerprint: bytes,
+        by: str,
+        out: list[Effect],
+        *,
+        tell_everyone: bool = False,
+    ) -> None:
+        """`nick`'s key is admitted no more, on `by`'s word; nor is anyone we admitted
+        only on its word, and so on. Each one we drop, we revoke in turn to those we had
+        told of it (with `tell_everyone`, the first to every member we admitted)."""
+        work = [(nick, fingerprint, "")]
+        done: set[tuple[str, bytes]] = set()
+        while work:
+            n, fp, via = work.pop(0)
+            if (nick_key(n), fp) in done:
+                continue
+            done.add((nick_key(n), fp))
+            member = room.listed(n)
+            if member is not None and member.fingerprint != fp:
+                member = None
+            pin = _pin_of(room, n, fp)
+            admission = member.admission if member is not None else pin.admission if pin else None
+            if admission is None:
+                continue
+            name = member.nick if member is not None else pin.nick if pin is not None else n
+            if member is not None:
+                member.admission = None
+            out.append(Drop(name, fp))
+            out.append(ev.Revoked(name, fp, by, dropped=True, via=via))
+            told = self.gate.untell(name, fp)
+            if tell_everyone and not via:
+                recipients = [r for r in room.readers() if nick_key(r.nick) != nick_key(name)]
+            else:
+                recipients = [r for r in room.readers() if nick_key(r.nick) in told]
+            if recipients:
+                # Newer than our vouch for it, which carried the admission's date.
+                time_ms = max(room.date_ms(), admission.at_ms + 1)
+                revoke = self.gate.signed(
+                    room.identity,
+                    room_id=room.room_id,
+                    nick=name,
+                    fingerprint=fp,
+                    time_ms=time_ms,
+                    record_type=RecordType.REVOKE,
+                )
+                out.append(SealVouches((revoke,), tuple(recipients)))
+            # Whoever we admitted only on its word goes with it.
+            for other in room.readers():
+                if _vouched_by(other.admission, name):
+                    work.append((other.nick, other.fingerprint, name))
+            for other_pin in room.pinned():
+                if _vouched_by(other_pin.admission, name) and room.listed(other_pin.nick) is None:
+                    work.append((other_pin.nick, other_pin.fingerprint, name))
+
     def _refusal(self, room: RoomView, sender: Contact, vouch: MembershipRecord) -> str:
         """Why `vouch` from `sender` can never count, or "" when it may."""
-        try:
-            check_record(
-                vouch,
-                room_id=room.room_id,
-                signer_key=sender.public_key,
-                signer_fingerprint=sender.fingerprint,
+        forged = _not_signed_by(room, sender, vouch)
+        if forged:
+            return forged
+        if self.gate.revoked_since(vouch):
+            return f"{sender.nick} took it back later"
+        if room.forgotten(vouch.nick, vouch.subject_fingerprint):
+            return (
+                "you took back the admission of that key: only your own comparison"
+                f" admits it again (/fingerprint {vouch.nick}, then /admit)"
             )
-        except BadRecord as exc:
-            return str(exc)
         if nick_key(vouch.nick) == nick_key(room.nick):
             if vouch.subject_fingerprint != room.identity.fingerprint:
                 return "it vouches for another key under your nickname"
@@ -298,8 +464,8 @@ class Admission:
             return f"it is for another key than the one {target.nick} has here"
         if target.trust is ev.Trust.CHANGED:
             return (
-                f"{target.nick}'s key changed: only you can accept a new key"
-                f" ({admit_command('trust', target.nick, target.fingerprint)})"
+                f"{target.nick}'s key changed: only you can accept a new key, after"
+                f" comparing it (/fingerprint {target.nick}, then /trust {target.nick})"
             )
         return ""
 
@@ -311,9 +477,22 @@ class Admission:
         if not voucher.vouches_admit:
             self.gate.hold(voucher.nick, fact)
             return
-        target = self._weigh_target(room, voucher, fact, out)
+        target = self._released(room, voucher, fact, out)
         if target is not None:
-            self._grant(room, target, Grant(How.VOUCH, voucher.nick, room.date_ms()), out)
+            grant = Grant(How.VOUCH, voucher.nick, room.date_ms())
+            self._grant(room, target, grant, out, fact.record)
+
+    def _released(
+        self, room: RoomView, voucher: Contact, fact: Held, out: list[Effect]
+    ) -> Contact | None:
+        """A held vouch from `voucher`, now admitted, checked again as a fresh one
+        (`_refusal`: the room, the voucher's key and the member's as they are now, the
+        time) before it counts; the member it admits, if any."""
+        reason = self._refusal(room, voucher, fact.record)
+        if reason:
+            out.append(ev.VouchRejected(voucher.nick, (fact.nick,), reason))
+            return None
+        return self._weigh_target(room, voucher, fact, out)
 
     def _weigh_target(
         self, room: RoomView, voucher: Contact, fact: Held, out: list[Effect]
@@ -373,3 +552,32 @@ class Admission:
             fingerprint=member.fingerprint,
             time_ms=member.admission.at_ms,
         )
+
+
+def _not_signed_by(room: RoomView, sender: Contact, record: MembershipRecord) -> str:
+    """Why `record` is not `sender`'s, for our room (`check_record`), or "" when it is."""
+    try:
+        check_record(
+            record,
+            room_id=room.room_id,
+            signer_key=sender.public_key,
+            signer_fingerprint=sender.fingerprint,
+        )
+    except BadRecord as exc:
+        return str(exc)
+    return ""
+
+
+def _pin_of(room: RoomView, nick: str, fingerprint: bytes) -> Pin | None:
+    """`nick`'s pin, if it is for the key `fingerprint`."""
+    pin = room.pin(nick)
+    return pin if pin is not None and pin.fingerprint == fingerprint else None
+
+
+def _vouched_by(admission: Grant | None, voucher: str) -> bool:
+    """Whether `admission` is by the vouch of `voucher` (only its word)."""
+    return (
+        admission is not None
+        and admission.how is How.VOUCH
+        and nick_key(admission.by) == nick_key(voucher)
+    )

@@ -146,7 +146,7 @@ class Client:
         core = PeerCore(
             nick,
             identity,
-            Pins(pin_file.pins if pin_file is not None else ()),
+            Pins(pin_file.pins, pin_file.tombstones) if pin_file is not None else Pins(),
             config or PeerConfig(),
             seq=initial_seq(time.time()),
             random=os.urandom,
@@ -209,7 +209,7 @@ class Client:
 
     def admit(self, nick: str, fingerprint: str) -> None:
         """Let `nick` read what we send, once the user compared `fingerprint` (at least
-        its first 8 characters) with them; raises PeerError when it does not match."""
+        its first 16 characters) with them; raises PeerError when it does not match."""
         try:
             self.core.admit(nick, fingerprint, time.monotonic())
         finally:
@@ -219,6 +219,13 @@ class Client:
         """Accept `nick`'s changed key, as `admit` does."""
         try:
             self.core.trust(nick, fingerprint, time.monotonic())
+        finally:
+            self._flush()
+
+    def revoke(self, nick: str) -> None:
+        """Take back `nick`'s admission (`PeerCore.revoke`); raises PeerError if it cannot."""
+        try:
+            self.core.revoke(nick, time.monotonic())
         finally:
             self._flush()
 
@@ -303,6 +310,7 @@ class Client:
             self._dropped_at = None
             self.core.connection_lost(REFUSED, time.monotonic())
         self.core.tick(time.monotonic())
+        self._watch_pins()
         if self.core.reconnect_wanted:
             self._close_socket()
             self._backlog.clear()  # stale frames for the old connection
@@ -406,17 +414,32 @@ class Client:
         self._flush()
 
     def _save_pins(self) -> None:
-        """Write the pins, if the core changed any: at most once per flush, that is
-        once per batch of input, tick or user action."""
-        pins = self.core.take_pins()
-        if pins is None or self.pin_file is None:
+        """Merge what the core changed in the pins into the file: at most once per
+        flush, that is once per batch of input, tick or user action."""
+        changed = self.core.take_pins()
+        if changed is None or self.pin_file is None:
             return
         try:
-            self.pin_file.save(pins)
+            on_disk = self.pin_file.merge(changed.changes)
         except PinsError as exc:
             # The pins still hold in the core's memory, so this session stays
             # protected; only the record for later sessions is lost.
             self.events.put_nowait(ev.Problem(ev.ProblemCode.PINS, detail=str(exc)))
+            return
+        # What another process forgot meanwhile, read under the same lock.
+        self.core.forgotten_elsewhere(on_disk.tombstones(), time.monotonic())
+
+    def _watch_pins(self) -> None:
+        """Read the pins file again when another process wrote it (one ``stat`` a
+        tick): a `zchat keys forget` of a member takes effect here at once."""
+        if self.pin_file is None or not self.pin_file.changed():
+            return
+        try:
+            on_disk = self.pin_file.read()
+        except PinsError as exc:
+            self.events.put_nowait(ev.Problem(ev.ProblemCode.PINS, detail=str(exc)))
+            return
+        self.core.forgotten_elsewhere(on_disk.tombstones(), time.monotonic())
 
 
 _EVENTS = int(zmq.EVENTS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zchat.envelope import DEFAULT_ROOM
+from zchat.peer.outbox import CORRECTION_WINDOW
 from zchat.peer.session_keys import DEFAULT_KEY_GRACE, DEFAULT_ROTATE_EVERY
 
 
@@ -30,6 +31,15 @@ class PeerConfig:
     rotate_every: float = DEFAULT_ROTATE_EVERY
     #: Seconds a replaced session key of ours still opens what was sealed to it.
     key_grace: float = DEFAULT_KEY_GRACE
+    #: Seconds the broker may still correct the delivery of a message delivered to
+    #: everyone; then its plaintext is erased (`peer.outbox`).
+    correction_window: float = CORRECTION_WINDOW
     #: The room to join (`zchat peer --room`, ZCHAT_ROOM): our certificates, messages
     #: and vouches are bound to it (its room id, with the broker's CURVE key).
     room: str = DEFAULT_ROOM
+
+    @property
+    def message_lifetime(self) -> float:
+        """Seconds what we send is kept at most: the forward-secrecy window, a rotation
+        period and a grace period (docs/SECURITY.md, claim 11)."""
+        return self.rotate_every + self.key_grace

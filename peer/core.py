@@ -45,7 +45,8 @@ from zchat.peer.contact import Contact
 from zchat.peer.events import ProblemCode as P
 from zchat.peer.gate import Gate
 from zchat.peer.outbox import Entry, Outbox
-from zchat.peer.pins import Pin, Pins
+from zchat.peer.pinning import PinChanges
+from zchat.peer.pins import Pins, Tombstone
 from zchat.peer.replay import ReplayGuard
 from zchat.peer.roster import Output, Roster
 from zchat.peer.session_keys import KeyRing, certificate_lifetime_ms
@@ -115,6 +116,7 @@ class PeerCore:
             seq=seq,
             random=random,
             date=date,
+            outbox=Outbox(self.config.correction_window, self.config.message_lifetime),
         )
         self.phase = Phase.IDLE
         self.reconnect_wanted = False
@@ -149,15 +151,14 @@ class PeerCore:
         events, self._events = self._events, []
         return events
 
-    def take_pins(self) -> tuple[Pin, ...] | None:
-        """Every pin, when any changed since the last call (None otherwise).
-
-        The loop writes them to the pins file. They come out whole rather than as
-        changes because the file holds them whole, and so that a batch of input
-        that pinned many members (a room's snapshot, a flood of joins) costs one
-        write, not one a member.
-        """
+    def take_pins(self) -> PinChanges | None:
+        """What changed in the pins since the last call (None when nothing did): the
+        loop merges it into the file (`peer.pinfile`), once per batch of input."""
         return self.roster.take_pins()
+
+    def forgotten_elsewhere(self, tombstones: tuple[Tombstone, ...], now: float) -> None:
+        """The pins file holds `tombstones` (`zchat keys forget`): new ones act as /revoke."""
+        self._take(self.roster.forgotten_elsewhere(tombstones, now))
 
     @property
     def wants_session_key(self) -> bool:
@@ -439,7 +440,7 @@ class PeerCore:
 
     def admit(self, nick: str, typed: str, now: float, *, command: str = "admit") -> None:
         """Let `nick` read what we send: the user compared `typed`, at least the first
-        8 characters of their fingerprint as shown (spaces and case do not matter),
+        16 characters of their fingerprint as shown (spaces and case do not matter),
         and it must match their key *now*. A changed key is accepted this way too.
 
         Raises UnknownRecipient, or FingerprintMismatch with what to do instead.
@@ -449,6 +450,10 @@ class PeerCore:
     def trust(self, nick: str, typed: str, now: float) -> None:
         """Accept `nick`'s changed key: `admit`, under the name the user knows for it."""
         self.admit(nick, typed, now, command="trust")
+
+    def revoke(self, nick: str, now: float) -> None:
+        """Take back `nick`'s admission (`Roster.revoke`); raises a PeerError if it cannot."""
+        self._take(self.roster.revoke(nick, now))
 
     # --- helpers ---------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from zchat.envelope.limits import MAX_ROOM
 from zchat.peer import events as ev
 from zchat.peer.contact import Contact
 from zchat.peer.errors import NobodyHere, NotAdmitted, UnknownRecipient, UntrustedRecipient
-from zchat.peer.fingerprints import admit_command
+from zchat.peer.fingerprints import MIN_PREFIX
 from zchat.peer.session_keys import announced_key
 
 #: Other members we keep in the directory: a room holds MAX_ROOM, ourselves included,
@@ -122,10 +122,12 @@ class Directory:
                     f"{member.nick}'s key changed; check it and /trust {member.nick} first"
                 )
             if not member.may_read:
+                # No fingerprint here, not even its start: an error is no place to
+                # copy one from (peer.fingerprints).
                 raise NotAdmitted(
                     f"{member.nick} is not admitted: nothing is sent to them until you compare"
-                    f" fingerprints (/fingerprint {member.nick}) and type"
-                    f" {admit_command('admit', member.nick, member.fingerprint)}"
+                    f" fingerprints out of band (/fingerprint {member.nick}) and type"
+                    f" /admit {member.nick} with at least its first {MIN_PREFIX} characters"
                 )
             chosen[nick_key(nick)] = member
         if not chosen:

@@ -168,7 +168,8 @@ class Problem:
     detail: str = ""
     #: Where it came from, when the code alone does not say: the broker's message
     #: ("Welcome", "Rekeyed", "Error"; "Welcome room": a WELCOME into another room than
-    #: we asked for), or what the client was doing ("session key").
+    #: we asked for; "settled": an ACK that would reopen a settled message), or what
+    #: the client was doing ("session key").
     context: str = ""
     #: Everyone else it names.
     nicks: tuple[str, ...] = ()
@@ -270,6 +271,24 @@ class VouchRejected:
     held: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    """`by` took back the admission of `nick`'s key (a REVOKE record, or the user's own
+    /revoke or `zchat keys forget`, when `by` is us).
+
+    `dropped`: we admitted that key only on `by`'s word (or `via`'s, a member admitted
+    only on `by`'s word whose own vouches go with it), so it reads nothing more from
+    us. Otherwise we admitted it ourselves (or on someone else's word), and it still
+    reads: the user decides (/revoke).
+    """
+
+    nick: str
+    fingerprint: bytes
+    by: str
+    dropped: bool
+    via: str = ""
+
+
 # --- issue 13: forward secrecy (session keys) ---------------------------------------
 
 
@@ -314,6 +333,7 @@ Event = (
     | AdmitNeeded
     | Admitted
     | VouchRejected
+    | Revoked
     | Expired
     | Unsealed
 )

@@ -1,5 +1,5 @@
 """What admission remembers besides the pins: held vouches, who was told what, who
-arrived when, and our own signed vouches (`Gate`).
+arrived when, the revocations heard, and our own signed records (`Gate`).
 
 Every table here is bounded by the room's size (`MAX_ROOM`), so a broker that makes up
 members by the thousand grows none of them past its bound.
@@ -11,7 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Final
 
-from zchat.envelope import Identity, MembershipRecord, make_vouch, nick_key
+from zchat.envelope import Identity, MembershipRecord, RecordType, make_record, nick_key
 from zchat.envelope.limits import MAX_ROOM
 
 #: Vouches held from one voucher: one per nickname, at most this many.
@@ -23,16 +23,28 @@ MAX_SIGNED: Final = 2 * MAX_ROOM
 MAX_TOLD_PER_MEMBER: Final = 2 * MAX_ROOM
 #: Departures remembered, to know who arrived since a member left.
 MAX_GONE: Final = 4 * MAX_ROOM
+#: Revocations remembered (signer, nickname, key -> its time), the oldest forgotten
+#: first, and the vouches that admitted members in this run.
+MAX_REVOKED: Final = 2 * MAX_ROOM
+MAX_VOUCHED: Final = 2 * MAX_ROOM
 
 
 @dataclass(frozen=True, slots=True)
 class Held:
     """A vouch checked on arrival that could not count yet: its voucher (`voucher_fp`)
-    was not admitted, or the nickname it names was not here."""
+    was not admitted, or the nickname it names was not here. The whole record is kept:
+    when it is released, it is checked again exactly as a fresh one (`peer.admission`)."""
 
     voucher_fp: bytes
-    nick: str
-    fingerprint: bytes
+    record: MembershipRecord
+
+    @property
+    def nick(self) -> str:
+        return self.record.nick
+
+    @property
+    def fingerprint(self) -> bytes:
+        return self.record.subject_fingerprint
 
 
 @dataclass
@@ -42,17 +54,22 @@ class Gate:
 
     #: voucher (case-folded) -> vouched nickname (case-folded) -> the held fact
     _held: dict[str, OrderedDict[str, Held]] = field(default_factory=dict)
-    #: member (case-folded) -> the (member, key) we sent it vouches for while present
-    _told: dict[str, OrderedDict[tuple[str, bytes], None]] = field(default_factory=dict)
+    #: member (case-folded) -> the (member, key) it knows of while present -> whether
+    #: it knows from us (our vouch: it may have admitted that key on our word)
+    _told: dict[str, OrderedDict[tuple[str, bytes], bool]] = field(default_factory=dict)
     #: member (case-folded) -> the clock when it arrived admitted; 0 for those here
     #: when we came in
     _arrived: dict[str, int] = field(default_factory=dict)
     #: member (case-folded) -> the clock when it left
     _gone: OrderedDict[str, int] = field(default_factory=OrderedDict)
     _clock: int = 0
-    _signed: OrderedDict[tuple[bytes, str, bytes, int], MembershipRecord] = field(
+    _signed: OrderedDict[tuple[RecordType, bytes, str, bytes, int], MembershipRecord] = field(
         default_factory=OrderedDict
     )
+    #: (signer fingerprint, nickname case-folded, key) -> the newest revocation's time
+    _revoked: OrderedDict[tuple[bytes, str, bytes], int] = field(default_factory=OrderedDict)
+    #: (nickname case-folded, key) -> the time of the vouch that admitted it in this run
+    _vouched: OrderedDict[tuple[str, bytes], int] = field(default_factory=OrderedDict)
 
     # --- held vouches ----------------------------------------------------------------
 
@@ -86,14 +103,62 @@ class Gate:
     def held_count(self) -> int:
         return sum(len(held) for held in self._held.values())
 
+    def unhold(self, voucher: str, nick: str) -> None:
+        """Let go of what `voucher` vouched for `nick`, held (it took that back)."""
+        held = self._held.get(nick_key(voucher))
+        if held is not None:
+            held.pop(nick_key(nick), None)
+
+    # --- revocations ------------------------------------------------------------------
+
+    def revoke(self, signer_fp: bytes, nick: str, fp: bytes, time_ms: int) -> None:
+        """`signer_fp` took back its vouch for `nick`'s key `fp` at `time_ms`."""
+        key = (signer_fp, nick_key(nick), fp)
+        self._revoked[key] = max(time_ms, self._revoked.pop(key, time_ms))
+        while len(self._revoked) > MAX_REVOKED:
+            self._revoked.popitem(last=False)
+
+    def revoked_since(self, record: MembershipRecord) -> bool:
+        """Whether the vouch `record` was taken back later (or at its very time) by its
+        signer: only a vouch newer than the revocation counts."""
+        key = (record.signer_fingerprint, nick_key(record.nick), record.subject_fingerprint)
+        revoked = self._revoked.get(key)
+        return revoked is not None and revoked >= record.time_ms
+
+    def vouched(self, nick: str, fp: bytes, time_ms: int) -> None:
+        """`nick`'s key `fp` was admitted in this run on a vouch made at `time_ms`."""
+        key = (nick_key(nick), fp)
+        self._vouched[key] = time_ms
+        self._vouched.move_to_end(key)
+        while len(self._vouched) > MAX_VOUCHED:
+            self._vouched.popitem(last=False)
+
+    def vouch_time(self, nick: str, fp: bytes) -> int:
+        """The time of the vouch that admitted `nick`'s key `fp` in this run; 0 for one
+        admitted in an earlier run (any revocation is newer)."""
+        return self._vouched.get((nick_key(nick), fp), 0)
+
+    def untell(self, subject: str, fp: bytes) -> list[str]:
+        """Forget that anyone knows of `subject`'s key `fp` (its admission is gone): the
+        members (case-folded) we had sent our vouch for it, who may have admitted it on
+        our word."""
+        entry = (nick_key(subject), fp)
+        told = []
+        for member, subjects in self._told.items():
+            if entry in subjects and subjects.pop(entry):
+                told.append(member)
+        self._vouched.pop(entry, None)
+        return told
+
     # --- who was told what, who arrived when ----------------------------------------
 
     def told(self, member: str, subject: str, fp: bytes) -> bool:
         return (nick_key(subject), fp) in self._told.get(nick_key(member), ())
 
-    def tell(self, member: str, subject: str, fp: bytes) -> None:
+    def tell(self, member: str, subject: str, fp: bytes, *, by_us: bool = True) -> None:
+        """`member` knows of `subject`'s key `fp`: from our vouch (`by_us`), or its own."""
         told = self._told.setdefault(nick_key(member), OrderedDict())
-        told[nick_key(subject), fp] = None
+        told[nick_key(subject), fp] = by_us or told.get((nick_key(subject), fp), False)
         told.move_to_end((nick_key(subject), fp))
         while len(told) > MAX_TOLD_PER_MEMBER:
             # Forgetting only costs a vouch sent again: the member drops what it knew.
@@ -131,19 +196,31 @@ class Gate:
         while len(self._gone) > MAX_GONE:
             self._gone.popitem(last=False)
 
-    # --- our own vouches ------------------------------------------------------------
+    # --- our own records ------------------------------------------------------------
 
     def signed(
-        self, identity: Identity, *, room_id: bytes, nick: str, fingerprint: bytes, time_ms: int
+        self,
+        identity: Identity,
+        *,
+        room_id: bytes,
+        nick: str,
+        fingerprint: bytes,
+        time_ms: int,
+        record_type: RecordType = RecordType.VOUCH,
     ) -> MembershipRecord:
-        """Our vouch for `nick`'s key, signed once and then reused."""
-        key = (room_id, nick, fingerprint, time_ms)
-        vouch = self._signed.get(key)
-        if vouch is None:
-            vouch = make_vouch(
-                identity, room_id=room_id, nick=nick, fingerprint=fingerprint, time_ms=time_ms
+        """Our vouch for `nick`'s key (or its revocation), signed once and then reused."""
+        key = (record_type, room_id, nick, fingerprint, time_ms)
+        record = self._signed.get(key)
+        if record is None:
+            record = make_record(
+                identity,
+                record_type,
+                room_id=room_id,
+                nick=nick,
+                fingerprint=fingerprint,
+                time_ms=time_ms,
             )
-            self._signed[key] = vouch
+            self._signed[key] = record
             while len(self._signed) > MAX_SIGNED:
                 self._signed.popitem(last=False)
-        return vouch
+        return record

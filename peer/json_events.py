@@ -127,6 +127,15 @@ def to_json(event: ev.Event) -> dict[str, Any]:
                 "reason": reason,
                 "held": held,
             }
+        case ev.Revoked(nick, fp, by, dropped, via):
+            return {
+                "event": "revoked",
+                "nick": nick,
+                "fingerprint": format_fingerprint(fp),
+                "by": by,
+                "dropped": dropped,
+                "via": via,
+            }
         # --- issue 13: forward secrecy (session keys) ---
         case ev.Expired(sender, msg_id):
             return {"event": "expired", "from": sender, "id": msg_id.hex()}

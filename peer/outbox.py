@@ -7,12 +7,23 @@ signed envelope, so recipients recognise duplicates by its sequence number; for 
 recipient whose session key changed since, the core seals it again with the same id and
 number (`peer.core`), and keeps that envelope here in its place.
 
-
 The broker's acknowledgements are claims, checked against what we signed: an ACK may
-only name recipients of that message (the core refuses any other, see `strangers`),
-and once settled, a message is taken back only by a correction (§3.9 of PROTOCOL.md)
-of a recipient acknowledged as delivered. So no ACK settles a message for people it
-was not sent to, leaves a recipient pending for ever, or reopens a message at will.
+only name recipients of that message (the core refuses any other, see `strangers`).
+
+Old plaintext is never sealed again (docs/SECURITY.md, claim 11). Keeping what the
+user typed is what lets a resend seal it to a recipient's *new* session key; kept for
+long, it would let whoever steals an identity key later certify a session key of its
+own and have the message sealed to that. So a message has three lives:
+
+- **pending**: some recipient is waiting, or the broker has not answered. Its
+  plaintext is kept, never longer than `lifetime` after it was sealed (the forward-
+  secrecy window): then it is erased and whoever had not got it is reported.
+- **delivered**: every recipient got it, by the broker's word. Kept for the
+  `correction_window` only, in which the broker may still correct an acknowledgement
+  (a delivery it could not queue, PROTOCOL.md §3.9) and in which a broker that
+  crashed may have lost what it acknowledged (`reopen_since`).
+- **settled**: the window passed. The plaintext is erased and only the id is kept, so
+  that an ACK that would reopen it is refused and reported (`closed`), never obeyed.
 """
 
 from __future__ import annotations
@@ -23,12 +34,23 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from zchat.envelope import Envelope, MessageKind, nick_key
-from zchat.peer.session_keys import CertifiedKey
+from zchat.peer.session_keys import DEFAULT_KEY_GRACE, DEFAULT_ROTATE_EVERY, CertifiedKey
 
 #: How many messages may wait for acknowledgement before new ones are refused.
 MAX_OUTBOX: Final = 20_000
-#: How many settled messages are remembered for a resend after a broker crash.
+#: How many delivered messages are remembered for a resend after a broker crash.
 MAX_RECENT: Final = 20_000
+#: Ids of settled messages remembered, to report an ACK that would reopen one.
+MAX_CLOSED: Final = 4096
+#: Seconds a message delivered to everyone may still be taken back by the broker: two
+#: heartbeat timeouts and a backlog timeout of a broker with the default timers (10 s
+#: each, PROTOCOL.md §3.8, §3.9): a correction comes within one of each of a delivery,
+#: and a broker that crashed is noticed within one heartbeat timeout. After it, the
+#: message is settled and its plaintext erased.
+CORRECTION_WINDOW: Final = 30.0
+#: Seconds a message's plaintext lives at most, by default: a rotation period and a
+#: grace period (`peer.session_keys`), the forward-secrecy window docs/SECURITY.md states.
+DEFAULT_LIFETIME: Final = DEFAULT_ROTATE_EVERY + DEFAULT_KEY_GRACE
 
 
 @dataclass(eq=False)
@@ -38,6 +60,10 @@ class Entry:
     acked: bool = False  # the broker answered at least once
     acked_at: float = 0.0  # when the broker last said it delivered to someone
     sent_at: float = 0.0
+    #: When it was sealed (the monotonic clock): its plaintext lives `lifetime` from then.
+    sealed_at: float = 0.0
+    #: When every recipient had it (the monotonic clock): the correction window's start.
+    delivered_at: float = 0.0
     #: recipient (case-folded) -> nickname, for those not yet delivered to
     pending: dict[str, str] = field(default_factory=dict)
     #: recipient (case-folded) -> when the broker first said it was absent
@@ -62,6 +88,8 @@ class Entry:
     #: What was sealed when it is not `text`: the encoded vouches of a VOUCH message,
     #: kept so that a resend to a changed session key seals the same plaintext again.
     payload: bytes = b""
+    #: The plaintext is gone (`erase`): the entry can never be sealed again.
+    erased: bool = False
 
     @property
     def msg_id(self) -> bytes:
@@ -72,16 +100,31 @@ class Entry:
         """Vouches are sent, resent and acknowledged as messages are, but never shown."""
         return self.envelope.header.kind is MessageKind.MEMBERSHIP
 
+    def erase(self) -> None:
+        """Let go of the plaintext and of the keys it was sealed to: nothing here can
+        seal it again. (Python cannot wipe the bytes; docs/SECURITY.md says so.)"""
+        self.text = ""
+        self.payload = b""
+        self.sealed_to = {}
+        self.erased = True
+
 
 @dataclass
 class Outbox:
+    #: Seconds a delivered message may still be corrected (see the module docstring).
+    correction_window: float = CORRECTION_WINDOW
+    #: Seconds a message's plaintext lives at most, pending or not.
+    lifetime: float = DEFAULT_LIFETIME
     _entries: dict[bytes, Entry] = field(default_factory=dict)
-    #: Settled entries, oldest first. A broker that crashes loses what it had queued
-    #: for recipients but already acknowledged to us; these are resent after it
-    #: comes back, and recipients drop whatever they did receive as duplicates.
-    #: A later ACK may also correct an earlier one (a delivery the broker could not
-    #: queue after all): then the entry is taken back from here.
+    #: Delivered entries, in the order they were delivered, each for the correction
+    #: window. A broker that crashes loses what it had queued for recipients but
+    #: already acknowledged to us; these are resent after it comes back, and
+    #: recipients drop whatever they did receive as duplicates. A later ACK may also
+    #: correct an earlier one (a delivery the broker could not queue after all): then
+    #: the entry is taken back from here.
     _recent: OrderedDict[bytes, Entry] = field(default_factory=OrderedDict)
+    #: Ids of settled entries, whose plaintext is gone (`closed`).
+    _closed: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -91,9 +134,15 @@ class Outbox:
 
     def add(self, envelope: Envelope, text: str, now: float) -> Entry:
         recipients = envelope.recipients
-        entry = Entry(envelope, text, sent_at=now, pending={nick_key(r): r for r in recipients})
+        pending = {nick_key(r): r for r in recipients}
+        entry = Entry(envelope, text, sent_at=now, sealed_at=now, pending=pending)
         self._entries[entry.msg_id] = entry
         return entry
+
+    def closed(self, msg_id: bytes) -> bool:
+        """Whether `msg_id` is settled: delivered, its correction window passed, its
+        plaintext erased. Nothing reopens it."""
+        return msg_id in self._closed
 
     def get(self, msg_id: bytes) -> Entry | None:
         return self._entries.get(msg_id)
@@ -116,7 +165,7 @@ class Outbox:
         if entry is None:
             entry = self._recent.get(msg_id)
             if entry is None or not entry.corrected_by(delivered, absent):
-                return None  # settled stays settled
+                return None  # a repeat, or settled: settled stays settled
             del self._recent[msg_id]
             self._entries[msg_id] = entry  # someone did not get it after all
         correction = entry.corrected_by(delivered, absent)
@@ -154,7 +203,7 @@ class Outbox:
                     if not entry.reported:
                         news_absent.append(nick)
         first, entry.reported = not entry.reported, True
-        self._settle(entry)
+        self._settle(entry, now)
         if first or news_delivered or news_absent:
             return tuple(news_delivered), tuple(news_absent)
         return None
@@ -170,9 +219,18 @@ class Outbox:
         return [e for e in self._entries.values() if key in e.absent_since]
 
     def expire(self, now: float, grace: float) -> list[tuple[Entry, tuple[str, ...]]]:
-        """Give up on recipients away longer than `grace`: (entry, nicks) for each."""
+        """Give up on recipients away longer than `grace`, and on every recipient of a
+        message older than `lifetime`: (entry, nicks) for each. Settle what was
+        delivered longer than `correction_window` ago."""
         expired = []
         for entry in list(self._entries.values()):
+            if now - entry.sealed_at > self.lifetime:
+                # Its plaintext has lived as long as it may: whoever does not have it
+                # by now never will from us.
+                expired.append((entry, tuple(entry.pending.values())))
+                del self._entries[entry.msg_id]
+                self._close(entry)
+                continue
             gone = [k for k, since in entry.absent_since.items() if now - since > grace]
             if gone:
                 nicks = tuple(entry.pending.pop(k) for k in gone)
@@ -180,12 +238,19 @@ class Outbox:
                     del entry.absent_since[k]
                 expired.append((entry, nicks))
                 if entry.pending or entry.acked:
-                    self._settle(entry)
+                    self._settle(entry, now)
                 else:  # never sent to anyone, and nobody left to wait for (as below)
                     del self._entries[entry.msg_id]
+                    entry.erase()
+        while self._recent:  # in the order delivered: the oldest first
+            entry = next(iter(self._recent.values()))
+            if now - entry.delivered_at <= self.correction_window:
+                break
+            del self._recent[entry.msg_id]
+            self._close(entry)
         return expired
 
-    def forget_recipient(self, nick: str) -> list[tuple[Entry, tuple[str, ...]]]:
+    def forget_recipient(self, nick: str, now: float) -> list[tuple[Entry, tuple[str, ...]]]:
         """`nick` can no longer be sent to (its key changed): stop waiting for it.
 
         Unacknowledged entries too. They were sealed to the old key, which the new
@@ -202,9 +267,10 @@ class Outbox:
             dropped.append((entry, (entry.pending.pop(key),)))
             entry.absent_since.pop(key, None)
             if entry.pending or entry.acked:
-                self._settle(entry)
+                self._settle(entry, now)
             else:
                 del self._entries[entry.msg_id]
+                entry.erase()
         return dropped
 
     def reopen_since(self, since: float, keep: Callable[[str], bool]) -> None:
@@ -212,7 +278,9 @@ class Outbox:
         or later (those it acknowledged just before it crashed), if `keep(nick_key)`.
 
         The entries become unacknowledged again, so they are resent and tracked
-        exactly as new ones are: absent recipients are waited for, and so on.
+        exactly as new ones are: absent recipients are waited for, and so on. Only
+        what is still in its correction window can be: a message settled before is
+        not resent (its plaintext is gone), and the others delivered are settled now.
         """
         recent = [e for e in self._recent.values() if e.acked_at >= since]
         live = [e for e in self._entries.values() if e.acked and e.acked_at >= since]
@@ -225,7 +293,10 @@ class Outbox:
             if entry.pending:
                 entry.acked = False
                 entry.absent_since.clear()
+                self._recent.pop(entry.msg_id, None)
                 self._entries[entry.msg_id] = entry
+        for entry in self._recent.values():  # acknowledged by a broker that is gone
+            self._close(entry)
         self._recent.clear()
 
     def unacked(self) -> list[Entry]:
@@ -234,12 +305,30 @@ class Outbox:
         return sorted(entries, key=lambda e: e.envelope.header.seq)
 
     def drop(self, msg_id: bytes) -> Entry | None:
-        return self._entries.pop(msg_id, None)
+        """Let `msg_id` go (the broker refused it); its plaintext is erased."""
+        entry = self._entries.pop(msg_id, None)
+        if entry is not None:
+            entry.erase()
+        return entry
 
-    def _settle(self, entry: Entry) -> None:
+    def _settle(self, entry: Entry, now: float) -> None:
+        """Out of the outbox once answered and nobody waits: delivered to someone, it
+        waits out the correction window in `_recent`; delivered to nobody, it is done."""
         if entry.acked and not entry.pending:
             self._entries.pop(entry.msg_id, None)
-            if entry.acked_at:
+            # A correction window that would run past the plaintext's lifetime is
+            # not given: the lifetime is the promise (docs/SECURITY.md).
+            if entry.acked_at and now + self.correction_window - entry.sealed_at <= self.lifetime:
+                entry.delivered_at = now
                 self._recent[entry.msg_id] = entry
                 if len(self._recent) > MAX_RECENT:
-                    self._recent.popitem(last=False)
+                    self._close(self._recent.popitem(last=False)[1])
+            else:
+                self._close(entry)
+
+    def _close(self, entry: Entry) -> None:
+        """Settled for good: the plaintext goes, the id stays (`closed`)."""
+        entry.erase()
+        self._closed[entry.msg_id] = None
+        while len(self._closed) > MAX_CLOSED:
+            self._closed.popitem(last=False)

@@ -169,6 +169,11 @@ def problem_text(trouble: ev.Problem) -> str:
             return f"an old message from {nick} was dropped (a replay?)"
         case P.CANNOT_DECRYPT:
             return f"a message from {nick} did not decrypt"
+        case P.BAD_ACK if context == "settled":
+            return (
+                f"the broker said a message of ours settled long ago never reached "
+                f"{', '.join(trouble.nicks)}: ignored (it is never sent again)"
+            )
         case P.BAD_ACK:
             return (
                 f"the broker acknowledged a message of ours to {', '.join(trouble.nicks)}, "
@@ -305,6 +310,8 @@ class Renderer:
                 return [_admitted(name, fp, how, by, self.me)]
             case ev.VouchRejected(voucher, nicks, reason, held):
                 return [_vouch_rejected(voucher, nicks, reason, held)]
+            case ev.Revoked(name, _, by, dropped, via):
+                return [_revoked(name, by, dropped, via, self.me)]
             # --- issue 13: forward secrecy (session keys) ---
             case ev.Expired(sender, _):
                 return [
@@ -471,10 +478,11 @@ def _admit_needed(name: str, fp: bytes, already_here: bool, command: str) -> lis
         (
             Span(
                 Role.WARNING,
-                f"!   compare it with {shown} (in person, by phone); if it matches, type "
-                f"{safe(command)}",
+                f"!   compare it with {shown} (in person, by phone); if it matches, type:",
             ),
         ),
+        # On a line of its own: four groups and a long nickname would wrap otherwise.
+        (Span(Role.WARNING, f"!     {safe(command)}"),),
     ]
 
 
@@ -507,6 +515,44 @@ def _vouch_rejected(voucher: str, nicks: tuple[str, ...], reason: str, held: boo
         Span(Role.PROBLEM, "! a vouch from "),
         nick(voucher),
         Span(Role.PROBLEM, f" for {named} was rejected, nobody admitted: {safe(reason)}"),
+    )
+
+
+def _revoked(name: str, by: str, dropped: bool, via: str, me: str) -> Line:
+    if nick_key(by) == nick_key(me):
+        if not dropped:
+            return info(
+                f"{safe(name)} was not admitted; from now on no vouch admits this key of"
+                f" {safe(name)}'s: only your own comparison"
+            )
+        return (
+            Span(Role.WARNING, "! you took back the admission of "),
+            nick(name),
+            Span(
+                Role.WARNING,
+                ": nothing more is sealed to them, and those who admitted them on your word"
+                " are told (only a new comparison admits that key again)",
+            ),
+        )
+    if not dropped:
+        return (
+            Span(Role.WARNING, "! "),
+            nick(by),
+            Span(Role.WARNING, " took back their admission of "),
+            nick(name),
+            Span(
+                Role.WARNING,
+                f"; you admitted {safe(name)} yourself (or on another's word), so they still"
+                f" read what you send (/revoke {safe(name)} to stop that)",
+            ),
+        )
+    because = f" (admitted on {safe(via)}'s word, and {safe(via)} goes)" if via else ""
+    return (
+        Span(Role.WARNING, "! "),
+        nick(by),
+        Span(Role.WARNING, " took back the admission of "),
+        nick(name),
+        Span(Role.WARNING, f"{because}: {safe(name)} reads nothing more from you"),
     )
 
 

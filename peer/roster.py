@@ -40,17 +40,17 @@ from zchat.envelope import (
     nick_key,
 )
 from zchat.peer import events as ev
-from zchat.peer.admission import Admission, Effect, Record, SealVouches
+from zchat.peer.admission import Admission, Drop, Effect, Record, SealVouches
 from zchat.peer.contact import Contact
 from zchat.peer.directory import Directory
-from zchat.peer.errors import UnknownRecipient
+from zchat.peer.errors import NotAdmitted, UnknownRecipient
 from zchat.peer.events import ProblemCode as P
 from zchat.peer.fingerprints import check_fingerprint
 from zchat.peer.inbox import Inbox, Opened
-from zchat.peer.outbox import Entry
-from zchat.peer.pinning import Pinning
+from zchat.peer.outbox import Entry, Outbox
+from zchat.peer.pinning import PinChanges, Pinning
 from zchat.peer.pins import Admission as Grant
-from zchat.peer.pins import How, Pin, Pins
+from zchat.peer.pins import How, Pin, Pins, Tombstone
 from zchat.peer.sending import Resent, Sending
 from zchat.wire import protocol as p
 
@@ -79,6 +79,7 @@ class Roster:
         seq: int,
         random: Callable[[int], bytes],
         date: Callable[[], float],
+        outbox: Outbox | None = None,
     ) -> None:
         #: Our nickname, as the broker knows it (its WELCOME gives it).
         self.nick = nick
@@ -91,7 +92,9 @@ class Roster:
         self.pinning = Pinning(pins)
         self.directory = Directory()
         self.admission = Admission(open_room=open_room)
-        self.sending = Sending(identity, seq, random, room_id)
+        self.sending = Sending(
+            identity, seq, random, room_id, Outbox() if outbox is None else outbox
+        )
         self.inbox = Inbox()
         #: The date minus the monotonic clock, as of the last call that gave both.
         self._wall_offset: float | None = None
@@ -102,6 +105,9 @@ class Roster:
     def member(self, nick: str) -> Contact | None:
         return self.directory.get(nick)
 
+    def listed(self, nick: str) -> Contact | None:
+        return self.directory.listed(nick)
+
     def present(self) -> Iterable[Contact]:
         return self.directory.members.values()
 
@@ -110,6 +116,15 @@ class Roster:
 
     def date_ms(self) -> int:
         return max(0, int(self.date() * 1000))
+
+    def pin(self, nick: str) -> Pin | None:
+        return self.pinning.pins.record(nick)
+
+    def pinned(self) -> Iterable[Pin]:
+        return self.pinning.pins.items()
+
+    def forgotten(self, nick: str, fingerprint: bytes) -> bool:
+        return self.pinning.pins.tombstone(fingerprint) is not None
 
     # --- dates and pins --------------------------------------------------------------
 
@@ -120,7 +135,7 @@ class Roster:
     def expire_pins(self) -> None:
         self.pinning.expire(self.date_ms())
 
-    def take_pins(self) -> tuple[Pin, ...] | None:
+    def take_pins(self) -> PinChanges | None:
         return self.pinning.take()
 
     def pending_acks(self) -> list[Entry]:
@@ -278,6 +293,53 @@ class Roster:
             self._opened(self.inbox.open(delivery, member, me=self.nick, keys=keys), member, now)
         return self._flush()
 
+    def revoke(self, nick: str, now: float) -> Output:
+        """The user takes back `nick`'s admission (/revoke): nothing more is sealed to
+        it, its pin goes and a tombstone stays, and the members we admitted are told.
+        Raises UnknownRecipient (no such member, no pin) or NotAdmitted (an open room)."""
+        if self.admission.open_room:
+            raise NotAdmitted(
+                "this is an open room (--admit-all): every key reads, so /revoke cannot stop"
+                f" {nick} reading"
+            )
+        member = self.directory.listed(nick)
+        pin = self.pinning.pins.record(nick)
+        if member is None and pin is None:
+            raise UnknownRecipient(f"{nick} is not in the room, and you have no pin for them")
+        # The key the user trusted: the pinned one, when the broker now announces
+        # another under that name (which nobody admits anyway).
+        changed = member is not None and member.trust is ev.Trust.CHANGED
+        target = pin if member is None or (changed and pin is not None) else member
+        assert target is not None
+        self._forget(Tombstone(target.nick, target.fingerprint, self.date_ms()), now)
+        return self._flush()
+
+    def forgotten_elsewhere(self, tombstones: tuple[Tombstone, ...], now: float) -> Output:
+        """The pins file holds `tombstones` (another process wrote them: `zchat keys
+        forget`): for each one new to us, as the user's own /revoke."""
+        for tomb in self.pinning.buried(tombstones):
+            self._forget(tomb, now, written=True)
+        return self._flush()
+
+    def _forget(self, tomb: Tombstone, now: float, *, written: bool = False) -> None:
+        """Take back the admission `tomb` names (unless the user compared that key again
+        since), and keep the tombstone (`written`: it is in the pins already)."""
+        member = self.directory.listed(tomb.nick)
+        admission = member.admission if member is not None else None
+        again = (
+            written
+            and member is not None
+            and member.fingerprint == tomb.fingerprint
+            and admission is not None
+            and admission.how is How.YOU
+            and admission.at_ms >= tomb.at_ms
+        )
+        if again:  # compared again since it was forgotten: the user's later word stands
+            self.pinning.pins.bury(tomb)
+            return
+        self._apply(self.admission.revoke(self, tomb.nick, tomb.fingerprint), now)
+        self.pinning.forget(tomb.nick, tomb.fingerprint, tomb.at_ms, written=written)
+
     # --- joining the parts up --------------------------------------------------------
 
     def _list(
@@ -314,7 +376,7 @@ class Roster:
         if trust is ev.Trust.CHANGED and announce:
             assert record is not None
             self._output.events.append(ev.KeyChanged(wire.nick, record.fingerprint, fp))
-            self._output.events += self.sending.forget_recipient(wire.nick)
+            self._output.events += self.sending.forget_recipient(wire.nick, now)
             if self.admission.open_room:
                 self._accept_key(member)
                 member.admission = Grant(How.OPEN, "", self.date_ms())
@@ -380,6 +442,9 @@ class Roster:
                     self._output.events += self.pinning.admitted(
                         member.nick, member.fingerprint, grant, self.date_ms()
                     )
+                case Drop(nick, fingerprint):
+                    self.pinning.unadmitted(nick, fingerprint)
+                    self._output.events += self.sending.forget_recipient(nick, now)
                 case _:
                     self._output.events.append(effect)
 

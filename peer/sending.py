@@ -93,6 +93,7 @@ class Sending:
     random: Callable[[int], bytes]
     #: Our room's id (`envelope.room.room_id`): everything we seal is bound to it.
     room_id: bytes
+    #: What we sent, kept while pending and for the correction window (`peer.outbox`).
     outbox: Outbox = field(default_factory=Outbox)
 
     def check_text(self, text: str) -> bytes:
@@ -209,7 +210,11 @@ class Sending:
         """The broker's ACK for `msg_id`: what it is news of, or why it is not believed."""
         entry = self.outbox.find(msg_id)
         if entry is None:
-            return []  # settled long ago, or given up on: nothing to change
+            if absent and self.outbox.closed(msg_id):
+                # Settled stays settled: reopening it would have us seal its plaintext
+                # (which is gone) to whatever key the member holds now.
+                return [ev.Problem(ev.ProblemCode.BAD_ACK, nicks=absent, context="settled")]
+            return []  # a repeat, or given up on: nothing to change
         strangers = entry.strangers((*delivered, *absent))
         if strangers:
             # The signed recipient list says otherwise: a lie, or a broken broker.
@@ -235,11 +240,12 @@ class Sending:
             if not entry.quiet
         ]
 
-    def forget_recipient(self, nick: str) -> list[ev.Event]:
-        """`nick`'s key changed: nothing waits for it any more (`Outbox.forget_recipient`)."""
+    def forget_recipient(self, nick: str, now: float) -> list[ev.Event]:
+        """`nick` may read no more (its key changed, or its admission was taken back):
+        nothing waits for it any more (`Outbox.forget_recipient`)."""
         return [
             ev.Undelivered(entry.msg_id, nicks)
-            for entry, nicks in self.outbox.forget_recipient(nick)
+            for entry, nicks in self.outbox.forget_recipient(nick, now)
             if not entry.quiet
         ]
 
@@ -293,14 +299,24 @@ class Sending:
         new session key (every connection makes one), which the resend must wait for.
         They count as absent, so their JOIN brings the resend (`resend_to`).
         """
+        if entry.erased:
+            return  # its plaintext is gone: nothing can go out again (never reached)
         for nick in list(keep):
             if room.is_missing(nick):
                 keep.discard(nick)
                 entry.absent_since.setdefault(nick_key(nick), now)
         envelope = entry.envelope
-        targets = sealable(((n, _resend_key(entry, n, room)) for n in envelope.recipients), date_ms)
+        # Never to a key certified after the message's time and its lifetime: by then
+        # its plaintext should be gone, and such a key is one a thief of the member's
+        # identity key could have made (docs/SECURITY.md, claim 11).
+        newest_ms = envelope.header.timestamp_ms + int(self.outbox.lifetime * 1000)
+        candidates = (
+            (n, key if key is None or key.created_ms <= newest_ms else None)
+            for n, key in ((n, _resend_key(entry, n, room)) for n in envelope.recipients)
+        )
+        targets = sealable(candidates, date_ms)
         for nick in keep - targets.keys():
-            for dropped, nicks in self.outbox.forget_recipient(nick):
+            for dropped, nicks in self.outbox.forget_recipient(nick, now):
                 resent.events.append(ev.Undelivered(dropped.msg_id, nicks))
         keep = {n for n in keep if nick_key(n) in entry.pending}
         if not keep:

@@ -15,9 +15,11 @@ commands:
   /msg NICK TEXT      send TEXT to NICK only (a direct message)
   /who                who is here, with fingerprints and who admitted them
   /fingerprint [NICK] your fingerprint, or NICK's, to compare aloud
-  /admit NICK FP      let NICK read the room, once FP (at least its first 8
+  /admit NICK FP      let NICK read the room, once FP (at least its first 16
                       characters) matches the fingerprint NICK reads out to you
   /trust NICK FP      accept NICK's changed key, the same way
+  /revoke NICK        take NICK's admission back: nothing more is sealed to NICK,
+                      and those who admitted NICK on your word drop NICK too
   /quit  or  exit     leave (after the broker has everything you sent)
   /help               this list
   //text              send a line that starts with a slash
@@ -28,7 +30,7 @@ keys (at a terminal):
   Ctrl-D              leave
   a paste             one message, however many lines (over 5, you are asked)"""
 #: The commands, as Tab completes them.
-COMMANDS = ("/msg", "/who", "/fingerprint", "/admit", "/trust", "/help", "/quit")
+COMMANDS = ("/msg", "/who", "/fingerprint", "/admit", "/trust", "/revoke", "/help", "/quit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,11 @@ class AdmitCommand:
 
 
 @dataclass(frozen=True, slots=True)
+class RevokeCommand:
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
 class Quit:
     pass
 
@@ -93,6 +100,7 @@ Command = (
     | FingerprintCommand
     | TrustCommand
     | AdmitCommand
+    | RevokeCommand
     | Quit
     | Help
     | Empty
@@ -127,15 +135,19 @@ def parse_line(line: str) -> Command:
             return FingerprintCommand(args[0] if args else None)
         case "trust":
             if not args:
-                return Invalid("usage: /trust NICK FINGERPRINT (at least its first 8 characters)")
+                return Invalid("usage: /trust NICK FINGERPRINT (at least its first 16 characters)")
             return TrustCommand(args[0], " ".join(args[1:]))
         case "admit":
             if len(args) < 2:
                 return Invalid(
-                    "usage: /admit NICK FINGERPRINT (at least its first 8 characters, "
+                    "usage: /admit NICK FINGERPRINT (at least its first 16 characters, "
                     "as NICK reads it out to you; /who shows what you have)"
                 )
             return AdmitCommand(args[0], " ".join(args[1:]))
+        case "revoke":
+            if len(args) != 1:
+                return Invalid("usage: /revoke NICK")
+            return RevokeCommand(args[0])
         case "quit" | "exit" | "q":
             return Quit()
         case "help" | "h" | "?":

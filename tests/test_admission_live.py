@@ -3,9 +3,11 @@ one fingerprint comparison admits a newcomer everywhere, both ways."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,8 +19,16 @@ pytestmark = pytest.mark.slow
 
 
 def compared(home: Path, nick: str) -> str:
-    """What someone reads out from `zchat keys show` and the other types: 2 groups."""
-    return format_fingerprint(load_identity(home / nick).fingerprint)[:9]
+    """What someone reads out from `zchat keys show` and the other types: 4 groups."""
+    return format_fingerprint(load_identity(home / nick).fingerprint)[:19]
+
+
+def seen_or_next(peer: Peer, name: str, **fields: Any) -> dict[str, Any]:
+    """The event read already, in any order among others, or the next one to come."""
+    for event in peer.history:
+        if event["event"] == name and all(event.get(k) == v for k, v in fields.items()):
+            return event
+    return peer.wait_event(name, **fields)
 
 
 def admits(peer: Peer, nick: str, home: Path) -> None:
@@ -75,6 +85,62 @@ def test_a_newcomer_admitted_with_one_comparison_is_admitted_by_everyone(tmp_pat
             for peer in (alice, bob, carol):
                 peer.close_stdin()
                 assert peer.wait() == 0, peer.stderr_lines
+
+
+def test_a_revocation_over_real_sockets_drops_a_member_admitted_on_the_revokers_word(
+    tmp_path: Path,
+) -> None:
+    """alice admitted bob, carol and dave by comparison; they admitted each other on her
+    word. alice's /revoke carol makes bob and dave drop carol; then `zchat keys forget
+    bob`, run from the shell on alice's home while she chats, makes her (and so dave)
+    drop bob."""
+    names = ("alice", "bob", "carol", "dave")
+    homes = {n: tmp_path / n for n in names}
+    broker, ep = start_broker()
+    peers = {n: start_peer(n, ep, homes[n], admit_all=False) for n in names}
+    alice, bob, dave = (peers[n] for n in ("alice", "bob", "dave"))
+    with running(broker, *peers.values()):
+        needed = {alice.wait_event("admit-needed")["nick"] for _ in range(3)}  # any order
+        assert needed == {"bob", "carol", "dave"}
+        for other in ("bob", "carol", "dave"):
+            admits(alice, other, homes[other])
+            admits(peers[other], "alice", homes["alice"])
+        for peer, other in ((bob, "carol"), (dave, "carol"), (dave, "bob")):
+            assert seen_or_next(peer, "admitted", nick=other)["by"] == "alice"
+
+        alice.send("/revoke carol")
+        mine = alice.wait_event("revoked", nick="carol")
+        assert (mine["by"], mine["dropped"]) == ("alice", True)
+        for peer in (bob, dave):
+            theirs = peer.wait_event("revoked", nick="carol")
+            assert (theirs["by"], theirs["dropped"]) == ("alice", True)
+        bob.send("carol is out")
+        assert sorted(bob.wait_event("sent", text="carol is out")["to"]) == ["alice", "dave"]
+        assert dave.wait_event("message", text="carol is out")["from"] == "bob"
+
+        forgot = subprocess.run(
+            [*ZCHAT, "keys", "forget", "bob", "--nick", "alice"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            env={**os.environ, "ZCHAT_HOME": str(homes["alice"])},
+        )
+        assert forgot.returncode == 0, forgot.stderr
+        # alice notices (her pins file changed under her) and does as for /revoke bob.
+        mine = alice.wait_event("revoked", nick="bob")
+        assert (mine["by"], mine["dropped"]) == ("alice", True)
+        theirs = dave.wait_event("revoked", nick="bob")
+        assert (theirs["by"], theirs["dropped"]) == ("alice", True)
+        alice.send("/msg bob still there?")
+        refused = alice.wait_event("error", code="not-sent")
+        assert refused["message"].startswith("bob is not admitted")
+        for peer in peers.values():
+            peer.close_stdin()
+            assert peer.wait() == 0, peer.stderr_lines
+    pins = json.loads((homes["alice"] / "alice" / "pins.json").read_text())
+    assert set(pins["pins"]) == {"dave"}  # the forgotten two stay forgotten
+    assert sorted(t["nick"] for t in pins["forgotten"]) == ["bob", "carol"]
 
 
 def test_an_open_room_needs_no_admission_and_trust_new_keys_is_its_hidden_old_name(

@@ -17,6 +17,7 @@ import pytest
 from tests.support.keys import KeyPool
 from zchat.envelope import (
     Identity,
+    MembershipRecord,
     RecordType,
     encode_records,
     make_record,
@@ -28,7 +29,7 @@ from zchat.peer import events as ev
 from zchat.peer.admission import Admission, Effect, Record, SealVouches
 from zchat.peer.contact import Contact
 from zchat.peer.pins import Admission as Grant
-from zchat.peer.pins import How, Pin
+from zchat.peer.pins import How, Pin, Pins
 
 ROOM = room_id("lobby")
 TODAY_MS = 1_700_000_000_000
@@ -46,12 +47,28 @@ class FakeRoom:
     room_id: bytes = ROOM
     here: dict[str, Contact] = field(default_factory=dict)
     missing: list[Contact] = field(default_factory=list)
+    pins: Pins = field(default_factory=Pins)
+    #: Revocations the test has the room hear (`test_a_held_vouch_is_checked_again...`).
+    revocations: list[MembershipRecord] = field(default_factory=list)
 
     def member(self, nick: str) -> Contact | None:
         return self.here.get(nick_key(nick))
 
+    def listed(self, nick: str) -> Contact | None:
+        missing = [m for m in self.missing if nick_key(m.nick) == nick_key(nick)]
+        return self.member(nick) or (missing[0] if missing else None)
+
     def present(self) -> Iterable[Contact]:
         return self.here.values()
+
+    def pin(self, nick: str) -> Pin | None:
+        return self.pins.record(nick)
+
+    def pinned(self) -> Iterable[Pin]:
+        return self.pins.items()
+
+    def forgotten(self, nick: str, fingerprint: bytes) -> bool:
+        return self.pins.tombstone(fingerprint) is not None
 
     def readers(self) -> list[Contact]:
         return [m for m in (*self.here.values(), *self.missing) if m.may_read]
@@ -231,6 +248,59 @@ def test_a_vouch_held_before_a_member_arrived_admits_it_on_arrival(keys: KeyPool
     assert sealed(effects) == [(("carol",), ("dave",))]
 
 
+#: What may change between a vouch held and its release; each must leave dave out.
+MOVED_ON = {
+    "a room of another name": lambda room, me, carol, dave: setattr(
+        room, "room_id", room_id("exec")
+    ),
+    "carol took it back since": lambda room, me, carol, dave: room.revocations.append(
+        make_record(
+            carol,
+            RecordType.REVOKE,
+            room_id=ROOM,
+            nick="dave",
+            fingerprint=dave.fingerprint,
+            time_ms=6,
+        )
+    ),
+    "the user forgot dave's key since": lambda room, me, carol, dave: room.pins.forget(
+        "dave", dave.fingerprint, at_ms=TODAY_MS
+    ),
+}
+
+
+@pytest.mark.parametrize("moved_on", MOVED_ON)
+@pytest.mark.parametrize("held_because", ["carol not admitted yet", "dave not here yet"])
+def test_a_held_vouch_is_checked_again_when_released_as_a_fresh_one_would_be(
+    keys: KeyPool, moved_on: str, held_because: str
+) -> None:
+    """Issue 18.3: a vouch held for an absent member, or from a voucher not admitted
+    yet, was released as it was checked on arrival: a broker that then put the peer in
+    a room of another name had it admit someone there. It is checked again on release
+    (the room, the voucher's key and the member's, revocations, tombstones)."""
+    me, carol, dave = keys.get(0), keys.get(2), keys.get(4)
+    room = FakeRoom(me)
+    voucher = room.add("carol", carol, None if held_because == "carol not admitted yet" else YOU)
+    if held_because == "carol not admitted yet":
+        room.add("dave", dave)
+    admission = Admission()
+    admission.take_vouches(room, voucher, vouches(carol, ("dave", dave)))
+    assert admission.gate.held_count() == 1
+    MOVED_ON[moved_on](room, me, carol, dave)
+    for revoke in room.revocations:
+        admission.take_vouches(room, voucher, encode_records([revoke]))
+    if held_because == "carol not admitted yet":
+        effects = admission.grant(room, voucher, YOU)
+        dave_here = room.here["dave"]
+    else:
+        dave_here = room.add("dave", dave)
+        effects = admission.arrived(
+            room, dave_here, announce=True, already_here=False, first_snapshot=False
+        )
+    assert dave_here.admission is None
+    assert "dave" not in [e.nick for e in events(effects) if isinstance(e, ev.Admitted)]
+
+
 def test_a_member_back_after_leaving_hears_only_of_who_arrived_meanwhile(keys: KeyPool) -> None:
     me, bob, carol, dave = keys.get(0), keys.get(1), keys.get(2), keys.get(4)
     room = FakeRoom(me)
@@ -358,11 +428,13 @@ def test_unreadable_vouches_are_rejected_not_raised(keys: KeyPool) -> None:
     assert rejected.reason.startswith("unreadable vouches")
 
 
-def test_each_record_is_weighed_on_its_own_and_a_revocation_is_reported_not_acted_on(
+def test_each_record_is_weighed_on_its_own_and_a_revocation_outranks_older_vouches(
     keys: KeyPool,
 ) -> None:
-    """One unreadable record and one revocation in carol's message are reported; her
-    vouch for dave after them still admits him."""
+    """carol's message holds an unreadable record, her revocation of dave (at 6) and
+    her vouch for dave (at 5): the first is reported, the vouch is older than the
+    revocation and admits nobody (however the broker orders them), and only a later
+    vouch, newer than the revocation, admits him."""
     me, carol, dave = keys.get(0), keys.get(2), keys.get(4)
     room = FakeRoom(me)
     sender = room.add("carol", carol, YOU)
@@ -376,15 +448,17 @@ def test_each_record_is_weighed_on_its_own_and_a_revocation_is_reported_not_acte
     revoke = make_record(
         carol, RecordType.REVOKE, room_id=ROOM, nick="dave", fingerprint=dave.fingerprint, time_ms=6
     )
-    good = make_vouch(carol, room_id=ROOM, nick="dave", fingerprint=dave.fingerprint, time_ms=5)
-    records = [bytes(future), revoke.encode(), good.encode()]
+    old = make_vouch(carol, room_id=ROOM, nick="dave", fingerprint=dave.fingerprint, time_ms=5)
+    records = [bytes(future), revoke.encode(), old.encode()]
     plaintext = bytes([len(records)]) + b"".join(len(r).to_bytes(2, "big") + r for r in records)
-    said = events(Admission().take_vouches(room, sender, plaintext))
-    unreadable, revoked, admitted = said
+    admission = Admission()
+    unreadable, refused = events(admission.take_vouches(room, sender, plaintext))
     assert isinstance(unreadable, ev.VouchRejected)
     assert unreadable.reason.startswith("unreadable: ")
-    assert revoked == ev.VouchRejected(
-        "carol", ("dave",), "revocations are not acted on by this zchat"
+    assert refused == ev.VouchRejected("carol", ("dave",), "carol took it back later")
+    assert dave_here.admission is None
+    (admitted,) = events(
+        admission.take_vouches(room, sender, vouches(carol, ("dave", dave), time_ms=7))
     )
     assert admitted == ev.Admitted("dave", dave.fingerprint, How.VOUCH.value, "carol")
     assert dave_here.admission == Grant(How.VOUCH, "carol", TODAY_MS)

@@ -70,6 +70,24 @@ def test_a_private_key_readable_by_others_is_refused_with_the_fix(
     assert f"chmod 600 {key}" in str(info.value)
 
 
+@pytest.mark.parametrize("loose", [0o777, 0o770, 0o702])
+def test_an_identity_directory_others_can_write_in_is_refused_with_the_fix(
+    tmp_path: Path, alice: Identity, loose: int
+) -> None:
+    """Whoever can write in the directory can put another key (and other pins) in it."""
+    home = tmp_path / "alice"
+    save_identity(alice, home)
+    home.chmod(loose)
+    with pytest.raises(IdentityError) as info:
+        load_identity(home)
+    assert str(info.value) == (
+        f"identity directory {home} is writable by others (mode {loose:04o}); "
+        f"fix it with: chmod go-w {home}"
+    )
+    home.chmod(0o755)  # readable by others is ssh's rule too: no secret in the listing
+    assert load_identity(home).fingerprint == alice.fingerprint
+
+
 def test_passphrase_round_trip(tmp_path: Path, alice: Identity) -> None:
     save_identity(alice, tmp_path, b"correct horse", scrypt_n=FAST_SCRYPT)
     pem = (tmp_path / PRIVATE_KEY_FILE).read_bytes()

@@ -123,8 +123,8 @@ def test_a_substituted_key_is_flagged_and_nothing_is_encrypted_to_it(
             for c in first:
                 await ready(c)
             await sees(first[0], "carol")
-            first[0].admit("bob", format_fingerprint(bob.fingerprint)[:9])
-            first[0].admit("carol", format_fingerprint(carol.fingerprint)[:9])
+            first[0].admit("bob", format_fingerprint(bob.fingerprint)[:19])
+            first[0].admit("carol", format_fingerprint(carol.fingerprint)[:19])
             await close_all(*first)
         pins = {
             (pin.nick, pin.fingerprint, pin.admitted) for pin in PinFile.open(homes["alice"]).pins
@@ -256,7 +256,7 @@ def test_a_member_the_broker_announces_can_open_nothing_until_admitted(
                 "bob_",
                 evil.fingerprint,
                 False,
-                f"/admit bob_ {format_fingerprint(evil.fingerprint)[:9]}",
+                f"/admit bob_ {format_fingerprint(evil.fingerprint)[:19]}",
             )
             assert "bob_" in a.core.members
             for i in range(3):
@@ -266,7 +266,7 @@ def test_a_member_the_broker_announces_can_open_nothing_until_admitted(
                 a.send_text("for the newcomer", to=["bob_"])
             d = await joined("dave", dave, ep)
             await wait_for(a, lambda e: isinstance(e, ev.AdmitNeeded) and e.nick == "dave")
-            a.admit("dave", format_fingerprint(dave.fingerprint)[:9])  # vouches go out
+            a.admit("dave", format_fingerprint(dave.fingerprint)[:19])  # vouches go out
             # The broker "restarts": alice says hello again and resends all it may have lost.
             core.inject("alice", p.encode(p.Error(p.ErrorCode.EVICTED, "go away")))
             # This reconnect, not an earlier one a slow machine's heartbeat caused.
@@ -280,7 +280,7 @@ def test_a_member_the_broker_announces_can_open_nothing_until_admitted(
 
             # The check can fail: once alice admits bob_, the key opens what she sends.
             before = [env for who, env in core.sends if who == "alice"]
-            a.admit("bob_", format_fingerprint(evil.fingerprint)[:9])
+            a.admit("bob_", format_fingerprint(evil.fingerprint)[:19])
             msg_id = a.send_text("now bob_ reads this")
             await wait_for(a, lambda e: isinstance(e, ev.Acked) and e.msg_id == msg_id)
             (last,) = [env for who, env in core.sends if env.header.msg_id == msg_id]

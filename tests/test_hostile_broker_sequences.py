@@ -603,7 +603,7 @@ class HostileBroker(RuleBasedStateMachine):
         it shows: she compared it (with whom, the test does not care), so from now on
         sealing to that key under that name is her choice, not a leak."""
         member = self.core.members.get(nick_key(nick))
-        typed = format_fingerprint(member.fingerprint)[:9] if member else "AAAA AAAA"
+        typed = format_fingerprint(member.fingerprint)[:19] if member else "AAAA AAAA"
         try:
             self.core.admit(nick, typed, self.now)
         except PeerError:

@@ -217,7 +217,7 @@ def test_who_lists_everyone_with_fingerprints_and_who_admitted_them(
                 await term.shows(f"bob's fingerprint: {format_fingerprint(bob.fingerprint)}")
                 term.type("/fingerprint\r")
                 await term.shows(f"your fingerprint: {format_fingerprint(alice.fingerprint)}")
-                term.type(f"/admit bob {format_fingerprint(bob.fingerprint)[:9].lower()}\r")
+                term.type(f"/admit bob {format_fingerprint(bob.fingerprint)[:19].lower()}\r")
                 await term.shows(r"admitted bob \(key .* compared\)")
                 term.type("/who\r")
                 assert (await term.shows(r"^  bob ")).endswith("admitted by you")
@@ -415,7 +415,7 @@ def test_a_member_who_drops_out_and_comes_back_is_one_line_not_a_new_warning(
                 again = await joined("bob", bob, endpoint)
                 again.send_text("marker")  # news: shows what was held before it
                 await term.shows(r"<bob> \[not admitted\] marker$")
-                fp = format_fingerprint(bob.fingerprint)[:9]
+                fp = format_fingerprint(bob.fingerprint)[:19]
                 assert term.lines == [
                     f"! bob reconnected, still NOT ADMITTED: compare fingerprints, then "
                     f"/admit bob {fp}",
@@ -531,18 +531,23 @@ def test_a_changed_key_is_a_prominent_warning_and_trust_releases_held_messages(
                 await term.shows(r"WARNING: bob's KEY HAS CHANGED")
                 await term.shows(f"pinned: {format_fingerprint(carol.fingerprint)}")
                 await term.shows(f"now:    {new}")
-                await term.shows(f"/trust bob {new[:9]}")
+                await term.shows(f"/trust bob {new[:19]}")
                 term.type("/msg bob hi\r")
                 await term.shows(r"bob's key changed; check it and /trust bob first")
                 b.send_text("it is really me")
                 await term.shows(r"a message signed by bob's UNTRUSTED new key .* held back")
                 assert not any("it is really me" in line for line in term.lines)
-                term.type("/trust bob\r")  # without the fingerprint: refused, with the command
-                await term.shows(f"bob's fingerprint is {new}; compare it .* /trust bob {new[:9]}")
-                term.type(f"/trust bob {format_fingerprint(carol.fingerprint)[:9]}\r")  # stale
-                await term.shows(f"bob's key is {new}, which does not start with what you typed")
+                # Without the fingerprint, or with the stale one: refused, and the refusal
+                # shows no part of the key there is now (a screen to copy it from).
+                term.type("/trust bob\r")
+                await term.shows(r"no fingerprint given for bob: .* run /fingerprint bob")
+                term.type(f"/trust bob {format_fingerprint(carol.fingerprint)[:19]}\r")  # stale
+                await term.shows(r"what you typed is not the start of the key bob has here")
+                refusals = [line for line in term.lines if "nothing changed" in line]
+                assert len(refusals) == 2
+                assert not any(new[:9] in line for line in refusals)
                 assert not any("it is really me" in line for line in term.lines)
-                term.type(f"/trust bob {new[:14]}\r")
+                term.type(f"/trust bob {new[:24]}\r")
                 await term.shows(r"you now trust bob's key .*; the message held back follows")
                 await term.shows(r"<bob> it is really me")
                 (saved,) = PinFile.open(tmp_path).pins  # and /trust is kept
@@ -624,7 +629,7 @@ def test_a_person_at_a_terminal_picks_a_free_nickname_chats_and_leaves(tmp_path:
         person.expect(rf"fingerprint: {ESC}((?:\w{{4}} ){{12}}\w{{4}})")
         carols = load_identity(tmp_path / "carol" / "carol").fingerprint
         assert person.match.group(1) == format_fingerprint(carols)
-        person.expect(rf"if it matches, type /admit carol {format_fingerprint(carols)[:9]}")
+        person.expect(rf"(?s)if it matches, type:.*?/admit carol {format_fingerprint(carols)[:19]}")
         person.expect(rf"dave{ESC}>")
         person.sendline("anyone?")
         person.expect(r"nobody here is admitted yet \(carol\): message not sent")
@@ -634,10 +639,10 @@ def test_a_person_at_a_terminal_picks_a_free_nickname_chats_and_leaves(tmp_path:
         # carol, the nickname dave tried first and did not get, left nothing behind
         assert sorted(p.name for p in (tmp_path / "dave").iterdir()) == ["dave"]
         assert carol.match.group(1) == format_fingerprint(daves)
-        carol.sendline(f"/admit dave {format_fingerprint(daves)[:9]}")
+        carol.sendline(f"/admit dave {format_fingerprint(daves)[:19]}")
         carol.expect(r'"event": "admitted", "nick": "dave", .*"how": "you"')
-        # Spaces and case do not matter; eight characters are enough.
-        person.sendline(f"/admit carol {format_fingerprint(carols).replace(' ', '')[:8].lower()}")
+        # Spaces and case do not matter; sixteen characters are enough.
+        person.sendline(f"/admit carol {format_fingerprint(carols).replace(' ', '')[:16].lower()}")
         person.expect(rf"admitted {ESC}carol{ESC} \(key \w{{4}} \w{{4}} \w{{4}} … compared\)")
 
         carol.sendline("hello whoever you are")

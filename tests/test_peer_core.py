@@ -12,7 +12,7 @@ from zchat.peer import events as ev
 from zchat.peer.config import PeerConfig
 from zchat.peer.core import PeerCore, Phase
 from zchat.peer.errors import CannotSeal, NotText
-from zchat.peer.pins import Pin
+from zchat.peer.pins import ChangeKind, Pin
 from zchat.peer.render import problem_text
 from zchat.wire import protocol as p
 
@@ -143,15 +143,24 @@ def test_pins_come_out_as_one_value_however_many_joins_pinned_them(
     joins = [p.encode(p.Join(p.Member(f"m{i:02}", bob.public_der))) for i in range(30)]
     for frames in joins:  # one batch of input, as a loop reads it
         core.receive(frames, room.now)
-    pins = core.take_pins()
+    changed = core.take_pins()
+    assert changed is not None
+    pins = changed.pins
     seen = int(room.wall * 1000)  # the date they were seen, for unadmitted pins to expire by
     assert pins == tuple(Pin(f"m{i:02}", bob.fingerprint, seen_ms=seen) for i in range(30))
+    # What the file gets is the changes, one a pin, to merge into what is on disk.
+    assert [(c.kind, c.nick) for c in changed.changes] == [
+        (ChangeKind.PIN, f"m{i:02}") for i in range(30)
+    ]
     assert core.take_pins() is None  # handed out once
     core.receive(joins[0], room.now)  # the same key again: nothing new to save
     assert core.take_pins() is None
     core.receive(p.encode(p.Join(p.Member("carol", alice.public_der))), room.now)
     carol = Pin("carol", alice.fingerprint, seen_ms=seen)
-    assert core.take_pins() == (carol, *pins)  # every pin, sorted
+    again = core.take_pins()
+    assert again is not None
+    assert again.pins == (carol, *pins)  # every pin, sorted
+    assert [c.nick for c in again.changes] == ["carol"]  # only what changed
     assert len(pins) == 30  # a value: what was handed out before stays as it was
 
 

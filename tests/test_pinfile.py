@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
 import stat
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +29,7 @@ from zchat.peer import pinfile
 from zchat.peer.client import Client
 from zchat.peer.config import PeerConfig
 from zchat.peer.pinfile import PINS_FILE, PinFile
-from zchat.peer.pins import Pin, PinsError
+from zchat.peer.pins import Admission, Change, ChangeKind, How, Pin, PinsError
 from zchat.peer.render import problem_text
 from zchat.wire import protocol as p
 
@@ -59,20 +63,58 @@ def test_a_leftover_temporary_file_cannot_lend_the_pins_file_its_loose_mode(
     tmp_path: Path,
 ) -> None:
     """Issue 11, defect 9: a crash can leave pins.json.tmp behind; reused as it was
-    (O_TRUNC without O_EXCL), its mode became the pins file's, world-writable."""
+    (O_TRUNC without O_EXCL), its mode became the pins file's, world-writable. Each
+    write now makes a temporary file of its own (mkstemp), and never touches another."""
     leftover = tmp_path / (PINS_FILE + ".tmp")
     leftover.write_text("half a file")
     leftover.chmod(0o666)
     PinFile.open(tmp_path).save([Pin("bob", FP_BOB)])
     assert mode(tmp_path / PINS_FILE) == 0o600
-    assert not leftover.exists()
+    assert leftover.read_text() == "half a file"
+    assert sorted(f.name for f in tmp_path.iterdir()) == [
+        PINS_FILE,
+        PINS_FILE + ".lock",
+        PINS_FILE + ".tmp",
+    ]
 
 
-def test_a_loose_pins_file_is_replaced_by_an_owner_only_one(tmp_path: Path) -> None:
-    (tmp_path / PINS_FILE).write_text('{"pins": {}}')
-    (tmp_path / PINS_FILE).chmod(0o666)
+@pytest.mark.parametrize("loose", [0o666, 0o620, 0o602])
+def test_a_pins_file_others_can_write_is_refused_with_the_chmod_that_fixes_it(
+    tmp_path: Path, loose: int
+) -> None:
+    """Whoever can write the pins decides whom we admit: as ssh refuses a writable
+    authorized_keys, zchat refuses such a pins file, naming it and the fix."""
     PinFile.open(tmp_path).save([Pin("bob", FP_BOB)])
-    assert mode(tmp_path / PINS_FILE) == 0o600
+    (tmp_path / PINS_FILE).chmod(loose)
+    fix = (
+        f"is writable by others (mode {loose:04o}); fix it with: chmod go-w {tmp_path / PINS_FILE}"
+    )
+    with pytest.raises(PinsError, match=re.escape(fix)):
+        PinFile.open(tmp_path)
+    (tmp_path / PINS_FILE).chmod(0o644)  # readable by others is no trouble: pins are public
+    assert PinFile.open(tmp_path).pins == (Pin("bob", FP_BOB),)
+
+
+def test_an_identity_directory_others_can_write_is_refused_and_so_is_another_users(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    PinFile.open(tmp_path).save([Pin("bob", FP_BOB)])
+    tmp_path.chmod(0o777)
+    with pytest.raises(PinsError, match=re.escape(f"fix it with: chmod go-w {tmp_path}")):
+        PinFile.open(tmp_path)
+    tmp_path.chmod(0o700)
+    owner = (tmp_path / PINS_FILE).stat().st_uid
+    monkeypatch.setattr(os, "geteuid", lambda: owner + 1)  # as if another user ran zchat
+    with pytest.raises(PinsError, match=f"belongs to another user \\(uid {owner}"):
+        PinFile.open(tmp_path)
+
+
+def test_a_pins_file_behind_a_symbolic_link_is_refused(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text('{"pins": {}}')
+    (tmp_path / PINS_FILE).symlink_to(elsewhere)
+    with pytest.raises(PinsError, match="symbolic link"):
+        PinFile.open(tmp_path)
 
 
 def test_forget_removes_one_pin_from_the_file(tmp_path: Path) -> None:
@@ -80,6 +122,75 @@ def test_forget_removes_one_pin_from_the_file(tmp_path: Path) -> None:
     assert PinFile.open(tmp_path).forget("BOB")  # nicknames fold case
     assert not PinFile.open(tmp_path).forget("bob")
     assert PinFile.open(tmp_path).pins == (Pin("carol", FP_CAROL),)
+
+
+# --- several writers ------------------------------------------------------------------
+
+ROOT = Path(__file__).parent.parent
+PER_WRITER = 150
+
+
+def test_two_peer_processes_sharing_a_home_add_pins_at_once_and_lose_none(tmp_path: Path) -> None:
+    """Each writes only what it changed, under the lock, over what is on disk then: a
+    whole-store write from a stale view (what each did before) lost the other's pins."""
+    home = tmp_path / "alice"
+    PinFile.open(home).save([Pin("carol", FP_CAROL)])  # there before either started
+    go = tmp_path / "go"
+    writers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.support.pin_writer",
+                str(home),
+                tag,
+                str(PER_WRITER),
+                str(go),
+            ],
+            cwd=ROOT,
+        )
+        for tag in ("a", "b")
+    ]
+    try:
+        deadline = time.monotonic() + 30
+        while not all((tmp_path / f"ready-{tag}").exists() for tag in ("a", "b")):
+            assert time.monotonic() < deadline, "the writers never got ready"
+            assert all(w.poll() is None for w in writers), "a writer died"
+            time.sleep(0.01)
+        go.touch()  # both loaded the file (one pin) and now write at once
+        assert [w.wait(timeout=60) for w in writers] == [0, 0]
+    finally:
+        for w in writers:
+            w.kill()
+            w.wait()
+    nicks = {pin.nick for pin in PinFile.open(home).pins}
+    assert nicks == {"carol"} | {f"{tag}{i:03}" for tag in "ab" for i in range(PER_WRITER)}
+
+
+def test_forget_and_revoke_stick_whatever_a_stale_writer_writes_next(tmp_path: Path) -> None:
+    """A peer that still believes bob admitted writes its next changes about bob (it saw
+    him again, a vouch for him came): the tombstone keeps him out. Only a comparison made
+    since the forget admits him again."""
+    vouched = Admission(How.VOUCH, "carol", 10)
+    compared = Admission(How.YOU, "alice", 10)
+    PinFile.open(tmp_path).save([Pin("bob", FP_BOB, compared, 10), Pin("carol", FP_CAROL)])
+    stale = PinFile.open(tmp_path)  # a running peer's view, from before the forget
+    assert PinFile.open(tmp_path).forget("bob", at_ms=1000)
+    stale.merge(
+        [
+            Change(ChangeKind.SEEN, "bob", FP_BOB, date_ms=90_000_000),
+            Change(ChangeKind.ADMIT, "bob", FP_BOB, vouched, 2000),  # a vouch, after
+            Change(ChangeKind.ADMIT, "bob", FP_BOB, compared, 2000),  # compared, before
+            Change(ChangeKind.PIN, "dave", FP_CAROL[::-1], date_ms=2000),
+        ]
+    )
+    on_disk = PinFile.open(tmp_path)
+    (bob,) = [pin for pin in on_disk.pins if pin.nick == "bob"]
+    assert not bob.admitted  # announced again, so pinned, but admitted by nobody
+    assert [t.nick for t in on_disk.tombstones] == ["bob"]
+    assert {pin.nick for pin in on_disk.pins} == {"bob", "carol", "dave"}  # dave kept
+    stale.merge([Change(ChangeKind.ADMIT, "bob", FP_BOB, Admission(How.YOU, "alice", 3000))])
+    assert [pin.admitted for pin in PinFile.open(tmp_path).pins if pin.nick == "bob"] == [True]
 
 
 # --- the loop writes ----------------------------------------------------------------
@@ -116,6 +227,23 @@ class HandBroker:
         self.send(p.Challenge(bytes(p.CHALLENGE_BYTES)))
         await self.expect(p.Proof)  # not checked: this broker lets anyone in
         self.send(p.Welcome(nick, 1000, 5000), p.Snapshot(members))
+
+
+@contextlib.asynccontextmanager
+async def alice_on_a_hand_broker(
+    home: Path, alice: Identity, endpoint: str
+) -> AsyncIterator[tuple[HandBroker, Client]]:
+    """alice's client, with the pins in `home`, started on a broker the test drives."""
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    broker = HandBroker(ctx, endpoint)
+    client = Client.create("alice", alice, endpoint, pin_file=PinFile.open(home), context=ctx)
+    try:
+        client.start()
+        yield broker, client
+    finally:
+        await client.close(max_idle=0)
+        broker.sock.close()
+        ctx.term()
 
 
 @contextlib.contextmanager
@@ -169,9 +297,9 @@ def test_a_room_of_many_newcomers_is_written_to_the_pins_file_once(
 def test_a_pins_file_that_cannot_be_written_is_reported_and_the_session_goes_on(
     tmp_path: Path, alice: Identity, bob: Identity
 ) -> None:
-    # A directory where the temporary file must go: no write can succeed, not even
-    # as root (a read-only mode would not stop root).
-    (tmp_path / (PINS_FILE + ".tmp")).mkdir()
+    # A directory where the lock file must go: no write can succeed, not even as root
+    # (a read-only mode would not stop root).
+    (tmp_path / (PINS_FILE + ".lock")).mkdir()
 
     async def scenario() -> None:
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
@@ -200,5 +328,81 @@ def test_a_pins_file_that_cannot_be_written_is_reported_and_the_session_goes_on(
             await client.close(max_idle=0)
             broker.sock.close()
             ctx.term()
+
+    run(scenario())
+
+
+async def on_disk(path: Path, match: Callable[[PinFile], bool], timeout: float = 5.0) -> PinFile:
+    """The pins file once `match` holds for it (the client writes from its loop)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pins = PinFile.open(path)
+        if match(pins):
+            return pins
+        assert time.monotonic() < deadline, f"the pins file never matched: {pins.pins}"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("how", ["zchat keys forget", "/revoke"])
+def test_forget_and_revoke_stick_across_a_running_peers_next_write(
+    how: str, tmp_path: Path, alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    """Issue 18.5: a running peer rewrote the whole pins file at its next change (a JOIN
+    of anyone, which the broker can send at will), and a forgotten member was back."""
+    PinFile.open(tmp_path).save([Pin("bob", bob.fingerprint, Admission(How.YOU, "alice", 1))])
+    endpoint = f"inproc://pins-stick-{how[0]}"
+
+    async def scenario() -> None:
+        async with alice_on_a_hand_broker(tmp_path, alice, endpoint) as (broker, client):
+            bob_here = p.Member("bob", bob.public_der, certificate(bob, "bob", time.time()))
+            await broker.admit("alice", (bob_here,))
+            await wait_for(client, lambda e: isinstance(e, ev.Ready))
+            assert client.core.members["bob"].may_read  # admitted in an earlier run
+            if how == "/revoke":
+                client.revoke("bob")
+            else:  # what the command does, from another process's point of view
+                assert PinFile.open(tmp_path).forget("bob", at_ms=int(time.time() * 1000))
+            seen = await wait_for(client, lambda e: isinstance(e, ev.Revoked))
+            assert (seen[-1].nick, seen[-1].by, seen[-1].dropped) == ("bob", "alice", True)
+            assert not client.core.members["bob"].may_read
+            # The broker makes alice write: carol joins, and bob comes back.
+            broker.send(
+                p.Join(p.Member("carol", carol.public_der)),
+                p.Leave("bob", p.LeaveReason.BYE),
+                p.Join(bob_here),
+            )
+            await sees(client, "bob")
+            saved = await on_disk(tmp_path, lambda f: len(f.pins) == 2)
+            assert [(pin.nick, pin.admitted) for pin in saved.pins] == [
+                ("bob", False),  # pinned again as announced, admitted by nobody
+                ("carol", False),
+            ]
+            assert [t.nick for t in saved.tombstones] == ["bob"]
+            assert not client.core.members["bob"].may_read
+
+    run(scenario())
+
+
+def test_a_tombstone_from_an_earlier_run_is_no_news_to_the_next(
+    tmp_path: Path, alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    """The tombstones on disk at start are known from the start: the first merge, which
+    reads them back, revokes nothing and says nothing."""
+    home = PinFile.open(tmp_path)
+    home.save([Pin("bob", bob.fingerprint, Admission(How.YOU, "alice", 1))])
+    assert home.forget("bob", at_ms=5)
+
+    async def scenario() -> None:
+        endpoint = "inproc://pins-earlier-run"
+        async with alice_on_a_hand_broker(tmp_path, alice, endpoint) as (broker, client):
+            await broker.admit("alice", (p.Member("bob", bob.public_der),))
+            seen = await wait_for(client, lambda e: isinstance(e, ev.Ready))
+            broker.send(p.Join(p.Member("carol", carol.public_der)))  # a write, a merge
+            seen += await wait_for(
+                client, lambda e: isinstance(e, ev.AdmitNeeded) and e.nick == "carol"
+            )
+            await on_disk(tmp_path, lambda f: len(f.pins) == 2)
+            later = [client.events.get_nowait() for _ in range(client.events.qsize())]
+            assert [e for e in [*seen, *later] if isinstance(e, ev.Revoked)] == []
 
     run(scenario())

@@ -135,10 +135,10 @@ def shown(person: Person, other: str) -> tuple[str, str]:
     fingerprint = person.shows(
         rf"{other} (?:joined|is here), NOT ADMITTED.*\n.*fingerprint: ((\w{{4}} ){{12}}\w{{4}})"
     )
-    command = person.shows(rf"if it matches, type (/admit {other} \w{{4}} \w{{4}})")
+    command = person.shows(rf"if it matches, type:\s*\n!\s+(/admit {other}(?: \w{{4}}){{4}})")
     return (
         re.search(r"fingerprint: (.*)", fingerprint).group(1),  # type: ignore[union-attr]
-        re.search(r"type (.*)", command).group(1),  # type: ignore[union-attr]
+        re.search(r"(/admit .*)", command).group(1),  # type: ignore[union-attr]
     )
 
 

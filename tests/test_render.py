@@ -167,6 +167,7 @@ def every_event() -> list[ev.Event]:
         ev.AdmitNeeded("bob", fp, False, "/admit bob AAAA AAAA"),
         ev.Admitted("bob", fp, "vouch", "carol"),
         ev.VouchRejected("carol", ("bob",), "you have not admitted carol", held=True),
+        ev.Revoked("bob", fp, "carol", dropped=True),
         ev.Expired("bob", ID),
         ev.Unsealed(ID, ("carol",)),
     ]

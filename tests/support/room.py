@@ -207,9 +207,9 @@ class MemoryRoom:
                         continue
                     self.deliver(self.broker.handle(conn, frames, self.now))
                 self.events[conn] += core.take_events()
-                pins = core.take_pins()
-                if pins is not None:
-                    self.saved[conn].append(pins)
+                changed = core.take_pins()
+                if changed is not None:
+                    self.saved[conn].append(changed.pins)
             if not moved:
                 # The broker's loop ticks after every batch it reads: joins of the
                 # batch are announced then (`Broker._flush_joins`).

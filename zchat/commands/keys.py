@@ -123,14 +123,16 @@ def forget(
     nick: NickOption = None,
     home: HomeOption = None,
 ) -> None:
-    """Remove a pin: the next key seen for NICK is pinned afresh."""
+    """Remove a pin and take its admission back: the next key seen for NICK is pinned
+    afresh, and only a new comparison admits the forgotten key again (no vouch does).
+    A peer running with this identity does as for /revoke NICK at once."""
     try:
-        forgotten = _pins(home, nick).forget(pinned)
+        forgotten = _pins(home, nick).forget(pinned, at_ms=int(time.time() * 1000))
     except PinsError as exc:
         fail(str(exc))
     if not forgotten:
         fail(f"no pin for {pinned}", "'zchat keys pins' lists them")
-    info(f"forgot the pin for {pinned}")
+    info(f"forgot the pin for {pinned}; only a new comparison admits that key again")
 
 
 def _admission(pin: Pin) -> str:
