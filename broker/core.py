@@ -314,7 +314,8 @@ class Broker:
         return [*out, _to(conn, welcome), _to(conn, p.Snapshot(members))]
 
     def _rekey(self, session: _Session, cert: bytes) -> list[Outgoing]:
-        """A member's new session key: checked, kept for snapshots, told to the others.
+        """A member's new session key: checked, kept for snapshots, told to the others,
+        and to the member itself as its positive answer (its old key's grace begins then).
 
         Only a newer one than the session's: an older one (or one as old) would roll the
         member back to a key it may have dropped, in every later SNAPSHOT.
@@ -330,7 +331,7 @@ class Broker:
         session.certificate = cert
         session.certificate_created_ms = checked.created_ms
         rekeyed = p.encode(p.Rekeyed(session.nick, cert))
-        return _to_each(rekeyed, self._by_nick.values(), but=session)
+        return _to_each(rekeyed, self._by_nick.values())
 
     def _send(self, session: _Session, send: p.Send) -> list[Outgoing]:
         env = send.envelope
