@@ -107,6 +107,31 @@ def test_peers_survive_broker_restarts_without_loss_or_duplicates(tmp_path: Path
             assert errors == []
 
 
+def test_a_stopped_peer_reads_what_was_delivered_during_its_stall(tmp_path: Path) -> None:
+    """A peer stopped past the heartbeat timeout (SIGSTOP here; a laptop lid, a long GC)
+    reads what the broker had already handed to its connection before it judges the
+    broker: the sender's ACK said "delivered", so dropping it would lose it untold."""
+    broker, ep = start_broker()
+    alice = start_peer("alice", ep, tmp_path / "alice")
+    bob = start_peer("bob", ep, tmp_path / "bob")
+    with running(broker, alice, bob):
+        bob.wait_event("ready")
+        alice.wait_event("ready")
+        alice.wait_event("join", nick="bob")
+        bob.popen.send_signal(signal.SIGSTOP)
+        try:
+            alice.send("sent while bob was stopped")
+            ack = alice.wait_event("ack")
+            assert ack["delivered"] == ["bob"]  # in bob's connection, as far as anyone knows
+            alice.wait_event("leave", nick="bob")  # silent past the timeout: evicted
+        finally:
+            bob.popen.send_signal(signal.SIGCONT)
+        got = bob.event(lambda e: e["event"] == "message", timeout=10)
+        assert got["text"] == "sent while bob was stopped"
+        bob.wait_event("ready", reconnected=True)
+        alice.wait_event("join", nick="bob")
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
