@@ -24,6 +24,15 @@ from zchat.peer.client import Client
 from zchat.wire import protocol as p
 
 
+async def pair(endpoint: str, alice: Identity, bob: Identity) -> tuple[Client, Client]:
+    """alice and bob in the room, alice having heard bob join (she writes to him)."""
+    a, b = make_client("alice", alice, endpoint), make_client("bob", bob, endpoint)
+    await ready(a)
+    await ready(b)
+    await sees(a, "bob")
+    return a, b
+
+
 def _sealed_for_bob(sender: Client, identity: Identity, text: str) -> Envelope:
     bob = sender.core.members["bob"]
     assert bob.session is not None  # sealed to bob's session key, as the core would
@@ -44,13 +53,7 @@ def test_an_envelope_sealed_beforehand_is_delivered_and_not_tracked_by_the_core(
 ) -> None:
     async def main() -> None:
         with broker_thread() as server:
-            a, b = (
-                make_client("alice", alice, server.bound[0]),
-                make_client("bob", bob, server.bound[0]),
-            )
-            await ready(a)
-            await ready(b)
-            await sees(a, "bob")
+            a, b = await pair(server.bound[0], alice, bob)
             envelope = _sealed_for_bob(a, alice, "sealed beforehand")
             a.send_envelope(envelope)
             assert await texts(b, 1) == ["sealed beforehand"]
@@ -73,13 +76,7 @@ def test_an_envelope_queued_without_a_flush_leaves_before_the_next_send(
 ) -> None:
     async def main() -> None:
         with broker_thread() as server:
-            a, b = (
-                make_client("alice", alice, server.bound[0]),
-                make_client("bob", bob, server.bound[0]),
-            )
-            await ready(a)
-            await ready(b)
-            await sees(a, "bob")
+            a, b = await pair(server.bound[0], alice, bob)
             a.send_envelope(_sealed_for_bob(a, alice, "queued first"), flush=False)
             a.send_text("sent second")
             assert await texts(b, 2) == ["queued first", "sent second"]
@@ -190,13 +187,7 @@ def test_a_burst_of_input_is_read_in_slices_with_the_ticker_running_between(
 
     async def main() -> None:
         with broker_thread() as server:
-            a, b = (
-                make_client("alice", alice, server.bound[0]),
-                make_client("bob", bob, server.bound[0]),
-            )
-            await ready(a)
-            await ready(b)
-            await sees(a, "bob")
+            a, b = await pair(server.bound[0], alice, bob)
             receive, tick = b.core.receive, b.core.tick
             ticks: list[float] = []
 

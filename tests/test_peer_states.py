@@ -270,13 +270,19 @@ def answer_to(conn: bytes, nick: bytes) -> object:
     return drop
 
 
-def test_our_old_session_key_stays_current_until_the_broker_accepts_the_new_one(
-    alice: Identity, bob: Identity
-) -> None:
+def rotating(alice: Identity, bob: Identity) -> tuple[MemoryRoom, bytes, PeerCore]:
+    """alice and bob in a room, bob rotating his session key every `ROTATE` seconds."""
     room = MemoryRoom()
     room.join("alice", alice)
     b = room.join("bob", bob, config=ROTATING)
-    ring = room.peers[b].session_keys
+    return room, b, room.peers[b]
+
+
+def test_our_old_session_key_stays_current_until_the_broker_accepts_the_new_one(
+    alice: Identity, bob: Identity
+) -> None:
+    room, b, core = rotating(alice, bob)
+    ring = core.session_keys
     old = ring.current
     kept: list[Outgoing] = []
     withhold = answer_to(b, b"bob")
@@ -304,10 +310,7 @@ def test_our_old_session_key_stays_current_until_the_broker_accepts_the_new_one(
 def test_a_refused_new_session_key_is_dropped_and_the_old_one_stays(
     alice: Identity, bob: Identity
 ) -> None:
-    room = MemoryRoom()
-    room.join("alice", alice)
-    b = room.join("bob", bob, config=ROTATING)
-    core = room.peers[b]
+    room, b, core = rotating(alice, bob)
     ring = core.session_keys
     old = ring.current
     room.lose = lambda conn, frames: conn == b and frames[1] == bytes([p.Command.REKEY])
@@ -328,10 +331,7 @@ def test_a_refused_new_session_key_is_dropped_and_the_old_one_stays(
 def test_no_answer_to_a_new_session_key_within_the_timeout_means_a_new_connection(
     alice: Identity, bob: Identity
 ) -> None:
-    room = MemoryRoom()
-    room.join("alice", alice)
-    b = room.join("bob", bob, config=ROTATING)
-    core = room.peers[b]
+    room, b, core = rotating(alice, bob)
     room.drop = answer_to(b, b"bob")  # type: ignore[assignment]
     room.advance(ROTATE + 0.1)
     assert core.session_keys.proposed is not None
