@@ -47,8 +47,12 @@ log = logging.getLogger("zchat.peer")
 #: libzmq retries a lost TCP connection this often (doubling up to the max), so a
 #: peer is back within about half a second of the broker's return.
 RECONNECT_IVL_MS = 100
-#: Messages handled per turn of the event loop before yielding to it.
+#: Messages handled per turn of the event loop before yielding to it...
 PUMP_BATCH = 512
+#: ...or seconds: each delivery costs an RSA decryption, so a burst of hundreds is
+#: seconds of work on a busy machine, during which the ticker must still send our
+#: heartbeats (or the broker evicts us for our silence).
+PUMP_SLICE = 0.02
 RECONNECT_IVL_MAX_MS = 500
 #: Transport handshakes the broker hung up on, in a row with no success between,
 #: before we give up. One may be a broker killed mid-handshake; three, about half a
@@ -122,6 +126,9 @@ class Client:
         #: Set when the transport cannot work (wrong broker key): the client stopped.
         self.failed: ev.TransportFailed | None = None
         self._backlog: deque[list[bytes]] = deque()
+        #: A further slice of input is scheduled: one at a time, however many times the
+        #: socket signals, so that the ticker gets its turn between slices.
+        self._more_scheduled = False
         self._ticker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_progress = 0.0
@@ -181,7 +188,7 @@ class Client:
         `max_idle` seconds (the broker is gone). Returns what stayed unacknowledged.
         """
         self._last_progress = time.monotonic()
-        while self.core.pending_acks() and self.core.phase is not Phase.CLOSED and not self.failed:
+        while self.core.pending_acks() and self.core.phase not in _OVER and not self.failed:
             if time.monotonic() - self._last_progress > max_idle:
                 break
             await asyncio.sleep(0.01)
@@ -305,6 +312,11 @@ class Client:
         self._watch()  # the monitor's FD is edge-triggered too
         if self.failed:
             return
+        # Read what is waiting before the core judges the broker's silence: after a
+        # stall of ours (SIGSTOP, a laptop lid) it is what the broker sent meanwhile,
+        # some of it acknowledged to its senders as delivered, and a new socket would
+        # throw it away.
+        self._pump()
         dropped = self._dropped_at
         if dropped is not None and time.monotonic() - dropped > DROP_GRACE:
             self._dropped_at = None
@@ -317,26 +329,40 @@ class Client:
             self._open_socket()
             self.core.start(time.monotonic())
         self._flush()
-        self._pump()
 
     def _pump(self) -> None:
         """Read what is waiting. libzmq's FD is edge-triggered, so the socket is drained
-        to the end; a flood is drained in batches, giving the loop (the UI, the
-        ticker) a turn between them."""
+        to the end; a flood is drained in slices (`PUMP_BATCH`, `PUMP_SLICE`), giving
+        the loop (the UI, the ticker and its heartbeats) a turn between them."""
         sock = self._sock
+        deadline = time.monotonic() + PUMP_SLICE
+        more = True
         for _ in range(PUMP_BATCH):
             if sock is None:
+                more = False
                 break
             try:
                 frames = recv_bounded(sock)
             except zmq.Again:
+                more = False
                 break
             self.core.receive(frames, time.monotonic())
             sock = self._sock
-        else:
-            if self._loop is not None:
-                self._loop.call_soon(self._pump)  # more is waiting
+            if time.monotonic() > deadline:
+                break
+        if more:
+            self._read_soon()  # more may be waiting
         self._flush()
+
+    def _read_soon(self) -> None:
+        """Read another slice on the loop's next turn (one at a time is scheduled)."""
+        if self._loop is not None and not self._more_scheduled:
+            self._more_scheduled = True
+            self._loop.call_soon(self._pump_more)
+
+    def _pump_more(self) -> None:
+        self._more_scheduled = False
+        self._pump()
 
     def _watch(self) -> None:
         """Read the socket monitor: count failed handshakes, give up on a wrong broker,
@@ -381,14 +407,22 @@ class Client:
             self._backlog.popleft()
             sent = True
         # A send can consume the FD's edge: if input is waiting, read it soon.
-        if sent and sock is not None and self._loop is not None and _readable(sock):
-            self._loop.call_soon(self._pump)
+        if sent and sock is not None and _readable(sock):
+            self._read_soon()
         for event in self.core.take_events():
             if isinstance(event, ev.Acked):
                 self._last_progress = time.monotonic()
             self.events.put_nowait(event)
         self._save_pins()
         self._make_session_key()
+        if self.core.owes_resend and self._loop is not None:
+            # Welcomed: the events saying so are out; the resend comes next turn.
+            self._loop.call_soon(self._resend)
+
+    def _resend(self) -> None:
+        if self.core.owes_resend:
+            self.core.resend(time.monotonic())
+            self._flush()
 
     def _make_session_key(self) -> None:
         """Start making the session key the core asks for, unless one is on its way."""
@@ -442,6 +476,8 @@ class Client:
         self.core.forgotten_elsewhere(on_disk.tombstones(), time.monotonic())
 
 
+#: Phases after which no acknowledgement can come.
+_OVER = (Phase.CLOSED, Phase.REFUSED)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 

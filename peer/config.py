@@ -26,6 +26,10 @@ class PeerConfig:
     admit_all: bool = False
     reconnect_min: float = 0.1
     reconnect_max: float = 5.0
+    #: How long we keep saying HELLO again, backing off, when the broker refuses our
+    #: return into the room for something that may pass (our old session still timing
+    #: out, a full room): three of its default heartbeat timeouts. Then the session ends.
+    rejoin_patience: float = 30.0
     #: Seconds between our session-key rotations while connected (and one at every
     #: connection). See `peer.session_keys`.
     rotate_every: float = DEFAULT_ROTATE_EVERY

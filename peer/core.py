@@ -16,6 +16,20 @@ heartbeats, the dispatch of what the broker sends, and the public API. The room 
 see it end to end (who is in it, whom we trust and admit, what we seal for them and
 open from them) is the roster's (`peer.roster`), which returns what to send and show:
 
+Construction: `pins` as loaded (the core updates them in memory and hands them out).
+`seq`: the first sequence number to seal with; the loop derives it from the wall clock
+(`peer.client.initial_seq`), so numbers keep increasing across restarts. `random`: where
+message ids come from (`os.urandom` in the client, a seeded generator in tests), so the
+core never reaches for the OS itself. `date`: today's date, in seconds since the epoch
+(`time.time` in the client): pins note when a key was last seen and admitted, and
+vouches carry it; without one, every date reads 1970 and no pin expires. `broker_key`
+and `transport_key`: the CURVE keys of our connection, Z85, empty without CURVE: the
+broker's public key we were told to expect (`--broker-key`) and our own transport key.
+The proof of key names both, so a proof relayed to another broker does not verify there.
+
+The connection's phases, handshake steps and timers are the link's (`peer.link`); the
+core dispatches what the broker sends by them, and acts on what the link finds due.
+
 Trust (as ssh's known_hosts): the first key seen for a nickname is pinned. A later,
 different key is CHANGED: nothing is encrypted to it and messages signed by it are
 held back, until the user trusts it.
@@ -34,45 +48,56 @@ certificate is valid.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from enum import Enum
 
-from zchat.envelope import Identity, SessionKey, certify, is_valid_nick, nick_key, room_id
+from zchat.envelope import (
+    Identity,
+    SessionCertificate,
+    SessionKey,
+    certify,
+    is_valid_nick,
+    nick_key,
+    room_id,
+)
 from zchat.envelope.proof import sign_proof
 from zchat.peer import events as ev
 from zchat.peer.config import PeerConfig
 from zchat.peer.contact import Contact
 from zchat.peer.events import ProblemCode as P
 from zchat.peer.gate import Gate
+from zchat.peer.link import Due, Link, Phase, Step
 from zchat.peer.outbox import Entry, Outbox
 from zchat.peer.pinning import PinChanges
 from zchat.peer.pins import Pins, Tombstone
-from zchat.peer.replay import ReplayGuard
 from zchat.peer.roster import Output, Roster
 from zchat.peer.session_keys import KeyRing, certificate_lifetime_ms
-from zchat.peer.withheld import Withheld
 from zchat.wire import protocol as p
 from zchat.wire.errors import ProtocolError
 
-#: Bounds on the timers a broker may impose on us in WELCOME.
-_MIN_TIMER = 0.01
-_MAX_TIMER = 3600.0
+__all__ = ["PeerCore", "Phase"]
+
+#: Refusals of our return into the room that may pass: the old session still timing
+#: out holds our nickname or key, or the room (or the broker's rooms) filled up while
+#: we were away. Said HELLO again, backing off (`PeerConfig.rejoin_patience`); any other
+#: refusal, a code this version does not know included, ends the session at once.
+_MAY_PASS = (
+    p.RefuseCode.NICK_TAKEN,
+    p.RefuseCode.KEY_IN_USE,
+    p.RefuseCode.ROOM_FULL,
+    p.RefuseCode.TOO_MANY_ROOMS,
+)
+#: The only errors whose msg_id drops an outbox entry: the broker will never route
+#: that SEND as it is. Any other code's msg_id is ignored (V3 §5).
+_DROPS_MESSAGE = (p.ErrorCode.FORGED_SENDER, p.ErrorCode.MALFORMED)
 
 
 def _no_calendar() -> float:
     return 0.0
 
 
-class Phase(Enum):
-    IDLE = "idle"
-    HANDSHAKING = "handshaking"
-    READY = "ready"
-    REFUSED = "refused"  # the broker said no; the front end decides what next
-    CLOSED = "closed"
-
-
 class PeerCore:
-    """One peer's connection to the broker, and the room behind it (`roster`)."""
+    """One peer's connection to the broker (`link`), and the room behind it (`roster`)."""
 
     def __init__(
         self,
@@ -87,21 +112,7 @@ class PeerCore:
         broker_key: bytes = b"",
         transport_key: bytes = b"",
     ) -> None:
-        """`pins`: as loaded; the core updates them in memory and hands them out.
-
-        `seq`: the first sequence number to seal with. The loop derives it from the
-        wall clock (`peer.client.initial_seq`), so numbers keep increasing across
-        restarts. `random`: where message ids come from (`os.urandom` in the client, a
-        seeded generator in tests), so the core never reaches for the OS itself.
-        `date`: today's date, in seconds since the epoch (`time.time` in the client):
-        pins note when a key was last seen and admitted, and vouches carry it. Without
-        one, every date reads 1970 and no pin expires.
-
-        `broker_key` and `transport_key`: the CURVE keys of our connection, Z85, empty
-        without CURVE: the broker's public key we were told to expect (`--broker-key`)
-        and our own transport key. The proof of key names both, so a proof relayed to
-        another broker does not verify there.
-        """
+        """See the module's docstring, "Construction"."""
         self.identity = identity
         self.config = PeerConfig() if config is None else config
         self.broker_key = broker_key
@@ -118,24 +129,17 @@ class PeerCore:
             date=date,
             outbox=Outbox(self.config.correction_window, self.config.message_lifetime),
         )
-        self.phase = Phase.IDLE
+        #: The connection's phase, handshake step and timers.
+        self.link = Link(self.config)
         self.reconnect_wanted = False
         self.closed_reason = ""
+        #: The refusal that ended the session, if one did (the session's outcome).
+        self.refusal: ev.Refused | None = None
         self._out: list[list[bytes]] = []
         self._events: list[ev.Event] = []
-        self._welcomed_once = False
-        self._welcomed = False  # WELCOME received for the current hello
-        #: A CHALLENGE answered for the current hello: one signature per HELLO, or the
-        #: broker could have us sign whatever nonces it likes, at RSA cost each.
-        self._answered = False
-        #: When we last heard the broker that went away; None while connected. Set from
-        #: noticing a dead broker until the next welcome, which resends what it may have lost.
-        self._lost_at: float | None = None
-        self._last_heard = 0.0
-        self._next_beat = 0.0
-        self._backoff = self.config.reconnect_min
-        self._interval = self.config.heartbeat_interval
-        self._timeout = self.config.heartbeat_timeout
+        #: Once welcomed, the resend owed: (whether, since when the broker may have lost
+        #: what it acknowledged: `Link.ready`). See `resend`.
+        self._owed: tuple[bool, float | None] = (False, None)
         #: Our session keys (forward secrecy): the current one and those in their grace.
         self._ring = KeyRing(self.config.key_grace)
         self._wants_key = False
@@ -162,11 +166,8 @@ class PeerCore:
 
     @property
     def wants_session_key(self) -> bool:
-        """Whether the loop should make a session key and hand it to `add_session_key`.
-
-        Making one takes tens of milliseconds, so the loop does it off its event loop;
-        it need not hurry more than that (HELLO waits for it), nor make two at once.
-        """
+        """Whether the loop should make a session key (off its event loop: tens of ms)
+        and hand it to `add_session_key`; HELLO waits for it."""
         return self._wants_key
 
     def pending_acks(self) -> list[Entry]:
@@ -174,6 +175,10 @@ class PeerCore:
         return self.roster.pending_acks()
 
     # --- state, for the front ends and for inspection --------------------------------
+
+    @property
+    def phase(self) -> Phase:
+        return self.link.phase
 
     @property
     def nick(self) -> str:
@@ -219,66 +224,54 @@ class PeerCore:
     def gate(self) -> Gate:
         return self.roster.admission.gate
 
-    @property
-    def _replay(self) -> ReplayGuard:
-        return self.roster.inbox.replay
-
-    @property
-    def _withheld(self) -> Withheld:
-        return self.roster.inbox.withheld
-
     # --- session ---------------------------------------------------------------------
 
     def start(self, now: float) -> None:
-        """Say hello (again): on first connect, after a reconnect, or with a new nick.
+        """Say hello on a new connection: the first, or after a reconnect.
 
-        Every connection gets a new session key: HELLO goes out when the loop hands
-        it in (`wants_session_key`, `add_session_key`).
+        Every HELLO gets a new session key: it goes out when the loop hands the key in
+        (`wants_session_key`, `add_session_key`).
         """
-        self.phase = Phase.HANDSHAKING
+        self._hello(now, same_connection=False)
+
+    def _hello(self, now: float, *, same_connection: bool) -> None:
+        self.link.start(now, same_connection=same_connection)
         self.reconnect_wanted = False
-        self._welcomed = False
-        self._answered = False
-        self._last_heard = now
+        self._ring.withdraw()  # a REKEY not answered yet: the HELLO's key supersedes it
         self.roster.expire_pins()
-        self._hello_waiting = True
-        self._wants_key = True
+        self._hello_waiting = self._wants_key = True
 
     def add_session_key(self, key: SessionKey, now: float, *, wall: float) -> None:
-        """Take the session key the loop made: certify it as of `wall`, use it, announce it.
+        """Take the session key the loop made, certified as of `wall`, and announce it.
 
-        It goes out in the HELLO that waited for it, or in a REKEY when connected (a
-        scheduled rotation). A key nobody waits for any more (we left, or were
-        refused) is dropped. Its private half stays in memory, in our ring.
+        It goes out in the HELLO that waited for it, current at once; or in a REKEY when
+        connected (a scheduled rotation), current once the broker accepts it. A key
+        nobody waits for any more (we left, or were refused) is dropped. Its private
+        half stays in memory, in our ring.
         """
         self.roster.note_date(now, wall)
         self._wants_key = False
         nick = self.nick.encode("ascii", "replace")
+        life = certificate_lifetime_ms(self.config.rotate_every)
+        cert = _certificate(self.identity, self.nick, key, self.room_id, life, wall)
         if self.phase is Phase.HANDSHAKING and self._hello_waiting:
             self._hello_waiting = False
-            self._last_heard = now  # the handshake's timer starts with the HELLO
-            cert = self._install(key, now, wall)
-            self._send(p.Hello(nick, self.identity.public_der, cert, self.room.encode()))
-        elif self.phase is Phase.READY:
-            self._send(p.Rekey(self._install(key, now, wall)))
-
-    def _install(self, key: SessionKey, now: float, wall: float) -> bytes:
-        """Make `key` our current one; its certificate, encoded."""
-        if not is_valid_nick(self.nick):
-            # No certificate can name it, and the broker refuses the nickname anyway
-            # before it looks at one (the user gets to pick another).
-            return b""
-        life, ms = certificate_lifetime_ms(self.config.rotate_every), int(wall * 1000)
-        cert = certify(
-            self.identity, self.nick, key, room_id=self.room_id, created_ms=ms, lifetime_ms=life
-        )
-        self._ring.install(key, cert, now)
-        return cert.encode()
+            self.link.hello_sent(now)
+            if cert is not None:
+                self._ring.install(key, cert, now)
+            raw = b"" if cert is None else cert.encode()
+            self._send(p.Hello(nick, self.identity.public_der, raw, self.room.encode()))
+        elif self.phase is Phase.READY and cert is not None and not self.link.rekeying:
+            self.link.rekey_sent(now)
+            self._send(p.Rekey(self._ring.propose(key, cert)))
 
     def leave(self) -> None:
+        """End the session. Whoever a message still waited for (away, or their delivery
+        corrected) is named as not having got it: nothing is dropped silently."""
         if self.phase is Phase.READY:
             self._send(p.Bye())
-        self.phase = Phase.CLOSED
+        self.link.closed()
+        self._events += self.roster.sending.expire(0.0, -math.inf)
 
     # --- input -----------------------------------------------------------------------
 
@@ -288,133 +281,164 @@ class PeerCore:
         except ProtocolError as exc:
             self._problem(ev.Problem(P.MALFORMED, detail=str(exc)))
             return
-        self._last_heard = now
-        ready = self.phase is Phase.READY
+        self.link.heard(now)
+        step, here = self.link.step, self.link.in_room
         match msg:
-            case p.Challenge(nonce) if self.phase is Phase.HANDSHAKING and not self._answered:
-                self._answered = True
-                self._send(p.Proof(self._prove(nonce)))
-            case p.Welcome() if self.phase is Phase.HANDSHAKING:
-                self._welcome(msg)
-            case p.Snapshot(members) if self.phase is Phase.HANDSHAKING and self._welcomed:
+            case p.Challenge(nonce) if step is Step.HELLO:
+                # One signature per HELLO, or the broker could have us sign whatever
+                # nonces it likes, at RSA cost each.
+                self.link.proved()
+                keys = (self.broker_key, self.transport_key)
+                self._send(p.Proof(_proof(self.identity, self.nick, nonce, *keys)))
+            case p.Welcome() if step is Step.PROOF:
+                self._welcome(msg, now)
+            case p.Snapshot(members) if step is Step.WELCOME:
                 self._snapshot(members, now)
-            case p.Refuse() | p.VersionRefusal() if self.phase is Phase.HANDSHAKING:
-                self.phase = Phase.REFUSED
-                self._events.append(_refused(msg))
-            case p.Join(member) if ready:
+            case p.Refuse() | p.VersionRefusal() if step in (Step.HELLO, Step.PROOF):
+                self._refused(msg, now)
+            # What the broker says of the room counts while we are in it: ready, or
+            # saying HELLO again on a connection we were ready on (the broker keeps
+            # delivering there, and acknowledged those deliveries to their senders).
+            case p.Join(member) if here:
                 self._take(self.roster.join(member, now))
-            case p.Leave(nick, reason) if ready:
+            case p.Leave(nick, reason) if here:
                 self._take(self.roster.leave(nick, _leave_reason(reason)))
-            case p.Deliver(delivery) if ready:
+            case p.Deliver(delivery) if here:
                 self._take(self.roster.deliver(delivery, now, self._ring.held()))
-            case p.Heartbeat() | p.Rekeyed(self.nick):  # ours: the answer to our REKEY
-                pass
-            case p.Rekeyed(nick, cert) if ready:
-                self._take(self.roster.rekeyed(nick, cert, now))
+            case p.Rekeyed(nick, cert) if here:
+                self._rekeyed(nick, cert, now)
             case p.Ack(msg_id, delivered, absent):
                 self._take(self.roster.acknowledge(msg_id, delivered, absent, now))
             case p.Error(code, reason, msg_id):
                 self._error(code, reason, msg_id, now)
+            case p.Heartbeat():
+                pass
             case _:
                 self._problem(ev.Problem(P.UNEXPECTED, context=type(msg).__name__))
 
-    def _prove(self, nonce: bytes) -> bytes:
-        """Our proof of key for the broker's CHALLENGE `nonce`."""
-        return sign_proof(
-            self.identity.private_key,
-            nonce,
-            self.nick.encode("ascii", "replace"),
-            self.identity.public_der,
-            broker_key=self.broker_key,
-            transport_key=self.transport_key,
-        )
-
-    def _welcome(self, welcome: p.Welcome) -> None:
-        if nick_key(welcome.nick) != nick_key(self.nick):
+    def _welcome(self, welcome: p.Welcome, now: float) -> None:
+        # Our nickname as we sent it, byte for byte: a spelling the broker chose would
+        # make every SEND of ours a FORGED_SENDER. The room is ours to choose.
+        if welcome.nick != self.nick:
             self._problem(ev.Problem(P.UNEXPECTED, welcome.nick, context="Welcome"))
-            return
-        if welcome.room != self.room:  # the room is ours to choose, never the broker's
+        elif welcome.room != self.room:
             self._problem(ev.Problem(P.UNEXPECTED, detail=welcome.room, context="Welcome room"))
+        else:
+            self.link.welcomed(welcome.heartbeat_ms, welcome.timeout_ms)
             return
-        self.roster.nick = welcome.nick
-        self._welcomed = True  # a snapshot counts only after a welcome to this hello
-        self._interval = _clamp(welcome.heartbeat_ms / 1000)
-        self._timeout = _clamp(welcome.timeout_ms / 1000)
+        self.link.spoiled(now)  # a new connection, after the backoff
 
     def _snapshot(self, members: tuple[p.Member, ...], now: float) -> None:
         # Vouches sealed while the room is listed are not sent yet (we are not ready):
         # the outbox keeps them, and the resend below sends them.
-        news = self.roster.snapshot(members, now, first=not self._welcomed_once)
-        reconnected = self._welcomed_once
-        self._welcomed_once = True
-        self.phase = Phase.READY
-        self._backoff = self.config.reconnect_min
-        self._next_beat = now + self._interval
+        reconnected = self.link.welcomed_once
+        news = self.roster.snapshot(members, now, first=not reconnected)
+        lost_since = self.link.ready(now)
         peers = tuple(m.nick for m in self.members.values())
         # The Ready event goes first; joins and key news follow.
         self._events.append(ev.Ready(self.nick, peers, reconnected=reconnected))
         self._events += news.events
-        lost_since = None
-        if self._lost_at is not None:
-            lost_since = self._lost_at - self._timeout - 1.0
-            self._lost_at = None
-        self._take(self.roster.resend(now, lost_since=lost_since))
+        self._owed = (True, lost_since)
+
+    @property
+    def owes_resend(self) -> bool:
+        """Welcomed, with the resend still to do: the loop calls `resend` once it has
+        shown that we are back (resealing for new session keys takes a signature per
+        message: seconds, for a busy sender back after a broker restart)."""
+        return self._owed[0]
+
+    def resend(self, now: float) -> None:
+        """After a welcome: what the broker has not acknowledged, and what it may have
+        lost (`peer.roster.Roster.resend`). `tick` does it too, if the loop did not."""
+        (owed, lost_since), self._owed = self._owed, (False, None)
+        if owed and self.phase is Phase.READY:
+            self._take(self.roster.resend(now, lost_since=lost_since))
+
+    def _refused(self, refusal: p.Refuse | p.VersionRefusal, now: float) -> None:
+        event = _refusal(refusal, rejoining=self.link.welcomed_once)
+        may_pass = isinstance(refusal, p.Refuse) and refusal.code in _MAY_PASS
+        if not self.link.refused(now, may_pass=may_pass):  # final
+            self.refusal = event
+            self._events.append(event)
+        elif self.link.refusals == 1:  # said once a streak; typed lines say it again
+            wait = round(self.config.rejoin_patience)
+            told = ev.Problem(P.REJOIN_REFUSED, detail=event.reason, context=event.code, count=wait)
+            self._problem(told)
+
+    def _rekeyed(self, nick: str, cert: bytes, now: float) -> None:
+        if nick_key(nick) != nick_key(self.nick):
+            self._take(self.roster.rekeyed(nick, cert, now))
+        elif self.link.rekeying and self._ring.accepted(cert, now):
+            self.link.rekey_answered()  # our new key is current: the old one's grace begins
+        else:
+            self._problem(ev.Problem(P.UNEXPECTED, nick, context="Rekeyed us"))
 
     def _error(self, code: p.ErrorCode | int, reason: str, msg_id: bytes, now: float) -> None:
-        if code is p.ErrorCode.HELLO_FIRST:
-            if self.phase is Phase.READY:  # the broker restarted and forgot us
-                self._disconnected("the broker restarted", now, new_socket=False)
+        phase = self.phase
+        if code == p.ErrorCode.HELLO_FIRST:
+            if phase is Phase.READY:  # the broker restarted and forgot us
+                self._lost("the broker restarted", now, new_socket=False)
             return
-        if code is p.ErrorCode.REPLACED:
+        if code == p.ErrorCode.REPLACED:
             # Final: two clients with one key would take the place from each other
             # forever. The session ends, and says why (`zchat: error: ...`).
-            self.phase = Phase.CLOSED
+            self.link.closed()
             self.closed_reason = "this nickname logged in again elsewhere with our key"
             self._events.append(ev.Disconnected(self.closed_reason, final=True))
             return
-        if code is p.ErrorCode.EVICTED:
-            self._disconnected("evicted by the broker", now, new_socket=True)
+        if code == p.ErrorCode.EVICTED:
+            if phase in (Phase.READY, Phase.HANDSHAKING, Phase.WAITING):
+                self._lost("evicted by the broker", now, new_socket=True)
             return
-        if msg_id:
+        if code == p.ErrorCode.BAD_CERTIFICATE and self.link.rekeying:
+            self._ring.withdraw()  # refused: the new key is dropped, the old one stays
+            self.link.rekey_refused(now)
+        if msg_id and code in _DROPS_MESSAGE:
             self._take(self.roster.refused(msg_id))
         self._problem(_error_problem(code, reason))
 
     # --- time ------------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
+        self.resend(now)
         self._ring.expire(now)
-        if self.phase is Phase.READY and now - self._ring.installed_at >= self.config.rotate_every:
+        for due in self.link.tick(now):
+            match due:
+                case Due.BEAT:
+                    self._send(p.Heartbeat())
+                case Due.SILENT:
+                    self._lost("the broker stopped answering", now, new_socket=True)
+                case Due.REKEY_UNANSWERED:
+                    reason = "the broker did not answer our new session key"
+                    self._lost(reason, now, new_socket=True)
+                case Due.UNANSWERED:  # no answer to our hello: try again, backing off
+                    self._new_socket()
+                case Due.RETRY:  # refused on coming back: HELLO again
+                    self._hello(now, same_connection=True)
+        if self.link.rotation_due(now, self._ring.installed_at):
             self._wants_key = True  # a scheduled rotation: add_session_key announces it
-        if self.phase in (Phase.READY, Phase.HANDSHAKING):
-            silent = now - self._last_heard
-            if silent > self._timeout and self.phase is Phase.READY:
-                self._disconnected("the broker stopped answering", now, new_socket=True)
-            elif silent > self._timeout + self._backoff and self.phase is Phase.HANDSHAKING:
-                # No answer to our hello: try again on a fresh socket, backing off.
-                self._backoff = min(self._backoff * 2, self.config.reconnect_max)
-                self.reconnect_wanted = True
-                self._last_heard = now
-        if self.phase is Phase.READY and now >= self._next_beat:
-            self._next_beat = now + self._interval
-            self._send(p.Heartbeat())
-        grace, wait = self.config.absent_grace, self._timeout * 2
+        grace, wait = self.config.absent_grace, self.link.timeout * 2
         self._take(self.roster.tick(now, absent_grace=grace, missing_wait=wait))
 
     def connection_lost(self, reason: str, now: float) -> None:
         """The I/O layer saw the connection dropped for good (its transport refused
         what the broker sent): reconnect now, rather than after the heartbeat timeout."""
-        if self.phase in (Phase.READY, Phase.HANDSHAKING):
-            self._disconnected(reason, now, new_socket=True)
+        if self.phase in (Phase.READY, Phase.HANDSHAKING, Phase.WAITING):
+            self._lost(reason, now, new_socket=True)
 
-    def _disconnected(self, reason: str, now: float, *, new_socket: bool) -> None:
-        if self._lost_at is None:
+    def _lost(self, reason: str, now: float, *, new_socket: bool) -> None:
+        """The broker went away or forgot us: say so (once until the next welcome), and
+        say HELLO again, here or on a new socket."""
+        if self.link.went_away():
             self._events.append(ev.Disconnected(reason))
-            self._lost_at = self._last_heard
         if new_socket:
-            self.reconnect_wanted = True  # the I/O layer calls start() on a new socket
-            self.phase = Phase.IDLE
+            self._new_socket()
         else:
-            self.start(now)
+            self._hello(now, same_connection=True)
+
+    def _new_socket(self) -> None:
+        self.link.lost()
+        self.reconnect_wanted = True  # the I/O layer calls start() on a new socket
 
     # --- user actions ----------------------------------------------------------------
 
@@ -427,15 +451,14 @@ class PeerCore:
         otherwise when the broker welcomes us back. Raises a `peer.errors.PeerError`
         saying why when it cannot be.
 
-        Two clocks here, where every other call takes one: `now` is the monotonic
-        time that runs the timers (here the outbox's grace period), `wall` the date
-        (seconds since the epoch) the envelope tells its recipients. Only sealing
-        needs the date, so only this call takes it, rather than a (monotonic, wall)
-        pair on every call; and a date derived from `now` plus an offset fixed at
-        start would drift from the real one whenever the system clock is set.
+        Two clocks: `now` (monotonic) runs the timers, `wall` is the date the envelope
+        tells its recipients. Only sealing needs the date, so only this call takes it;
+        one derived from `now` would drift whenever the system clock is set.
         """
         msg_id, output = self.roster.send_text(text, now, to, wall=wall)
         self._take(output)
+        if self.phase is Phase.WAITING:  # it waits in the outbox: say so
+            self._problem(ev.Problem(P.REJOIN_REFUSED, context="Sent"))
         return msg_id
 
     def admit(self, nick: str, typed: str, now: float, *, command: str = "admit") -> None:
@@ -480,13 +503,13 @@ def _wire_name(code: p.RefuseCode | p.ErrorCode | int) -> str:
     return f"code-{code}"
 
 
-def _refused(refusal: p.Refuse | p.VersionRefusal) -> ev.Refused:
-    """A refusal as an event; a version refusal says which version the broker speaks:
-    no retry can help then."""
+def _refusal(refusal: p.Refuse | p.VersionRefusal, *, rejoining: bool) -> ev.Refused:
+    """A refusal as the event that ends the session; a version refusal says which
+    version the broker speaks (no retry can help then, nor another nickname)."""
     if isinstance(refusal, p.VersionRefusal):
         name = _wire_name(p.RefuseCode.UNSUPPORTED_VERSION)
-        return ev.Refused(name, refusal.reason, broker_version=refusal.version)
-    return ev.Refused(_wire_name(refusal.code), refusal.reason)
+        return ev.Refused(name, refusal.reason, refusal.version, rejoining=rejoining)
+    return ev.Refused(_wire_name(refusal.code), refusal.reason, rejoining=rejoining)
 
 
 def _error_problem(code: p.ErrorCode | int, reason: str) -> ev.Problem:
@@ -503,5 +526,26 @@ def _leave_reason(reason: p.LeaveReason | int) -> str:
     return reason.name.lower() if isinstance(reason, p.LeaveReason) else "other"
 
 
-def _clamp(seconds: float) -> float:
-    return min(max(seconds, _MIN_TIMER), _MAX_TIMER)
+def _certificate(
+    identity: Identity, nick: str, key: SessionKey, room: bytes, life_ms: int, wall: float
+) -> SessionCertificate | None:
+    """A certificate of `key` for `nick` in room `room`, made at `wall`. None when no
+    certificate can name `nick`: the broker refuses the nickname anyway before it
+    looks at one (and the user gets to pick another)."""
+    if not is_valid_nick(nick):
+        return None
+    created = int(wall * 1000)
+    return certify(identity, nick, key, room_id=room, created_ms=created, lifetime_ms=life_ms)
+
+
+def _proof(identity: Identity, nick: str, nonce: bytes, broker: bytes, transport: bytes) -> bytes:
+    """Our proof of key for the broker's CHALLENGE `nonce`."""
+    raw = nick.encode("ascii", "replace")
+    return sign_proof(
+        identity.private_key,
+        nonce,
+        raw,
+        identity.public_der,
+        broker_key=broker,
+        transport_key=transport,
+    )

@@ -102,7 +102,8 @@ class Undelivered:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """The broker refused our handshake; `code` is a `wire.protocol.RefuseCode` name.
+    """The broker refused our handshake, for good: the session ends. `code` is a
+    `wire.protocol.RefuseCode` name (``code-N`` for one this version does not know).
 
     `broker_version`: the broker speaks another protocol version, this one (its
     version refusal, `wire.protocol.VersionRefusal`); 0 otherwise."""
@@ -110,6 +111,9 @@ class Refused:
     code: str
     reason: str
     broker_version: int = 0
+    #: Refused on coming back into the room (after a reconnect), after trying again
+    #: for a while when the refusal could pass: not a nickname to change and retry.
+    rejoining: bool = False
 
 
 class ProblemCode(str, Enum):
@@ -133,6 +137,9 @@ class ProblemCode(str, Enum):
     CANNOT_DECRYPT = "cannot-decrypt"
     BAD_ACK = "bad-ack"
     FORGED_SENDER = "forged-sender"  # the broker's ERROR: it says we forged a sender
+    #: The broker refused our return into the room (after a reconnect) for something
+    #: that may pass: we try again for a while; what is typed meanwhile waits.
+    REJOIN_REFUSED = "rejoin-refused"
     # Here, on our side.
     PINS = "pins"
     INTERNAL = "internal"

@@ -150,7 +150,7 @@ class Terminal:
         now = self._clock()
         lines: list[Line] = []
         for event in events:
-            if isinstance(event, ev.Refused) and event.code in _RETRY:
+            if isinstance(event, ev.Refused) and event.code in _RETRY and not event.rejoining:
                 continue  # `chat` says it, and asks for another nickname
             if self._quiet.hold(event, now):
                 continue
@@ -187,17 +187,17 @@ class Terminal:
             self._flush_later.cancel()
         self._screen.show(self._quiet.release())
         match outcome:
-            case Left(unacked) if unacked:
-                why = (
-                    "not delivered (the broker never acknowledged it)"
-                    if self.in_room
-                    else "not sent (you left before you were in the room)"
-                )
+            case Left(unacked) if unacked and not self.in_room:
+                why = "not sent (you left before you were in the room)"
                 self._screen.show([problem(f"{why}: {_quote(text)}") for text in unacked])
+            case Left(unacked) if unacked:
+                self._screen.show(_not_delivered(unacked))
             case Left():
                 self._screen.show([info("bye")])
-            case Closed(reason):
-                self._screen.show([problem(for_terminal(reason))])
+            case Closed(reason, unacked):
+                self._screen.show([problem(for_terminal(reason)), *_not_delivered(unacked)])
+            case Refused(rejoining=True, unacked=unacked):
+                self._screen.show(_not_delivered(unacked))
             case _:
                 pass  # a refusal or a transport failure was shown as it came
 
@@ -256,7 +256,7 @@ async def chat(
             nick = None
             continue
         outcome = await _attempt(client, parts, hint_after)
-        if isinstance(outcome, Refused) and outcome.code in _RETRY:
+        if isinstance(outcome, Refused) and outcome.code in _RETRY and not outcome.rejoining:
             why = _RETRY[outcome.code].format(nick=for_terminal(nick))
             screen.show([problem(f"{why}; choose another")])
             nick = None
@@ -303,6 +303,11 @@ async def ask_nick(asker: PromptSession[str], screen: Screen) -> str | None:
         if is_valid_nick(nick):
             return nick
         screen.show([problem(NICK_RULES)])
+
+
+def _not_delivered(unacked: tuple[str, ...]) -> list[Line]:
+    why = "not delivered (the broker never acknowledged it)"
+    return [problem(f"{why}: {_quote(text)}") for text in unacked]
 
 
 def _quote(text: str) -> str:

@@ -83,8 +83,11 @@ def to_json(event: ev.Event) -> dict[str, Any]:
             }
         case ev.Undelivered(msg_id, nicks):
             return {"event": "undelivered", "id": msg_id.hex(), "nicks": list(nicks)}
-        case ev.Refused(code, reason):
-            return {"event": "error", "code": code, "message": reason}
+        case ev.Refused(code, reason, rejoining=rejoining):
+            refused: dict[str, object] = {"event": "error", "code": code, "message": reason}
+            if rejoining:  # refused on coming back into the room, after trying again
+                refused["rejoining"] = True
+            return refused
         case ev.Problem() as trouble:
             return {"event": "error", "code": trouble.code.value, "message": problem_text(trouble)}
         case ev.Disconnected(reason, final):

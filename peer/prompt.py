@@ -95,6 +95,8 @@ def status(client: Client) -> Line:
         state = "connected"
     elif core.phase is Phase.REFUSED:
         state = "refused"
+    elif core.phase is Phase.WAITING:
+        state = "refused, trying again…"
     else:
         state = "connecting…"
     return (

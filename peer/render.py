@@ -131,6 +131,8 @@ def problem_text(trouble: ev.Problem) -> str:
             return "the broker welcomed us into another room"
         case P.UNEXPECTED if context == "Rekeyed":
             return f"a new session key for {nick}, who is not here"
+        case P.UNEXPECTED if context == "Rekeyed us":
+            return "the broker announced a session key of ours that we did not send"
         case P.UNEXPECTED:
             return f"unexpected {context} from the broker"
         case P.BAD_KEY:
@@ -173,6 +175,17 @@ def problem_text(trouble: ev.Problem) -> str:
             return (
                 f"the broker said a message of ours settled long ago never reached "
                 f"{', '.join(trouble.nicks)}: ignored (it is never sent again)"
+            )
+        case P.REJOIN_REFUSED if context == "Sent":
+            return (
+                "not in the room right now (the broker refused us on coming back): "
+                "your message waits, and goes once we are back in"
+            )
+        case P.REJOIN_REFUSED:
+            why = f"{context}: {detail}" if context else detail
+            return (
+                f"the broker refused us on coming back into the room ({why}): trying again "
+                f"for up to {trouble.count} s; what you type meanwhile waits"
             )
         case P.BAD_ACK:
             return (
@@ -282,7 +295,9 @@ class Renderer:
                 mine = self._sent.get(msg_id)
                 what = f"your message {_quote(mine[0].text)}" if mine else "a message of yours"
                 return [problem(f"{what} never reached {_nicks(nicks)}")]
-            case ev.Refused(_, reason):
+            case ev.Refused(reason=reason, rejoining=rejoining):
+                if rejoining:
+                    return [problem(f"the broker still refuses us, giving up: {safe(reason)}")]
                 return [problem(f"the broker refused us: {safe(reason)}")]
             case ev.Problem() as trouble:
                 return [problem(safe(problem_text(trouble)))]

@@ -191,11 +191,17 @@ class Roster:
         return self._flush()
 
     def rekeyed(self, nick: str, cert: bytes, now: float) -> Output:
+        """A member's new session key. It may be back on a new connection (a same-key
+        takeover: no LEAVE, no JOIN), and what the broker could not deliver to the old
+        one waits for it: resent now, to the new key."""
         member = self.directory.get(nick)
         if member is None:
             self._problem(ev.Problem(P.UNEXPECTED, nick, context="Rekeyed"))
         else:
             self._take_certificate(member, cert, self._date_at(now), known=member)
+            if member.may_read:
+                date_ms = self._date_at(now)
+                self._resent(self.sending.resend_to(member, self.directory, now, date_ms))
         return self._flush()
 
     def deliver(self, delivery: Delivery, now: float, keys: tuple[SessionKey, ...]) -> Output:

@@ -7,7 +7,9 @@ The session, from a started client to its end::
                 that never answers within `patience` asks the front end whether to
                 keep waiting
     chat     -> lines are messages or commands (`peer.slash`, `peer.actions`),
-                while events are shown as they come
+                while events are shown as they come; the session ends by itself when
+                the broker closes it (REPLACED), refuses our return for good, or the
+                transport cannot work, and then names what was never acknowledged
     leave    -> end of input, /quit or exit: wait for the broker's acks, then show
                 the events that came in while leaving
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -56,6 +59,11 @@ class Refused:
     code: str
     reason: str
     broker_version: int = 0
+    #: Refused on coming back into the room, after trying again (`events.Refused`).
+    rejoining: bool = False
+    #: Texts of our messages the broker never acknowledged (typed before, or while
+    #: we were refused).
+    unacked: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +79,8 @@ class Closed:
     """The broker ended the session (our nickname logged in elsewhere with our key)."""
 
     reason: str
+    #: Texts of our messages the broker never acknowledged.
+    unacked: tuple[str, ...] = ()
 
 
 Outcome = Left | NoAnswer | Refused | TransportFailed | Closed
@@ -117,8 +127,8 @@ async def _join(client: Client, front: FrontEnd, patience: float) -> Outcome | N
             continue
         front.show([event])
         match event:
-            case ev.Refused(code, reason, version):
-                return Refused(code, reason, version)
+            case ev.Refused(code, reason, version, rejoining):
+                return Refused(code, reason, version, rejoining)
             case ev.Ready():
                 return None
             case ev.TransportFailed(reason, hint):
@@ -142,7 +152,7 @@ async def _chat(client: Client, front: FrontEnd) -> Outcome:
             if isinstance(command, Quit):
                 break
             front.show(execute(command, client))
-        if client.core.pending_acks():
+        if client.core.pending_acks() and _ended(client) is None:
             front.leaving()
         unacked = await client.close()
     finally:
@@ -154,15 +164,24 @@ async def _chat(client: Client, front: FrontEnd) -> Outcome:
         late.append(client.events.get_nowait())
     if late:
         front.show(late)
-    return _ended(client) or Left(tuple(entry.text for entry in unacked))
+    texts = tuple(entry.text for entry in unacked)
+    over = _ended(client)
+    match over:
+        case Refused() | Closed():
+            return dataclasses.replace(over, unacked=texts)
+    return over or Left(texts)
 
 
-def _ended(client: Client) -> TransportFailed | Closed | None:
+def _ended(client: Client) -> TransportFailed | Closed | Refused | None:
     """How the session ended by itself, if it did: nothing more can be sent."""
+    core = client.core
     if client.failed:
         return TransportFailed(client.failed.reason, client.failed.hint)
-    if client.core.closed_reason:
-        return Closed(client.core.closed_reason)
+    if core.closed_reason:
+        return Closed(core.closed_reason)
+    if core.refusal is not None:  # refused on coming back, for good
+        refusal = core.refusal
+        return Refused(refusal.code, refusal.reason, refusal.broker_version, refusal.rejoining)
     return None
 
 

@@ -5,11 +5,14 @@ its identity key certifies (`zchat.envelope.certificate`), never to the identity
 Someone who records the traffic and later steals an identity key finds nothing it
 opens: the session keys the recordings were wrapped to are gone.
 
-Ours (`KeyRing`): the current key, whose certificate went out in our last HELLO or
-REKEY, and the keys it replaced, each kept for `grace` seconds after its successor
-came in, so that what was already on the way to it (and resends of that) still
-opens; then every reference to it is dropped. Keys are made by the loop, off the
-event loop (about 40 ms each), and handed in: the core stays sans-I/O.
+Ours (`KeyRing`): the current key, whose certificate went out in our last HELLO (or
+REKEY, once the broker accepted it), and the keys it replaced, each kept for `grace`
+seconds after its successor came in, so that what was already on the way to it (and
+resends of that) still opens; then every reference to it is dropped. A key announced
+in a REKEY is *proposed* until the broker's REKEYED naming us with it: the current key
+stays current meanwhile (its grace has not begun), and a refused proposal is dropped.
+Keys are made by the loop, off the event loop (about 40 ms each), and handed in: the
+core stays sans-I/O.
 
 Theirs (`CertifiedKey`): a member's session key, taken only from a certificate that
 verifies under the member's *pinned* identity key, and sealed to only while that
@@ -66,6 +69,9 @@ class KeyRing:
     certificate: SessionCertificate | None = None
     #: When the current key came in (monotonic): the rotation schedule counts from it.
     installed_at: float = 0.0
+    #: A key announced in a REKEY that the broker has not accepted yet, with its
+    #: certificate as sent: it opens what comes to it, but the current key stays current.
+    proposed: tuple[SessionKey, SessionCertificate, bytes] | None = None
     #: (key, drop it at), oldest first.
     _retired: deque[tuple[SessionKey, float]] = field(default_factory=deque)
 
@@ -77,15 +83,38 @@ class KeyRing:
                 self._retired.popleft()
         self.current, self.certificate, self.installed_at = key, certificate, now
 
+    def propose(self, key: SessionKey, certificate: SessionCertificate) -> bytes:
+        """`key` goes out in a REKEY; returns its certificate, encoded."""
+        encoded = certificate.encode()
+        self.proposed = (key, certificate, encoded)
+        return encoded
+
+    def accepted(self, encoded: bytes, now: float) -> bool:
+        """The broker accepted the certificate `encoded`: if it is our proposal, that key
+        is current from now on, and the grace of the one it replaces begins."""
+        if self.proposed is None or self.proposed[2] != encoded:
+            return False
+        key, certificate, _ = self.proposed
+        self.proposed = None
+        self.install(key, certificate, now)
+        return True
+
+    def withdraw(self) -> None:
+        """The proposal was refused, or superseded by a new connection: it is dropped."""
+        self.proposed = None
+
     def expire(self, now: float) -> None:
         """Drop every replaced key whose grace ran out: after this, nothing here holds it."""
         while self._retired and self._retired[0][1] <= now:
             self._retired.popleft()
 
     def held(self) -> tuple[SessionKey, ...]:
-        """Every key we can still open with, the current one first."""
-        retired = tuple(key for key, _ in reversed(self._retired))
-        return retired if self.current is None else (self.current, *retired)
+        """Every key we can still open with: the current one first, then a proposed one
+        (a broker may relay it to the others before it answers us), then the retired."""
+        keys = tuple(key for key, _ in reversed(self._retired))
+        if self.proposed is not None:
+            keys = (self.proposed[0], *keys)
+        return keys if self.current is None else (self.current, *keys)
 
     def fingerprints(self) -> tuple[bytes, ...]:
         """The fingerprints of `held()`: what a test checks for what is still held."""

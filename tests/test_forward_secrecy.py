@@ -229,7 +229,7 @@ def test_a_capture_replayed_after_the_recipient_restarts_is_expired_not_shown(
     again = room.join("bob", bob)
     restarted = room.peers[again]
     # Its replay window is empty: only the session key stands in the way now.
-    assert restarted._replay.is_new("alice", alice.fingerprint, seq)
+    assert restarted.roster.inbox.replay.is_new("alice", alice.fingerprint, seq)
     restarted.receive(captured, room.now)  # the broker plays the recording back
     events = restarted.take_events()
     assert events == [ev.Expired("alice", msg_id)]

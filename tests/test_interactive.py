@@ -29,11 +29,12 @@ from prompt_toolkit.output.vt100 import Vt100_Output
 from prompt_toolkit.utils import get_cwidth
 
 from tests.net import FAST, broker_thread, joined, make_client
+from tests.support.lying_broker import lying_broker
 from tests.support.waits import until
-from zchat.broker.core import Broker
+from zchat.broker.core import Broker, Outgoing
 from zchat.commands.peer import exit_code
 from zchat.envelope import Identity, fingerprint, format_fingerprint, load_identity
-from zchat.exit_codes import EXIT_OK, EXIT_UNDELIVERED
+from zchat.exit_codes import EXIT_NICK_TAKEN, EXIT_OK, EXIT_UNDELIVERED
 from zchat.peer import events as ev
 from zchat.peer.client import Client
 from zchat.peer.config import PeerConfig
@@ -447,6 +448,37 @@ class HoldsAliceAtTheDoor(Broker):
 
 #: alice says hello again soon after a HELLO that got no answer.
 IMPATIENT = PeerConfig(admit_all=True, heartbeat_timeout=0.3)
+
+
+def test_a_return_refused_for_good_says_so_names_what_waited_and_asks_for_no_nickname(
+    alice: Identity, bob: Identity
+) -> None:
+    async def scenario() -> None:
+        with lying_broker() as (server, core):
+            endpoint = server.bound[0]
+            b = await joined("bob", bob, endpoint)
+            patient = PeerConfig(admit_all=True, rejoin_patience=0.5)
+            async with terminal(endpoint, alice, config=patient) as term:
+                await term.shows(r"you are alice; here: bob")
+
+                def taken(o: Outgoing) -> list[Outgoing]:
+                    if o.frames[1] == bytes([p.Command.CHALLENGE]):
+                        refusal = p.Refuse(p.RefuseCode.NICK_TAKEN, "alice is taken")
+                        return [Outgoing(o.conn, p.encode(refusal))]
+                    return [o]
+
+                core.lie = taken
+                core.inject("alice", p.encode(p.Error(p.ErrorCode.HELLO_FIRST, "who?")))
+                await term.shows(r"^! the broker refused us on coming back into the room \(nick")
+                term.type("still there?\r")
+                await term.shows(r"^! not in the room right now .*: your message waits")
+                await term.shows(r"^! the broker still refuses us, giving up: alice is taken$")
+                await term.shows(r"^! not delivered \(the broker never acknowledged it\): .still")
+                assert await term.exit_status() == EXIT_NICK_TAKEN
+                assert not [line for line in term.lines if "choose another" in line]
+            await b.close()
+
+    run(scenario)
 
 
 def test_lines_typed_while_connecting_wait_and_go_once_in_the_room(

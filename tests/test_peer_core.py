@@ -237,6 +237,8 @@ def test_a_welcome_into_another_room_than_asked_for_is_a_problem(alice: Identity
     core.add_session_key(pooled_session_keys()(), 0.0, wall=WALL_AT_ZERO)
     (hello,) = core.take_outgoing()
     assert hello[-1] == b"ops"  # HELLO names the room
+    core.receive(p.encode(p.Challenge(bytes(p.CHALLENGE_BYTES))), 0.0)
+    core.take_outgoing()  # the PROOF
     core.receive(p.encode(p.Welcome("alice", 1000, 5000, "zchat")), 0.0)
     assert [e.code for e in core.take_events() if isinstance(e, ev.Problem)] == ["unexpected"]
     core.receive(p.encode(p.Snapshot(())), 0.0)

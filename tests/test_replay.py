@@ -203,4 +203,4 @@ def test_the_peer_lets_go_of_the_windows_of_members_who_leave(
         b.receive(delivery(alice, nick, "bob", b, 1), 0.0)
         b.receive(p.encode(p.Leave(nick, p.LeaveReason.BYE)), 0.0)
     assert len(shown(b)) == MAX_DEPARTED + 10
-    assert b._replay.bitmap_bytes() == MAX_DEPARTED * WINDOW // 8
+    assert b.roster.inbox.replay.bitmap_bytes() == MAX_DEPARTED * WINDOW // 8

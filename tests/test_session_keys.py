@@ -340,7 +340,7 @@ def test_the_broker_refuses_a_hello_whose_certificate_is_not_the_peers(
     assert broker.nicks == []
 
 
-def test_the_broker_relays_a_genuine_rekey_and_keeps_it_for_newcomers(
+def test_the_broker_relays_a_genuine_rekey_answers_it_and_keeps_it_for_newcomers(
     alice: Identity, bob: Identity, carol: Identity
 ) -> None:
     broker = Broker(random=seeded(0))
@@ -349,8 +349,10 @@ def test_the_broker_relays_a_genuine_rekey_and_keeps_it_for_newcomers(
     (other,) = session_keys(1)
     new = certificate(alice, "alice", WALL_AT_ZERO + 60, other)
     out = broker.handle(b"a", p.encode(p.Rekey(new)), 1.0)
+    # The rotating peer hears the same REKEYED, naming itself: its positive answer,
+    # from which its old key's grace runs (V3 §5).
     assert [(o.conn, p.parse_from_broker(o.frames)) for o in out] == [
-        (b"a", p.Rekeyed("alice", new)),  # the answer to alice's REKEY
+        (b"a", p.Rekeyed("alice", new)),
         (b"b", p.Rekeyed("alice", new)),
     ]
     snapshot = handshake(broker, b"c", b"carol", carol)[-1]

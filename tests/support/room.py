@@ -195,12 +195,30 @@ class MemoryRoom:
         self.pump()
         return conn
 
+    def reconnect(self, conn: bytes) -> bytes:
+        """What the client does when `conn`'s core wants a new socket: the core moves to
+        a new connection (what libzmq queued for the old one is gone) and says HELLO
+        there. Returns the new connection's id."""
+        core = self.peers.pop(conn)
+        assert core.reconnect_wanted
+        self._next_conn += 1
+        new = b"conn-%d" % self._next_conn
+        self.peers[new] = core
+        self.events[new] = self.events.pop(conn)
+        self.saved[new] = self.saved.pop(conn)
+        self.wire[new] = []
+        core.start(self.now)
+        self.pump()
+        return new
+
     def pump(self) -> None:
         for _ in range(10_000):
             moved = False
             for conn, core in list(self.peers.items()):
                 if core.wants_session_key:
                     core.add_session_key(self.session_keys(), self.now, wall=self.wall)
+                if core.owes_resend:  # as the client does, once the welcome is shown
+                    core.resend(self.now)
                 for frames in core.take_outgoing():
                     moved = True
                     if self.lose is not None and self.lose(conn, frames):
@@ -292,6 +310,7 @@ def ready_core(
     core = PeerCore(nick, identity, pins, config, seq=1, random=seeded(seed), date=calendar)
     core.start(now)
     core.add_session_key(session_key or pooled_session_keys()(), now, wall=wall)
+    core.receive(p.encode(p.Challenge(bytes(p.CHALLENGE_BYTES))), now)  # WELCOME follows a PROOF
     core.receive(p.encode(p.Welcome(nick, *timers, config.room)), now)  # the room it asked for
     core.receive(p.encode(p.Snapshot(tuple(members))), now)
     core.take_outgoing()

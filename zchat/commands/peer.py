@@ -171,8 +171,12 @@ def peer(
             from zchat.peer.interactive import chat  # noqa: PLC0415 (loads prompt_toolkit only here)
 
             outcome = crash.run(chat(nick, make_client))
-            if isinstance(outcome, Closed) or _other_version(outcome):
-                report(outcome)  # the chat said it too; this is what stays after it
+            if isinstance(outcome, Closed) or (
+                isinstance(outcome, Refused) and (outcome.rejoining or outcome.broker_version)
+            ):
+                # The chat said it too; this is what stays after it (a refusal no other
+                # nickname can answer: another protocol version, or one on coming back).
+                report(outcome, nick or "your nickname")
         else:
             assert nick is not None
             try:
@@ -191,7 +195,7 @@ def peer(
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except TransportError as exc:
         fail(str(exc), "an endpoint looks like tcp://HOST:PORT or ipc:///PATH", EXIT_USAGE)
-    if isinstance(outcome, Refused):
+    if isinstance(outcome, Refused) and not outcome.rejoining:
         for occupancy in held:  # never in the room: an identity made for it goes
             occupancy.release(discard=True)
     raise typer.Exit(exit_code(outcome))
@@ -237,38 +241,47 @@ def report(outcome: Outcome, nick: str = "") -> None:
                     f"cannot read standard input: {unreadable}",
                     "send UTF-8 text, one message a line",
                 )
-            if unacked:
-                some = "1 message" if len(unacked) == 1 else f"{len(unacked)} messages"
-                error(
-                    f"the broker never acknowledged {some}, which may not have been "
-                    "delivered: " + "; ".join(repr(text[:40]) for text in unacked[:5])
-                )
+            _unacknowledged(unacked)
         case NoAnswer(endpoint, waited):
             error(
                 f"no answer from a broker at {endpoint} within {waited:g} s",
                 "start one with 'make broker' or point --connect at it",
             )
-        case Refused(_, _, version) if version:
+        case Refused(broker_version=version, unacked=unacked) if version:
             error(
                 f"the broker speaks zchat protocol {version}; this zchat speaks {PROTOCOL_VERSION}",
                 "run the same zchat release on the broker and on every peer",
             )
-        case Refused(code, reason, _):
+            _unacknowledged(unacked)
+        case Refused(code, reason, _, rejoining, unacked):
             said, hint = _REFUSALS.get(code, ("the broker refused us: {reason}", None))
-            error(said.format(nick=nick, reason=for_terminal(reason)), hint)
+            said = said.format(nick=nick, reason=for_terminal(reason))
+            if rejoining:
+                # We were in the room: the broker would not take us back, however long
+                # we tried. Choosing another nickname is no answer to that.
+                error(f"the broker would not let us back into the room: {said}", None)
+            else:
+                error(said, hint)
+            _unacknowledged(unacked)
         case TransportFailed(reason, hint):
             error(reason, hint or None)
-        case Closed(reason):
+        case Closed(reason, unacked):
             error(
                 reason,
                 "another zchat with your key took your place; if that was not you, "
                 "someone else holds your key",
             )
+            _unacknowledged(unacked)
 
 
-def _other_version(outcome: Outcome) -> bool:
-    """The broker speaks another protocol version (exit status: refused)."""
-    return isinstance(outcome, Refused) and outcome.broker_version != 0
+def _unacknowledged(unacked: tuple[str, ...]) -> None:
+    """Name what the broker never acknowledged, if anything (nothing goes silently)."""
+    if unacked:
+        some = "1 message" if len(unacked) == 1 else f"{len(unacked)} messages"
+        error(
+            f"the broker never acknowledged {some}, which may not have been "
+            "delivered: " + "; ".join(repr(text[:40]) for text in unacked[:5])
+        )
 
 
 def _curve_keys(broker_key: str) -> CurveKeys:
