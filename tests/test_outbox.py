@@ -28,7 +28,7 @@ from zchat.envelope import (
 from zchat.envelope import _primitives as prim
 from zchat.peer import events as ev
 from zchat.peer.config import PeerConfig
-from zchat.peer.core import PeerCore
+from zchat.peer.core import PeerCore, Phase
 from zchat.peer.outbox import CORRECTION_WINDOW
 from zchat.peer.render import problem_text
 from zchat.wire import protocol as p
@@ -36,6 +36,8 @@ from zchat.wire import protocol as p
 #: An open room (bob reads at once), with the default rotation: plaintext lives 62 min.
 OPEN = PeerConfig(admit_all=True)
 HOUR_MS = 3_600_000
+#: The broker's CHALLENGE to a HELLO: a WELCOME counts only after our PROOF of it.
+CHALLENGE = p.Challenge(bytes(p.CHALLENGE_BYTES))
 
 
 def cert(bob: Identity, key: SessionKey, at: float) -> bytes:
@@ -204,9 +206,12 @@ def test_a_message_pending_past_its_lifetime_is_erased_and_who_missed_it_is_told
     hear(
         core,
         12.0,
+        CHALLENGE,
         p.Welcome("alice", 1000, 60_000, core.room),
         p.Snapshot((p.Member("bob", bob.public_der, cert(bob, key, WALL_AT_ZERO)),)),
     )
+    core.resend(12.0)  # as the client does once the welcome is shown
+    assert core.phase is Phase.READY
     assert sends(core) == []
 
 
@@ -223,19 +228,27 @@ def test_what_a_crashed_broker_acknowledged_is_resent_within_the_window_and_not_
     hear(core, now, p.Heartbeat())
     core.tick(now)  # settled
     recent = send_and_deliver(core, "acknowledged just before the crash", now)
-    now += 11.0  # the broker fell silent: alice notices after its timeout
-    core.tick(now)
-    assert core.reconnect_wanted
+    crashed = now
+    while not core.reconnect_wanted:  # the broker fell silent: alice notices after its timeout
+        now += 1.0
+        core.tick(now)
+    assert now == crashed + 11.0
     core.start(now)
-    now += back_after - 11.0  # and it is back after this long
-    core.tick(now)
+    while now < crashed + back_after:  # and it is back after this long; alice keeps trying
+        now += 1.0
+        core.tick(now)
+        if core.reconnect_wanted:
+            core.start(now)
     core.add_session_key(pooled_session_keys()(), now, wall=WALL_AT_ZERO + now)
     hear(
         core,
         now,
+        CHALLENGE,
         p.Welcome("alice", 1000, 10_000, core.room),
         p.Snapshot((p.Member("bob", bob.public_der, cert(bob, key, WALL_AT_ZERO)),)),
     )
+    core.resend(now)  # as the client does once the welcome is shown
+    assert core.phase is Phase.READY
     out = sends(core)
     assert [e.header.msg_id for e in out] == ([recent] if resent else [])
     assert early not in opened_by(key, out)

@@ -313,6 +313,7 @@ def ready_core(
     core.receive(p.encode(p.Challenge(bytes(p.CHALLENGE_BYTES))), now)  # WELCOME follows a PROOF
     core.receive(p.encode(p.Welcome(nick, *timers, config.room)), now)  # the room it asked for
     core.receive(p.encode(p.Snapshot(tuple(members))), now)
+    core.resend(now)  # as the client does once the welcome is shown
     core.take_outgoing()
     if not keep_events:
         core.take_events()
