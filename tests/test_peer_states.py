@@ -137,6 +137,21 @@ def test_a_refused_return_for_good_ends_at_once(bob: Identity, code: p.RefuseCod
     assert events == [ev.Refused(name, "no", rejoining=True)]
 
 
+def test_a_return_refused_by_a_broker_of_another_version_ends_at_once_and_says_which(
+    bob: Identity,
+) -> None:
+    """The broker came back speaking another protocol version: no retry can help."""
+    core = ready_core("bob", bob, config=OPEN)
+    hear(core, p.Error(p.ErrorCode.HELLO_FIRST, "say hello first"))  # the broker restarted
+    core.add_session_key(pooled_session_keys()(), 0.0, wall=WALL_AT_ZERO)
+    core.take_outgoing()
+    events = hear(core, p.VersionRefusal(b"ZCHAT4", "unsupported protocol"))
+    assert core.phase is Phase.REFUSED
+    refused = ev.Refused("unsupported-version", "unsupported protocol", 4, rejoining=True)
+    assert events == [refused]
+    assert core.refusal == refused
+
+
 def test_a_refused_first_handshake_ends_the_session_as_before(alice: Identity) -> None:
     core = handshaking(alice)
     events = hear(core, p.Refuse(p.RefuseCode.NICK_TAKEN, "alice is taken"))
@@ -406,11 +421,6 @@ def test_a_member_back_with_a_new_session_key_gets_what_it_missed_at_once(
     assert [m.envelope.header.msg_id for m in resent if isinstance(m, p.Send)] == [msg_id]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the broker side is H5's (issue 22: corrections for what a takeover drops); "
-    "remove this mark once both are merged",
-)
 def test_a_same_key_takeover_ends_the_old_peer_and_loses_nothing_untold(
     alice: Identity, bob: Identity
 ) -> None:
