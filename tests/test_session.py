@@ -35,6 +35,7 @@ from zchat.wire import protocol as p
         (Refused("bad-proof", "proof of key does not verify"), 4),
         (Refused("nick-taken", "carol is taken", rejoining=True, unacked=("lost",)), 3),
         (Refused("room-full", "the room is full", rejoining=True), 4),
+        (Refused("unsupported-version", "protocol 4", 4, rejoining=True), 4),
         (Closed("logged in again elsewhere", unacked=("lost",)), 1),
         (Left(unacked=("into the void",)), 5),
     ],
@@ -159,6 +160,19 @@ def test_a_return_refused_for_good_ends_in_words_that_name_what_was_not_delivere
         "zchat: error: the broker would not let us back into the room: bob is taken in this room",
         "zchat: error: the broker never acknowledged 1 message, which may not have been "
         "delivered: 'still here?'",
+    ]
+
+
+def test_a_return_refused_by_a_broker_of_another_version_says_which_and_what_was_lost(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    refused = Refused("unsupported-version", "protocol 4", 4, rejoining=True, unacked=("hi",))
+    report(refused, "bob")
+    assert capsys.readouterr().err.splitlines() == [
+        "zchat: error: the broker speaks zchat protocol 4; this zchat speaks 3",
+        "zchat: hint: run the same zchat release on the broker and on every peer",
+        "zchat: error: the broker never acknowledged 1 message, which may not have been "
+        "delivered: 'hi'",
     ]
 
 
