@@ -10,37 +10,27 @@ ones the vector expects.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from zchat.envelope import Identity, SessionKey, generate_session_key
+from tests.support.vectors import identity, unhex, vector
+from zchat.envelope import SessionKey, generate_session_key
 from zchat.peer import events as ev
 from zchat.peer.config import PeerConfig
 from zchat.peer.core import PeerCore, Phase
 from zchat.wire import protocol as p
 
-VECTORS = Path(__file__).parent / "vectors"
-OUTBOX = json.loads((VECTORS / "outbox_v3.json").read_text())
+OUTBOX = vector("outbox_v3.json")
 SETUP = OUTBOX["setup"]
 MSG_IDS = {name: bytes.fromhex(h) for name, h in OUTBOX["msg_ids"].items()}
 
 
-def identity(name: str) -> Identity:
-    key = serialization.load_pem_private_key((VECTORS / f"{name}.pem").read_bytes(), None)
-    assert isinstance(key, rsa.RSAPrivateKey)
-    return Identity(key)
-
-
 def snapshot() -> p.Snapshot:
-    broker = json.loads((VECTORS / "broker_messages_v3.json").read_text())["messages"]
+    broker = vector("broker_messages_v3.json")["messages"]
     (entry,) = [m for m in broker if m["name"] == "SNAPSHOT"]
-    parsed = p.parse_from_broker([bytes.fromhex(f) for f in entry["frames"]])
+    parsed = p.parse_from_broker(unhex(entry["frames"]))
     assert isinstance(parsed, p.Snapshot)
     return parsed
 

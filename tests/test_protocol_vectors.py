@@ -11,19 +11,15 @@ And one rule for the directory as a whole: every vector file is read by some tes
 
 from __future__ import annotations
 
-import json
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.support.vectors import VECTORS, identity, unhex, vector
 from zchat.envelope import (
     Delivery,
     Envelope,
-    Identity,
     SessionCertificate,
     room_id,
     verify_certificate,
@@ -33,23 +29,6 @@ from zchat.envelope.proof import PROOF_CONTEXT, proof_bytes
 from zchat.wire import protocol as p
 
 TESTS = Path(__file__).parent
-VECTORS = TESTS / "vectors"
-
-
-@cache
-def vector(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((VECTORS / name).read_text())
-    return loaded
-
-
-def identity(name: str) -> Identity:
-    key = serialization.load_pem_private_key((VECTORS / f"{name}.pem").read_bytes(), None)
-    assert isinstance(key, rsa.RSAPrivateKey)
-    return Identity(key)
-
-
-def unhex(frames: list[str]) -> list[bytes]:
-    return [bytes.fromhex(f) for f in frames]
 
 
 def entries(name: str) -> list[dict[str, Any]]:
