@@ -19,7 +19,9 @@ stayed missing too long, or it was let go to make room.
 
 Dates: only `send_text` and `note_date` carry one (`wall`); checks of a certificate's
 dates elsewhere use the last such date moved on by the monotonic clock, which the
-certificates' five minutes of clock tolerance more than cover.
+certificates' five minutes of clock tolerance more than cover; or the calendar's date
+(`date`) when it is later: the monotonic clock stops while the machine sleeps, and the
+outbox's windows are promises about the date (`peer.outbox`).
 """
 
 from __future__ import annotations
@@ -213,7 +215,9 @@ class Roster:
     def acknowledge(
         self, msg_id: bytes, delivered: tuple[str, ...], absent: tuple[str, ...], now: float
     ) -> Output:
-        self._output.events += self.sending.acknowledge(msg_id, delivered, absent, now)
+        self._output.events += self.sending.acknowledge(
+            msg_id, delivered, absent, now, self._today(now)
+        )
         return self._flush()
 
     def refused(self, msg_id: bytes) -> Output:
@@ -229,7 +233,7 @@ class Roster:
         queues. Recipients drop the copies they already have by sequence number.
         """
         if lost_since is not None:
-            self.sending.outbox.reopen_since(lost_since, self.directory.sendable)
+            self.sending.outbox.reopen_since(lost_since, self.directory.sendable, self._today(now))
         date_ms = self._date_at(now)
         self._resent(self.sending.resend_unacked(self.directory, now, date_ms))
         for member in self.directory.members.values():
@@ -240,7 +244,7 @@ class Roster:
     def tick(self, now: float, *, absent_grace: float, missing_wait: float) -> Output:
         """Give up on recipients away past `absent_grace`, and on members missing since
         a broker restart for longer than `missing_wait`."""
-        self._output.events += self.sending.expire(now, absent_grace)
+        self._output.events += self.sending.expire(now, absent_grace, self._today(now))
         for member in self.directory.expire_missing(now, missing_wait):
             self._drop(member.nick, member, "timeout")
         return self._flush()
@@ -376,7 +380,7 @@ class Roster:
         if trust is ev.Trust.CHANGED and announce:
             assert record is not None
             self._output.events.append(ev.KeyChanged(wire.nick, record.fingerprint, fp))
-            self._output.events += self.sending.forget_recipient(wire.nick, now)
+            self._output.events += self.sending.forget_recipient(wire.nick, now, self._today(now))
             if self.admission.open_room:
                 self._accept_key(member)
                 member.admission = Grant(How.OPEN, "", self.date_ms())
@@ -444,7 +448,9 @@ class Roster:
                     )
                 case Drop(nick, fingerprint):
                     self.pinning.unadmitted(nick, fingerprint)
-                    self._output.events += self.sending.forget_recipient(nick, now)
+                    self._output.events += self.sending.forget_recipient(
+                        nick, now, self._today(now)
+                    )
                 case _:
                     self._output.events.append(effect)
 
@@ -460,10 +466,18 @@ class Roster:
         self._output.events += resent.events
 
     def _date_at(self, now: float) -> int | None:
-        """The date at monotonic `now`, from the last one we were given; None before any."""
+        """The date at monotonic `now`: the last one we were given moved on by the
+        monotonic clock, or the calendar's if that is later (the machine slept); None
+        before either is known."""
+        today = self.date_ms()
         if self._wall_offset is None:
-            return None
-        return int((now + self._wall_offset) * 1000)
+            return today or None
+        return max(int((now + self._wall_offset) * 1000), today)
+
+    def _today(self, now: float) -> int:
+        """`_date_at`, 0 when no date is known (the outbox then counts on the
+        monotonic clock alone)."""
+        return self._date_at(now) or 0
 
     def _problem(self, problem: ev.Problem) -> None:
         self._output.events.append(problem)
