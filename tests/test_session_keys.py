@@ -16,7 +16,6 @@ import pytest
 
 from tests.net import broker_thread, make_client, ready, sees, texts
 from tests.support.keys import KeyPool
-from tests.test_broker_core import held_deliveries
 from tests.support.room import (
     CLOSED,
     ROOM_ID,
@@ -28,6 +27,7 @@ from tests.support.room import (
     ready_core,
     seeded,
 )
+from tests.test_broker_core import held_deliveries
 from zchat.broker.core import Broker
 from zchat.envelope import (
     Envelope,
