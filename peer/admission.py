@@ -71,7 +71,7 @@ from zchat.envelope import (
 from zchat.peer import events as ev
 from zchat.peer.contact import Contact
 from zchat.peer.fingerprints import admit_command
-from zchat.peer.gate import Gate, Held
+from zchat.peer.gate import Gate, Held, Kept
 
 # `pins.Admission` is the record of one admission (how, by whom, when); here it is a
 # grant, so that `Admission` can name the part.
@@ -148,6 +148,12 @@ class Drop:
 
 #: What admission asks of the core, in the order the core is to do it.
 Effect = ev.Event | SealVouches | Record | Drop
+
+#: Why a vouch that would have been held was not (`peer.gate.MAX_HELD`).
+NOT_KEPT = (
+    "too many vouches wait already (from members you have not admitted, or for members"
+    " not here): not kept"
+)
 
 
 @dataclass
@@ -259,14 +265,18 @@ class Admission:
             self.gate.arrive(m.nick)
             if granted.how is How.YOU:
                 self._vouch_to(room, m, [r for r in room.readers() if r is not m], out)
-            self._share_with(room, m, out)
             # What it vouched for while we had not admitted it counts now, if it still
-            # passes every check a fresh vouch must.
-            for fact in self.gate.release_from(m.nick, m.fingerprint):
-                target = self._released(room, m, fact, out)
-                if target is not None:
-                    grant_on = Grant(How.VOUCH, m.nick, room.date_ms())
-                    work.append((target, grant_on, fact.record))
+            # passes every check a fresh vouch must; and it tells us what it knows of,
+            # before we share what we know with it.
+            released = [
+                (target, fact)
+                for fact in self.gate.release_from(m.nick, m.fingerprint)
+                if (target := self._released(room, m, fact, out)) is not None
+            ]
+            self._share_with(room, m, out)
+            for target, fact in released:
+                grant_on = Grant(How.VOUCH, m.nick, room.date_ms())
+                work.append((target, grant_on, fact.record))
 
     def take_vouches(self, room: RoomView, sender: Contact, plaintext: bytes) -> list[Effect]:
         """A VOUCH message from `sender` (its envelope verified and opened)."""
@@ -279,6 +289,7 @@ class Admission:
             out.append(ev.VouchRejected(sender.nick, (), f"unreadable vouches: {exc}"))
             return out
         held: list[str] = []
+        full: list[str] = []  # not held: the held store is full
         seen: set[tuple[RecordType, str]] = set()
         for vouch in records:
             # Each record on its own: one unreadable, or of a kind not acted on here,
@@ -298,19 +309,18 @@ class Admission:
                 continue
             if nick_key(vouch.nick) == nick_key(room.nick):
                 continue  # a vouch for us, with our key: nothing to do
-            # Whoever vouches for a member knows of it: we need not tell them. Only
-            # for members here with that key: a vouch for anyone else must not grow
-            # what we remember (a made-up member's vouches for made-up names).
-            here = room.member(vouch.nick)
-            if here is not None and here.fingerprint == vouch.subject_fingerprint:
-                self.gate.tell(sender.nick, vouch.nick, vouch.subject_fingerprint, by_us=False)
+            if sender.vouches_admit:
+                self._knows(room, sender, vouch)
             fact = Held(sender.fingerprint, vouch)
             if not sender.vouches_admit:
                 target = room.member(vouch.nick)
                 if target is not None and target.vouches_admit:
                     continue  # admitted already: it would change nothing later either
-                if self.gate.hold(sender.nick, fact):
+                kept = self.gate.hold(sender.nick, fact)
+                if kept is Kept.NEW:
                     held.append(vouch.nick)
+                elif kept is Kept.FULL:
+                    full.append(vouch.nick)
                 continue
             target = self._weigh_target(room, sender, fact, out)  # checked just above
             if target is not None:
@@ -319,6 +329,8 @@ class Admission:
         if held:
             reason = f"you have not admitted {sender.nick}"
             out.append(ev.VouchRejected(sender.nick, tuple(held), reason, held=True))
+        if full:
+            out.append(ev.VouchRejected(sender.nick, tuple(full), NOT_KEPT))
         return out
 
     # --- revocation ---------------------------------------------------------------------
@@ -475,7 +487,7 @@ class Admission:
         if voucher is None or voucher.fingerprint != fact.voucher_fp:
             return  # its voucher left or changed key: the vouch goes with it
         if not voucher.vouches_admit:
-            self.gate.hold(voucher.nick, fact)
+            self._hold(voucher.nick, fact, out)
             return
         target = self._released(room, voucher, fact, out)
         if target is not None:
@@ -492,7 +504,21 @@ class Admission:
         if reason:
             out.append(ev.VouchRejected(voucher.nick, (fact.nick,), reason))
             return None
+        self._knows(room, voucher, fact.record)
         return self._weigh_target(room, voucher, fact, out)
+
+    def _knows(self, room: RoomView, voucher: Contact, vouch: MembershipRecord) -> None:
+        """Whoever vouches for a member knows of it: we need not tell them.
+
+        Remembered for a voucher we admitted (its vouch comes now, or held until we
+        admitted it), since we vouch to nobody else: members the broker makes up must
+        not fill this table by vouching for each other. And only for members here with
+        that key: a vouch for anyone else must not grow it either (a made-up member's
+        vouches for made-up names).
+        """
+        here = room.member(vouch.nick)
+        if here is not None and here.fingerprint == vouch.subject_fingerprint:
+            self.gate.tell(voucher.nick, vouch.nick, vouch.subject_fingerprint, by_us=False)
 
     def _weigh_target(
         self, room: RoomView, voucher: Contact, fact: Held, out: list[Effect]
@@ -500,7 +526,7 @@ class Admission:
         """The member an admitted voucher's vouch admits now, if any; held if not here."""
         target = room.member(fact.nick)
         if target is None:
-            self.gate.hold(voucher.nick, fact)  # counts when they arrive
+            self._hold(voucher.nick, fact, out)  # counts when they arrive
             return None
         if target.fingerprint != fact.fingerprint:
             reason = f"it is for another key than the one {target.nick} has here"
@@ -509,6 +535,11 @@ class Admission:
         if target.trust is ev.Trust.CHANGED or target.vouches_admit:
             return None
         return target
+
+    def _hold(self, voucher_nick: str, fact: Held, out: list[Effect]) -> None:
+        """Keep `fact` for later; say so if the held store is full."""
+        if self.gate.hold(voucher_nick, fact) is Kept.FULL:
+            out.append(ev.VouchRejected(voucher_nick, (fact.nick,), NOT_KEPT))
 
     def _share_with(
         self, room: RoomView, member: Contact, out: list[Effect], *, since_left: bool = False

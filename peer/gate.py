@@ -2,13 +2,16 @@
 arrived when, the revocations heard, and our own signed records (`Gate`).
 
 Every table here is bounded by the room's size (`MAX_ROOM`), so a broker that makes up
-members by the thousand grows none of them past its bound.
+members by the thousand grows none of them past its bound. A bound per member is not
+enough where members the broker makes up can each add to a table (held vouches): such a
+table has a bound of its own, over all members.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Final
 
 from zchat.envelope import Identity, MembershipRecord, RecordType, make_record, nick_key
@@ -16,6 +19,11 @@ from zchat.envelope.limits import MAX_ROOM
 
 #: Vouches held from one voucher: one per nickname, at most this many.
 MAX_HELD_PER_VOUCHER: Final = MAX_ROOM
+#: Vouches held from all vouchers together. Each held vouch is a whole signed record,
+#: about 800 bytes: 4,000 of them are about 3 MiB, where 999 made-up vouchers at their
+#: own cap would be a million, some 770 MiB. Past it, a vouch is not kept, and that is
+#: said: the broker could as well have withheld it, and the user can still /admit.
+MAX_HELD: Final = 4 * MAX_ROOM
 #: Our own vouches, signed once and kept: a member's rejoin costs no new signature.
 MAX_SIGNED: Final = 2 * MAX_ROOM
 #: Who we remember a member knows of: everyone in a full room, and as many again
@@ -47,6 +55,14 @@ class Held:
         return self.record.subject_fingerprint
 
 
+class Kept(Enum):
+    """What became of a vouch offered to the held store (`Gate.hold`)."""
+
+    NEW = "new"  # held from now on
+    AGAIN = "again"  # held already: nothing changed
+    FULL = "full"  # not held: the store is full (`MAX_HELD`)
+
+
 @dataclass
 class Gate:
     """What admission remembers besides the pins: held vouches, what we told whom,
@@ -73,17 +89,21 @@ class Gate:
 
     # --- held vouches ----------------------------------------------------------------
 
-    def hold(self, voucher: str, fact: Held) -> bool:
-        """Keep `fact` from `voucher` for later; True unless it was held already."""
-        held = self._held.setdefault(nick_key(voucher), OrderedDict())
+    def hold(self, voucher: str, fact: Held) -> Kept:
+        """Keep `fact` from `voucher` for later, in the place of what it held for that
+        nickname, unless the store is full."""
+        held = self._held.get(nick_key(voucher))
         key = nick_key(fact.nick)
-        if held.get(key) == fact:
-            return False
+        if held is not None and held.get(key) == fact:
+            return Kept.AGAIN
+        if (held is None or key not in held) and self.held_count() >= MAX_HELD:
+            return Kept.FULL
+        held = self._held.setdefault(nick_key(voucher), OrderedDict())
         held[key] = fact
         held.move_to_end(key)
         while len(held) > MAX_HELD_PER_VOUCHER:
             held.popitem(last=False)
-        return True
+        return Kept.NEW
 
     def release_from(self, voucher: str, voucher_fp: bytes) -> list[Held]:
         """Every fact `voucher` sent while its key was `voucher_fp`, taken out."""
