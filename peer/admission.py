@@ -365,7 +365,11 @@ class Admission:
         # No vouch of its, as old as this or older, counts any more: not one held,
         # not one that comes later (reordered by the broker, or resent).
         self.gate.revoke(
-            sender.fingerprint, record.nick, record.subject_fingerprint, record.time_ms
+            sender.fingerprint,
+            record.nick,
+            record.subject_fingerprint,
+            record.time_ms,
+            admitted=sender.vouches_admit,
         )
         self.gate.unhold(sender.nick, record.nick)
         if not sender.vouches_admit or nick_key(record.nick) == nick_key(room.nick):

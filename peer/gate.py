@@ -32,7 +32,8 @@ MAX_TOLD_PER_MEMBER: Final = 2 * MAX_ROOM
 #: Departures remembered, to know who arrived since a member left.
 MAX_GONE: Final = 4 * MAX_ROOM
 #: Revocations remembered (signer, nickname, key -> its time), the oldest forgotten
-#: first, and the vouches that admitted members in this run.
+#: first: as many from members we admitted, and again from the others, kept apart (see
+#: `Gate.revoke`); and the vouches that admitted members in this run.
 MAX_REVOKED: Final = 2 * MAX_ROOM
 MAX_VOUCHED: Final = 2 * MAX_ROOM
 
@@ -82,8 +83,12 @@ class Gate:
     _signed: OrderedDict[tuple[RecordType, bytes, str, bytes, int], MembershipRecord] = field(
         default_factory=OrderedDict
     )
-    #: (signer fingerprint, nickname case-folded, key) -> the newest revocation's time
+    #: (signer fingerprint, nickname case-folded, key) -> the newest revocation's time,
+    #: from signers we admitted, and from the others
     _revoked: OrderedDict[tuple[bytes, str, bytes], int] = field(default_factory=OrderedDict)
+    _revoked_by_others: OrderedDict[tuple[bytes, str, bytes], int] = field(
+        default_factory=OrderedDict
+    )
     #: (nickname case-folded, key) -> the time of the vouch that admitted it in this run
     _vouched: OrderedDict[tuple[str, bytes], int] = field(default_factory=OrderedDict)
 
@@ -131,19 +136,29 @@ class Gate:
 
     # --- revocations ------------------------------------------------------------------
 
-    def revoke(self, signer_fp: bytes, nick: str, fp: bytes, time_ms: int) -> None:
-        """`signer_fp` took back its vouch for `nick`'s key `fp` at `time_ms`."""
+    def revoke(
+        self, signer_fp: bytes, nick: str, fp: bytes, time_ms: int, *, admitted: bool
+    ) -> None:
+        """`signer_fp` took back its vouch for `nick`'s key `fp` at `time_ms`;
+        `admitted`: we admitted the signer.
+
+        Kept in one of two tables, by whether we admitted the signer: the broker may
+        make up members who sign revocations by the thousand, and those must not push
+        out the revocation of a member we admitted (an older vouch of its would count
+        again).
+        """
+        table = self._revoked if admitted else self._revoked_by_others
         key = (signer_fp, nick_key(nick), fp)
-        self._revoked[key] = max(time_ms, self._revoked.pop(key, time_ms))
-        while len(self._revoked) > MAX_REVOKED:
-            self._revoked.popitem(last=False)
+        table[key] = max(time_ms, table.pop(key, time_ms))
+        while len(table) > MAX_REVOKED:
+            table.popitem(last=False)
 
     def revoked_since(self, record: MembershipRecord) -> bool:
         """Whether the vouch `record` was taken back later (or at its very time) by its
         signer: only a vouch newer than the revocation counts."""
         key = (record.signer_fingerprint, nick_key(record.nick), record.subject_fingerprint)
-        revoked = self._revoked.get(key)
-        return revoked is not None and revoked >= record.time_ms
+        times = (table.get(key) for table in (self._revoked, self._revoked_by_others))
+        return any(t is not None and t >= record.time_ms for t in times)
 
     def vouched(self, nick: str, fp: bytes, time_ms: int) -> None:
         """`nick`'s key `fp` was admitted in this run on a vouch made at `time_ms`."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from hashlib import sha256
 
 import pytest
 
@@ -26,6 +27,7 @@ from zchat.envelope import (
     room_id,
 )
 from zchat.peer import events as ev
+from zchat.peer import gate as gate_module
 from zchat.peer.admission import Admission, Effect, Record, SealVouches
 from zchat.peer.contact import Contact
 from zchat.peer.pins import Admission as Grant
@@ -462,6 +464,44 @@ def test_each_record_is_weighed_on_its_own_and_a_revocation_outranks_older_vouch
     )
     assert admitted == ev.Admitted("dave", dave.fingerprint, How.VOUCH.value, "carol")
     assert dave_here.admission == Grant(How.VOUCH, "carol", TODAY_MS)
+
+
+def test_a_flood_of_revocations_from_a_member_nobody_admitted_cannot_push_out_anothers(
+    keys: KeyPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found attacking: revocations were remembered in one table, the newest 2,000,
+    whoever signed them. A broker alone announced a member of its own making, whose
+    REVOKE records (of its own signing, for made-up names) pushed carol's revocation of
+    dave out; carol's older vouch for dave, withheld until then, then admitted dave:
+    "however the broker orders them" no longer held. The revocations of members we
+    admitted are kept apart now, and only they can push out each other's. (A small
+    table here, so that few signatures show it.)"""
+    monkeypatch.setattr(gate_module, "MAX_REVOKED", 4)
+    me, carol, mallory, dave = keys.get(0), keys.get(2), keys.get(3), keys.get(4)
+    room = FakeRoom(me)
+    sender = room.add("carol", carol, YOU)
+    stranger = room.add("mallory", mallory)  # the broker's own member: nobody admitted it
+    dave_here = room.add("dave", dave)
+    admission = Admission()
+    revoke = make_record(
+        carol, RecordType.REVOKE, room_id=ROOM, nick="dave", fingerprint=dave.fingerprint, time_ms=6
+    )
+    assert events(admission.take_vouches(room, sender, encode_records([revoke]))) == []
+    flood = [
+        make_record(
+            mallory,
+            RecordType.REVOKE,
+            room_id=ROOM,
+            nick=f"made-up{i}",
+            fingerprint=sha256(b"%d" % i).digest(),
+            time_ms=1,
+        )
+        for i in range(8)
+    ]
+    admission.take_vouches(room, stranger, encode_records(flood))
+    (refused,) = events(admission.take_vouches(room, sender, vouches(carol, ("dave", dave))))
+    assert refused == ev.VouchRejected("carol", ("dave",), "carol took it back later")
+    assert dave_here.admission is None
 
 
 def test_vouches_held_from_a_stranger_count_once_the_user_admits_it(keys: KeyPool) -> None:
