@@ -388,7 +388,10 @@ class Roster:
             self._output.events.append(ev.KeyChanged(wire.nick, record.fingerprint, fp))
             self._output.events += self.sending.forget_recipient(wire.nick, now, self._today(now))
             if self.admission.open_room:
-                self._accept_key(member)
+                # For this session only, when the pin is one a user admitted: a bot run
+                # with --admit-all from the user's identity directory must not write the
+                # broker's key over the user's comparison (the file is shared).
+                self._accept_key(member, save=not record.admitted)
                 member.admission = Grant(How.OPEN, "", self.date_ms())
         if announce:
             self._output.events.append(ev.Joined(wire.nick, fp, member.trust, already_here))
@@ -400,9 +403,12 @@ class Roster:
         self._apply(arrived, now)
         return member
 
-    def _accept_key(self, member: Contact) -> list[Delivery]:
-        """Pin a changed key; return the messages held back that it signed, to open."""
-        self._output.events += self.pinning.pin(member.nick, member.fingerprint, self.date_ms())
+    def _accept_key(self, member: Contact, *, save: bool = True) -> list[Delivery]:
+        """Pin a changed key (in the file too, if `save`); return the messages held back
+        that it signed, to open."""
+        self._output.events += self.pinning.pin(
+            member.nick, member.fingerprint, self.date_ms(), save=save
+        )
         member.trust = ev.Trust.PINNED
         if member.announced:  # its session key can be checked against the new pin now
             self._take_certificate(member, member.announced, None, known=None)

@@ -16,14 +16,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tests.support.room import ROOM_ID, WALL_AT_ZERO, pooled_session_keys, ready_core
+from tests.support.keys import KeyPool
+from tests.support.room import (
+    ROOM_ID,
+    WALL_AT_ZERO,
+    certificate,
+    pooled_session_keys,
+    ready_core,
+)
+from tests.test_admission import admitted_by_alice, typed, vouch_delivery
 from tests.test_outbox import hear, opened_by, sends
-from zchat.envelope import Identity, SessionKey, certify, generate_session_key
-from zchat.envelope.limits import MAX_CERT_LIFETIME_MS
+from zchat.envelope import (
+    Identity,
+    MembershipRecord,
+    Recipient,
+    RecordType,
+    SessionKey,
+    certify,
+    generate_session_key,
+    make_record,
+    seal,
+)
+from zchat.envelope.limits import KEY_ID_BYTES, MAX_CERT_LIFETIME_MS
 from zchat.peer import events as ev
 from zchat.peer.config import PeerConfig
 from zchat.peer.core import PeerCore
 from zchat.peer.outbox import CORRECTION_WINDOW
+from zchat.peer.pins import Pins
 from zchat.wire import protocol as p
 
 #: An open room (bob reads at once) with the default rotation: plaintext lives 62 min.
@@ -184,3 +203,125 @@ def test_no_path_that_seals_again_gets_the_thief_a_message_past_its_window(
         hear(core, now, p.Welcome("alice", 1000, 3_600_000, core.room), p.Snapshot((bob_back,)))
         assert opened_by(thief, sends(core)) == []
     assert (core.outbox.find(settled), core.outbox.find(pending)) == (None, None)
+
+
+# --- what the thief can do with bob's word, and what ends it ------------------------------
+
+
+def as_bob(bob: Identity, core: PeerCore, text: str, seq: int) -> list[bytes]:
+    """A DELIVER of a room message the thief signs as bob, sealed to alice's session key."""
+    key = core.session_keys.held()[0]
+    envelope = seal(
+        text.encode(),
+        sender=bob,
+        sender_nick="bob",
+        room_id=core.room_id,
+        recipients=[Recipient("alice", key.private_key.public_key(), key.fingerprint)],
+        seq=seq,
+    )
+    return p.encode(p.Deliver(envelope.delivery_for(0)))
+
+
+def record(by: Identity, kind: RecordType, nick: str, subject: Identity) -> MembershipRecord:
+    return make_record(
+        by, kind, room_id=ROOM_ID, nick=nick, fingerprint=subject.fingerprint, time_ms=10
+    )
+
+
+def wrapped_to(core: PeerCore) -> dict[str, bytes]:
+    """Whom alice's next room message is sealed to, and to which session key (its id)."""
+    sends(core)  # what went before (vouches, resends)
+    core.send_text("who reads this?", 5.0, wall=WALL_AT_ZERO + 5.0)
+    (envelope,) = sends(core)
+    core.take_events()
+    return dict(zip(envelope.recipients, envelope.key_ids, strict=True))
+
+
+def test_a_thief_of_bobs_identity_key_reads_what_is_sent_to_bob_and_admits_whom_it_likes(
+    keys: KeyPool,
+) -> None:
+    """What docs/SECURITY.md says a thief of one member's identity key can do, done: it
+    certifies a session key as bob's and is sealed what alice sends from then on; it
+    signs messages as bob; it vouches, as bob, for a key of its own under a new name,
+    and alice admits that key and keeps it in her pins. And what it cannot: undo alice's
+    own comparison of carol, or put its key under carol's name."""
+    alice, bob, carol, mallory, evil = (keys.get(i) for i in (0, 1, 2, 3, 5))
+    members = [
+        p.Member(n, i.public_der, certificate(i, n, WALL_AT_ZERO))
+        for n, i in (("bob", bob), ("carol", carol))
+    ]
+    pins = admitted_by_alice(("bob", bob), ("carol", carol))
+    core = ready_core("alice", alice, members, pins=pins, dated=True)
+    carol_key = wrapped_to(core)["carol"]
+
+    thief = generate_session_key()
+    events = hear(core, 1.0, p.Rekeyed("bob", stolen(bob, thief, WALL_AT_ZERO + 1.0)))
+    assert events == []  # nothing tells alice: the identity is the same
+    assert wrapped_to(core)["bob"] == thief.fingerprint[:KEY_ID_BYTES]
+
+    core.receive(as_bob(bob, core, "it is me, bob", seq=1 << 50), 2.0)
+    (said,) = [e for e in core.take_events() if isinstance(e, ev.MessageReceived)]
+    assert (said.sender, said.text, said.admitted) == ("bob", "it is me, bob", True)
+
+    mallory_here = p.Member(
+        "mallory", mallory.public_der, certificate(mallory, "mallory", WALL_AT_ZERO)
+    )
+    hear(core, 3.0, p.Join(mallory_here))
+    vouch = record(bob, RecordType.VOUCH, "mallory", mallory)
+    core.receive(vouch_delivery(bob, "bob", ("alice", core), [vouch], (1 << 50) + 1), 3.0)
+    assert ev.Admitted("mallory", mallory.fingerprint, "vouch", "bob") in core.take_events()
+    assert "mallory" in wrapped_to(core)
+    pin = core.pins.record("mallory")
+    assert pin is not None and pin.admitted  # kept for the next run too
+
+    lies = [record(bob, RecordType.REVOKE, "carol", carol)]
+    core.receive(vouch_delivery(bob, "bob", ("alice", core), lies, (1 << 50) + 2), 4.0)
+    lies = [record(bob, RecordType.VOUCH, "carol", evil)]
+    core.receive(vouch_delivery(bob, "bob", ("alice", core), lies, (1 << 50) + 3), 4.0)
+    events = core.take_events()
+    assert ev.Revoked("carol", carol.fingerprint, "bob", dropped=False) in events
+    assert [e.reason for e in events if isinstance(e, ev.VouchRejected)] == [
+        "it is for another key than the one carol has here"
+    ]
+    assert wrapped_to(core)["carol"] == carol_key
+
+
+def test_only_revoking_the_stolen_key_takes_back_whom_the_thief_admitted(
+    keys: KeyPool,
+) -> None:
+    """bob makes a new identity once he knows his key was stolen. Accepting it (/trust)
+    ends the thief's session keys (they are checked against the pin, now the new key),
+    but not the admissions it made in bob's name: those are by bob's word, and stay.
+    /revoke bob while the broker still shows the new key as changed takes back the
+    stolen key and, with it, whom alice admitted on its word; then alice compares the
+    new key. docs/SECURITY.md tells the user this order."""
+    alice, bob, carol, mallory, new_bob = (keys.get(i) for i in (0, 1, 2, 3, 6))
+    members = [
+        p.Member(n, i.public_der, certificate(i, n, WALL_AT_ZERO))
+        for n, i in (("bob", bob), ("carol", carol), ("mallory", mallory))
+    ]
+
+    def pins() -> Pins:
+        return admitted_by_alice(("bob", bob), ("carol", carol))
+
+    core = ready_core("alice", alice, members, pins=pins(), dated=True)
+    vouch = record(bob, RecordType.VOUCH, "mallory", mallory)
+    core.receive(vouch_delivery(bob, "bob", ("alice", core), [vouch], 1 << 50), 1.0)
+    assert "mallory" in wrapped_to(core)
+
+    bob_again = p.Member("bob", new_bob.public_der, certificate(new_bob, "bob", WALL_AT_ZERO))
+    hear(core, 2.0, p.Leave("bob", p.LeaveReason.BYE), p.Join(bob_again))
+    trusting = ready_core("alice", alice, members, pins=pins(), dated=True, seed=2)
+    trusting.receive(vouch_delivery(bob, "bob", ("alice", trusting), [vouch], 1 << 50), 1.0)
+    hear(trusting, 2.0, p.Leave("bob", p.LeaveReason.BYE), p.Join(bob_again))
+    trusting.trust("bob", typed(new_bob), 2.0)
+    assert set(wrapped_to(trusting)) == {"bob", "carol", "mallory"}  # the thief's stays
+
+    core.revoke("bob", 2.0)  # the pinned key: the stolen one
+    events = core.take_events()
+    assert ev.Revoked("mallory", mallory.fingerprint, "alice", dropped=True, via="bob") in events
+    core.trust("bob", typed(new_bob), 2.0)
+    assert set(wrapped_to(core)) == {"bob", "carol"}
+    # The stolen key vouches for nobody any more, under any name.
+    core.receive(vouch_delivery(bob, "bob", ("alice", core), [vouch], (1 << 50) + 1), 3.0)
+    assert "mallory" not in wrapped_to(core)
