@@ -504,6 +504,32 @@ def test_a_flood_of_revocations_from_a_member_nobody_admitted_cannot_push_out_an
     assert dave_here.admission is None
 
 
+@pytest.mark.parametrize(
+    "elsewhere",
+    [room_id("exec"), room_id("lobby", b"B" * 40)],
+    ids=["another room", "this room on a CURVE broker"],
+)
+def test_a_revocation_made_for_another_room_drops_nobody(keys: KeyPool, elsewhere: bytes) -> None:
+    """carol revoked dave in another room (or in a room of this name on a broker with
+    another key): a broker carrying that REVOKE here drops nobody, and it is reported."""
+    me, carol, dave = keys.get(0), keys.get(2), keys.get(4)
+    room = FakeRoom(me)
+    sender = room.add("carol", carol, YOU)
+    dave_here = room.add("dave", dave, VOUCHED)
+    revoke = make_record(
+        carol,
+        RecordType.REVOKE,
+        room_id=elsewhere,
+        nick="dave",
+        fingerprint=dave.fingerprint,
+        time_ms=6,
+    )
+    (refused,) = events(Admission().take_vouches(room, sender, encode_records([revoke])))
+    assert isinstance(refused, ev.VouchRejected)
+    assert "another room" in refused.reason
+    assert dave_here.admission == VOUCHED
+
+
 def test_vouches_held_from_a_stranger_count_once_the_user_admits_it(keys: KeyPool) -> None:
     me, carol, dave = keys.get(0), keys.get(2), keys.get(4)
     room = FakeRoom(me)
