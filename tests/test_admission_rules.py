@@ -112,6 +112,20 @@ def vouches(
     )
 
 
+def revocation(
+    signer: Identity, nick: str, subject: Identity, room: bytes = ROOM, time_ms: int = 6
+) -> MembershipRecord:
+    """`signer`'s REVOKE of `nick`'s key `subject`, made for `room` at `time_ms`."""
+    return make_record(
+        signer,
+        RecordType.REVOKE,
+        room_id=room,
+        nick=nick,
+        fingerprint=subject.fingerprint,
+        time_ms=time_ms,
+    )
+
+
 def events(effects: list[Effect]) -> list[ev.Event]:
     return [e for e in effects if not isinstance(e, SealVouches | Record)]
 
@@ -256,14 +270,7 @@ MOVED_ON = {
         room, "room_id", room_id("exec")
     ),
     "carol took it back since": lambda room, me, carol, dave: room.revocations.append(
-        make_record(
-            carol,
-            RecordType.REVOKE,
-            room_id=ROOM,
-            nick="dave",
-            fingerprint=dave.fingerprint,
-            time_ms=6,
-        )
+        revocation(carol, "dave", dave)
     ),
     "the user forgot dave's key since": lambda room, me, carol, dave: room.pins.forget(
         "dave", dave.fingerprint, at_ms=TODAY_MS
@@ -447,9 +454,7 @@ def test_each_record_is_weighed_on_its_own_and_a_revocation_outranks_older_vouch
         ).encode()
     )
     future[0] = 4  # a record version this zchat does not know
-    revoke = make_record(
-        carol, RecordType.REVOKE, room_id=ROOM, nick="dave", fingerprint=dave.fingerprint, time_ms=6
-    )
+    revoke = revocation(carol, "dave", dave)
     old = make_vouch(carol, room_id=ROOM, nick="dave", fingerprint=dave.fingerprint, time_ms=5)
     records = [bytes(future), revoke.encode(), old.encode()]
     plaintext = bytes([len(records)]) + b"".join(len(r).to_bytes(2, "big") + r for r in records)
@@ -483,9 +488,7 @@ def test_a_flood_of_revocations_from_a_member_nobody_admitted_cannot_push_out_an
     stranger = room.add("mallory", mallory)  # the broker's own member: nobody admitted it
     dave_here = room.add("dave", dave)
     admission = Admission()
-    revoke = make_record(
-        carol, RecordType.REVOKE, room_id=ROOM, nick="dave", fingerprint=dave.fingerprint, time_ms=6
-    )
+    revoke = revocation(carol, "dave", dave)
     assert events(admission.take_vouches(room, sender, encode_records([revoke]))) == []
     flood = [
         make_record(
@@ -516,14 +519,7 @@ def test_a_revocation_made_for_another_room_drops_nobody(keys: KeyPool, elsewher
     room = FakeRoom(me)
     sender = room.add("carol", carol, YOU)
     dave_here = room.add("dave", dave, VOUCHED)
-    revoke = make_record(
-        carol,
-        RecordType.REVOKE,
-        room_id=elsewhere,
-        nick="dave",
-        fingerprint=dave.fingerprint,
-        time_ms=6,
-    )
+    revoke = revocation(carol, "dave", dave, room=elsewhere)
     (refused,) = events(Admission().take_vouches(room, sender, encode_records([revoke])))
     assert isinstance(refused, ev.VouchRejected)
     assert "another room" in refused.reason
