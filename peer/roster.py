@@ -193,17 +193,17 @@ class Roster:
         return self._flush()
 
     def rekeyed(self, nick: str, cert: bytes, now: float) -> Output:
-        """`nick`'s new session key. A member whose key logged in again on a new
-        connection (a takeover) is announced this way, not by a JOIN, after the broker
-        corrected what it held for the old connection: what waits for it goes now, as
-        on its JOIN, sealed to the new key (the same rules: `Sending.resend_to`)."""
+        """A member's new session key. It may be back on a new connection (a same-key
+        takeover: no LEAVE, no JOIN), and what the broker could not deliver to the old
+        one waits for it: resent now, to the new key."""
         member = self.directory.get(nick)
         if member is None:
             self._problem(ev.Problem(P.UNEXPECTED, nick, context="Rekeyed"))
-            return self._flush()
-        self._take_certificate(member, cert, self._date_at(now), known=member)
-        if member.may_read:
-            self._resent(self.sending.resend_to(member, self.directory, now, self._date_at(now)))
+        else:
+            self._take_certificate(member, cert, self._date_at(now), known=member)
+            if member.may_read:
+                date_ms = self._date_at(now)
+                self._resent(self.sending.resend_to(member, self.directory, now, date_ms))
         return self._flush()
 
     def deliver(self, delivery: Delivery, now: float, keys: tuple[SessionKey, ...]) -> Output:
