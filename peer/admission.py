@@ -31,7 +31,8 @@ one member it knows), or the nickname it names is not here yet. It is checked on
 arrival and kept whole; when it is released it is checked again exactly as a fresh one
 would be (the room, the voucher's key and the member's key as they are then, and the
 time: no revocation since, no tombstone), since the room may have moved on meanwhile.
-Held vouches are bounded per voucher and dropped when the voucher leaves. Everything
+Held vouches are bounded per voucher and in all (`peer.gate.MAX_HELD`: past it, one is not
+kept, and that is said), and dropped when the voucher leaves. Everything
 else that admits nobody (a bad signature, another voucher, another room, another key,
 another nickname, a vouch its signer took back, a key the user forgot) is reported,
 never silent.
@@ -71,7 +72,7 @@ from zchat.envelope import (
 from zchat.peer import events as ev
 from zchat.peer.contact import Contact
 from zchat.peer.fingerprints import admit_command
-from zchat.peer.gate import Gate, Held, Kept
+from zchat.peer.gate import NOT_KEPT, Gate, Held, Kept
 
 # `pins.Admission` is the record of one admission (how, by whom, when); here it is a
 # grant, so that `Admission` can name the part.
@@ -148,12 +149,6 @@ class Drop:
 
 #: What admission asks of the core, in the order the core is to do it.
 Effect = ev.Event | SealVouches | Record | Drop
-
-#: Why a vouch that would have been held was not (`peer.gate.MAX_HELD`).
-NOT_KEPT = (
-    "too many vouches wait already (from members you have not admitted, or for members"
-    " not here): not kept"
-)
 
 
 @dataclass
@@ -364,13 +359,7 @@ class Admission:
             return
         # No vouch of its, as old as this or older, counts any more: not one held,
         # not one that comes later (reordered by the broker, or resent).
-        self.gate.revoke(
-            sender.fingerprint,
-            record.nick,
-            record.subject_fingerprint,
-            record.time_ms,
-            admitted=sender.vouches_admit,
-        )
+        self.gate.revoke(record, admitted=sender.vouches_admit)
         self.gate.unhold(sender.nick, record.nick)
         if not sender.vouches_admit or nick_key(record.nick) == nick_key(room.nick):
             # Not admitted: nothing was admitted on its word (what it vouched for is
@@ -385,12 +374,9 @@ class Admission:
             admission = pin.admission if pin is not None and pin.admitted else None
         if admission is None:
             return  # not admitted here: nothing to take back (and nothing to say)
-        on_its_word = (
-            admission.how is How.VOUCH
-            and nick_key(admission.by) == nick_key(sender.nick)
-            and self.gate.vouch_time(nick, fp) < record.time_ms
-        )
-        if not on_its_word:
+        if not (
+            admission.on_word_of(sender.nick) and self.gate.vouch_time(nick, fp) < record.time_ms
+        ):
             out.append(ev.Revoked(nick, fp, sender.nick, dropped=False))
             return
         self._drop(room, nick, fp, sender.nick, out)
@@ -446,10 +432,11 @@ class Admission:
                 out.append(SealVouches((revoke,), tuple(recipients)))
             # Whoever we admitted only on its word goes with it.
             for other in room.readers():
-                if _vouched_by(other.admission, name):
+                if other.admission is not None and other.admission.on_word_of(name):
                     work.append((other.nick, other.fingerprint, name))
             for other_pin in room.pinned():
-                if _vouched_by(other_pin.admission, name) and room.listed(other_pin.nick) is None:
+                by_it = other_pin.admission is not None and other_pin.admission.on_word_of(name)
+                if by_it and room.listed(other_pin.nick) is None:
                     work.append((other_pin.nick, other_pin.fingerprint, name))
 
     def _refusal(self, room: RoomView, sender: Contact, vouch: MembershipRecord) -> str:
@@ -512,14 +499,10 @@ class Admission:
         return self._weigh_target(room, voucher, fact, out)
 
     def _knows(self, room: RoomView, voucher: Contact, vouch: MembershipRecord) -> None:
-        """Whoever vouches for a member knows of it: we need not tell them.
-
-        Remembered for a voucher we admitted (its vouch comes now, or held until we
-        admitted it), since we vouch to nobody else: members the broker makes up must
-        not fill this table by vouching for each other. And only for members here with
-        that key: a vouch for anyone else must not grow it either (a made-up member's
-        vouches for made-up names).
-        """
+        """Whoever vouches for a member knows of it: we need not tell them. Only for a
+        voucher we admitted (we vouch to nobody else) and a member here with that key, so
+        that members the broker makes up, vouching for each other or for made-up names,
+        grow nothing."""
         here = room.member(vouch.nick)
         if here is not None and here.fingerprint == vouch.subject_fingerprint:
             self.gate.tell(voucher.nick, vouch.nick, vouch.subject_fingerprint, by_us=False)
@@ -607,12 +590,3 @@ def _pin_of(room: RoomView, nick: str, fingerprint: bytes) -> Pin | None:
     """`nick`'s pin, if it is for the key `fingerprint`."""
     pin = room.pin(nick)
     return pin if pin is not None and pin.fingerprint == fingerprint else None
-
-
-def _vouched_by(admission: Grant | None, voucher: str) -> bool:
-    """Whether `admission` is by the vouch of `voucher` (only its word)."""
-    return (
-        admission is not None
-        and admission.how is How.VOUCH
-        and nick_key(admission.by) == nick_key(voucher)
-    )

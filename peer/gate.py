@@ -64,6 +64,13 @@ class Kept(Enum):
     FULL = "full"  # not held: the store is full (`MAX_HELD`)
 
 
+#: Why a vouch that would have been held was not (`Kept.FULL`).
+NOT_KEPT: Final = (
+    "too many vouches wait already (from members you have not admitted, or for members"
+    " not here): not kept"
+)
+
+
 @dataclass
 class Gate:
     """What admission remembers besides the pins: held vouches, what we told whom,
@@ -136,11 +143,9 @@ class Gate:
 
     # --- revocations ------------------------------------------------------------------
 
-    def revoke(
-        self, signer_fp: bytes, nick: str, fp: bytes, time_ms: int, *, admitted: bool
-    ) -> None:
-        """`signer_fp` took back its vouch for `nick`'s key `fp` at `time_ms`;
-        `admitted`: we admitted the signer.
+    def revoke(self, record: MembershipRecord, *, admitted: bool) -> None:
+        """The REVOKE `record`: its signer took back its vouch for that nickname's key,
+        at its time; `admitted`: we admitted the signer (its sender, checked).
 
         Kept in one of two tables, by whether we admitted the signer: the broker may
         make up members who sign revocations by the thousand, and those must not push
@@ -148,8 +153,8 @@ class Gate:
         again).
         """
         table = self._revoked if admitted else self._revoked_by_others
-        key = (signer_fp, nick_key(nick), fp)
-        table[key] = max(time_ms, table.pop(key, time_ms))
+        key = (record.signer_fingerprint, nick_key(record.nick), record.subject_fingerprint)
+        table[key] = max(record.time_ms, table.pop(key, record.time_ms))
         while len(table) > MAX_REVOKED:
             table.popitem(last=False)
 
