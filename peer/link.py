@@ -14,7 +14,8 @@ The phases, and the one way into each::
     HANDSHAKING  REFUSE: final (REFUSED), or, when we were in the room before and the
                  refusal may pass (the old session may still be timing out), WAITING:
                  HELLO again after a backoff, until `rejoin_patience` runs out
-    READY        silent for the timeout, EVICTED, REKEY unanswered: IDLE (a new socket)
+    READY        silent for the timeout, EVICTED, REKEY unanswered (for the timeout or
+                 MAX_REKEY_WAIT, whichever is shorter): IDLE (a new socket)
                  HELLO_FIRST: HANDSHAKING again on the same connection
     any          BYE or REPLACED: CLOSED
 
@@ -36,6 +37,15 @@ from zchat.peer.config import PeerConfig
 #: Bounds on the timers a broker may impose on us in WELCOME.
 MIN_TIMER: Final = 0.01
 MAX_TIMER: Final = 3600.0
+#: The longest our REKEY waits for the broker's answer (its REKEYED naming us), whatever
+#: timeout its WELCOME set (up to MAX_TIMER, an hour): then a new connection, whose HELLO
+#: carries a fresh key. Our old key stays current while we wait, so this is what a broker
+#: that swallows REKEYs adds to the forward-secrecy window (a rotation period and a grace
+#: period, an hour and two minutes by default): half a minute, under 1% of it and a
+#: quarter of the grace. An honest broker answers a REKEY at once, as it answers a
+#: heartbeat; one that leaves it unanswered for three of its default timeouts (10 s) is
+#: as good as gone, and a needless reconnect costs a handshake, nothing more.
+MAX_REKEY_WAIT: Final = 30.0
 
 
 class Phase(Enum):
@@ -117,6 +127,12 @@ class Link:
     @property
     def rekeying(self) -> bool:
         return self._rekey_sent is not None
+
+    @property
+    def rekey_wait(self) -> float:
+        """How long our REKEY waits for its answer: a heartbeat timeout, but never longer
+        than our own bound, which no broker sets (`MAX_REKEY_WAIT`)."""
+        return min(self.timeout, MAX_REKEY_WAIT)
 
     # --- what happened ----------------------------------------------------------------
 
@@ -234,7 +250,7 @@ class Link:
             case Phase.READY if silent > self.timeout:
                 return [Due.SILENT]
             case Phase.READY if self._rekey_sent is not None and (
-                now - self._rekey_sent > self.timeout
+                now - self._rekey_sent > self.rekey_wait
             ):
                 # A broker that swallows REKEYs must not keep our old key in use: a
                 # fresh HELLO has a fresh key.
