@@ -31,7 +31,8 @@ one member it knows), or the nickname it names is not here yet. It is checked on
 arrival and kept whole; when it is released it is checked again exactly as a fresh one
 would be (the room, the voucher's key and the member's key as they are then, and the
 time: no revocation since, no tombstone), since the room may have moved on meanwhile.
-Held vouches are bounded per voucher and dropped when the voucher leaves. Everything
+Held vouches are bounded per voucher and in all (`peer.gate.MAX_HELD`: past it, one is not
+kept, and that is said), and dropped when the voucher leaves. Everything
 else that admits nobody (a bad signature, another voucher, another room, another key,
 another nickname, a vouch its signer took back, a key the user forgot) is reported,
 never silent.
@@ -71,7 +72,7 @@ from zchat.envelope import (
 from zchat.peer import events as ev
 from zchat.peer.contact import Contact
 from zchat.peer.fingerprints import admit_command
-from zchat.peer.gate import Gate, Held
+from zchat.peer.gate import NOT_KEPT, Gate, Held, Kept
 
 # `pins.Admission` is the record of one admission (how, by whom, when); here it is a
 # grant, so that `Admission` can name the part.
@@ -259,14 +260,18 @@ class Admission:
             self.gate.arrive(m.nick)
             if granted.how is How.YOU:
                 self._vouch_to(room, m, [r for r in room.readers() if r is not m], out)
-            self._share_with(room, m, out)
             # What it vouched for while we had not admitted it counts now, if it still
-            # passes every check a fresh vouch must.
-            for fact in self.gate.release_from(m.nick, m.fingerprint):
-                target = self._released(room, m, fact, out)
-                if target is not None:
-                    grant_on = Grant(How.VOUCH, m.nick, room.date_ms())
-                    work.append((target, grant_on, fact.record))
+            # passes every check a fresh vouch must; and it tells us what it knows of,
+            # before we share what we know with it.
+            released = [
+                (target, fact)
+                for fact in self.gate.release_from(m.nick, m.fingerprint)
+                if (target := self._released(room, m, fact, out)) is not None
+            ]
+            self._share_with(room, m, out)
+            for target, fact in released:
+                grant_on = Grant(How.VOUCH, m.nick, room.date_ms())
+                work.append((target, grant_on, fact.record))
 
     def take_vouches(self, room: RoomView, sender: Contact, plaintext: bytes) -> list[Effect]:
         """A VOUCH message from `sender` (its envelope verified and opened)."""
@@ -279,6 +284,7 @@ class Admission:
             out.append(ev.VouchRejected(sender.nick, (), f"unreadable vouches: {exc}"))
             return out
         held: list[str] = []
+        full: list[str] = []  # not held: the held store is full
         seen: set[tuple[RecordType, str]] = set()
         for vouch in records:
             # Each record on its own: one unreadable, or of a kind not acted on here,
@@ -298,19 +304,18 @@ class Admission:
                 continue
             if nick_key(vouch.nick) == nick_key(room.nick):
                 continue  # a vouch for us, with our key: nothing to do
-            # Whoever vouches for a member knows of it: we need not tell them. Only
-            # for members here with that key: a vouch for anyone else must not grow
-            # what we remember (a made-up member's vouches for made-up names).
-            here = room.member(vouch.nick)
-            if here is not None and here.fingerprint == vouch.subject_fingerprint:
-                self.gate.tell(sender.nick, vouch.nick, vouch.subject_fingerprint, by_us=False)
+            if sender.vouches_admit:
+                self._knows(room, sender, vouch)
             fact = Held(sender.fingerprint, vouch)
             if not sender.vouches_admit:
                 target = room.member(vouch.nick)
                 if target is not None and target.vouches_admit:
                     continue  # admitted already: it would change nothing later either
-                if self.gate.hold(sender.nick, fact):
+                kept = self.gate.hold(sender.nick, fact)
+                if kept is Kept.NEW:
                     held.append(vouch.nick)
+                elif kept is Kept.FULL:
+                    full.append(vouch.nick)
                 continue
             target = self._weigh_target(room, sender, fact, out)  # checked just above
             if target is not None:
@@ -319,6 +324,8 @@ class Admission:
         if held:
             reason = f"you have not admitted {sender.nick}"
             out.append(ev.VouchRejected(sender.nick, tuple(held), reason, held=True))
+        if full:
+            out.append(ev.VouchRejected(sender.nick, tuple(full), NOT_KEPT))
         return out
 
     # --- revocation ---------------------------------------------------------------------
@@ -352,9 +359,7 @@ class Admission:
             return
         # No vouch of its, as old as this or older, counts any more: not one held,
         # not one that comes later (reordered by the broker, or resent).
-        self.gate.revoke(
-            sender.fingerprint, record.nick, record.subject_fingerprint, record.time_ms
-        )
+        self.gate.revoke(record, admitted=sender.vouches_admit)
         self.gate.unhold(sender.nick, record.nick)
         if not sender.vouches_admit or nick_key(record.nick) == nick_key(room.nick):
             # Not admitted: nothing was admitted on its word (what it vouched for is
@@ -369,12 +374,9 @@ class Admission:
             admission = pin.admission if pin is not None and pin.admitted else None
         if admission is None:
             return  # not admitted here: nothing to take back (and nothing to say)
-        on_its_word = (
-            admission.how is How.VOUCH
-            and nick_key(admission.by) == nick_key(sender.nick)
-            and self.gate.vouch_time(nick, fp) < record.time_ms
-        )
-        if not on_its_word:
+        if not (
+            admission.on_word_of(sender.nick) and self.gate.vouch_time(nick, fp) < record.time_ms
+        ):
             out.append(ev.Revoked(nick, fp, sender.nick, dropped=False))
             return
         self._drop(room, nick, fp, sender.nick, out)
@@ -430,10 +432,11 @@ class Admission:
                 out.append(SealVouches((revoke,), tuple(recipients)))
             # Whoever we admitted only on its word goes with it.
             for other in room.readers():
-                if _vouched_by(other.admission, name):
+                if other.admission is not None and other.admission.on_word_of(name):
                     work.append((other.nick, other.fingerprint, name))
             for other_pin in room.pinned():
-                if _vouched_by(other_pin.admission, name) and room.listed(other_pin.nick) is None:
+                by_it = other_pin.admission is not None and other_pin.admission.on_word_of(name)
+                if by_it and room.listed(other_pin.nick) is None:
                     work.append((other_pin.nick, other_pin.fingerprint, name))
 
     def _refusal(self, room: RoomView, sender: Contact, vouch: MembershipRecord) -> str:
@@ -475,7 +478,7 @@ class Admission:
         if voucher is None or voucher.fingerprint != fact.voucher_fp:
             return  # its voucher left or changed key: the vouch goes with it
         if not voucher.vouches_admit:
-            self.gate.hold(voucher.nick, fact)
+            self._hold(voucher.nick, fact, out)
             return
         target = self._released(room, voucher, fact, out)
         if target is not None:
@@ -492,7 +495,17 @@ class Admission:
         if reason:
             out.append(ev.VouchRejected(voucher.nick, (fact.nick,), reason))
             return None
+        self._knows(room, voucher, fact.record)
         return self._weigh_target(room, voucher, fact, out)
+
+    def _knows(self, room: RoomView, voucher: Contact, vouch: MembershipRecord) -> None:
+        """Whoever vouches for a member knows of it: we need not tell them. Only for a
+        voucher we admitted (we vouch to nobody else) and a member here with that key, so
+        that members the broker makes up, vouching for each other or for made-up names,
+        grow nothing."""
+        here = room.member(vouch.nick)
+        if here is not None and here.fingerprint == vouch.subject_fingerprint:
+            self.gate.tell(voucher.nick, vouch.nick, vouch.subject_fingerprint, by_us=False)
 
     def _weigh_target(
         self, room: RoomView, voucher: Contact, fact: Held, out: list[Effect]
@@ -500,7 +513,7 @@ class Admission:
         """The member an admitted voucher's vouch admits now, if any; held if not here."""
         target = room.member(fact.nick)
         if target is None:
-            self.gate.hold(voucher.nick, fact)  # counts when they arrive
+            self._hold(voucher.nick, fact, out)  # counts when they arrive
             return None
         if target.fingerprint != fact.fingerprint:
             reason = f"it is for another key than the one {target.nick} has here"
@@ -509,6 +522,11 @@ class Admission:
         if target.trust is ev.Trust.CHANGED or target.vouches_admit:
             return None
         return target
+
+    def _hold(self, voucher_nick: str, fact: Held, out: list[Effect]) -> None:
+        """Keep `fact` for later; say so if the held store is full."""
+        if self.gate.hold(voucher_nick, fact) is Kept.FULL:
+            out.append(ev.VouchRejected(voucher_nick, (fact.nick,), NOT_KEPT))
 
     def _share_with(
         self, room: RoomView, member: Contact, out: list[Effect], *, since_left: bool = False
@@ -572,12 +590,3 @@ def _pin_of(room: RoomView, nick: str, fingerprint: bytes) -> Pin | None:
     """`nick`'s pin, if it is for the key `fingerprint`."""
     pin = room.pin(nick)
     return pin if pin is not None and pin.fingerprint == fingerprint else None
-
-
-def _vouched_by(admission: Grant | None, voucher: str) -> bool:
-    """Whether `admission` is by the vouch of `voucher` (only its word)."""
-    return (
-        admission is not None
-        and admission.how is How.VOUCH
-        and nick_key(admission.by) == nick_key(voucher)
-    )

@@ -408,8 +408,8 @@ class PeerCore:
                     self._send(p.Heartbeat())
                 case Due.SILENT:
                     self._lost("the broker stopped answering", now, new_socket=True)
-                case Due.REKEY_UNANSWERED:
-                    reason = "the broker did not answer our new session key"
+                case Due.KEY_NOT_ACCEPTED:
+                    reason = "the broker did not accept our new session key"
                     self._lost(reason, now, new_socket=True)
                 case Due.UNANSWERED:  # no answer to our hello: try again, backing off
                     self._new_socket()

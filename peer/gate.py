@@ -2,13 +2,16 @@
 arrived when, the revocations heard, and our own signed records (`Gate`).
 
 Every table here is bounded by the room's size (`MAX_ROOM`), so a broker that makes up
-members by the thousand grows none of them past its bound.
+members by the thousand grows none of them past its bound. A bound per member is not
+enough where members the broker makes up can each add to a table (held vouches): such a
+table has a bound of its own, over all members.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Final
 
 from zchat.envelope import Identity, MembershipRecord, RecordType, make_record, nick_key
@@ -16,6 +19,11 @@ from zchat.envelope.limits import MAX_ROOM
 
 #: Vouches held from one voucher: one per nickname, at most this many.
 MAX_HELD_PER_VOUCHER: Final = MAX_ROOM
+#: Vouches held from all vouchers together. Each held vouch is a whole signed record,
+#: about 800 bytes: 4,000 of them are about 3 MiB, where 999 made-up vouchers at their
+#: own cap would be a million, some 770 MiB. Past it, a vouch is not kept, and that is
+#: said: the broker could as well have withheld it, and the user can still /admit.
+MAX_HELD: Final = 4 * MAX_ROOM
 #: Our own vouches, signed once and kept: a member's rejoin costs no new signature.
 MAX_SIGNED: Final = 2 * MAX_ROOM
 #: Who we remember a member knows of: everyone in a full room, and as many again
@@ -24,7 +32,8 @@ MAX_TOLD_PER_MEMBER: Final = 2 * MAX_ROOM
 #: Departures remembered, to know who arrived since a member left.
 MAX_GONE: Final = 4 * MAX_ROOM
 #: Revocations remembered (signer, nickname, key -> its time), the oldest forgotten
-#: first, and the vouches that admitted members in this run.
+#: first: as many from members we admitted, and again from the others, kept apart (see
+#: `Gate.revoke`); and the vouches that admitted members in this run.
 MAX_REVOKED: Final = 2 * MAX_ROOM
 MAX_VOUCHED: Final = 2 * MAX_ROOM
 
@@ -47,6 +56,21 @@ class Held:
         return self.record.subject_fingerprint
 
 
+class Kept(Enum):
+    """What became of a vouch offered to the held store (`Gate.hold`)."""
+
+    NEW = "new"  # held from now on
+    AGAIN = "again"  # held already: nothing changed
+    FULL = "full"  # not held: the store is full (`MAX_HELD`)
+
+
+#: Why a vouch that would have been held was not (`Kept.FULL`).
+NOT_KEPT: Final = (
+    "too many vouches wait already (from members you have not admitted, or for members"
+    " not here): not kept"
+)
+
+
 @dataclass
 class Gate:
     """What admission remembers besides the pins: held vouches, what we told whom,
@@ -66,24 +90,32 @@ class Gate:
     _signed: OrderedDict[tuple[RecordType, bytes, str, bytes, int], MembershipRecord] = field(
         default_factory=OrderedDict
     )
-    #: (signer fingerprint, nickname case-folded, key) -> the newest revocation's time
+    #: (signer fingerprint, nickname case-folded, key) -> the newest revocation's time,
+    #: from signers we admitted, and from the others
     _revoked: OrderedDict[tuple[bytes, str, bytes], int] = field(default_factory=OrderedDict)
+    _revoked_by_others: OrderedDict[tuple[bytes, str, bytes], int] = field(
+        default_factory=OrderedDict
+    )
     #: (nickname case-folded, key) -> the time of the vouch that admitted it in this run
     _vouched: OrderedDict[tuple[str, bytes], int] = field(default_factory=OrderedDict)
 
     # --- held vouches ----------------------------------------------------------------
 
-    def hold(self, voucher: str, fact: Held) -> bool:
-        """Keep `fact` from `voucher` for later; True unless it was held already."""
-        held = self._held.setdefault(nick_key(voucher), OrderedDict())
+    def hold(self, voucher: str, fact: Held) -> Kept:
+        """Keep `fact` from `voucher` for later, in the place of what it held for that
+        nickname, unless the store is full."""
+        held = self._held.get(nick_key(voucher))
         key = nick_key(fact.nick)
-        if held.get(key) == fact:
-            return False
+        if held is not None and held.get(key) == fact:
+            return Kept.AGAIN
+        if (held is None or key not in held) and self.held_count() >= MAX_HELD:
+            return Kept.FULL
+        held = self._held.setdefault(nick_key(voucher), OrderedDict())
         held[key] = fact
         held.move_to_end(key)
         while len(held) > MAX_HELD_PER_VOUCHER:
             held.popitem(last=False)
-        return True
+        return Kept.NEW
 
     def release_from(self, voucher: str, voucher_fp: bytes) -> list[Held]:
         """Every fact `voucher` sent while its key was `voucher_fp`, taken out."""
@@ -111,19 +143,27 @@ class Gate:
 
     # --- revocations ------------------------------------------------------------------
 
-    def revoke(self, signer_fp: bytes, nick: str, fp: bytes, time_ms: int) -> None:
-        """`signer_fp` took back its vouch for `nick`'s key `fp` at `time_ms`."""
-        key = (signer_fp, nick_key(nick), fp)
-        self._revoked[key] = max(time_ms, self._revoked.pop(key, time_ms))
-        while len(self._revoked) > MAX_REVOKED:
-            self._revoked.popitem(last=False)
+    def revoke(self, record: MembershipRecord, *, admitted: bool) -> None:
+        """The REVOKE `record`: its signer took back its vouch for that nickname's key,
+        at its time; `admitted`: we admitted the signer (its sender, checked).
+
+        Kept in one of two tables, by whether we admitted the signer: the broker may
+        make up members who sign revocations by the thousand, and those must not push
+        out the revocation of a member we admitted (an older vouch of its would count
+        again).
+        """
+        table = self._revoked if admitted else self._revoked_by_others
+        key = (record.signer_fingerprint, nick_key(record.nick), record.subject_fingerprint)
+        table[key] = max(record.time_ms, table.pop(key, record.time_ms))
+        while len(table) > MAX_REVOKED:
+            table.popitem(last=False)
 
     def revoked_since(self, record: MembershipRecord) -> bool:
         """Whether the vouch `record` was taken back later (or at its very time) by its
         signer: only a vouch newer than the revocation counts."""
         key = (record.signer_fingerprint, nick_key(record.nick), record.subject_fingerprint)
-        revoked = self._revoked.get(key)
-        return revoked is not None and revoked >= record.time_ms
+        times = (table.get(key) for table in (self._revoked, self._revoked_by_others))
+        return any(t is not None and t >= record.time_ms for t in times)
 
     def vouched(self, nick: str, fp: bytes, time_ms: int) -> None:
         """`nick`'s key `fp` was admitted in this run on a vouch made at `time_ms`."""

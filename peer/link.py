@@ -14,7 +14,9 @@ The phases, and the one way into each::
     HANDSHAKING  REFUSE: final (REFUSED), or, when we were in the room before and the
                  refusal may pass (the old session may still be timing out), WAITING:
                  HELLO again after a backoff, until `rejoin_patience` runs out
-    READY        silent for the timeout, EVICTED, REKEY unanswered: IDLE (a new socket)
+    READY        silent for the timeout, EVICTED, a new session key not accepted (its
+                 REKEY unanswered, or refused and tried again in vain) within the timeout
+                 or MAX_REKEY_WAIT, whichever is shorter: IDLE (a new socket)
                  HELLO_FIRST: HANDSHAKING again on the same connection
     any          BYE or REPLACED: CLOSED
 
@@ -36,6 +38,16 @@ from zchat.peer.config import PeerConfig
 #: Bounds on the timers a broker may impose on us in WELCOME.
 MIN_TIMER: Final = 0.01
 MAX_TIMER: Final = 3600.0
+#: The longest a rotation waits for the broker to accept our new key (its REKEYED naming
+#: us), from our first REKEY, through refusals and retries, whatever timeout its WELCOME
+#: set (up to MAX_TIMER, an hour): then a new connection, whose HELLO carries a fresh key.
+#: Our old key stays current while we wait, so this is what a broker that swallows or
+#: refuses REKEYs adds to the forward-secrecy window (a rotation period and a grace
+#: period, an hour and two minutes by default): half a minute, under 1% of it and a
+#: quarter of the grace. An honest broker answers a REKEY at once, as it answers a
+#: heartbeat; one that leaves it unanswered for three of its default timeouts (10 s) is
+#: as good as gone, and a needless reconnect costs a handshake, nothing more.
+MAX_REKEY_WAIT: Final = 30.0
 
 
 class Phase(Enum):
@@ -66,7 +78,7 @@ class Due(Enum):
     SILENT = "silent"  # the broker fell silent while we were ready: a new socket
     UNANSWERED = "unanswered"  # no answer to our handshake: a new socket, backing off
     RETRY = "retry"  # refused on coming back: say HELLO again, same connection
-    REKEY_UNANSWERED = "rekey-unanswered"  # no answer to our REKEY: a new socket
+    KEY_NOT_ACCEPTED = "key-not-accepted"  # our new session key, in time: a new socket
 
 
 class Link:
@@ -101,8 +113,11 @@ class Link:
         #: streak of refusals (until we are back in the room).
         self._refused_since: float | None = None
         self.refusals = 0
-        #: When our REKEY went out, while it waits for the broker's REKEYED.
-        self._rekey_sent: float | None = None
+        #: A REKEY of ours waits for the broker's REKEYED (or its refusal).
+        self._rekey_pending = False
+        #: When this rotation's first REKEY went out, until the broker accepts one: its
+        #: deadline (`rekey_wait`) runs from then, through refusals and retries.
+        self._rotation_began: float | None = None
         #: No scheduled rotation before this (a refused REKEY is not retried at once).
         self.rotate_after = 0.0
 
@@ -116,7 +131,14 @@ class Link:
 
     @property
     def rekeying(self) -> bool:
-        return self._rekey_sent is not None
+        return self._rekey_pending
+
+    @property
+    def rekey_wait(self) -> float:
+        """How long a rotation waits for the broker to accept our new key: a heartbeat
+        timeout, but never longer than our own bound, which no broker sets
+        (`MAX_REKEY_WAIT`)."""
+        return min(self.timeout, MAX_REKEY_WAIT)
 
     # --- what happened ----------------------------------------------------------------
 
@@ -126,7 +148,7 @@ class Link:
         self.interval = self.config.heartbeat_interval
         self.timeout = self.config.heartbeat_timeout
         self.ready_here = same_connection and self.ready_here
-        self._rekey_sent = None
+        self._no_rotation()
         self._silent_since = now
         self._last_tick = now
 
@@ -194,22 +216,25 @@ class Link:
         """The connection is gone (or will be): the loop opens a new socket."""
         self.phase, self.step = Phase.IDLE, Step.DONE
         self.ready_here = False
-        self._rekey_sent = None
+        self._no_rotation()
 
     def closed(self) -> None:
         self.phase, self.step = Phase.CLOSED, Step.DONE
-        self._rekey_sent = None
+        self._no_rotation()
 
     def rekey_sent(self, now: float) -> None:
-        self._rekey_sent = now
+        self._rekey_pending = True
+        if self._rotation_began is None:
+            self._rotation_began = now
 
     def rekey_answered(self) -> None:
-        self._rekey_sent = None
+        self._no_rotation()
 
     def rekey_refused(self, now: float) -> None:
-        """The broker refused our new key: the next rotation waits a timeout."""
-        self._rekey_sent = None
-        self.rotate_after = now + self.timeout
+        """The broker refused our new key: it is tried again after half the rotation's
+        wait, so that one retry fits before the deadline, which stays where it was."""
+        self._rekey_pending = False
+        self.rotate_after = now + self.rekey_wait / 2
 
     # --- time ------------------------------------------------------------------------
 
@@ -226,19 +251,19 @@ class Link:
             # We were stopped, not the broker silent: what it sent meanwhile is read
             # from now on (the loop drained what had arrived), so it gets a full timeout.
             self._silent_since = max(self._silent_since, now)
-            if self._rekey_sent is not None:
-                self._rekey_sent = max(self._rekey_sent, now)
+            if self._rotation_began is not None:
+                self._rotation_began = max(self._rotation_began, now)
         self._last_tick = now
         silent = now - self._silent_since
         match self.phase:
             case Phase.READY if silent > self.timeout:
                 return [Due.SILENT]
-            case Phase.READY if self._rekey_sent is not None and (
-                now - self._rekey_sent > self.timeout
+            case Phase.READY if self._rotation_began is not None and (
+                now - self._rotation_began > self.rekey_wait
             ):
-                # A broker that swallows REKEYs must not keep our old key in use: a
-                # fresh HELLO has a fresh key.
-                return [Due.REKEY_UNANSWERED]
+                # A broker that swallows or refuses REKEYs must not keep our old key in
+                # use: a fresh HELLO has a fresh key.
+                return [Due.KEY_NOT_ACCEPTED]
             case Phase.READY if now >= self._next_beat:
                 self._next_beat = now + self.interval
                 return [Due.BEAT]
@@ -250,6 +275,9 @@ class Link:
             case Phase.WAITING if now >= self._retry_at:
                 return [Due.RETRY]
         return []
+
+    def _no_rotation(self) -> None:
+        self._rekey_pending, self._rotation_began = False, None
 
     def _back_off(self) -> None:
         self._backoff = min(self._backoff * 2, self.config.reconnect_max)

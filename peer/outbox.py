@@ -24,6 +24,14 @@ own and have the message sealed to that. So a message has three lives:
   crashed may have lost what it acknowledged (`reopen_since`).
 - **settled**: the window passed. The plaintext is erased and only the id is kept, so
   that an ACK that would reopen it is refused and reported (`closed`), never obeyed.
+
+Both windows are kept by two clocks. `now` is the monotonic clock, which runs the timers
+and stops while the machine sleeps (a laptop's lid); `today_ms` is the date. A message
+typed before eight hours of sleep must not be sealed again after it, to a key a thief
+certified meanwhile, so a window has passed when either clock says so: the lifetime
+from the message's own timestamp, the correction window from the date it was delivered.
+Every call that may keep, reopen or settle a message takes the date (0: none known,
+and only the monotonic clock counts).
 """
 
 from __future__ import annotations
@@ -64,6 +72,8 @@ class Entry:
     sealed_at: float = 0.0
     #: When every recipient had it (the monotonic clock): the correction window's start.
     delivered_at: float = 0.0
+    #: The same by the date (milliseconds since the epoch; 0 when no date was known).
+    delivered_ms: int = 0
     #: recipient (case-folded) -> nickname, for those not yet delivered to
     pending: dict[str, str] = field(default_factory=dict)
     #: recipient (case-folded) -> when the broker first said it was absent
@@ -147,12 +157,48 @@ class Outbox:
     def get(self, msg_id: bytes) -> Entry | None:
         return self._entries.get(msg_id)
 
-    def find(self, msg_id: bytes) -> Entry | None:
-        """The entry for `msg_id`, still waiting or settled recently."""
-        return self._entries.get(msg_id) or self._recent.get(msg_id)
+    def find(self, msg_id: bytes, today_ms: int = 0) -> Entry | None:
+        """The entry for `msg_id`, still waiting or delivered recently; one delivered
+        longer ago than the correction window by the date `today_ms` is settled now
+        (the monotonic clock may have stood still: the machine slept)."""
+        entry = self._entries.get(msg_id)
+        if entry is not None:
+            return entry
+        entry = self._recent.get(msg_id)
+        if entry is not None and self._window_passed(entry, today_ms):
+            del self._recent[msg_id]
+            self._close(entry)
+            return None
+        return entry
+
+    def past_lifetime(self, entry: Entry, now: float, today_ms: int = 0) -> bool:
+        """Whether `entry`'s plaintext has lived as long as it may, by either clock."""
+        if now - entry.sealed_at > self.lifetime:
+            return True
+        age_ms = today_ms - entry.envelope.header.timestamp_ms
+        return bool(today_ms) and age_ms > self.lifetime * 1000
+
+    def lapse(self, entry: Entry) -> tuple[str, ...]:
+        """Let `entry` go, its plaintext erased, for good (`past_lifetime`); returns
+        whom it was still waiting for."""
+        self._entries.pop(entry.msg_id, None)
+        self._recent.pop(entry.msg_id, None)
+        self._close(entry)
+        return tuple(entry.pending.values())
+
+    def _window_passed(self, entry: Entry, today_ms: int) -> bool:
+        """Whether `entry`, delivered to everyone, is past its correction window by
+        the date (the monotonic clock is `expire`'s to check)."""
+        since_ms = today_ms - entry.delivered_ms
+        return bool(today_ms and entry.delivered_ms) and since_ms > self.correction_window * 1000
 
     def acknowledge(
-        self, msg_id: bytes, delivered: tuple[str, ...], absent: tuple[str, ...], now: float
+        self,
+        msg_id: bytes,
+        delivered: tuple[str, ...],
+        absent: tuple[str, ...],
+        now: float,
+        today_ms: int = 0,
     ) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
         """Apply an ACK naming only recipients of `msg_id` (the caller checked).
 
@@ -163,7 +209,7 @@ class Outbox:
         """
         entry = self._entries.get(msg_id)
         if entry is None:
-            entry = self._recent.get(msg_id)
+            entry = self.find(msg_id, today_ms)
             if entry is None or not entry.corrected_by(delivered, absent):
                 return None  # a repeat, or settled: settled stays settled
             del self._recent[msg_id]
@@ -203,7 +249,7 @@ class Outbox:
                     if not entry.reported:
                         news_absent.append(nick)
         first, entry.reported = not entry.reported, True
-        self._settle(entry, now)
+        self._settle(entry, now, today_ms)
         if first or news_delivered or news_absent:
             return tuple(news_delivered), tuple(news_absent)
         return None
@@ -218,18 +264,18 @@ class Outbox:
         key = nick_key(nick)
         return [e for e in self._entries.values() if key in e.absent_since]
 
-    def expire(self, now: float, grace: float) -> list[tuple[Entry, tuple[str, ...]]]:
+    def expire(
+        self, now: float, grace: float, today_ms: int = 0
+    ) -> list[tuple[Entry, tuple[str, ...]]]:
         """Give up on recipients away longer than `grace`, and on every recipient of a
-        message older than `lifetime`: (entry, nicks) for each. Settle what was
-        delivered longer than `correction_window` ago."""
+        message older than `lifetime` (by either clock): (entry, nicks) for each. Settle
+        what was delivered longer than `correction_window` ago."""
         expired = []
         for entry in list(self._entries.values()):
-            if now - entry.sealed_at > self.lifetime:
+            if self.past_lifetime(entry, now, today_ms):
                 # Its plaintext has lived as long as it may: whoever does not have it
                 # by now never will from us.
-                expired.append((entry, tuple(entry.pending.values())))
-                del self._entries[entry.msg_id]
-                self._close(entry)
+                expired.append((entry, self.lapse(entry)))
                 continue
             gone = [k for k, since in entry.absent_since.items() if now - since > grace]
             if gone:
@@ -238,19 +284,22 @@ class Outbox:
                     del entry.absent_since[k]
                 expired.append((entry, nicks))
                 if entry.pending or entry.acked:
-                    self._settle(entry, now)
+                    self._settle(entry, now, today_ms)
                 else:  # never sent to anyone, and nobody left to wait for (as below)
                     del self._entries[entry.msg_id]
                     entry.erase()
         while self._recent:  # in the order delivered: the oldest first
             entry = next(iter(self._recent.values()))
-            if now - entry.delivered_at <= self.correction_window:
+            waiting = now - entry.delivered_at <= self.correction_window
+            if waiting and not self._window_passed(entry, today_ms):
                 break
             del self._recent[entry.msg_id]
             self._close(entry)
         return expired
 
-    def forget_recipient(self, nick: str, now: float) -> list[tuple[Entry, tuple[str, ...]]]:
+    def forget_recipient(
+        self, nick: str, now: float, today_ms: int = 0
+    ) -> list[tuple[Entry, tuple[str, ...]]]:
         """`nick` can no longer be sent to (its key changed): stop waiting for it.
 
         Unacknowledged entries too. They were sealed to the old key, which the new
@@ -267,13 +316,13 @@ class Outbox:
             dropped.append((entry, (entry.pending.pop(key),)))
             entry.absent_since.pop(key, None)
             if entry.pending or entry.acked:
-                self._settle(entry, now)
+                self._settle(entry, now, today_ms)
             else:
                 del self._entries[entry.msg_id]
                 entry.erase()
         return dropped
 
-    def reopen_since(self, since: float, keep: Callable[[str], bool]) -> None:
+    def reopen_since(self, since: float, keep: Callable[[str], bool], today_ms: int = 0) -> None:
         """Wait again for every recipient the broker said it delivered to at `since`
         or later (those it acknowledged just before it crashed), if `keep(nick_key)`.
 
@@ -282,7 +331,11 @@ class Outbox:
         what is still in its correction window can be: a message settled before is
         not resent (its plaintext is gone), and the others delivered are settled now.
         """
-        recent = [e for e in self._recent.values() if e.acked_at >= since]
+        recent = [
+            e
+            for e in self._recent.values()
+            if e.acked_at >= since and not self._window_passed(e, today_ms)
+        ]
         live = [e for e in self._entries.values() if e.acked and e.acked_at >= since]
         for entry in [*recent, *live]:
             for nick in entry.envelope.recipients:
@@ -311,15 +364,19 @@ class Outbox:
             entry.erase()
         return entry
 
-    def _settle(self, entry: Entry, now: float) -> None:
+    def _settle(self, entry: Entry, now: float, today_ms: int) -> None:
         """Out of the outbox once answered and nobody waits: delivered to someone, it
         waits out the correction window in `_recent`; delivered to nobody, it is done."""
         if entry.acked and not entry.pending:
             self._entries.pop(entry.msg_id, None)
             # A correction window that would run past the plaintext's lifetime is
             # not given: the lifetime is the promise (docs/SECURITY.md).
-            if entry.acked_at and now + self.correction_window - entry.sealed_at <= self.lifetime:
-                entry.delivered_at = now
+            window_ends = now + self.correction_window
+            window_ends_ms = today_ms + int(self.correction_window * 1000)
+            if entry.acked_at and not (
+                self.past_lifetime(entry, window_ends, window_ends_ms if today_ms else 0)
+            ):
+                entry.delivered_at, entry.delivered_ms = now, today_ms
                 self._recent[entry.msg_id] = entry
                 if len(self._recent) > MAX_RECENT:
                     self._close(self._recent.popitem(last=False)[1])

@@ -44,9 +44,10 @@ class Pinning:
             self._note(Change(ChangeKind.SEEN, nick, fp, date_ms=date_ms))
         return ev.Trust.PINNED, record
 
-    def pin(self, nick: str, fp: bytes, date_ms: int) -> list[ev.Event]:
-        """Pin `nick` to `fp`: at first sight, or replacing a key the user accepted."""
-        if self.pins.pin(nick, fp, seen_ms=date_ms):
+    def pin(self, nick: str, fp: bytes, date_ms: int, *, save: bool = True) -> list[ev.Event]:
+        """Pin `nick` to `fp`: at first sight, or replacing a key the user accepted.
+        Not `save`d: for this session only, the file keeps what it has."""
+        if self.pins.pin(nick, fp, seen_ms=date_ms) and save:
             self._note(Change(ChangeKind.PIN, nick, fp, date_ms=date_ms))
         elif self.pins.get(nick) != fp:
             return self._full()

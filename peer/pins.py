@@ -66,6 +66,10 @@ class Admission:
     by: str = ""  # the voucher's nickname, for How.VOUCH
     at_ms: int = 0
 
+    def on_word_of(self, voucher: str) -> bool:
+        """Whether this admission is by `voucher`'s vouch (only its word)."""
+        return self.how is How.VOUCH and nick_key(self.by) == nick_key(voucher)
+
 
 class Pin(NamedTuple):
     """One pinned key, and its admission when it was admitted."""

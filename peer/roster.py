@@ -19,7 +19,9 @@ stayed missing too long, or it was let go to make room.
 
 Dates: only `send_text` and `note_date` carry one (`wall`); checks of a certificate's
 dates elsewhere use the last such date moved on by the monotonic clock, which the
-certificates' five minutes of clock tolerance more than cover.
+certificates' five minutes of clock tolerance more than cover; or the calendar's date
+(`date`) when it is later: the monotonic clock stops while the machine sleeps, and the
+outbox's windows are promises about the date (`peer.outbox`).
 """
 
 from __future__ import annotations
@@ -219,7 +221,9 @@ class Roster:
     def acknowledge(
         self, msg_id: bytes, delivered: tuple[str, ...], absent: tuple[str, ...], now: float
     ) -> Output:
-        self._output.events += self.sending.acknowledge(msg_id, delivered, absent, now)
+        self._output.events += self.sending.acknowledge(
+            msg_id, delivered, absent, now, self._today(now)
+        )
         return self._flush()
 
     def refused(self, msg_id: bytes) -> Output:
@@ -235,7 +239,7 @@ class Roster:
         queues. Recipients drop the copies they already have by sequence number.
         """
         if lost_since is not None:
-            self.sending.outbox.reopen_since(lost_since, self.directory.sendable)
+            self.sending.outbox.reopen_since(lost_since, self.directory.sendable, self._today(now))
         date_ms = self._date_at(now)
         self._resent(self.sending.resend_unacked(self.directory, now, date_ms))
         for member in self.directory.members.values():
@@ -246,7 +250,7 @@ class Roster:
     def tick(self, now: float, *, absent_grace: float, missing_wait: float) -> Output:
         """Give up on recipients away past `absent_grace`, and on members missing since
         a broker restart for longer than `missing_wait`."""
-        self._output.events += self.sending.expire(now, absent_grace)
+        self._output.events += self.sending.expire(now, absent_grace, self._today(now))
         for member in self.directory.expire_missing(now, missing_wait):
             self._drop(member.nick, member, "timeout")
         return self._flush()
@@ -382,9 +386,12 @@ class Roster:
         if trust is ev.Trust.CHANGED and announce:
             assert record is not None
             self._output.events.append(ev.KeyChanged(wire.nick, record.fingerprint, fp))
-            self._output.events += self.sending.forget_recipient(wire.nick, now)
+            self._output.events += self.sending.forget_recipient(wire.nick, now, self._today(now))
             if self.admission.open_room:
-                self._accept_key(member)
+                # For this session only, when the pin is one a user admitted: a bot run
+                # with --admit-all from the user's identity directory must not write the
+                # broker's key over the user's comparison (the file is shared).
+                self._accept_key(member, save=not record.admitted)
                 member.admission = Grant(How.OPEN, "", self.date_ms())
         if announce:
             self._output.events.append(ev.Joined(wire.nick, fp, member.trust, already_here))
@@ -396,9 +403,12 @@ class Roster:
         self._apply(arrived, now)
         return member
 
-    def _accept_key(self, member: Contact) -> list[Delivery]:
-        """Pin a changed key; return the messages held back that it signed, to open."""
-        self._output.events += self.pinning.pin(member.nick, member.fingerprint, self.date_ms())
+    def _accept_key(self, member: Contact, *, save: bool = True) -> list[Delivery]:
+        """Pin a changed key (in the file too, if `save`); return the messages held back
+        that it signed, to open."""
+        self._output.events += self.pinning.pin(
+            member.nick, member.fingerprint, self.date_ms(), save=save
+        )
         member.trust = ev.Trust.PINNED
         if member.announced:  # its session key can be checked against the new pin now
             self._take_certificate(member, member.announced, None, known=None)
@@ -450,7 +460,9 @@ class Roster:
                     )
                 case Drop(nick, fingerprint):
                     self.pinning.unadmitted(nick, fingerprint)
-                    self._output.events += self.sending.forget_recipient(nick, now)
+                    self._output.events += self.sending.forget_recipient(
+                        nick, now, self._today(now)
+                    )
                 case _:
                     self._output.events.append(effect)
 
@@ -466,10 +478,18 @@ class Roster:
         self._output.events += resent.events
 
     def _date_at(self, now: float) -> int | None:
-        """The date at monotonic `now`, from the last one we were given; None before any."""
+        """The date at monotonic `now`: the last one we were given moved on by the
+        monotonic clock, or the calendar's if that is later (the machine slept); None
+        before either is known."""
+        today = self.date_ms()
         if self._wall_offset is None:
-            return None
-        return int((now + self._wall_offset) * 1000)
+            return today or None
+        return max(int((now + self._wall_offset) * 1000), today)
+
+    def _today(self, now: float) -> int:
+        """`_date_at`, 0 when no date is known (the outbox then counts on the
+        monotonic clock alone)."""
+        return self._date_at(now) or 0
 
     def _problem(self, problem: ev.Problem) -> None:
         self._output.events.append(problem)

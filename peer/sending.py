@@ -205,10 +205,16 @@ class Sending:
     # --- what the broker says, and what time does --------------------------------------
 
     def acknowledge(
-        self, msg_id: bytes, delivered: tuple[str, ...], absent: tuple[str, ...], now: float
+        self,
+        msg_id: bytes,
+        delivered: tuple[str, ...],
+        absent: tuple[str, ...],
+        now: float,
+        today_ms: int = 0,
     ) -> list[ev.Event]:
-        """The broker's ACK for `msg_id`: what it is news of, or why it is not believed."""
-        entry = self.outbox.find(msg_id)
+        """The broker's ACK for `msg_id`, at `now` and the date `today_ms`: what it is
+        news of, or why it is not believed."""
+        entry = self.outbox.find(msg_id, today_ms)
         if entry is None:
             if absent and self.outbox.closed(msg_id):
                 # Settled stays settled: reopening it would have us seal its plaintext
@@ -220,7 +226,7 @@ class Sending:
             # The signed recipient list says otherwise: a lie, or a broken broker.
             # Believe none of it, so that it settles nothing.
             return [ev.Problem(ev.ProblemCode.BAD_ACK, nicks=strangers)]
-        news = self.outbox.acknowledge(msg_id, delivered, absent, now)
+        news = self.outbox.acknowledge(msg_id, delivered, absent, now, today_ms)
         if news is not None and not entry.quiet:
             return [ev.Acked(msg_id, *news)]
         return []
@@ -232,20 +238,21 @@ class Sending:
             return [ev.Undelivered(msg_id, entry.envelope.recipients)]
         return []
 
-    def expire(self, now: float, grace: float) -> list[ev.Event]:
-        """Give up on recipients away for longer than `grace`."""
+    def expire(self, now: float, grace: float, today_ms: int = 0) -> list[ev.Event]:
+        """Give up on recipients away for longer than `grace`, and on messages past
+        their lifetime (`Outbox.expire`: by either clock)."""
         return [
             ev.Undelivered(entry.msg_id, nicks)
-            for entry, nicks in self.outbox.expire(now, grace)
+            for entry, nicks in self.outbox.expire(now, grace, today_ms)
             if not entry.quiet
         ]
 
-    def forget_recipient(self, nick: str, now: float) -> list[ev.Event]:
+    def forget_recipient(self, nick: str, now: float, today_ms: int = 0) -> list[ev.Event]:
         """`nick` may read no more (its key changed, or its admission was taken back):
         nothing waits for it any more (`Outbox.forget_recipient`)."""
         return [
             ev.Undelivered(entry.msg_id, nicks)
-            for entry, nicks in self.outbox.forget_recipient(nick, now)
+            for entry, nicks in self.outbox.forget_recipient(nick, now, today_ms)
             if not entry.quiet
         ]
 
@@ -301,6 +308,13 @@ class Sending:
         """
         if entry.erased:
             return  # its plaintext is gone: nothing can go out again (never reached)
+        if self.outbox.past_lifetime(entry, now, date_ms or 0):
+            # The date says its window passed though the monotonic clock does not (the
+            # machine slept): it goes now, unsent, before anything can seal it again.
+            missed = self.outbox.lapse(entry)
+            if missed and not entry.quiet:
+                resent.events.append(ev.Undelivered(entry.msg_id, missed))
+            return
         for nick in list(keep):
             if room.is_missing(nick):
                 keep.discard(nick)
@@ -316,7 +330,7 @@ class Sending:
         )
         targets = sealable(candidates, date_ms)
         for nick in keep - targets.keys():
-            for dropped, nicks in self.outbox.forget_recipient(nick, now):
+            for dropped, nicks in self.outbox.forget_recipient(nick, now, date_ms or 0):
                 resent.events.append(ev.Undelivered(dropped.msg_id, nicks))
         keep = {n for n in keep if nick_key(n) in entry.pending}
         if not keep:

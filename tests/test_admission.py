@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import tracemalloc
 from collections.abc import Iterable
 from hashlib import sha256
 
@@ -46,10 +47,11 @@ from zchat.envelope import (
 )
 from zchat.envelope.limits import KEY_ID_BYTES, MAX_RECORDS_PER_MESSAGE
 from zchat.peer import events as ev
+from zchat.peer import gate as gate_module
 from zchat.peer.core import PeerCore
 from zchat.peer.errors import FingerprintMismatch, NobodyHere, NotAdmitted, UnknownRecipient
 from zchat.peer.fingerprints import MIN_PREFIX
-from zchat.peer.gate import MAX_HELD_PER_VOUCHER, MAX_TOLD_PER_MEMBER, Gate
+from zchat.peer.gate import MAX_HELD_PER_VOUCHER, MAX_TOLD_PER_MEMBER, Gate, Held
 from zchat.peer.json_events import to_json
 from zchat.peer.pins import Admission, How, Pin, Pins
 from zchat.peer.render import Renderer, plain
@@ -589,6 +591,82 @@ def test_vouches_for_names_not_here_grow_nothing_but_the_bounded_held_store(
     assert core.gate.told_count() == 0
     assert core.gate.held_count() == MAX_HELD_PER_VOUCHER
     assert readers(core) == {"carol"}
+
+
+def test_vouches_from_members_nobody_admitted_hold_at_most_max_held_in_all(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found attacking: the held store was bounded per voucher only, 1,000 each, and a
+    broker may announce 999 made-up members, each with vouches of its own signing: a
+    million held records, about 800 bytes each (`test_the_held_store_at_its_cap_costs_
+    a_few_mib`), some 770 MiB in a peer of a closed room. Now the whole store is capped
+    too; a vouch past the cap is not kept and is reported, as a broker could have
+    withheld it anyway. Here with small caps, so that few signatures show it."""
+    monkeypatch.setattr(gate_module, "MAX_HELD_PER_VOUCHER", 6)
+    monkeypatch.setattr(gate_module, "MAX_HELD", 8, raising=False)
+    core = scene.room.peers[scene.a]
+    events = []
+    for voucher, nick in ((scene.mallory, "mallory"), (scene.dave, "dave")):
+        batch = [
+            scene.vouch(voucher, nick=name, fingerprint=sha256(name.encode()).digest())
+            for name in (f"{nick}-{i}" for i in range(6))
+        ]
+        scene.deliver(voucher, nick, batch)
+        events += scene.room.take(scene.a)
+    assert core.gate.held_count() == 8
+    rejected = [e for e in events if isinstance(e, ev.VouchRejected) and not e.held]
+    assert [(e.voucher, e.nicks) for e in rejected] == [
+        ("dave", ("dave-2", "dave-3", "dave-4", "dave-5"))
+    ]
+    assert "not kept" in lines(rejected[0])
+    assert readers(core) == {"carol"}
+
+
+def test_the_held_store_at_its_cap_costs_a_few_mib(scene: Scene) -> None:
+    """What a held vouch costs, measured on records as the peer parses them off the wire,
+    times the cap on the whole store: the most a broker can make a peer hold."""
+    record = scene.vouch(scene.mallory).encode()
+    gate = Gate()
+    count = 2000
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(count):
+            raw = bytearray(record)
+            raw[-1] ^= i & 0xFF  # a record of its own (its bytes are not shared)
+            parsed = MembershipRecord.parse(bytes(raw))
+            named = dataclasses.replace(parsed, nick=f"name{i:05d}")
+            gate.hold(f"voucher{i // 1000}", Held(scene.mallory.fingerprint, named))
+        per_vouch = (tracemalloc.get_traced_memory()[0] - before) / count
+    finally:
+        tracemalloc.stop()
+    assert 300 < per_vouch < 2000  # what the test measures is a held vouch
+    assert gate_module.MAX_HELD * per_vouch < 8 * 2**20
+
+
+def test_vouches_between_members_nobody_admitted_grow_no_memory_of_who_knows_whom(
+    scene: Scene,
+) -> None:
+    """Found attacking: a vouch for a member here, from a member nobody admitted, was
+    remembered as "the voucher knows of that member" (so as not to vouch it to them
+    again), up to 2,000 a voucher: made-up members vouching for each other, 999 of them,
+    made a peer remember a million pairs, about 250 MiB. Only admitted members' vouches
+    are remembered now: we never vouch to anyone else."""
+    core = scene.room.peers[scene.a]
+    scene.deliver(
+        scene.mallory,
+        "mallory",
+        [scene.vouch(scene.mallory, nick="dave", fingerprint=scene.dave.fingerprint)],
+    )
+    scene.deliver(scene.dave, "dave", [scene.vouch(scene.dave, nick="mallory")])
+    assert core.gate.told_count() == 0
+    # An admitted member's vouch still counts as what it knows.
+    scene.deliver(
+        scene.carol,
+        "carol",
+        [scene.vouch(scene.carol, nick="dave", fingerprint=scene.dave.fingerprint)],
+    )
+    assert core.gate.told("carol", "dave", scene.dave.fingerprint)
 
 
 def test_what_each_member_was_told_is_capped_oldest_forgotten_first() -> None:

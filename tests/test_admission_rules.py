@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from hashlib import sha256
 
 import pytest
 
@@ -26,6 +27,7 @@ from zchat.envelope import (
     room_id,
 )
 from zchat.peer import events as ev
+from zchat.peer import gate as gate_module
 from zchat.peer.admission import Admission, Effect, Record, SealVouches
 from zchat.peer.contact import Contact
 from zchat.peer.pins import Admission as Grant
@@ -107,6 +109,20 @@ def vouches(
             make_vouch(voucher, room_id=room, nick=n, fingerprint=i.fingerprint, time_ms=time_ms)
             for n, i in named
         ]
+    )
+
+
+def revocation(
+    signer: Identity, nick: str, subject: Identity, room: bytes = ROOM, time_ms: int = 6
+) -> MembershipRecord:
+    """`signer`'s REVOKE of `nick`'s key `subject`, made for `room` at `time_ms`."""
+    return make_record(
+        signer,
+        RecordType.REVOKE,
+        room_id=room,
+        nick=nick,
+        fingerprint=subject.fingerprint,
+        time_ms=time_ms,
     )
 
 
@@ -254,14 +270,7 @@ MOVED_ON = {
         room, "room_id", room_id("exec")
     ),
     "carol took it back since": lambda room, me, carol, dave: room.revocations.append(
-        make_record(
-            carol,
-            RecordType.REVOKE,
-            room_id=ROOM,
-            nick="dave",
-            fingerprint=dave.fingerprint,
-            time_ms=6,
-        )
+        revocation(carol, "dave", dave)
     ),
     "the user forgot dave's key since": lambda room, me, carol, dave: room.pins.forget(
         "dave", dave.fingerprint, at_ms=TODAY_MS
@@ -445,9 +454,7 @@ def test_each_record_is_weighed_on_its_own_and_a_revocation_outranks_older_vouch
         ).encode()
     )
     future[0] = 4  # a record version this zchat does not know
-    revoke = make_record(
-        carol, RecordType.REVOKE, room_id=ROOM, nick="dave", fingerprint=dave.fingerprint, time_ms=6
-    )
+    revoke = revocation(carol, "dave", dave)
     old = make_vouch(carol, room_id=ROOM, nick="dave", fingerprint=dave.fingerprint, time_ms=5)
     records = [bytes(future), revoke.encode(), old.encode()]
     plaintext = bytes([len(records)]) + b"".join(len(r).to_bytes(2, "big") + r for r in records)
@@ -462,6 +469,61 @@ def test_each_record_is_weighed_on_its_own_and_a_revocation_outranks_older_vouch
     )
     assert admitted == ev.Admitted("dave", dave.fingerprint, How.VOUCH.value, "carol")
     assert dave_here.admission == Grant(How.VOUCH, "carol", TODAY_MS)
+
+
+def test_a_flood_of_revocations_from_a_member_nobody_admitted_cannot_push_out_anothers(
+    keys: KeyPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found attacking: revocations were remembered in one table, the newest 2,000,
+    whoever signed them. A broker alone announced a member of its own making, whose
+    REVOKE records (of its own signing, for made-up names) pushed carol's revocation of
+    dave out; carol's older vouch for dave, withheld until then, then admitted dave:
+    "however the broker orders them" no longer held. The revocations of members we
+    admitted are kept apart now, and only they can push out each other's. (A small
+    table here, so that few signatures show it.)"""
+    monkeypatch.setattr(gate_module, "MAX_REVOKED", 4)
+    me, carol, mallory, dave = keys.get(0), keys.get(2), keys.get(3), keys.get(4)
+    room = FakeRoom(me)
+    sender = room.add("carol", carol, YOU)
+    stranger = room.add("mallory", mallory)  # the broker's own member: nobody admitted it
+    dave_here = room.add("dave", dave)
+    admission = Admission()
+    revoke = revocation(carol, "dave", dave)
+    assert events(admission.take_vouches(room, sender, encode_records([revoke]))) == []
+    flood = [
+        make_record(
+            mallory,
+            RecordType.REVOKE,
+            room_id=ROOM,
+            nick=f"made-up{i}",
+            fingerprint=sha256(b"%d" % i).digest(),
+            time_ms=1,
+        )
+        for i in range(8)
+    ]
+    admission.take_vouches(room, stranger, encode_records(flood))
+    (refused,) = events(admission.take_vouches(room, sender, vouches(carol, ("dave", dave))))
+    assert refused == ev.VouchRejected("carol", ("dave",), "carol took it back later")
+    assert dave_here.admission is None
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    [room_id("exec"), room_id("lobby", b"B" * 40)],
+    ids=["another room", "this room on a CURVE broker"],
+)
+def test_a_revocation_made_for_another_room_drops_nobody(keys: KeyPool, elsewhere: bytes) -> None:
+    """carol revoked dave in another room (or in a room of this name on a broker with
+    another key): a broker carrying that REVOKE here drops nobody, and it is reported."""
+    me, carol, dave = keys.get(0), keys.get(2), keys.get(4)
+    room = FakeRoom(me)
+    sender = room.add("carol", carol, YOU)
+    dave_here = room.add("dave", dave, VOUCHED)
+    revoke = revocation(carol, "dave", dave, room=elsewhere)
+    (refused,) = events(Admission().take_vouches(room, sender, encode_records([revoke])))
+    assert isinstance(refused, ev.VouchRejected)
+    assert "another room" in refused.reason
+    assert dave_here.admission == VOUCHED
 
 
 def test_vouches_held_from_a_stranger_count_once_the_user_admits_it(keys: KeyPool) -> None:

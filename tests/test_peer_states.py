@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.lying_broker import LyingBroker
 from tests.support.room import (
     OPEN,
     WALL_AT_ZERO,
@@ -18,15 +19,18 @@ from tests.support.room import (
     ready_core,
     seeded,
 )
-from zchat.broker.core import Outgoing
+from zchat.broker.config import BrokerConfig
+from zchat.broker.core import Broker, Outgoing
 from zchat.envelope import Identity
 from zchat.peer import events as ev
 from zchat.peer.config import PeerConfig
 from zchat.peer.core import PeerCore, Phase
+from zchat.peer.link import MAX_REKEY_WAIT, MAX_TIMER
 from zchat.wire import protocol as p
 
 REKEYED = bytes([p.Command.REKEYED])
 HELLO = bytes([p.Command.HELLO])
+REKEY = bytes([p.Command.REKEY])
 
 
 def problems(events: list[ev.Event], code: str) -> list[ev.Problem]:
@@ -285,9 +289,12 @@ def answer_to(conn: bytes, nick: bytes) -> object:
     return drop
 
 
-def rotating(alice: Identity, bob: Identity) -> tuple[MemoryRoom, bytes, PeerCore]:
-    """alice and bob in a room, bob rotating his session key every `ROTATE` seconds."""
-    room = MemoryRoom()
+def rotating(
+    alice: Identity, bob: Identity, broker: BrokerConfig | None = None
+) -> tuple[MemoryRoom, bytes, PeerCore]:
+    """alice and bob in a room, bob rotating his session key every `ROTATE` seconds; the
+    broker's timers are `broker`'s (the defaults unless given)."""
+    room = MemoryRoom() if broker is None else MemoryRoom(Broker(broker, random=seeded(0)))
     room.join("alice", alice)
     b = room.join("bob", bob, config=ROTATING)
     return room, b, room.peers[b]
@@ -328,7 +335,7 @@ def test_a_refused_new_session_key_is_dropped_and_the_old_one_stays(
     room, b, core = rotating(alice, bob)
     ring = core.session_keys
     old = ring.current
-    room.lose = lambda conn, frames: conn == b and frames[1] == bytes([p.Command.REKEY])
+    room.lose = lambda conn, frames: conn == b and frames[1] == REKEY
     room.advance(ROTATE + 0.1)
     assert ring.proposed is not None
     events = hear(core, p.Error(p.ErrorCode.BAD_CERTIFICATE, "not newer"), now=room.now)
@@ -339,7 +346,7 @@ def test_a_refused_new_session_key_is_dropped_and_the_old_one_stays(
     assert ring.proposed is None
     assert core.phase is Phase.READY
     room.lose = None
-    room.advance(core.link.timeout)  # tried again a timeout later, and accepted
+    room.advance(core.link.rekey_wait)  # tried again half that later, and accepted
     assert ring.current is not old
 
 
@@ -353,11 +360,73 @@ def test_no_answer_to_a_new_session_key_within_the_timeout_means_a_new_connectio
     room.advance(core.link.timeout + 0.2)
     assert core.reconnect_wanted  # a fresh HELLO carries a fresh key
     reasons = [e.reason for e in room.take(b) if isinstance(e, ev.Disconnected)]
-    assert reasons == ["the broker did not answer our new session key"]
+    assert reasons == ["the broker did not accept our new session key"]
     room.drop = None
     room.reconnect(b)
     assert core.phase is Phase.READY
     assert core.session_keys.proposed is None
+
+
+def test_a_broker_with_an_hour_long_timeout_that_swallows_a_rekey_keeps_our_old_key_no_longer(
+    alice: Identity, bob: Identity
+) -> None:
+    # The broker's WELCOME sets the heartbeat timeout, up to an hour; how long our old
+    # key stays current once its rotation is due is the peer's own bound, not that.
+    hour = BrokerConfig(heartbeat_interval=1.0, heartbeat_timeout=MAX_TIMER)
+    room, b, core = rotating(alice, bob, hour)
+    assert core.link.timeout == MAX_TIMER
+    room.lose = lambda conn, frames: conn == b and frames[1] == REKEY  # swallowed
+    room.advance(ROTATE + 0.1)
+    old = core.session_keys.current
+    assert core.session_keys.proposed is not None
+    room.advance(MAX_REKEY_WAIT - 1.0)
+    assert core.phase is Phase.READY  # waiting for the answer, heartbeats answered
+    room.advance(1.2)
+    assert core.reconnect_wanted  # a fresh HELLO carries a fresh key
+    reasons = [e.reason for e in room.take(b) if isinstance(e, ev.Disconnected)]
+    assert reasons == ["the broker did not accept our new session key"]
+    room.lose = None
+    room.reconnect(b)
+    assert core.phase is Phase.READY
+    assert core.session_keys.current is not old
+
+
+def test_a_broker_with_an_hour_long_timeout_that_refuses_every_rekey_keeps_our_old_key_no_longer(
+    alice: Identity, bob: Identity
+) -> None:
+    # A refused REKEY is tried again; a broker that refuses every one (and set an hour's
+    # timeout) must not keep our old key current for as long as it likes either.
+    hour = BrokerConfig(heartbeat_interval=1.0, heartbeat_timeout=MAX_TIMER)
+    liar = LyingBroker(hour, random=seeded(0))
+    room = MemoryRoom(liar)
+    room.join("alice", alice)
+    b = room.join("bob", bob, config=ROTATING)
+    core = room.peers[b]
+    refused = p.encode(p.Error(p.ErrorCode.BAD_CERTIFICATE, "not newer"))
+
+    def refuse(out: Outgoing) -> list[Outgoing]:
+        if out.frames[1:3] != [REKEYED, b"bob"]:
+            return [out]
+        return [Outgoing(b, refused)] if out.conn == b else []  # nobody else hears of it
+
+    liar.lie = refuse
+    old = core.session_keys.current
+    room.advance(ROTATE + 0.1)  # the rotation's first REKEY, refused at once
+    assert core.session_keys.proposed is None
+    assert core.session_keys.current is old
+    room.advance(MAX_REKEY_WAIT - 0.5)
+    tried = liar.commands["bob"].count(p.Command.REKEY)
+    assert tried >= 2  # tried again within the bound...
+    assert core.phase is Phase.READY
+    room.advance(1.0)
+    assert core.reconnect_wanted  # ...and not past it: a fresh HELLO carries a fresh key
+    reasons = [e.reason for e in room.take(b) if isinstance(e, ev.Disconnected)]
+    assert reasons == ["the broker did not accept our new session key"]
+    assert liar.commands["bob"].count(p.Command.REKEY) == tried
+    liar.lie = None
+    room.reconnect(b)
+    assert core.phase is Phase.READY
+    assert core.session_keys.current is not old
 
 
 # --- 6 (in the core). our own stall is not the broker's silence ------------------------------

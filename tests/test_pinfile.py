@@ -22,14 +22,15 @@ import pytest
 import zmq
 
 from tests.net import run, sees, wait_for
-from tests.support.room import certificate
+from tests.support.keys import KeyPool
+from tests.support.room import WALL_AT_ZERO, certificate, ready_core
 from zchat.envelope import Identity
 from zchat.peer import events as ev
 from zchat.peer import pinfile
 from zchat.peer.client import Client
 from zchat.peer.config import PeerConfig
 from zchat.peer.pinfile import PINS_FILE, PinFile
-from zchat.peer.pins import Admission, Change, ChangeKind, How, Pin, PinsError
+from zchat.peer.pins import Admission, Change, ChangeKind, How, Pin, Pins, PinsError
 from zchat.peer.render import problem_text
 from zchat.wire import protocol as p
 
@@ -191,6 +192,32 @@ def test_forget_and_revoke_stick_whatever_a_stale_writer_writes_next(tmp_path: P
     assert {pin.nick for pin in on_disk.pins} == {"bob", "carol", "dave"}  # dave kept
     stale.merge([Change(ChangeKind.ADMIT, "bob", FP_BOB, Admission(How.YOU, "alice", 3000))])
     assert [pin.admitted for pin in PinFile.open(tmp_path).pins if pin.nick == "bob"] == [True]
+
+
+def test_an_open_room_bot_sharing_the_home_never_writes_over_a_key_the_user_admitted(
+    tmp_path: Path, keys: KeyPool
+) -> None:
+    """Found attacking: alice runs a bot with `--admit-all` (alice-bot) from her identity
+    directory. The broker announced bob to the bot with a key of its own; the bot, which
+    accepts a changed key, pinned it, and its merge wrote that key over the pin of bob
+    that alice had admitted after comparing: in her next run the real bob was the
+    changed key, and her comparison was gone. The bot still accepts the key, for its
+    own session; the file keeps what the user decided."""
+    alice, bob, mallory = keys.get(0), keys.get(1), keys.get(3)
+    compared = Admission(How.YOU, "alice", 10)
+    PinFile.open(tmp_path).save([Pin("bob", bob.fingerprint, compared, 10)])
+    home = PinFile.open(tmp_path)
+    bot = ready_core(
+        "alice-bot", alice, [], pins=Pins(home.pins), config=PeerConfig(admit_all=True)
+    )
+    swapped = p.Member("bob", mallory.public_der, certificate(mallory, "bob", WALL_AT_ZERO))
+    bot.receive(p.encode(p.Join(swapped)), 1.0)
+    assert bot.members["bob"].may_read  # an open room reads on
+    changed = bot.take_pins()
+    if changed is not None:
+        home.merge(changed.changes)
+    (pin,) = PinFile.open(tmp_path).pins
+    assert (pin.fingerprint, pin.admission) == (bob.fingerprint, compared)
 
 
 # --- the loop writes ----------------------------------------------------------------

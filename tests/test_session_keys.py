@@ -27,6 +27,7 @@ from tests.support.room import (
     ready_core,
     seeded,
 )
+from tests.test_broker_core import held_deliveries
 from zchat.broker.core import Broker
 from zchat.envelope import (
     Envelope,
@@ -408,6 +409,26 @@ def test_a_member_back_on_a_new_connection_is_announced_with_its_new_key(
     out = broker.handle(b"a2", p.encode(p.Proof(proof)), 2.0)
     to_bob = [p.parse_from_broker(o.frames) for o in out if o.conn == b"b"]
     assert [type(m) for m in to_bob] == [p.Rekeyed]
+
+
+def test_a_member_back_on_a_new_connection_gets_what_was_held_for_its_old_one(
+    alice: Identity, carol: Identity
+) -> None:
+    """Found attacking: carol's first process stopped reading and she started another
+    (a new connection, her key): the broker corrected what it held for the old one
+    (carol absent) and told alice carol's new key in a REKEYED, not a JOIN. alice waited
+    for a JOIN that never came, and after the grace period told her user the messages
+    never reached carol, who was there all along."""
+    room = MemoryRoom()
+    a, old = room.join("alice", alice), room.join("carol", carol)
+    held = held_deliveries(room, a, old, 2)
+    for out in held:
+        room.broker.hold(out, room.now)
+    del room.peers[old]  # that process is gone
+    new = room.join("carol", carol)
+    room.advance(2 * PeerConfig().absent_grace)
+    assert [e.text for e in room.of_type(new, ev.MessageReceived)] == ["m0", "m1"]
+    assert not room.of_type(a, ev.Undelivered)
 
 
 # --- the client: keys are made off the event loop ----------------------------------------

@@ -298,15 +298,19 @@ def ready_core(
     dated: bool = False,
     timers: tuple[int, int] = (1000, 5000),
     keep_events: bool = False,
+    calendar: Callable[[], float] | None = None,
 ) -> PeerCore:
     """A core welcomed at `now` into a room its broker (any broker) lists as `members`.
 
     It sealed with `seed`'s randomness from sequence number 1, under `session_key`
     (the pool's next by default), and was welcomed with `timers` (heartbeat and
     timeout, in ms). `dated`: its calendar reads `wall` (without, every date reads
-    1970). What it sent is taken; its events too, unless `keep_events`.
+    1970); or `calendar` is its calendar, for a test that moves the date apart from the
+    monotonic clock (a machine that slept). What it sent is taken; its events too,
+    unless `keep_events`.
     """
-    calendar: Callable[[], float] = (lambda: wall) if dated else (lambda: 0.0)
+    if calendar is None:
+        calendar = (lambda: wall) if dated else (lambda: 0.0)
     core = PeerCore(nick, identity, pins, config, seq=1, random=seeded(seed), date=calendar)
     core.start(now)
     core.add_session_key(session_key or pooled_session_keys()(), now, wall=wall)
