@@ -529,7 +529,7 @@ def junk_announcements(bob: Identity, carol: Identity) -> list[tuple[str, list[b
             [tag, bytes([p.Command.DELIVER]), b"\x01" * 200, b"s" * 256, b"t", b"k" * 256],
         ),
         ("malformed", [tag, bytes([p.Command.ACK]), b"\x00" * 16, b"bob"]),
-        # A later version's code or command: reported, never fatal (PROTOCOL.md §3.3).
+        # A later version's code or command: reported, never fatal (PROTOCOL.md §5.9).
         ("unexpected", [tag, bytes([p.Command.ERROR]), b"\x77", b"why"]),
         ("unexpected", [tag, b"\x7f", b"what"]),
         ("malformed", [tag, b"\x15\x15", b"bob", bob.public_der]),

@@ -87,7 +87,7 @@ def sealed(alice: Identity, bob: Identity) -> Envelope:
 )
 def test_200000_frames_are_refused_reading_at_most_the_tag(parse: object) -> None:
     """The protocol parsers look at frame 0 first: a message of another version is
-    answered whatever its frame count (PROTOCOL.md §1). Nothing else is read."""
+    answered whatever its frame count (PROTOCOL.md §1.5). Nothing else is read."""
     frames = CountingFrames([b"x"] * 200_000)
     with pytest.raises((MalformedEnvelope, ProtocolError)):
         parse(frames)  # type: ignore[operator]

@@ -25,7 +25,7 @@ One message keeps its layout in every version, so that peers and brokers of two
 versions can tell each other so: the version refusal (`VersionRefusal`), REFUSE
 UNSUPPORTED_VERSION tagged with the version it answers. Codes (REFUSE, ERROR, LEAVE)
 and command bytes a later version may add parse as raw ints, never as junk: the
-receiver decides what an unknown one means (docs/PROTOCOL.md §3.3).
+receiver decides what an unknown one means (docs/PROTOCOL.md §5.9).
 
 The certificate (`zchat.envelope.SessionCertificate`) is the peer's session key, which
 every message to it is wrapped to, signed by its identity key for the room of the

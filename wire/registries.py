@@ -1,7 +1,7 @@
 """The protocol's registries: its version and tag, and every one-byte code it sends.
 
 One IntEnum per registry (command bytes, REFUSE codes, ERROR codes, LEAVE reasons),
-each value written into docs/PROTOCOL.md §3.1 and §3.3 and never reused. A value a
+each value written into docs/PROTOCOL.md §5 and never reused. A value a
 registry does not list is a later version's: it parses as its raw int (`code_of`), and
 the receiver decides what it means, so that a version can add one without breaking the
 one before. `wire.protocol` re-exports all of it.

@@ -1,6 +1,6 @@
 """Write hello_v2.json: protocol-2 frames, written by version 2's own code.
 
-Version negotiation (PROTOCOL.md §1) is tested against what the previous version
+Version negotiation (PROTOCOL.md §1.5) is tested against what the previous version
 really sends and accepts, not against what this version believes it did. So this
 script runs on the version-2 tree (commit 392af3f, the last of protocol 2), with
 its package on the path instead of this one::

@@ -1,6 +1,10 @@
 """Regenerate the known-answer vectors. Run only when the wire format changes on purpose.
 
-    python -m tests.vectors.make_vectors
+    python -m tests.vectors.make_vectors [envelope] [messages] [outbox]
+
+With no argument every group is written; with names, only those groups. `messages` and
+`outbox` are built from the stored envelope and certificate vectors (they quote their
+bytes), so write `envelope` first when both change.
 
 Identity keys (alice/bob/carol/dave.pem) are kept when present; session keys
 (bob_session.pem, carol_session.pem, dave_session.pem) and everything signed with them
@@ -19,11 +23,21 @@ Files written, each with a `desc`:
     membership_v3.json   the plaintext of a MEMBERSHIP message carrying the two
     merkle.json          a tree of seven leaves: its head and every audit path
     room_id.json         room ids, with and without a broker's CURVE key
+
+    (messages, `vector_messages.py`)
+    proof_v3.json            the proof of key's signed input, with and without CURVE
+    peer_messages_v3.json    every peer -> broker message, frame by frame
+    broker_messages_v3.json  every broker -> peer message, the version refusal included
+
+    (outbox, `vector_outbox.py`)
+    outbox_v3.json           a scripted series of SENDs, ACKs, corrections, ERRORs and
+                             ticks, with the outbox's state expected after each
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +115,7 @@ def _record(record: MembershipRecord, desc: str) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def write_envelope_vectors() -> None:
     alice = _identity("alice")
     idents = {name: _identity(name) for name in RECIPIENTS}
     sessions = {name: _session(name) for name in RECIPIENTS}
@@ -235,5 +249,23 @@ def main() -> None:
     )
 
 
+def main(groups: list[str]) -> None:
+    # Imported here: both read what `write_envelope_vectors` wrote.
+    from tests.vectors.vector_messages import write_message_vectors
+    from tests.vectors.vector_outbox import write_outbox_vector
+
+    writers = {
+        "envelope": write_envelope_vectors,
+        "messages": write_message_vectors,
+        "outbox": write_outbox_vector,
+    }
+    unknown = [g for g in groups if g not in writers]
+    if unknown:
+        raise SystemExit(f"unknown group {unknown[0]!r}: choose from {', '.join(writers)}")
+    for name, write in writers.items():
+        if not groups or name in groups:
+            write()
+
+
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
