@@ -38,7 +38,7 @@ from zchat.peer.tui_style import STYLE, fragments
 #: Lines a paste may have before we ask whether to send it.
 QUIET_PASTE_LINES = 5
 #: Commands whose first argument is a nickname; those whose second is a fingerprint.
-_NICK_FIRST = frozenset({"/msg", "/fingerprint", "/admit", "/trust"})
+_NICK_FIRST = frozenset({"/msg", "/fingerprint", "/admit", "/trust", "/revoke"})
 _FINGERPRINT_NEXT = frozenset({"/admit", "/trust"})
 
 

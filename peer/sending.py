@@ -137,7 +137,8 @@ class Sending:
         unsealable = tuple(m.nick for m in recipients if m.nick not in keys)
         if unsealable and (direct or len(unsealable) == len(recipients)):
             raise NoSessionKey(
-                f"no valid session key from {', '.join(unsealable)} (yet): message not sent"
+                f"{', '.join(unsealable)} cannot be written to yet (no current key from them):"
+                " message not sent"
             )
         kind = MessageKind.DIRECT if direct else MessageKind.ROOM
         try:

@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import pexpect
 import pytest
 
 from tests.procs import ZCHAT, running, start_broker, start_peer
@@ -114,6 +115,28 @@ def test_an_encrypted_key_without_a_terminal_or_the_variable_fails_at_once(tmp_p
     wrong = zchat("keys", "show", home=tmp_path, env={"ZCHAT_PASSPHRASE": "wrong"})
     assert wrong.returncode == 1
     assert "zchat: hint: ZCHAT_PASSPHRASE holds another passphrase" in wrong.stderr
+
+
+@pytest.mark.slow
+def test_an_empty_passphrase_typed_at_a_terminal_is_said_as_such_not_as_no_terminal(
+    tmp_path: Path,
+) -> None:
+    save_identity(generate_identity(), tmp_path / "carol", b"correct horse")
+    child = pexpect.spawn(
+        ZCHAT[0],
+        [*ZCHAT[1:], "keys", "show", "--nick", "carol"],
+        env={**CLEAN, "ZCHAT_HOME": str(tmp_path)},
+        encoding="utf-8",
+        timeout=15,
+    )
+    child.expect("passphrase for ")
+    child.sendline("")  # Enter, nothing typed
+    child.expect(pexpect.EOF)
+    child.close()
+    said = child.before or ""
+    assert "is protected by a passphrase, and none was typed" in said
+    assert "no terminal" not in said  # there was one: it was asked
+    assert child.exitstatus == 1
 
 
 @pytest.mark.slow

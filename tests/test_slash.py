@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from prompt_toolkit.completion import CompleteEvent
+from prompt_toolkit.document import Document
 
 from zchat.peer import slash as c
+from zchat.peer.prompt import RoomCompleter
 
 
 @pytest.mark.parametrize(
@@ -51,3 +54,16 @@ def test_a_bad_command_gets_a_hint_and_is_never_chat(line: str, hint: str) -> No
     meaning = c.parse_line(line)
     assert isinstance(meaning, c.Invalid)
     assert meaning.hint.startswith(hint)
+
+
+def test_tab_completes_nicknames_after_every_command_that_takes_one() -> None:
+    completer = RoomCompleter(lambda: ["bob", "carol"])
+    for command in ("/msg", "/fingerprint", "/admit", "/trust", "/revoke"):
+        text = f"{command} ca"
+        found = [c.text for c in completer.get_completions(Document(text), CompleteEvent())]
+        assert found == ["carol"], command
+    # A fingerprint is compared and typed, never completed.
+    text = "/admit carol ca"
+    assert not list(
+        RoomCompleter(lambda: ["carol"]).get_completions(Document(text), CompleteEvent())
+    )

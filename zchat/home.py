@@ -200,12 +200,14 @@ def unlock(directory: Path, *, create: bool = True, key_size: int = 2048) -> Ide
             else:
                 identity, created = load_identity(directory, passphrase), False
         except PassphraseRequired as exc:
-            if not sys.stdin.isatty() or asked:
+            if not sys.stdin.isatty():
                 fail(
                     f"{exc.path} is protected by a passphrase, and there is no terminal to "
                     "ask for it",
                     f"set {PASSPHRASE_ENV} to the passphrase",
                 )
+            if asked:  # Enter on an empty prompt: nothing to try
+                fail(f"{exc.path} is protected by a passphrase, and none was typed")
             path = exc.path
         except WrongPassphrase as exc:
             if not sys.stdin.isatty():

@@ -163,7 +163,7 @@ def peer(
         try:
             pins = PinFile.open(directory)
         except PinsError as exc:
-            fail(str(exc), "fix or remove the file; it only holds pins")
+            fail(str(exc), "fix it as said; removing it forgets every key you pinned and admitted")
         return Client.create(nick, identity, connect, pin_file=pins, config=config, curve=curve)
 
     try:
