@@ -9,19 +9,12 @@ back byte for byte, and verified or opened.
 
 from __future__ import annotations
 
-import json
-from functools import cache
-from pathlib import Path
-from typing import Any
-
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.support.vectors import identity, private, unhex, vector
 from zchat.envelope import (
     Delivery,
     Envelope,
-    Identity,
     MembershipRecord,
     NotForMe,
     RecordType,
@@ -38,32 +31,11 @@ from zchat.envelope import (
 from zchat.envelope.limits import CERT_VERSION, ENVELOPE_VERSION, RECORD_VERSION
 from zchat.envelope.merkle import MerkleTree, leaf_hash, root_from_path, split_path
 
-VECTORS = Path(__file__).parent / "vectors"
 RECIPIENTS = ("bob", "carol", "dave")
-
-
-@cache
-def vector(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((VECTORS / name).read_text())
-    return loaded
-
-
-def private(name: str) -> rsa.RSAPrivateKey:
-    key = serialization.load_pem_private_key((VECTORS / f"{name}.pem").read_bytes(), None)
-    assert isinstance(key, rsa.RSAPrivateKey)
-    return key
-
-
-def identity(name: str) -> Identity:
-    return Identity(private(name))
 
 
 def session(name: str) -> SessionKey:
     return SessionKey(private(f"{name}_session"))
-
-
-def unhex(frames: list[str]) -> list[bytes]:
-    return [bytes.fromhex(f) for f in frames]
 
 
 # --- envelope_v3.json -------------------------------------------------------------------
