@@ -49,9 +49,11 @@ certificate is valid.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 from zchat.envelope import (
+    Delivery,
     Identity,
     SessionCertificate,
     SessionKey,
@@ -211,10 +213,6 @@ class PeerCore:
         """The next sequence number we seal with."""
         return self.roster.sending.seq
 
-    @seq.setter
-    def seq(self, value: int) -> None:
-        self.roster.sending.seq = value
-
     @property
     def session_keys(self) -> KeyRing:
         """Our session keys, for inspection; the core alone changes them."""
@@ -276,12 +274,18 @@ class PeerCore:
     # --- input -----------------------------------------------------------------------
 
     def receive(self, frames: list[bytes], now: float) -> None:
-        try:
-            msg = p.parse_from_broker(frames)
-        except ProtocolError as exc:
-            self._problem(ev.Problem(P.MALFORMED, detail=str(exc)))
-            return
-        self.link.heard(now)
+        self.receive_many((frames,), now)
+
+    def receive_many(self, batch: Iterable[list[bytes]], now: float) -> None:
+        """Messages read in one go, in order; DELIVERs in a row are opened in one pass."""
+        for msg in _parsed(batch):
+            if isinstance(msg, ProtocolError):
+                self._problem(ev.Problem(P.MALFORMED, detail=str(msg)))
+            else:
+                self.link.heard(now)
+                self._dispatch(msg, now)
+
+    def _dispatch(self, msg: p.BrokerMessage | Deliveries, now: float) -> None:
         step, here = self.link.step, self.link.in_room
         match msg:
             case p.Challenge(nonce) if step is Step.HELLO:
@@ -299,12 +303,12 @@ class PeerCore:
             # What the broker says of the room counts while we are in it: ready, or
             # saying HELLO again on a connection we were ready on (the broker keeps
             # delivering there, and acknowledged those deliveries to their senders).
+            case Deliveries(deliveries) if here:
+                self._take(self.roster.deliver(deliveries, now, self._ring.held()))
             case p.Join(member) if here:
                 self._take(self.roster.join(member, now))
             case p.Leave(nick, reason) if here:
                 self._take(self.roster.leave(nick, _leave_reason(reason)))
-            case p.Deliver(delivery) if here:
-                self._take(self.roster.deliver(delivery, now, self._ring.held()))
             case p.Rekeyed(nick, cert) if here:
                 self._rekeyed(nick, cert, now)
             case p.Ack(msg_id, delivered, absent):
@@ -493,6 +497,35 @@ class PeerCore:
 
     def _problem(self, problem: ev.Problem) -> None:
         self._events.append(problem)
+
+
+@dataclass(frozen=True, slots=True)
+class Deliveries:
+    """DELIVERs that came in a row, read in one go: opened in one pass."""
+
+    deliveries: list[Delivery]
+
+
+def _parsed(
+    batch: Iterable[list[bytes]],
+) -> Iterator[p.BrokerMessage | Deliveries | ProtocolError]:
+    """What `batch` holds, parsed, in order: DELIVERs in a row as one `Deliveries`,
+    every other message alone, and what did not parse as its error."""
+    run: list[Delivery] = []
+    for frames in batch:
+        try:
+            msg: p.BrokerMessage | ProtocolError = p.parse_from_broker(frames)
+        except ProtocolError as exc:
+            msg = exc
+        if isinstance(msg, p.Deliver):
+            run.append(msg.delivery)
+            continue
+        if run:
+            yield Deliveries(run)
+            run = []
+        yield msg
+    if run:
+        yield Deliveries(run)
 
 
 def _wire_name(code: p.RefuseCode | p.ErrorCode | int) -> str:
