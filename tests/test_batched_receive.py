@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 from tests.support.room import MemoryRoom
+from zchat.broker.outgoing import Outgoing
 from zchat.envelope import Identity
 from zchat.peer import events as ev
 from zchat.wire import protocol as p
-from zchat.broker.outgoing import Outgoing
 
 
 def _held_for(room: MemoryRoom, conn: bytes) -> list[list[bytes]]:
