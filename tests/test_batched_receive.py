@@ -24,6 +24,16 @@ def _held_for(room: MemoryRoom, conn: bytes) -> list[list[bytes]]:
     return held
 
 
+def _alice_to_bob(
+    alice: Identity, bob: Identity
+) -> tuple[MemoryRoom, bytes, bytes, list[list[bytes]]]:
+    """A room of alice and bob, bob's DELIVERs kept back from now on (the list)."""
+    room = MemoryRoom()
+    a, b = room.join("alice", alice), room.join("bob", bob)
+    room.take(b)
+    return room, a, b, _held_for(room, b)
+
+
 def _texts(events: list[ev.Event]) -> list[tuple[str, str]]:
     return [(e.sender, e.text) for e in events if isinstance(e, ev.MessageReceived)]
 
@@ -49,10 +59,7 @@ def test_a_batch_from_two_senders_is_shown_in_the_order_it_came(
 def test_a_duplicate_and_a_forgery_in_a_batch_spoil_nothing_else(
     alice: Identity, bob: Identity
 ) -> None:
-    room = MemoryRoom()
-    a, b = room.join("alice", alice), room.join("bob", bob)
-    room.take(b)
-    held = _held_for(room, b)
+    room, a, b, held = _alice_to_bob(alice, bob)
     for text in ("one", "two", "three"):
         room.send(a, text)
         room.pump()
@@ -70,10 +77,7 @@ def test_a_message_a_later_one_in_the_batch_makes_stale_is_reported_stale(
     # One at a time, the later message moves the window past the first, which then
     # comes in stale; in one pass both are checked before either is recorded, so the
     # pass asks again once the later one is.
-    room = MemoryRoom()
-    a, b = room.join("alice", alice), room.join("bob", bob)
-    room.take(b)
-    held = _held_for(room, b)
+    room, a, b, held = _alice_to_bob(alice, bob)
     room.send(a, "first")
     room.pump()
     room.peers[a].roster.sending.seq += 1_000_000  # far ahead: outside the window
