@@ -279,13 +279,12 @@ class PeerCore:
     def receive_many(self, batch: Iterable[list[bytes]], now: float) -> None:
         """Messages read in one go, in order; DELIVERs in a row are opened in one pass."""
         for msg in _parsed(batch):
-            if isinstance(msg, ProtocolError):
-                self._problem(ev.Problem(P.MALFORMED, detail=str(msg)))
-            else:
-                self.link.heard(now)
-                self._dispatch(msg, now)
+            self._dispatch(msg, now)
 
-    def _dispatch(self, msg: p.BrokerMessage | Deliveries, now: float) -> None:
+    def _dispatch(self, msg: p.BrokerMessage | Deliveries | ProtocolError, now: float) -> None:
+        if isinstance(msg, ProtocolError):
+            return self._events.append(ev.Problem(P.MALFORMED, detail=str(msg)))
+        self.link.heard(now)
         step, here = self.link.step, self.link.in_room
         match msg:
             case p.Challenge(nonce) if step is Step.HELLO:
@@ -318,15 +317,17 @@ class PeerCore:
             case p.Heartbeat():
                 pass
             case _:
-                self._problem(ev.Problem(P.UNEXPECTED, context=type(msg).__name__))
+                self._events.append(ev.Problem(P.UNEXPECTED, context=type(msg).__name__))
 
     def _welcome(self, welcome: p.Welcome, now: float) -> None:
         # Our nickname as we sent it, byte for byte: a spelling the broker chose would
         # make every SEND of ours a FORGED_SENDER. The room is ours to choose.
         if welcome.nick != self.nick:
-            self._problem(ev.Problem(P.UNEXPECTED, welcome.nick, context="Welcome"))
+            self._events.append(ev.Problem(P.UNEXPECTED, welcome.nick, context="Welcome"))
         elif welcome.room != self.room:
-            self._problem(ev.Problem(P.UNEXPECTED, detail=welcome.room, context="Welcome room"))
+            self._events.append(
+                ev.Problem(P.UNEXPECTED, detail=welcome.room, context="Welcome room")
+            )
         else:
             self.link.welcomed(welcome.heartbeat_ms, welcome.timeout_ms)
             return
@@ -367,7 +368,7 @@ class PeerCore:
         elif self.link.refusals == 1:  # said once a streak; typed lines say it again
             wait = round(self.config.rejoin_patience)
             told = ev.Problem(P.REJOIN_REFUSED, detail=event.reason, context=event.code, count=wait)
-            self._problem(told)
+            self._events.append(told)
 
     def _rekeyed(self, nick: str, cert: bytes, now: float) -> None:
         if nick_key(nick) != nick_key(self.nick):
@@ -375,7 +376,7 @@ class PeerCore:
         elif self.link.rekeying and self._ring.accepted(cert, now):
             self.link.rekey_answered()  # our new key is current: the old one's grace begins
         else:
-            self._problem(ev.Problem(P.UNEXPECTED, nick, context="Rekeyed us"))
+            self._events.append(ev.Problem(P.UNEXPECTED, nick, context="Rekeyed us"))
 
     def _error(self, code: p.ErrorCode | int, reason: str, msg_id: bytes, now: float) -> None:
         phase = self.phase
@@ -399,7 +400,7 @@ class PeerCore:
             self.link.rekey_refused(now)
         if msg_id and code in _DROPS_MESSAGE:
             self._take(self.roster.refused(msg_id))
-        self._problem(_error_problem(code, reason))
+        self._events.append(_error_problem(code, reason))
 
     # --- time ------------------------------------------------------------------------
 
@@ -462,7 +463,7 @@ class PeerCore:
         msg_id, output = self.roster.send_text(text, now, to, wall=wall)
         self._take(output)
         if self.phase is Phase.WAITING:  # it waits in the outbox: say so
-            self._problem(ev.Problem(P.REJOIN_REFUSED, context="Sent"))
+            self._events.append(ev.Problem(P.REJOIN_REFUSED, context="Sent"))
         return msg_id
 
     def admit(self, nick: str, typed: str, now: float, *, command: str = "admit") -> None:
@@ -494,9 +495,6 @@ class PeerCore:
 
     def _send(self, msg: p.PeerMessage) -> None:
         self._out.append(p.encode(msg))
-
-    def _problem(self, problem: ev.Problem) -> None:
-        self._events.append(problem)
 
 
 @dataclass(frozen=True, slots=True)
