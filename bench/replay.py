@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from zchat.bench.board import Board
@@ -68,11 +68,11 @@ class BenchCore(PeerCore):
 
     tap: Tap | None = None
 
-    def receive(self, frames: list[bytes], now: float) -> None:
+    def receive_many(self, batch: Iterable[list[bytes]], now: float) -> None:
         tap = self.tap
-        if tap is not None and len(frames) > 1 and tap.take(frames):
-            return
-        super().receive(frames, now)
+        if tap is not None:
+            batch = [frames for frames in batch if len(frames) < 2 or not tap.take(frames)]
+        super().receive_many(batch, now)
 
 
 async def replay(

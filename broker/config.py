@@ -33,10 +33,14 @@ class BrokerConfig:
     #: Bytes held for one connection beyond what its socket queue takes, before it is
     #: evicted as a reader that stopped. 8 MiB holds ~6,500 typical deliveries (1,280 B
     #: as counted): an honest burst fits, as it did in libzmq's old queue of 10,000
-    #: messages, where the same count of 22 KB deliveries took 220 MB.
+    #: messages, where the same count of 22 KB deliveries took 220 MB. It also holds the
+    #: most a newcomer to a full room is told: a SNAPSHOT of 999 members at the largest
+    #: sizes the parser allows (2.85 MB as counted) and, in a storm, JOINs of as many
+    #: again (3.1 MB): 6 MB together (tests/test_room_of_a_thousand.py).
     max_held_bytes: int = 8 * 2**20
     #: Bytes held for all connections together: past this, the connection holding the
     #: most is evicted, so that many slow readers cannot add up to unbounded memory.
+    #: Over twenty of the largest SNAPSHOTs of a full room (2.85 MB each) at once.
     max_held_total: int = 64 * 2**20
     #: The most rooms at once: a HELLO for a new one past it is refused TOO_MANY_ROOMS.
     max_rooms: int = DEFAULT_MAX_ROOMS

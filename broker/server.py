@@ -55,7 +55,11 @@ log = logging.getLogger("zchat.broker")
 _BATCH_S = 0.02
 #: What is read ahead of handling (the inbox), in messages and in bytes of frames:
 #: reading is cheap, handling a PROOF in a full room is not, and every message read
-#: is a sign of life at once (`Broker.arrived`).
+#: is a sign of life at once (`Broker.arrived`). A full room's join storm is read
+#: ahead whole: a HELLO, a PROOF and a heartbeat from each of MAX_ROOM members are
+#: 3,000 messages. 16 MiB holds that storm's HELLOs at their largest (1,000 x 2.7 KB of
+#: key and certificate), or 29 SENDs to a full room at theirs (576 KB each: 999
+#: wrapped keys of 512 bytes, their leaves and a 22 KB token).
 _INBOX_MESSAGES = 4096
 _INBOX_BYTES = 16 * 2**20
 #: The longest the loop sleeps with nothing due: it still notices `stop` this often.

@@ -49,9 +49,11 @@ certificate is valid.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 from zchat.envelope import (
+    Delivery,
     Identity,
     SessionCertificate,
     SessionKey,
@@ -211,10 +213,6 @@ class PeerCore:
         """The next sequence number we seal with."""
         return self.roster.sending.seq
 
-    @seq.setter
-    def seq(self, value: int) -> None:
-        self.roster.sending.seq = value
-
     @property
     def session_keys(self) -> KeyRing:
         """Our session keys, for inspection; the core alone changes them."""
@@ -276,11 +274,16 @@ class PeerCore:
     # --- input -----------------------------------------------------------------------
 
     def receive(self, frames: list[bytes], now: float) -> None:
-        try:
-            msg = p.parse_from_broker(frames)
-        except ProtocolError as exc:
-            self._problem(ev.Problem(P.MALFORMED, detail=str(exc)))
-            return
+        self.receive_many((frames,), now)
+
+    def receive_many(self, batch: Iterable[list[bytes]], now: float) -> None:
+        """Messages read in one go, in order; DELIVERs in a row are opened in one pass."""
+        for msg in _parsed(batch):
+            self._dispatch(msg, now)
+
+    def _dispatch(self, msg: p.BrokerMessage | Deliveries | ProtocolError, now: float) -> None:
+        if isinstance(msg, ProtocolError):
+            return self._events.append(ev.Problem(P.MALFORMED, detail=str(msg)))
         self.link.heard(now)
         step, here = self.link.step, self.link.in_room
         match msg:
@@ -299,12 +302,12 @@ class PeerCore:
             # What the broker says of the room counts while we are in it: ready, or
             # saying HELLO again on a connection we were ready on (the broker keeps
             # delivering there, and acknowledged those deliveries to their senders).
+            case Deliveries(deliveries) if here:
+                self._take(self.roster.deliver(deliveries, now, self._ring.held()))
             case p.Join(member) if here:
                 self._take(self.roster.join(member, now))
             case p.Leave(nick, reason) if here:
                 self._take(self.roster.leave(nick, _leave_reason(reason)))
-            case p.Deliver(delivery) if here:
-                self._take(self.roster.deliver(delivery, now, self._ring.held()))
             case p.Rekeyed(nick, cert) if here:
                 self._rekeyed(nick, cert, now)
             case p.Ack(msg_id, delivered, absent):
@@ -314,15 +317,17 @@ class PeerCore:
             case p.Heartbeat():
                 pass
             case _:
-                self._problem(ev.Problem(P.UNEXPECTED, context=type(msg).__name__))
+                self._events.append(ev.Problem(P.UNEXPECTED, context=type(msg).__name__))
 
     def _welcome(self, welcome: p.Welcome, now: float) -> None:
         # Our nickname as we sent it, byte for byte: a spelling the broker chose would
         # make every SEND of ours a FORGED_SENDER. The room is ours to choose.
         if welcome.nick != self.nick:
-            self._problem(ev.Problem(P.UNEXPECTED, welcome.nick, context="Welcome"))
+            self._events.append(ev.Problem(P.UNEXPECTED, welcome.nick, context="Welcome"))
         elif welcome.room != self.room:
-            self._problem(ev.Problem(P.UNEXPECTED, detail=welcome.room, context="Welcome room"))
+            self._events.append(
+                ev.Problem(P.UNEXPECTED, detail=welcome.room, context="Welcome room")
+            )
         else:
             self.link.welcomed(welcome.heartbeat_ms, welcome.timeout_ms)
             return
@@ -363,7 +368,7 @@ class PeerCore:
         elif self.link.refusals == 1:  # said once a streak; typed lines say it again
             wait = round(self.config.rejoin_patience)
             told = ev.Problem(P.REJOIN_REFUSED, detail=event.reason, context=event.code, count=wait)
-            self._problem(told)
+            self._events.append(told)
 
     def _rekeyed(self, nick: str, cert: bytes, now: float) -> None:
         if nick_key(nick) != nick_key(self.nick):
@@ -371,7 +376,7 @@ class PeerCore:
         elif self.link.rekeying and self._ring.accepted(cert, now):
             self.link.rekey_answered()  # our new key is current: the old one's grace begins
         else:
-            self._problem(ev.Problem(P.UNEXPECTED, nick, context="Rekeyed us"))
+            self._events.append(ev.Problem(P.UNEXPECTED, nick, context="Rekeyed us"))
 
     def _error(self, code: p.ErrorCode | int, reason: str, msg_id: bytes, now: float) -> None:
         phase = self.phase
@@ -395,7 +400,7 @@ class PeerCore:
             self.link.rekey_refused(now)
         if msg_id and code in _DROPS_MESSAGE:
             self._take(self.roster.refused(msg_id))
-        self._problem(_error_problem(code, reason))
+        self._events.append(_error_problem(code, reason))
 
     # --- time ------------------------------------------------------------------------
 
@@ -458,7 +463,7 @@ class PeerCore:
         msg_id, output = self.roster.send_text(text, now, to, wall=wall)
         self._take(output)
         if self.phase is Phase.WAITING:  # it waits in the outbox: say so
-            self._problem(ev.Problem(P.REJOIN_REFUSED, context="Sent"))
+            self._events.append(ev.Problem(P.REJOIN_REFUSED, context="Sent"))
         return msg_id
 
     def admit(self, nick: str, typed: str, now: float, *, command: str = "admit") -> None:
@@ -491,8 +496,34 @@ class PeerCore:
     def _send(self, msg: p.PeerMessage) -> None:
         self._out.append(p.encode(msg))
 
-    def _problem(self, problem: ev.Problem) -> None:
-        self._events.append(problem)
+
+@dataclass(frozen=True, slots=True)
+class Deliveries:
+    """DELIVERs that came in a row, read in one go: opened in one pass."""
+
+    deliveries: list[Delivery]
+
+
+def _parsed(
+    batch: Iterable[list[bytes]],
+) -> Iterator[p.BrokerMessage | Deliveries | ProtocolError]:
+    """What `batch` holds, parsed, in order: DELIVERs in a row as one `Deliveries`,
+    every other message alone, and what did not parse as its error."""
+    run: list[Delivery] = []
+    for frames in batch:
+        try:
+            msg: p.BrokerMessage | ProtocolError = p.parse_from_broker(frames)
+        except ProtocolError as exc:
+            msg = exc
+        if isinstance(msg, p.Deliver):
+            run.append(msg.delivery)
+            continue
+        if run:
+            yield Deliveries(run)
+            run = []
+        yield msg
+    if run:
+        yield Deliveries(run)
 
 
 def _wire_name(code: p.RefuseCode | p.ErrorCode | int) -> str:

@@ -31,6 +31,8 @@ from zchat.peer.session_keys import announced_key
 #: so an envelope to everyone never names more recipients than a header can.
 MAX_OTHERS: Final = MAX_ROOM - 1
 #: Names whose newest certificate time is remembered; past this the oldest is forgotten.
+#: Four full rooms of names, as many as the pins store (`peer.pins.MAX_PINS`): a room's
+#: members, and those who left and may come back.
 MAX_NEWEST_CERTIFICATES: Final = 4096
 #: Members named when a room message finds nobody admitted; the rest are counted.
 NAMED_WAITING: Final = 5

@@ -35,7 +35,8 @@ from zchat.envelope import is_valid_nick, nick_key
 from zchat.envelope.limits import FINGERPRINT_BYTES
 
 #: The most pins kept. Admitted pins are never pushed out to make room; when they
-#: alone fill the store, a new key is not pinned (and the core says so).
+#: alone fill the store, a new key is not pinned (and the core says so). Four full
+#: rooms (MAX_ROOM) of keys: one room whole, and its members' key changes and turnover.
 MAX_PINS: Final = 4096
 #: A pin that was never admitted is forgotten this long after its key was last seen.
 UNADMITTED_LIFETIME_MS: Final = 30 * 24 * 3600 * 1000

@@ -31,14 +31,17 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from zchat.envelope import nick_key
+from zchat.envelope.limits import MAX_ROOM
 
 #: Sequence numbers a window spans, a multiple of 8: comfortably more than a sender's
 #: outbox (`peer.outbox.MAX_OUTBOX`, 20,000), whose entries may all be resent at once
 #: and arrive in any order.
 WINDOW: Final = 65_536
 #: Windows of members who left, kept so that they cannot be replayed by a leave and a
-#: rejoin announced by the broker: 256 windows of 8 KiB, 2 MiB at most.
-MAX_DEPARTED: Final = 256
+#: rejoin announced by the broker. A broker can announce every other member of a full
+#: room gone at once (it evicts whom it likes), so a window for each: MAX_ROOM - 1 = 999
+#: windows of 8 KiB, 8 MiB at most, as much as the live windows of a full room.
+MAX_DEPARTED: Final = MAX_ROOM - 1
 
 
 class _Window:

@@ -26,7 +26,7 @@ outbox's windows are promises about the date (`peer.outbox`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from zchat.envelope import (
@@ -206,16 +206,25 @@ class Roster:
                 self._resent(self.sending.resend_to(member, self.directory, now, date_ms))
         return self._flush()
 
-    def deliver(self, delivery: Delivery, now: float, keys: tuple[SessionKey, ...]) -> Output:
-        """A delivery, to open with our session keys `keys`."""
-        member = self.directory.get(delivery.header.sender)
-        if member is None:
-            self._problem(ev.Problem(P.UNKNOWN_SENDER, delivery.header.sender))
-        else:
-            opened = self.inbox.deliver(
-                delivery, member, me=self.nick, room_id=self.room_id, keys=keys
-            )
-            self._opened(opened, member, now)
+    def deliver(
+        self, deliveries: Sequence[Delivery], now: float, keys: tuple[SessionKey, ...]
+    ) -> Output:
+        """Deliveries read in one go, to open with our session keys `keys`, in one pass
+        (`Inbox.deliver`); a MEMBERSHIP message in a pass of its own, after those
+        before it: its vouches may admit the senders of those after it."""
+        batch: list[tuple[Delivery, Contact]] = []
+        for delivery in deliveries:
+            member = self.directory.get(delivery.header.sender)
+            if member is not None and delivery.header.kind is not MessageKind.MEMBERSHIP:
+                batch.append((delivery, member))
+                continue
+            self._open(batch, keys, now)
+            batch = []
+            if member is None:
+                self._problem(ev.Problem(P.UNKNOWN_SENDER, delivery.header.sender))
+            else:
+                self._open([(delivery, member)], keys, now)
+        self._open(batch, keys, now)
         return self._flush()
 
     def acknowledge(
@@ -299,8 +308,9 @@ class Roster:
             held = self._accept_key(member)
         grant = Grant(How.YOU, self.nick, self.date_ms())
         self._apply(self.admission.grant(self, member, grant), now)
-        for delivery in held:
-            self._opened(self.inbox.open(delivery, member, me=self.nick, keys=keys), member, now)
+        for delivery in held:  # one by one: each may be a MEMBERSHIP message
+            (opened,) = self.inbox.open([(delivery, member)], me=self.nick, keys=keys)
+            self._opened(opened, member, now)
         return self._flush()
 
     def revoke(self, nick: str, now: float) -> Output:
@@ -441,6 +451,13 @@ class Roster:
         or `nick` joining. Said once until someone leaves (`Directory.report_full`)."""
         if self.directory.report_full():
             self._problem(ev.Problem(P.ROOM_FULL, nick, count=count))
+
+    def _open(
+        self, batch: list[tuple[Delivery, Contact]], keys: tuple[SessionKey, ...], now: float
+    ) -> None:
+        opened = self.inbox.deliver(batch, me=self.nick, room_id=self.room_id, keys=keys)
+        for (_, member), result in zip(batch, opened, strict=True):
+            self._opened(result, member, now)
 
     def _opened(self, opened: Opened, member: Contact, now: float) -> None:
         self._output.events += opened.events

@@ -19,7 +19,9 @@ from zchat.envelope import Delivery
 MAX_WITHHELD: Final = 100
 #: Bytes held back over all senders: about 180 messages of the largest size. Enough
 #: for a real member's backlog while someone checks a fingerprint; 40 hostile keys
-#: sending 100 such messages each would otherwise hold 90 MB.
+#: sending 100 such messages each would otherwise hold 90 MB. Not derived from MAX_ROOM:
+#: since protocol 3 a delivery is the same size in a room of 1,000 as of 2 (its own
+#: leaf and a path of at most 10 hashes, no recipient list).
 MAX_WITHHELD_BYTES: Final = 4 * 1024 * 1024
 #: What one recipient name of a held header costs in memory once parsed (a string),
 #: beyond its bytes on the wire: a direct message's header names up to 16 of them.

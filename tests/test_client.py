@@ -7,7 +7,7 @@ import contextlib
 import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import zmq
@@ -188,19 +188,21 @@ def test_a_burst_of_input_is_read_in_slices_with_the_ticker_running_between(
     async def main() -> None:
         with broker_thread() as server:
             a, b = await pair(server.bound[0], alice, bob)
-            receive, tick = b.core.receive, b.core.tick
+            receive, tick = b.core.receive_many, b.core.tick
             ticks: list[float] = []
 
-            def slow_receive(frames: list[bytes], now: float) -> None:
-                if frames[1] == bytes([p.Command.DELIVER]):
-                    time.sleep(0.002)
-                receive(frames, now)
+            def slow_receive(batch: Iterable[list[bytes]], now: float) -> None:
+                batch = list(batch)
+                for frames in batch:
+                    if frames[1] == bytes([p.Command.DELIVER]):
+                        time.sleep(0.002)
+                receive(batch, now)
 
             def counted_tick(now: float) -> None:
                 ticks.append(time.monotonic())
                 tick(now)
 
-            b.core.receive = slow_receive  # type: ignore[method-assign]
+            b.core.receive_many = slow_receive  # type: ignore[method-assign]
             b.core.tick = counted_tick  # type: ignore[method-assign]
             for i in range(burst):  # sealed in a row: they all wait for bob at once
                 a.send_text(f"m{i}", to=["bob"])

@@ -58,7 +58,7 @@ def test_a_message_older_than_the_replay_window_is_reported_stale(
     room.send(a, "first")
     room.pump()
     (old,) = [f for f in room.wire[b] if f[1] == bytes([p.Command.DELIVER])]
-    sender.seq += 1_000_000  # far ahead: the first message is now outside the window
+    sender.roster.sending.seq += 1_000_000  # far ahead: the first message is now outside the window
     room.send(a, "much later")
     room.pump()
     room.peers[b].receive(old, room.now)  # a replay of the first

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from tests.support.room import ROOM_ID, ready_core
 from zchat.envelope import Identity, MessageKind, Recipient, seal
+from zchat.envelope.limits import MAX_ROOM
 from zchat.peer import events as ev
 from zchat.peer.core import PeerCore
 from zchat.peer.replay import MAX_DEPARTED, WINDOW, ReplayGuard
@@ -98,9 +99,20 @@ def test_windows_of_members_who_left_are_evicted_beyond_a_bound() -> None:
         nick = f"visitor{i}"
         guard.record(nick, bytes([i % 256]) * 32, 1)
         guard.forget(nick)
-    assert guard.bitmap_bytes() == MAX_DEPARTED * WINDOW // 8  # 2 MiB, not 6
+    assert guard.bitmap_bytes() == MAX_DEPARTED * WINDOW // 8  # 8 MiB, not 24
     guard.record("alice", ALICE_FP, 1)
     assert guard.bitmap_bytes() == (MAX_DEPARTED + 1) * WINDOW // 8
+
+
+def test_every_other_member_of_a_full_room_may_leave_and_none_can_be_replayed() -> None:
+    # A broker can announce all 999 others gone at once, then one of them back with a
+    # message already shown: every departed window is still there to refuse it.
+    guard = ReplayGuard()
+    for i in range(MAX_ROOM - 1):
+        guard.record(f"m{i}", i.to_bytes(32, "big"), 7)
+        guard.forget(f"m{i}")
+    assert not guard.is_new("m0", (0).to_bytes(32, "big"), 7)
+    assert guard.bitmap_bytes() == (MAX_ROOM - 1) * WINDOW // 8  # 8 MiB at most
 
 
 def test_a_nickname_has_one_live_window_however_many_keys_the_broker_gives_it() -> None:

@@ -16,6 +16,7 @@ from zchat.wire.protocol import MAX_MESSAGE_FRAMES
 
 #: Messages queued per connection before the socket reports "full". Deep enough for
 #: bursts; shallow enough that a stalled peer is noticed and costs bounded memory.
+#: A full room's join storm is 1,000 messages to a peer (a SNAPSHOT and 999 JOINs).
 SEND_HWM: Final = 10_000
 RECV_HWM: Final = 10_000
 #: The broker's ROUTER queues far fewer messages per connection, because libzmq counts
@@ -24,7 +25,9 @@ RECV_HWM: Final = 10_000
 #: messages itself, counted in bytes (`broker.held`, PROTOCOL.md §3.9). Not lower:
 #: libzmq learns what a reader took only every HWM/2 messages, so with 64 an honest
 #: room of 5 already spilled 9% of its deliveries into the slower held path; with 256,
-#: `make bench` holds none, up to rooms of 50.
+#: `make bench` holds none, up to rooms of 50. In a full room's join storm a member is
+#: sent up to 999 JOINs: 256 wait here and the rest are held and counted (3.1 MB at
+#: most, under the broker's 8 MiB per connection; tests/test_room_of_a_thousand.py).
 ROUTER_SEND_HWM: Final = 256
 #: And it reads ahead at most this many messages per connection: a sender faster than
 #: the broker waits in its own queue (TCP pushes back), not in the broker's memory.
