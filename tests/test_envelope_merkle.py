@@ -175,6 +175,7 @@ def test_every_tree_and_path_up_to_70_leaves_matches_the_reference(n: int) -> No
     for m in range(n):
         path = ref_path(m, leaves)
         assert tree.path_hashes(m) == path
+        assert tree.path(m) == b"".join(path)  # as cut for the wire, all at once
         assert root_from_path(m, n, leaf_hash(leaves[m]), path) == root
         assert len(path) <= (n - 1).bit_length()  # ceil(log2 n)
 
