@@ -39,7 +39,7 @@ from zchat.bench.clock import sleep_until
 from zchat.bench.keycache import read_identity
 from zchat.envelope import Identity, certify, generate_session_key, room_id
 from zchat.wire.protocol import ErrorCode
-from zchat.wire.transport import configure
+from zchat.wire.transport import configure, recv_bounded
 
 #: A worker whose parent is gone, or that has lived this long, exits on its own.
 MAX_LIFETIME_S: Final = 1800.0
@@ -182,7 +182,8 @@ class Worker:
         assert sock is not None
         for _ in range(DRAIN_BATCH):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                # As a real peer reads (`peer.client`): a storm is a million JOINs here.
+                frames = recv_bounded(sock)
             except zmq.Again:
                 return
             now = time.monotonic_ns()

@@ -281,8 +281,8 @@ class Broker:
             int(cfg.heartbeat_timeout * 1000),
             room.name,
         )
-        members = tuple(_member(s) for s in room.by_nick.values() if s is not session)
-        return [*out, _to(conn, welcome), _to(conn, p.Snapshot(members))]
+        members = (s.member_frames() for s in room.by_nick.values() if s is not session)
+        return [*out, _to(conn, welcome), Outgoing(conn, p.snapshot_frames(members))]
 
     def _replace(self, old: Session) -> list[Outgoing]:
         """`old`'s nickname and key proved themselves on another connection (its peer
@@ -509,7 +509,7 @@ class Broker:
         for session in joined:
             room = self._rooms.get(session.room)
             if room is not None and room.listed(session):  # still here
-                join = p.encode(p.Join(_member(session)))
+                join = p.join_frames(session.member_frames())
                 out += [Outgoing(s.conn, join) for s in room.by_nick.values() if s not in newer]
             newer.discard(session)
         return out
@@ -594,7 +594,3 @@ _REPLACED: Final = p.encode(p.Error(p.ErrorCode.REPLACED, "logged in elsewhere")
 _VERSION_REASON: Final = f"this broker speaks zchat protocol {p.PROTOCOL_VERSION}"
 #: Messages whose answers go to their sender only: no need to announce joins first.
 _SAYS_NOTHING_TO_OTHERS: Final = (p.Hello, p.Proof, p.Heartbeat)
-
-
-def _member(session: Session) -> p.Member:
-    return p.Member(session.nick, session.public_der, session.certificate)

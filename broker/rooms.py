@@ -47,6 +47,16 @@ class Session:
     certificate: bytes = b""
     certificate_created_ms: int = 0
     transport_key: bytes | None = None  # the CURVE key that said HELLO, if any
+    #: This member as SNAPSHOT and JOIN carry it, made once per certificate: a join
+    #: storm of 1,000 lists every member in 1,000 SNAPSHOTs.
+    _frames: tuple[bytes, bytes, bytes] | None = field(default=None, init=False, repr=False)
+
+    def member_frames(self) -> tuple[bytes, bytes, bytes]:
+        """Nickname, identity key and certificate, as `wire.protocol.member_frames`."""
+        frames = self._frames
+        if frames is None or frames[2] is not self.certificate:  # a REKEY replaced it
+            frames = self._frames = (self.nick.encode(), self.public_der, self.certificate)
+        return frames
 
 
 @dataclass(eq=False)

@@ -774,10 +774,11 @@ def test_a_takeover_corrects_what_was_held_for_the_old_connection_and_tells_it_f
 
 
 def test_a_good_rekey_is_answered_to_the_rotating_member_as_it_is_told_the_others(
-    alice: Identity, bob: Identity
+    alice: Identity, bob: Identity, carol: Identity
 ) -> None:
     """REKEY gets a positive answer (V3 §5): REKEYED naming the rotating member itself,
-    with the certificate the broker accepted. Only then may its old key's grace start."""
+    with the certificate the broker accepted. Only then may its old key's grace start.
+    A later newcomer's SNAPSHOT lists the new certificate, not the one it replaced."""
     room = MemoryRoom()
     a, b = room.join("alice", alice), room.join("bob", bob)
     cert = certificate(alice, "alice", room.wall + 60)
@@ -785,6 +786,13 @@ def test_a_good_rekey_is_answered_to_the_rotating_member_as_it_is_told_the_other
     assert sorted(parsed(out)) == sorted(
         [(a, p.Rekeyed("alice", cert)), (b, p.Rekeyed("alice", cert))]
     )
+    hi = room.broker.handle(b"c", p.encode(hello(b"carol", carol)), room.now)
+    challenge = p.parse_from_broker(hi[-1].frames)
+    assert isinstance(challenge, p.Challenge)
+    proof = sign_proof(carol.private_key, challenge.nonce, b"carol", carol.public_der)
+    *_, (_, snapshot) = parsed(room.broker.handle(b"c", p.encode(p.Proof(proof)), room.now))
+    assert isinstance(snapshot, p.Snapshot)
+    assert {m.nick: m.certificate for m in snapshot.members}["alice"] == cert
 
 
 def test_a_member_saying_hello_again_keeps_getting_its_deliveries_until_its_proof(

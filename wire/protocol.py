@@ -35,7 +35,8 @@ stolen identity key opens nothing recorded (forward secrecy, docs/SECURITY.md).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -285,9 +286,9 @@ def encode(msg: Message) -> list[bytes]:
         case Error(code, reason, msg_id):
             body = [bytes([code]), _reason(reason), msg_id]
         case Snapshot(members):
-            body = [part for m in members for part in _member_frames(m)]
+            return snapshot_frames(member_frames(m) for m in members)
         case Join(member):
-            body = _member_frames(member)
+            return join_frames(member_frames(member))
         case Rekeyed(nick, cert):
             body = [nick.encode(), cert]
         case Leave(nick, reason):
@@ -308,8 +309,20 @@ def deliver_frames(envelope: Envelope, index: int) -> list[bytes]:
     return [PROTOCOL_TAG, _DELIVER_BYTE, *envelope.delivery_frames(index)]
 
 
-def _member_frames(member: Member) -> list[bytes]:
-    return [member.nick.encode(), member.public_der, member.certificate]
+def member_frames(member: Member) -> tuple[bytes, bytes, bytes]:
+    """A member as SNAPSHOT and JOIN carry it: nickname, identity key, certificate."""
+    return (member.nick.encode(), member.public_der, member.certificate)
+
+
+def snapshot_frames(members: Iterable[Sequence[bytes]]) -> list[bytes]:
+    """SNAPSHOT from each member's frames (`member_frames`), with no `Member` objects:
+    in a join storm the broker sends one per newcomer, each listing everyone."""
+    return [PROTOCOL_TAG, _SNAPSHOT_BYTE, *itertools.chain.from_iterable(members)]
+
+
+def join_frames(member: Sequence[bytes]) -> list[bytes]:
+    """JOIN from a member's frames (`member_frames`)."""
+    return [PROTOCOL_TAG, _JOIN_BYTE, *member]
 
 
 def _reason(text: str) -> bytes:
@@ -340,6 +353,8 @@ _COMMANDS: Final[dict[type, Command]] = {
     Rekeyed: Command.REKEYED,
 }
 _DELIVER_BYTE: Final = bytes([Command.DELIVER])
+_SNAPSHOT_BYTE: Final = bytes([Command.SNAPSHOT])
+_JOIN_BYTE: Final = bytes([Command.JOIN])
 _REFUSE_BYTE: Final = bytes([Command.REFUSE])
 #: A version refusal's frames: tag, command, code and reason.
 _VERSION_REFUSAL_FRAMES: Final = 4
