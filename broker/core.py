@@ -4,8 +4,8 @@ One broker holds many rooms (`broker.rooms`): each HELLO names its room, and not
 of a room's (a nickname, a key, a delivery, an announcement, a count) reaches another.
 
 `Broker.handle(conn, frames, now)` takes one message from connection `conn` (an opaque
-ZeroMQ routing id) and returns the list of `Outgoing` messages to send. `tick(now)`
-does heartbeats and evictions. The socket loop in `broker.server` only moves bytes.
+ZeroMQ routing id) and returns the `Outgoing` messages to send; `tick(now)` does
+heartbeats and evictions; the socket loop (`broker.server`) only moves bytes.
 
 Nicknames are *not* ZeroMQ routing ids: libzmq silently parks a second connection
 that claims a routing id already in use, so a refusal could never reach it. Routing
@@ -103,6 +103,10 @@ class Broker:
         self, conn: bytes, frames: list[bytes], now: float, transport_key: bytes | None = None
     ) -> list[Outgoing]:
         """Handle one message; `transport_key` is the CURVE key it came with, if any."""
+        member = None if conn in self._pending else self._sessions.get(conn)
+        if member is not None and frames == _HEARTBEAT and member.transport_key == transport_key:
+            member.last_seen = now  # half an idle room's traffic: no parse, no dispatch
+            return []
         out = self._handle(conn, frames, now, transport_key)
         if out:
             self._sent(out, now)

@@ -7,12 +7,15 @@ its metrics (`broker.metrics`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from zchat.envelope import Header
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
+class Outgoing(NamedTuple):
+    """A message to send to one connection. A named tuple, not a frozen dataclass: a join
+    storm of 1,000 makes half a million of them, and a tuple is made in half the time."""
+
     conn: bytes
     frames: list[bytes]
     #: For a DELIVER, the header of the envelope it carries: all a correction needs if
