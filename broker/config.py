@@ -23,7 +23,7 @@ DEFAULT_MAX_ROOMS: Final = 1000
 @dataclass(frozen=True, slots=True)
 class BrokerConfig:
     #: docs/PROTOCOL.md §3.8 says why 2.5 s and 10 s: an idle member costs the broker
-    #: two messages per interval, and a timeout of four intervals rides out a stall.
+    #: two messages per interval, and a beat may come 7.5 s late before it is given up.
     heartbeat_interval: float = 2.5
     heartbeat_timeout: float = 10.0
     #: A handshake not finished within this long is forgotten.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.procs import ZCHAT, running, start_broker, start_peer
+from zchat.broker.config import BrokerConfig
+from zchat.commands.broker import broker as broker_command
 
 
 def test_version_prints_the_version() -> None:
@@ -26,6 +29,19 @@ def test_every_command_has_help(command: list[str]) -> None:
         [*ZCHAT, *command, "--help"], capture_output=True, text=True, timeout=30, check=True
     )
     assert "Usage" in out.stdout
+
+
+def test_the_broker_command_runs_with_the_cores_own_timers_when_not_told() -> None:
+    """`zchat broker`'s defaults are BrokerConfig's, which PROTOCOL.md §3.8 justifies: the
+    interval once stayed 2 s in the command after the core's became 2.5 s."""
+    params = inspect.signature(broker_command).parameters
+    core = BrokerConfig()
+    assert params["heartbeat_interval"].default == core.heartbeat_interval
+    assert params["heartbeat_timeout"].default == core.heartbeat_timeout
+    help_text = subprocess.run(
+        [*ZCHAT, "broker", "--help"], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    assert f"default: {core.heartbeat_interval:g}" in help_text
 
 
 @pytest.mark.slow

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from zchat.broker.metrics import MetricsAddress
 
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
+#: The timers a broker runs with when not told: the core's own (docs/PROTOCOL.md §3.8),
+#: written once. The interval once stayed 2 s here after the core's became 2.5 s.
+_DEFAULTS = BrokerConfig()
 
 
 class LogLevel(str, enum.Enum):
@@ -51,7 +54,7 @@ def broker(
     heartbeat_interval: Annotated[
         float,
         typer.Option(envvar="ZCHAT_HEARTBEAT_INTERVAL", min=0.01, help="Seconds between beats."),
-    ] = 2.0,
+    ] = _DEFAULTS.heartbeat_interval,
     heartbeat_timeout: Annotated[
         float,
         typer.Option(
@@ -59,7 +62,7 @@ def broker(
             min=0.05,
             help="Seconds of silence before a peer is evicted; also bounds handshakes.",
         ),
-    ] = 10.0,
+    ] = _DEFAULTS.heartbeat_timeout,
     curve: Annotated[
         bool,
         typer.Option(
