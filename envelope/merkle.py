@@ -108,8 +108,9 @@ class MerkleTree:
 
     def path_hashes(self, index: int) -> list[bytes]:
         """The audit path of leaf `index` (RFC 9162 §2.1.3.1), leaf side first."""
-        path = self.path(index)
-        return [path[at : at + HASH_BYTES] for at in range(0, len(path), HASH_BYTES)]
+        hashes = split_path(self.path(index))
+        assert hashes is not None, "a path is whole hashes"
+        return hashes
 
 
 def tree_head(leaves: Sequence[bytes]) -> bytes:
