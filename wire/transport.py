@@ -57,10 +57,10 @@ _RECV_LIMIT = MAX_MESSAGE_FRAMES + 2
 
 #: Plain ints: pyzmq's `send_multipart` ORs enum flags for every frame, which costs
 #: more than libzmq's send itself (`make bench` profile: a third of the broker's time).
-#: Measured again for issue 21 (pyzmq 27, a ROUTER to an inproc DEALER): a JOIN of 5
-#: frames costs 4-6 us through `send_nowait` and 9-15 us through one `send_multipart`
-#: call; a DELIVER of 6 frames 5.5 us against 15-21 us. So one call per message stays
-#: this function, and a frame per libzmq call under it.
+#: Measured again for issue 21 (pyzmq 27, a ROUTER to an inproc DEALER, frames still
+#: through pyzmq's Python `send`): a JOIN of 5 frames costs 4-6 us through `send_nowait`
+#: and 9-15 us through one `send_multipart` call; a DELIVER of 6 frames 5.5 us against
+#: 15-21 us. So one call per message stays this function, a frame per libzmq call under it.
 _MORE_NOWAIT: Final = int(zmq.SNDMORE | zmq.NOBLOCK)
 _NOWAIT: Final = int(zmq.NOBLOCK)
 #: The compiled `send` under pyzmq's Python one (`zmq.Socket.send` only adds DRAFT
