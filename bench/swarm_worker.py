@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import heapq
 import os
+import select
 import signal
 import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import zmq
 
@@ -52,10 +53,18 @@ _GONE_ERRORS: Final = frozenset({ErrorCode.EVICTED, ErrorCode.REPLACED, ErrorCod
 _NS: Final = 1_000_000_000
 #: The swarm's certificates outlive any run.
 CERT_LIFETIME_MS: Final = 86_400_000
+#: Plain ints: pyzmq's enums cost a microsecond a call in the loop's hottest test.
+_EVENTS: Final = int(zmq.EVENTS)
+_POLLIN: Final = int(zmq.POLLIN)
 
 
 def seat_nick(seat: int) -> str:
     return f"s{seat:04d}"
+
+
+def _readable(sock: zmq.Socket[bytes]) -> bool:
+    """Whether a message waits: libzmq's own word, which the socket's FD only hints at."""
+    return bool(cast(int, sock.get(_EVENTS)) & _POLLIN)
 
 
 @dataclass(eq=False)
@@ -75,7 +84,8 @@ class Session:
     known: int = 0  # other members heard of: snapshot, joins, leaves
     welcomed_ns: int = 0
     settled_ns: int = 0
-    recipients: lw.Recipients | None = None
+    recipients: lw.Recipients | None = None  # made when it first sends (`_address`)
+    recipients_of: tuple[int, ...] = ()  # the room's seats they were made from
 
 
 @dataclass
@@ -117,9 +127,18 @@ class Worker:
         self.sessions: dict[int, Session] = {}
         for seat in range(first, first + count):
             self.sessions[seat] = Session(seat, seat_nick(seat), read_identity(keys, seat))
-        self.by_sock: dict[zmq.Socket[bytes], Session] = {}
-        self.poller = zmq.Poller()
-        self.poller.register(self.control, zmq.POLLIN)
+        # Not zmq.Poller: zmq_poll asks every socket for its FD and EVENTS on every call,
+        # a quarter of a worker's CPU in a storm, on the cores the broker under test has.
+        self.epoll = select.epoll()
+        self.control_fd = self.control.FD
+        self.epoll.register(self.control_fd, select.EPOLLIN)
+        self.by_fd: dict[int, Session] = {}
+        # A socket's FD only says that its state may have changed, and a send or a recv
+        # can take that signal while libzmq handles its commands. So a socket is looked
+        # at until libzmq itself says nothing waits (EVENTS, or a recv raising Again),
+        # and again after anything is sent on it.
+        self.ready: set[Session] = set()
+        self.control_ready = False  # `ready`, for the parent's socket
         self.beats: list[tuple[int, int]] = []  # (due, seat): a heap, stale entries skipped
         self.evicted: set[str] = set()  # nicknames the broker gave up on, as anyone heard
         self.refused: Counter[str] = Counter()
@@ -138,19 +157,16 @@ class Worker:
     # --- the loop ----------------------------------------------------------------------
 
     def serve(self) -> None:
-        self.control.send_json({"ready": True})
+        self._reply({"ready": True})
         parent = os.getppid()
         stop_at = time.monotonic() + MAX_LIFETIME_S
         check_parent = 0.0
         while True:
-            now = time.monotonic_ns()
-            timeout = self._timers(now)
-            for sock, _ in self.poller.poll(timeout):
-                if sock is self.control:
-                    if not self._command(self.control.recv_json()):
-                        return
-                elif (session := self.by_sock.get(sock)) is not None:
-                    self._drain(session)  # else closed by a command of this same poll
+            timeout = self._timers(time.monotonic_ns())
+            self._wait(0 if self.ready or self.control_ready else timeout)
+            if self.control_ready and not self._commands():
+                return
+            self._drain_ready()
             self._check_phase(time.monotonic_ns())
             if time.monotonic() > check_parent:
                 check_parent = time.monotonic() + 1
@@ -164,7 +180,7 @@ class Worker:
             due, seat = heapq.heappop(beats)
             s = self.sessions[seat]
             if s.state == "in" and s.next_beat == due and s.sock is not None:
-                s.sock.send_multipart(lw.heartbeat())
+                self._send(s, lw.heartbeat())
                 s.next_beat = due + s.interval_ns
                 heapq.heappush(beats, (s.next_beat, seat))
         while sends and sends[-1][0] <= now:
@@ -177,7 +193,34 @@ class Worker:
         )
         return max(0, (nxt - now) // 1_000_000)
 
-    def _drain(self, s: Session) -> None:
+    def _wait(self, timeout_ms: int) -> None:
+        """Mark ready every socket whose FD has signalled, waiting at most `timeout_ms`."""
+        # epoll rounds its timeout up to whole ms, and 67 / 1000 s comes out as 68 ms:
+        # half a ms less wakes the timers when zmq_poll did.
+        for fd, _ in self.epoll.poll(max(0.0, timeout_ms - 0.5) / 1000):
+            if fd == self.control_fd:
+                self.control_ready = True
+            else:
+                self.ready.add(self.by_fd[fd])
+
+    def _commands(self) -> bool:
+        """Run every command waiting from the parent; False once told to quit."""
+        # Asked again after each command: its reply is a send, which may take the signal.
+        while _readable(self.control):
+            # The parent sends JSON objects only.
+            if not self._command(cast(dict[str, Any], self.control.recv_json())):
+                return False
+        self.control_ready = False
+        return True
+
+    def _drain_ready(self) -> None:
+        # A copy: draining may close a session (gone), which takes it out of `ready`.
+        for s in list(self.ready):
+            if s.sock is None or not _readable(s.sock) or not self._drain(s):
+                self.ready.discard(s)
+
+    def _drain(self, s: Session) -> bool:
+        """Read up to DRAIN_BATCH messages; whether more may be waiting."""
         sock = s.sock
         assert sock is not None
         for _ in range(DRAIN_BATCH):
@@ -185,14 +228,17 @@ class Worker:
                 # As a real peer reads (`peer.client`): a storm is a million JOINs here.
                 frames = recv_bounded(sock)
             except zmq.Again:
-                return
+                # A recv that finds nothing has handled libzmq's commands first: what
+                # comes next signals the FD, even after sends made while draining.
+                return False
             now = time.monotonic_ns()
             self.last_rx = now
             self.rx_messages += 1
             self.rx_bytes += sum(map(len, frames))
             self._handle(s, frames, now)
             if s.sock is None:
-                return
+                return False
+        return True
 
     def _handle(self, s: Session, frames: list[bytes], now: int) -> None:
         cmd = lw.command(frames)
@@ -220,11 +266,8 @@ class Worker:
             if reason in lw.EVICTION_REASONS:
                 self.evicted.add(nick.decode())
         elif cmd == lw.CHALLENGE:
-            assert s.sock is not None
             der = s.identity.public_der
-            s.sock.send_multipart(
-                lw.proof(s.identity.private_key, lw.challenge_nonce(frames), s.nick, der)
-            )
+            self._send(s, lw.proof(s.identity.private_key, lw.challenge_nonce(frames), s.nick, der))
         elif cmd == lw.WELCOME:
             s.state = "in"
             s.welcomed_ns = now
@@ -242,8 +285,7 @@ class Worker:
             if code == ErrorCode.HELLO_FIRST and s.state == "hello" and s.sock is not None:
                 # The broker forgot our handshake: say HELLO again, as a real peer does.
                 self.rehellos += 1
-                again = lw.hello(s.nick, s.identity.public_der, s.certificate, s.room)
-                s.sock.send_multipart(again)
+                self._send(s, lw.hello(s.nick, s.identity.public_der, s.certificate, s.room))
             elif code in _GONE_ERRORS:
                 self.evicted.add(s.nick)
                 self._gone(s)
@@ -256,12 +298,34 @@ class Worker:
         s.state = "gone"
         self._close(s)
 
-    def _close(self, s: Session) -> None:
+    def _open(self, s: Session, endpoint: str) -> None:
+        sock = self.ctx.socket(zmq.DEALER)
+        configure(sock)
+        sock.connect(endpoint)
+        s.sock = sock
+        fd = sock.FD
+        self.by_fd[fd] = s
+        self.epoll.register(fd, select.EPOLLIN)
+        self._send(s, lw.hello(s.nick, s.identity.public_der, s.certificate, s.room))
+
+    def _close(self, s: Session, linger: int = 0) -> None:
         if s.sock is not None:
-            self.poller.unregister(s.sock)
-            del self.by_sock[s.sock]
-            s.sock.close(linger=0)
+            # Before the close: the next socket opened may be given the same fd.
+            fd = s.sock.FD
+            self.epoll.unregister(fd)
+            del self.by_fd[fd]
+            self.ready.discard(s)
+            s.sock.close(linger=linger)
             s.sock = None
+
+    def _send(self, s: Session, frames: list[bytes]) -> None:
+        assert s.sock is not None
+        s.sock.send_multipart(frames)
+        self.ready.add(s)  # the send may have taken the FD's signal
+
+    def _reply(self, msg: dict[str, Any]) -> None:
+        self.control.send_json(msg)
+        self.control_ready = True  # as `_send`
 
     def _send_message(self, s: Session, due: int, number: int) -> None:
         if s.state != "in" or s.sock is None or self.busy is None or s.recipients is None:
@@ -275,7 +339,7 @@ class Worker:
             due_ns=due,
             wall_ms=int(time.time() * 1000),
         )
-        s.sock.send_multipart(frames)
+        self._send(s, frames)
         self.busy.sent += 1
 
     # --- commands ------------------------------------------------------------------------
@@ -284,7 +348,7 @@ class Worker:
         name = cmd["cmd"]
         if name == "quit":
             self._leave()
-            self.control.send_json({})
+            self._reply({})
             return False
         if name == "join":
             self._start_join(cmd)
@@ -292,12 +356,12 @@ class Worker:
             self._start_busy(cmd)
         elif name == "stats":
             present = sum(1 for s in self.sessions.values() if s.state == "in")
-            self.control.send_json(
+            self._reply(
                 {"evicted": sorted(self.evicted), "refused": self.refused, "present": present}
             )
         elif name == "leave":
             self._leave()
-            self.control.send_json({})
+            self._reply({})
         return True
 
     def _start_join(self, cmd: dict[str, Any]) -> None:
@@ -326,26 +390,13 @@ class Worker:
             s.room, s.size, s.known, s.state = room, size, 0, "hello"
             s.welcomed_ns = s.settled_ns = 0
             connect.append((s, endpoint))
-        # Everyone in a room writes to all the others: the seats come from the parent.
-        for members in cmd["rooms"].values():
-            others = {seat: seat_nick(seat) for seat in members}
-            for seat in members:
-                if seat in self.sessions:
-                    nicks = (nick for m, nick in others.items() if m != seat)
-                    self.sessions[seat].recipients = lw.Recipients.of(tuple(nicks))
         self.join = JoinReport(connected=len(connect))
         self.rx_bytes = self.rx_messages = 0
         self.phase = "join"
         self.done_after = cmd["start_ns"] + int(cmd["timeout_s"] * _NS)
         sleep_until(cmd["start_ns"])
         for s, endpoint in connect:
-            sock = self.ctx.socket(zmq.DEALER)
-            configure(sock)
-            sock.connect(endpoint)
-            s.sock = sock
-            self.by_sock[sock] = s
-            self.poller.register(sock, zmq.POLLIN)
-            sock.send_multipart(lw.hello(s.nick, s.identity.public_der, s.certificate, s.room))
+            self._open(s, endpoint)
 
     def _start_busy(self, cmd: dict[str, Any]) -> None:
         start, measure, end = cmd["start_ns"], cmd["measure_ns"], cmd["end_ns"]
@@ -362,6 +413,7 @@ class Worker:
                 sender = members[number % len(members)]
                 if sender in mine:
                     sends.append((due, sender, number))
+                    self._address(self.sessions[sender], members)
                 # Every member but the sender gets it, if the sender is still in.
                 report.expected += len(here) - (1 if sender in here else 0)
                 number += 1
@@ -372,6 +424,18 @@ class Worker:
         self.phase = "busy"
         self.done_after = end + int(cmd["drain_s"] * _NS)
         self.busy_end = end
+
+    @staticmethod
+    def _address(s: Session, members: list[int]) -> None:
+        """Give a sender its recipients (the other seats of its room), once per room.
+
+        Made here, before the phase's clock starts, and only for seats that will send:
+        a tree over 999 nicknames takes 3 ms, and made for every seat when it joined,
+        it cost the storm it was made in 3 CPU-seconds, on the broker's cores."""
+        seats = tuple(members)
+        if s.recipients is None or s.recipients_of != seats:
+            s.recipients = lw.Recipients.of(tuple(seat_nick(m) for m in seats if m != s.seat))
+            s.recipients_of = seats
 
     def _check_phase(self, now: int) -> None:
         if self.phase == "join":
@@ -396,7 +460,7 @@ class Worker:
         report.refused = dict(self.refused)
         report.rehellos, self.rehellos = self.rehellos, 0
         self.phase, self.join = None, None
-        self.control.send_json(asdict(report))
+        self._reply(asdict(report))
 
     def _check_busy(self, now: int) -> None:
         busy = self.busy
@@ -407,17 +471,13 @@ class Worker:
         if busy.received < busy.expected and now < self.done_after and not quiet:
             return
         self.phase, self.busy = None, None
-        self.control.send_json(asdict(busy))
+        self._reply(asdict(busy))
 
     def _leave(self) -> None:
         for s in self.sessions.values():
             if s.sock is not None and s.state == "in":
-                s.sock.send_multipart(lw.bye())
-            if s.sock is not None:
-                self.poller.unregister(s.sock)
-                del self.by_sock[s.sock]
-                s.sock.close(linger=200)
-                s.sock = None
+                s.sock.send_multipart(lw.bye())  # and closed: nothing more to read
+            self._close(s, linger=200)
             s.state, s.room = "idle", ""
         self.beats.clear()
 
@@ -433,6 +493,7 @@ def main(argv: list[str]) -> int:
         w.control.send_json({"error": f"worker {worker}: {exc!r}"})
         raise
     finally:
+        w.epoll.close()
         w.control.close(linger=1000)
         w.ctx.destroy(linger=0)
     return 0
