@@ -51,6 +51,8 @@ DRAIN_BATCH: Final = 32
 QUIET_S: Final = 2.0
 _GONE_ERRORS: Final = frozenset({ErrorCode.EVICTED, ErrorCode.REPLACED, ErrorCode.HELLO_FIRST})
 _NS: Final = 1_000_000_000
+#: How often the loop asks whether a phase is over.
+CHECK_EVERY_NS: Final = 5_000_000
 #: The swarm's certificates outlive any run.
 CERT_LIFETIME_MS: Final = 86_400_000
 #: Plain ints: pyzmq's enums cost a microsecond a call in the loop's hottest test.
@@ -153,6 +155,7 @@ class Worker:
         self.done_after = 0  # a phase's deadline
         self.busy_end = 0
         self.last_rx = 0
+        self.next_check = 0  # when `_check_phase` looks again
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -438,6 +441,11 @@ class Worker:
             s.recipients_of = seats
 
     def _check_phase(self, now: int) -> None:
+        # Whether a phase is over is a scan of every seat: not on each of the storm's
+        # many thousand wake-ups. The times reported are stamped as messages arrive.
+        if now < self.next_check:
+            return
+        self.next_check = now + CHECK_EVERY_NS
         if self.phase == "join":
             self._check_join(now)
         elif self.phase == "busy":
