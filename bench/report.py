@@ -101,6 +101,15 @@ def show(results: Results, console: Console) -> None:
             f"latency at {n.open_rate_msgs_per_s:.1f} msg/s "
             f"from {n.latency_samples} deliveries{extra}"
         )
+        if n.crypto_in_place_ms_per_msg:
+            each = ", ".join(f"{k} {v:g}" for k, v in n.crypto_in_place_us.items())
+            bound = n.crypto_cpu_ms_per_msg / n.crypto_in_place_ms_per_msg
+            console.print(
+                f"room {n.room}: the cryptography as it ran in the peers: "
+                f"{n.crypto_in_place_ms_per_msg:g} ms per message against the ceiling's "
+                f"{n.crypto_cpu_ms_per_msg:g} (us: {each}); if nothing else ran, "
+                f"e2e_vs_crypto would be {bound:.2f}"
+            )
         for problem in n.problems[:3]:
             console.print(f"  problem: {problem}", markup=False)
     _show_targets(results, console)

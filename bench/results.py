@@ -28,6 +28,8 @@ class Settings:
     crypto_scale: float = 1.0
     #: Per sender and phase: every load loop is bounded in count as well as time.
     max_messages: int = 200_000
+    #: One more closed loop, each primitive timed inside the peers (`--time-crypto`).
+    time_crypto: bool = False
 
 
 QUICK = Settings(rooms=(2, 5), phase_s=1.0, warmup_s=0.25, crypto_scale=0.25)
@@ -140,6 +142,10 @@ class RoomNotes:
     #: of that, the kernel's share: loopback TCP, wake-ups, epoll
     e2e_kernel_share: float = 0.0
     crypto_cpu_ms_per_msg: float = 0.0
+    #: With --time-crypto: the same cryptography as it ran inside the peers, per
+    #: message and per primitive (us), from a closed loop of its own.
+    crypto_in_place_ms_per_msg: float = 0.0
+    crypto_in_place_us: dict[str, float] = field(default_factory=dict)
     #: Cores busy with something other than this benchmark during the closed loop.
     other_load_cores: float = 0.0
     open_rate_msgs_per_s: float = 0.0

@@ -8,6 +8,8 @@ instant in every worker and measured after a warm-up:
     join      each worker joins the real broker with the peer client library
     replay    pre-sealed envelopes as fast as the broker acknowledges them: broker routing
     closed    real sealed messages, opened by every recipient: end-to-end maximum
+    timed     with --time-crypto, the closed loop again with each primitive timed in
+              the peers (`bench.crypto_in_place`): the cryptography as it runs there
     open      half that load on a fixed schedule: latency from due time to opened
 
 Every child runs on 127.0.0.1, every wait has a deadline, and every child is ended
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import zmq
 
+from zchat.bench import crypto_in_place
 from zchat.bench.board import Board, board_path
 from zchat.bench.crypto import (
     crypto_ceiling,
@@ -196,6 +199,9 @@ def _end_to_end(
     notes.crypto_cpu_ms_per_msg = round(crypto_seconds_per_message(crypto, room) * 1000, 2)
     notes.other_load_cores = round(max(0.0, cpu.machine_s - cpu.processes_s) / seconds, 2)
 
+    if settings.time_crypto:
+        _time_crypto_in_place(fleet, room, settings, notes, step)
+
     step(room, "end to end, half load")
     notes.open_rate_msgs_per_s = e2e_rate / 2
     per_sender = notes.open_rate_msgs_per_s / room
@@ -208,6 +214,20 @@ def _end_to_end(
     due = _due_in_window(room, per_sender, settings)
     notes.unopened = max(0, due * (room - 1) - len(latencies))
     return e2e_rate, latencies
+
+
+def _time_crypto_in_place(
+    fleet: Fleet, room: int, settings: Settings, notes: RoomNotes, step: Step
+) -> None:
+    """The closed loop again, each primitive timed inside the peers: what the
+    cryptography costs there, against the ceiling's hot loops."""
+    step(room, "end to end, primitives timed")
+    timed = fleet.run_phase({"cmd": "closed_timed"}, settings, window=settings.e2e_window)
+    in_place = crypto_in_place.in_place(c["crypto"] for c in timed)
+    if in_place is not None:
+        per_msg = crypto_seconds_per_message(in_place, room)
+        notes.crypto_in_place_ms_per_msg = round(per_msg * 1000, 2)
+        notes.crypto_in_place_us = in_place.as_us()
 
 
 def _due_in_window(room: int, per_sender: float, settings: Settings) -> int:

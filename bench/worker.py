@@ -38,6 +38,7 @@ import zmq.asyncio
 from zchat.bench.bare import connect_bare_peer, run_bare_peer
 from zchat.bench.board import Board, board_path
 from zchat.bench.clock import asleep_until
+from zchat.bench.crypto_in_place import timed_primitives
 from zchat.bench.keys import key_path, read_key
 from zchat.bench.messages import bench_text, due_time
 from zchat.bench.replay import BenchCore, replay
@@ -177,6 +178,12 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), 0.02)
         return await self._finish_e2e(cmd, sent)
+
+    async def cmd_closed_timed(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """`cmd_closed` with each primitive timed (`bench.crypto_in_place`)."""
+        with timed_primitives() as tally:
+            reply = await self.cmd_closed(cmd)
+        return {**reply, "crypto": tally}
 
     async def cmd_open(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """A fixed schedule, whatever happens: the latency of a late send counts too."""

@@ -20,7 +20,9 @@ from zchat.bench.crypto import (
     time_crypto,
     time_rotation,
 )
-from zchat.envelope import Identity
+from zchat.bench.crypto_in_place import PRIMITIVES, in_place, timed_primitives
+from zchat.envelope import Identity, Recipient, open_delivery, room_id, seal
+from zchat.envelope import _primitives as prim
 
 ROOM_FIELDS = {
     "room",
@@ -58,6 +60,79 @@ def test_the_crypto_ceiling_follows_the_documented_formula(alice: Identity) -> N
     assert crypto_seconds_per_message(t, 10) == pytest.approx(per_message)
     assert crypto_ceiling(t, 10, cores=2) == pytest.approx(2 / per_message)
     assert crypto_ceiling(t, 50, cores=2) < crypto_ceiling(t, 10, cores=2)
+
+
+def test_primitives_timed_in_place_count_what_one_message_costs(
+    alice: Identity, bob: Identity
+) -> None:
+    originals = {name: getattr(prim, name) for name in PRIMITIVES}
+    room = room_id("bench")
+    with timed_primitives() as tally:
+        envelope = seal(
+            b"hello",
+            sender=alice,
+            sender_nick="alice",
+            room_id=room,
+            recipients=[Recipient(nick, bob.public_key) for nick in ("bob", "carol", "dave")],
+            seq=1,
+        )
+        opened = open_delivery(
+            envelope.delivery_for(0),
+            me="bob",
+            room_id=room,
+            keys=(bob,),
+            sender_key=alice.public_key,
+            sender_fingerprint=alice.fingerprint,
+        )
+    assert opened.plaintext == b"hello"
+    # As crypto_seconds_per_message counts them: one sign and encrypt, a wrap per
+    # recipient, and one verify, unwrap and decrypt for the delivery opened.
+    calls = {name: tally[name][0] for name in PRIMITIVES}
+    assert calls == {"sign": 1, "encrypt": 1, "wrap": 3, "verify": 1, "unwrap": 1, "decrypt": 1}
+    assert all(tally[name][1] > 0 for name in PRIMITIVES)
+    # The module is itself again afterwards.
+    assert all(getattr(prim, name) is fn for name, fn in originals.items())
+
+
+def test_in_place_timings_are_means_over_every_worker() -> None:
+    one = {name: [2, 0.002] for name in PRIMITIVES}
+    two = {name: [6, 0.010] for name in PRIMITIVES}
+    timings = in_place([one, two])
+    assert timings is not None
+    assert timings.unwrap == pytest.approx(0.012 / 8)
+    # A primitive never called (a phase too short to open anything): no figure.
+    none = {**one, "decrypt": [0, 0.0]}
+    assert in_place([none]) is None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_time_crypto_reports_the_cryptography_as_it_ran(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zchat",
+            "bench",
+            "--quick",
+            "--room",
+            "3",
+            "--time-crypto",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    notes = json.loads(out.read_text())["notes"][0]
+    assert set(notes["crypto_in_place_us"]) == set(PRIMITIVES)
+    assert all(us > 0 for us in notes["crypto_in_place_us"].values())
+    assert notes["crypto_in_place_ms_per_msg"] > 0
+    assert "the cryptography as it ran in the peers" in proc.stdout
 
 
 @pytest.mark.slow

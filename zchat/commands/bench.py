@@ -59,6 +59,14 @@ def bench(
         Path | None,
         typer.Option(help="Also draw the results to this PNG (needs the 'bench' extra)."),
     ] = None,
+    time_crypto: Annotated[
+        bool,
+        typer.Option(
+            "--time-crypto",
+            help="Also run the closed loop once more with each primitive timed inside the "
+            "peers: the cryptography as it runs there, against the ceiling's hot loops.",
+        ),
+    ] = False,
     swarm: Annotated[
         int | None,
         typer.Option(
@@ -88,6 +96,7 @@ def bench(
     if phase_seconds is not None:
         warmup = min(settings.warmup_s, phase_seconds / 4)
         settings = replace(settings, phase_s=phase_seconds, warmup_s=warmup)
+    settings = replace(settings, time_crypto=time_crypto)
     # Checked first: nobody should wait two minutes to learn the plot cannot be drawn.
     if plot is not None and importlib.util.find_spec("matplotlib") is None:
         fail("--plot needs matplotlib, which is not installed", "pip install 'zchat[bench]'")
@@ -107,8 +116,9 @@ def bench(
     tasks: dict[int | None, TaskID] = {
         None: progress.add_task("", total=_SETUP_STEPS, label="setup")
     }
+    steps = _ROOM_STEPS + settings.time_crypto
     for n in settings.rooms:
-        tasks[n] = progress.add_task("waiting", total=_ROOM_STEPS, label=f"room {n}")
+        tasks[n] = progress.add_task("waiting", total=steps, label=f"room {n}")
     current: dict[int | None, bool] = {}
 
     def step(room_size: int | None, what: str) -> None:
@@ -124,7 +134,7 @@ def bench(
     with _run_ends_cleanly(), progress:
         results = run(settings, step)
         for n in settings.rooms:
-            progress.update(tasks[n], completed=_ROOM_STEPS, description="done")
+            progress.update(tasks[n], completed=steps, description="done")
 
     report.show(results, console)
     report.write_json(results, out)
