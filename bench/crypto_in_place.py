@@ -6,7 +6,9 @@ does, in a process that shares the cores with the others, so its code and tables
 colder. `timed_primitives` puts the thread's CPU clock around each primitive a message
 costs (the same six `crypto_seconds_per_message` counts), for one phase, in a worker;
 `in_place` turns what the workers counted into `CryptoTimings` the ceiling's formula
-takes. The clock is a system call: about 2 us a primitive, which is why
+takes. CPU time, where the ceiling's best batches are wall time: a peer preempted in
+the middle of an unwrap must not be charged for the other processes' turns. The clock
+is a system call: about 2 us a primitive, which is why
 `zchat bench --time-crypto` runs it in a closed loop of its own, after the one whose
 rate counts.
 """
@@ -46,10 +48,10 @@ def timed_primitives() -> Iterator[Tally]:
 def _timed(fn: Callable[..., object], counts: list[float]) -> Callable[..., object]:
     clock = time.thread_time
 
-    def timed(*args: object) -> object:
+    def timed(*args: object, **kwargs: object) -> object:
         start = clock()
         try:
-            return fn(*args)
+            return fn(*args, **kwargs)
         finally:
             counts[0] += 1
             counts[1] += clock() - start

@@ -223,8 +223,11 @@ def _time_crypto_in_place(
     cryptography costs there, against the ceiling's hot loops."""
     step(room, "end to end, primitives timed")
     timed = fleet.run_phase({"cmd": "closed_timed"}, settings, window=settings.e2e_window)
+    notes.problems += [msg for c in timed for msg in c["problems"]]
     in_place = crypto_in_place.in_place(c["crypto"] for c in timed)
-    if in_place is not None:
+    if in_place is None:
+        notes.problems.append("--time-crypto: a primitive was never called in the timed loop")
+    else:
         per_msg = crypto_seconds_per_message(in_place, room)
         notes.crypto_in_place_ms_per_msg = round(per_msg * 1000, 2)
         notes.crypto_in_place_us = in_place.as_us()

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import heapq
 import os
-import select
+import selectors
 import signal
 import sys
 import time
@@ -131,9 +131,10 @@ class Worker:
             self.sessions[seat] = Session(seat, seat_nick(seat), read_identity(keys, seat))
         # Not zmq.Poller: zmq_poll asks every socket for its FD and EVENTS on every call,
         # a quarter of a worker's CPU in a storm, on the cores the broker under test has.
-        self.epoll = select.epoll()
+        # The OS's own (epoll, kqueue) over the sockets' FDs instead.
+        self.selector = selectors.DefaultSelector()
         self.control_fd = self.control.FD
-        self.epoll.register(self.control_fd, select.EPOLLIN)
+        self.selector.register(self.control_fd, selectors.EVENT_READ)
         self.by_fd: dict[int, Session] = {}
         # A socket's FD only says that its state may have changed, and a send or a recv
         # can take that signal while libzmq handles its commands. So a socket is looked
@@ -165,7 +166,10 @@ class Worker:
         stop_at = time.monotonic() + MAX_LIFETIME_S
         check_parent = 0.0
         while True:
-            timeout = self._timers(time.monotonic_ns())
+            now = time.monotonic_ns()
+            timeout = self._timers(now)
+            if self.phase is not None:  # wake to ask whether the phase is over
+                timeout = min(timeout, max(0, (self.next_check - now) // 1_000_000 + 1))
             self._wait(0 if self.ready or self.control_ready else timeout)
             if self.control_ready and not self._commands():
                 return
@@ -198,9 +202,8 @@ class Worker:
 
     def _wait(self, timeout_ms: int) -> None:
         """Mark ready every socket whose FD has signalled, waiting at most `timeout_ms`."""
-        # epoll rounds its timeout up to whole ms, and 67 / 1000 s comes out as 68 ms:
-        # half a ms less wakes the timers when zmq_poll did.
-        for fd, _ in self.epoll.poll(max(0.0, timeout_ms - 0.5) / 1000):
+        for key, _ in self.selector.select(timeout_ms / 1000):
+            fd = key.fd
             if fd == self.control_fd:
                 self.control_ready = True
             else:
@@ -308,14 +311,14 @@ class Worker:
         s.sock = sock
         fd = sock.FD
         self.by_fd[fd] = s
-        self.epoll.register(fd, select.EPOLLIN)
+        self.selector.register(fd, selectors.EVENT_READ)
         self._send(s, lw.hello(s.nick, s.identity.public_der, s.certificate, s.room))
 
     def _close(self, s: Session, linger: int = 0) -> None:
         if s.sock is not None:
             # Before the close: the next socket opened may be given the same fd.
             fd = s.sock.FD
-            self.epoll.unregister(fd)
+            self.selector.unregister(fd)
             del self.by_fd[fd]
             self.ready.discard(s)
             s.sock.close(linger=linger)
@@ -408,6 +411,7 @@ class Worker:
         mine = {s.seat for s in self.sessions.values() if s.state == "in"}
         for plan in cmd["rooms"].values():
             members: list[int] = plan["seats"]
+            seats = tuple(members)
             here = [m for m in members if m in mine]
             period = _NS / plan["rate"]
             first = start + int(period * plan["offset"])
@@ -416,7 +420,7 @@ class Worker:
                 sender = members[number % len(members)]
                 if sender in mine:
                     sends.append((due, sender, number))
-                    self._address(self.sessions[sender], members)
+                    self._address(self.sessions[sender], seats)
                 # Every member but the sender gets it, if the sender is still in.
                 report.expected += len(here) - (1 if sender in here else 0)
                 number += 1
@@ -429,13 +433,13 @@ class Worker:
         self.busy_end = end
 
     @staticmethod
-    def _address(s: Session, members: list[int]) -> None:
+    def _address(s: Session, seats: tuple[int, ...]) -> None:
         """Give a sender its recipients (the other seats of its room), once per room.
 
         Made here, before the phase's clock starts, and only for seats that will send:
-        a tree over 999 nicknames takes 3 ms, and made for every seat when it joined,
-        it cost the storm it was made in 3 CPU-seconds, on the broker's cores."""
-        seats = tuple(members)
+        a tree over 999 nicknames takes 3-6 ms, and made for every seat when it joined
+        (in the storm's 2 s lead), it added 3 CPU-seconds to the storm's figures and
+        could run into the storm itself."""
         if s.recipients is None or s.recipients_of != seats:
             s.recipients = lw.Recipients.of(tuple(seat_nick(m) for m in seats if m != s.seat))
             s.recipients_of = seats
@@ -501,7 +505,7 @@ def main(argv: list[str]) -> int:
         w.control.send_json({"error": f"worker {worker}: {exc!r}"})
         raise
     finally:
-        w.epoll.close()
+        w.selector.close()
         w.control.close(linger=1000)
         w.ctx.destroy(linger=0)
     return 0

@@ -10,6 +10,8 @@ JSON object per message; each command is answered when it is done::
     parent -> {"cmd": "join", "endpoint": ...}      <- {}       (everyone is in the room)
     parent -> {"cmd": "replay", ...}                <- Counts   (pre-sealed envelopes)
     parent -> {"cmd": "closed", ...}                <- Opened   (end to end, closed loop)
+    parent -> {"cmd": "closed_timed", ...}          <- Opened + {"crypto": tally}  (the same,
+                                                       each primitive timed: --time-crypto)
     parent -> {"cmd": "open", "rate": ...}          <- Opened   (end to end, fixed schedule)
     parent -> {"cmd": "quit"}                       <- {}       then BYE and exit
 

@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from zchat.bench import report
 from zchat.bench.crypto import (
     crypto_ceiling,
     crypto_seconds_per_message,
@@ -21,6 +23,15 @@ from zchat.bench.crypto import (
     time_rotation,
 )
 from zchat.bench.crypto_in_place import PRIMITIVES, in_place, timed_primitives
+from zchat.bench.results import (
+    CryptoTimings,
+    EnvelopeOverhead,
+    Results,
+    RoomNotes,
+    RoomResult,
+    RotationCost,
+    Settings,
+)
 from zchat.envelope import Identity, Recipient, open_delivery, room_id, seal
 from zchat.envelope import _primitives as prim
 
@@ -90,19 +101,40 @@ def test_primitives_timed_in_place_count_what_one_message_costs(
     calls = {name: tally[name][0] for name in PRIMITIVES}
     assert calls == {"sign": 1, "encrypt": 1, "wrap": 3, "verify": 1, "unwrap": 1, "decrypt": 1}
     assert all(tally[name][1] > 0 for name in PRIMITIVES)
-    # The module is itself again afterwards.
+    # The module is itself again afterwards, however the timed block ends.
+    assert all(getattr(prim, name) is fn for name, fn in originals.items())
+    with pytest.raises(RuntimeError), timed_primitives():
+        raise RuntimeError("the phase failed")
     assert all(getattr(prim, name) is fn for name, fn in originals.items())
 
 
 def test_in_place_timings_are_means_over_every_worker() -> None:
-    one = {name: [2, 0.002] for name in PRIMITIVES}
-    two = {name: [6, 0.010] for name in PRIMITIVES}
+    # Each primitive its own figures, so that names mixed up would show.
+    one = {name: [2, 0.001 * (i + 1)] for i, name in enumerate(PRIMITIVES)}
+    two = {name: [6, 0.010 * (i + 1)] for i, name in enumerate(PRIMITIVES)}
     timings = in_place([one, two])
     assert timings is not None
-    assert timings.unwrap == pytest.approx(0.012 / 8)
+    for i, name in enumerate(PRIMITIVES):
+        assert getattr(timings, name) == pytest.approx(0.011 * (i + 1) / 8), name
     # A primitive never called (a phase too short to open anything): no figure.
     none = {**one, "decrypt": [0, 0.0]}
     assert in_place([none]) is None
+
+
+def test_the_report_says_what_the_cryptography_in_place_allows() -> None:
+    crypto = CryptoTimings(*(1e-6 for _ in PRIMITIVES))
+    room = RoomResult(10, 1.0, 1.0, 1.0, 1.0, {"p50": 1, "p99": 1, "max": 1}, 1.0, 1.0, 0.7)
+    notes = RoomNotes(10, crypto_cpu_ms_per_msg=8.0, crypto_in_place_ms_per_msg=10.0)
+    notes.crypto_in_place_us = {"unwrap": 843.0}
+    overhead = EnvelopeOverhead(10, 1.0, 1.0, 1.0, 1.0)
+    machine = dict.fromkeys(("cores", "os", "python", "pyzmq", "libzmq", "cryptography"), "x")
+    results = Results(Settings(), machine, crypto, overhead, RotationCost(1, 1, 1), [room], [notes])
+    console = Console(record=True, width=400)
+    report.show(results, console)
+    text = console.export_text()
+    # 8 ms of the ceiling's cryptography against 10 as it ran: 0.8 at most.
+    assert "10 ms per message against the ceiling's 8 (us: unwrap 843)" in text
+    assert "e2e_vs_crypto would be 0.80" in text
 
 
 @pytest.mark.slow

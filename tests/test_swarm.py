@@ -115,6 +115,7 @@ def test_the_quick_swarm_writes_every_figure(tmp_path: Path) -> None:
     for busy in data["busy"]:
         assert busy["sent"] > 0
         assert busy["received"] > 0
+        assert busy["lost"] == 0
         assert math.isfinite(busy["wire_bytes_per_delivery"])
         assert 0 < busy["latency_ms"]["p50"] <= busy["latency_ms"]["p99"]
     assert data["keys"]["made"] == 30  # the most seats at once: 5 rooms of 6
