@@ -40,7 +40,7 @@ from zchat.bench.clock import sleep_until
 from zchat.bench.keycache import read_identity
 from zchat.envelope import Identity, certify, generate_session_key, room_id
 from zchat.wire.protocol import ErrorCode
-from zchat.wire.transport import configure, recv_bounded
+from zchat.wire.transport import configure, readable, recv_bounded
 
 #: A worker whose parent is gone, or that has lived this long, exits on its own.
 MAX_LIFETIME_S: Final = 1800.0
@@ -55,18 +55,10 @@ _NS: Final = 1_000_000_000
 CHECK_EVERY_NS: Final = 5_000_000
 #: The swarm's certificates outlive any run.
 CERT_LIFETIME_MS: Final = 86_400_000
-#: Plain ints: pyzmq's enums cost a microsecond a call in the loop's hottest test.
-_EVENTS: Final = int(zmq.EVENTS)
-_POLLIN: Final = int(zmq.POLLIN)
 
 
 def seat_nick(seat: int) -> str:
     return f"s{seat:04d}"
-
-
-def _readable(sock: zmq.Socket[bytes]) -> bool:
-    """Whether a message waits: libzmq's own word, which the socket's FD only hints at."""
-    return bool(cast(int, sock.get(_EVENTS)) & _POLLIN)
 
 
 @dataclass(eq=False)
@@ -212,7 +204,7 @@ class Worker:
     def _commands(self) -> bool:
         """Run every command waiting from the parent; False once told to quit."""
         # Asked again after each command: its reply is a send, which may take the signal.
-        while _readable(self.control):
+        while readable(self.control):
             # The parent sends JSON objects only.
             if not self._command(cast(dict[str, Any], self.control.recv_json())):
                 return False
@@ -222,7 +214,7 @@ class Worker:
     def _drain_ready(self) -> None:
         # A copy: draining may close a session (gone), which takes it out of `ready`.
         for s in list(self.ready):
-            if s.sock is None or not _readable(s.sock) or not self._drain(s):
+            if s.sock is None or not readable(s.sock) or not self._drain(s):
                 self.ready.discard(s)
 
     def _drain(self, s: Session) -> bool:

@@ -18,7 +18,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -36,6 +35,7 @@ from zchat.wire.transport import (
     LINGER_MS,
     TransportError,
     configure,
+    readable,
     recv_bounded,
     send_nowait,
     unwatch,
@@ -429,7 +429,7 @@ class Client:
             self._backlog.popleft()
             sent = True
         # A send can consume the FD's edge: if input is waiting, read it soon.
-        if sent and sock is not None and _readable(sock):
+        if sent and sock is not None and readable(sock):
             self._read_soon()
         for event in self.core.take_events():
             if isinstance(event, ev.Acked):
@@ -500,12 +500,6 @@ class Client:
 
 #: Phases after which no acknowledgement can come.
 _OVER = (Phase.CLOSED, Phase.REFUSED)
-_EVENTS = int(zmq.EVENTS)
-_POLLIN = int(zmq.POLLIN)
-
-
-def _readable(sock: zmq.Socket[bytes]) -> bool:
-    return bool(cast(int, sock.getsockopt(_EVENTS)) & _POLLIN)
 
 
 def _explain(event: int, value: int, curve: bool) -> ev.TransportFailed:
